@@ -1,0 +1,3 @@
+from airoad.cli import app
+
+app()

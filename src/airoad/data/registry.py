@@ -1,0 +1,39 @@
+"""The dataset registry: one `Dataset` entry per offline dataset."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from airoad.data.sources import Source
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """An offline dataset.
+
+    files: cached file name -> sha256 of its bytes (verified on fetch and by `data verify`).
+    loader: reads the cached folder and returns NumPy / pandas objects (documented per entry).
+    """
+
+    name: str
+    title: str
+    source: Source
+    licence: str
+    size_mb: float
+    loader: Callable[[Path], Any]
+    returns: str
+    files: dict[str, str] = field(default_factory=dict)
+
+
+REGISTRY: dict[str, Dataset] = {}
+
+
+def register(dataset: Dataset) -> Dataset:
+    if dataset.name in REGISTRY:
+        raise ValueError(f"dataset '{dataset.name}' registered twice")
+    if set(dataset.files) != set(dataset.source.members):
+        raise ValueError(f"dataset '{dataset.name}': files and source members differ")
+    REGISTRY[dataset.name] = dataset
+    return dataset

@@ -1,0 +1,1 @@
+"""Phase 1 foundations: linear algebra, statistics, calculus and optimisation, from scratch."""

@@ -1,0 +1,1 @@
+"""The lab machinery: contract, runner, tracking, exercise and check."""

@@ -1,0 +1,1 @@
+"""One runner module per built lab: `Config`, `QUICK` and `run(config, ctx) -> LabResult`."""

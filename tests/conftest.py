@@ -1,0 +1,38 @@
+"""Shared fixtures. `impl` is the implementation under test: the reference module named by the
+test module's REFERENCE, or the learner's file when `airoad check` points at one."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import pytest
+
+from airoad.home import data_dir
+from airoad.labs.learner import load_implementation
+
+# Every test gets a fresh AIROAD_HOME, but all share the dataset cache fetched by `make setup`.
+os.environ["AIROAD_DATA_DIR"] = str(data_dir())
+
+
+@pytest.fixture(scope="module")
+def impl(request):
+    reference = getattr(request.module, "REFERENCE", None)
+    if reference is None:
+        raise RuntimeError(f"{request.module.__name__} uses `impl` but defines no REFERENCE")
+    return load_implementation(reference)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_thread():
+    import torch
+
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path, monkeypatch):
+    """Tests never touch the user's ~/.airoad (progress, runs, MLflow store)."""
+    monkeypatch.setenv("AIROAD_HOME", str(tmp_path / "airoad_home"))
