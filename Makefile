@@ -1,0 +1,35 @@
+# make run: set up from nothing, then a quick tour of every built lab.
+# make test: set up the same way, fetch every dataset, run the whole test suite.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+AIROAD := $(BIN)/airoad
+PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
+
+.PHONY: setup run test bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# One pip command for every pinned dependency (torch==2.13.0 among them), so nothing can
+# pull a CUDA build of torch; then airoad itself, editable and without dependencies.
+$(VENV)/.installed: requirements.txt pyproject.toml | $(BIN)/python
+	$(PIP) install -r requirements.txt
+	$(PIP) install --no-deps -e .
+	touch $@
+
+setup: $(VENV)/.installed
+	$(AIROAD) data fetch --built
+
+run: setup
+	$(AIROAD) tour --quick
+
+test: setup
+	$(AIROAD) data fetch --all
+	OMP_NUM_THREADS=1 MPLBACKEND=Agg $(BIN)/python -m pytest
+
+bench: setup
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/foundations.py
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info

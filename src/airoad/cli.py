@@ -1,0 +1,188 @@
+"""The `airoad` command. Thin: parse arguments, call one function, print the result with rich.
+
+Heavy libraries (numpy, torch, mlflow, sklearn) are imported inside the commands so that
+`airoad --help` answers at once.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+from typing import Callable, List, Optional
+
+import typer
+from rich.console import Console
+
+from airoad.cli_data import data_app
+from airoad.errors import AiroadError
+
+app = typer.Typer(help="airoad: the AI-engineer roadmap as runnable, tested labs.",
+                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+progress_app = typer.Typer(help="Change a lab's progress state by hand.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+app.add_typer(progress_app, name="progress")
+console = Console()
+err = Console(stderr=True)
+
+
+def friendly(fn: Callable) -> Callable:
+    """Turn errors the user can fix into one red line and exit code 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except AiroadError as exc:
+            err.print(f"[red]error:[/red] {exc}", highlight=False)
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            err.print("[yellow]interrupted[/yellow]")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+@app.command()
+@friendly
+def labs(as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts.")):
+    """Every lab in the catalog: id, title, phase, layer, built/planned, your progress."""
+    from airoad import cli_views as views
+
+    rows = views.lab_rows()
+    if as_json:
+        print(json.dumps({"labs": rows}, indent=2))
+    else:
+        console.print(views.labs_table(rows))
+
+
+@app.command()
+@friendly
+def show(lab_id: str = typer.Argument(..., metavar="ID")):
+    """The lab's lesson, plus where its reference code and tests live."""
+    from airoad import cli_views as views
+
+    views.show_lab(console, lab_id)
+
+
+@app.command()
+@friendly
+def run(lab_id: str = typer.Argument(..., metavar="ID"),
+        quick: bool = typer.Option(False, "--quick", help="The seconds-long config."),
+        set_: List[str] = typer.Option([], "--set", metavar="KEY=VALUE",
+                                       help="Override one config value (repeatable)."),
+        out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default under $AIROAD_HOME/runs)."),
+        track: bool = typer.Option(True, "--track/--no-track", help="Log the run to MLflow.")):
+    """Run a lab: metrics.json, config.json and PNG figures in the run folder, logged to MLflow."""
+    from airoad import cli_views as views
+    from airoad.labs.runner import run_lab
+
+    with views.progress_bars(console) as bars:
+        rec = run_lab(lab_id, quick=quick, pairs=set_, out=out, track=track, progress=bars)
+    views.print_run(console, rec)
+
+
+@app.command()
+@friendly
+def runs(limit: int = typer.Option(20, help="How many recent runs to list.")):
+    """Past runs, newest first, with their key metrics."""
+    from airoad import cli_views as views
+    from airoad.labs.runner import past_runs
+
+    console.print(views.runs_table(past_runs()[:limit]))
+
+
+@app.command()
+@friendly
+def exercise(lab_id: str = typer.Argument(..., metavar="ID"),
+             directory: Path = typer.Option(Path("workspace"), "--dir", help="Your workspace."),
+             force: bool = typer.Option(False, "--force", help="Overwrite existing files.")):
+    """Write the stub(s) of the lab's reference module(s) into your workspace."""
+    from airoad.labs.exercise import write_exercise
+
+    for path in write_exercise(lab_id, directory, force=force):
+        console.print(f"wrote {path}")
+    extra = "" if directory == Path("workspace") else f" --dir {directory}"
+    console.print(f"Fill in every NotImplementedError, then run: airoad check {lab_id}{extra}")
+
+
+@app.command()
+@friendly
+def check(lab_id: str = typer.Argument(..., metavar="ID"),
+          directory: Optional[Path] = typer.Option(None, "--dir", help="Your workspace (default ./workspace)."),
+          file: Optional[Path] = typer.Option(None, "--file", help="One file, for single-module labs."),
+          timeout: float = typer.Option(60.0, "--timeout", help="Seconds allowed per test.")):
+    """Grade your code with the lab's own tests; records `passed` when all pass."""
+    from airoad import cli_views as views
+    from airoad.labs.check import run_check
+
+    if directory is not None and file is not None:
+        raise typer.BadParameter("give --dir or --file, not both")
+    with console.status(f"grading {lab_id} ..."):
+        report = run_check(lab_id, directory, file, per_test_timeout=timeout)
+    views.print_check(console, report)
+    raise typer.Exit(0 if report.passed else 1)
+
+
+@app.command()
+@friendly
+def roadmap(as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts.")):
+    """The whole roadmap: phase > labs, with layer, built/planned and your progress."""
+    from airoad import cli_views as views
+
+    if as_json:
+        print(json.dumps(views.roadmap_data(), indent=2))
+    else:
+        console.print(views.roadmap_tree())
+
+
+@progress_app.command("skip")
+@friendly
+def progress_skip(lab_id: str = typer.Argument(..., metavar="ID")):
+    """Mark a lab skipped: later labs use its reference implementation."""
+    from airoad.catalog import load_catalog
+    from airoad.catalog.progress import SKIPPED, record
+
+    load_catalog().get(lab_id)
+    record(lab_id, SKIPPED)
+    console.print(f"{lab_id}: skipped")
+
+
+@progress_app.command("reset")
+@friendly
+def progress_reset(lab_id: str = typer.Argument(..., metavar="ID")):
+    """Forget a lab's progress (back to `not started`)."""
+    from airoad.catalog import load_catalog
+    from airoad.catalog.progress import NOT_STARTED, record
+
+    load_catalog().get(lab_id)
+    record(lab_id, NOT_STARTED)
+    console.print(f"{lab_id}: not started")
+
+
+@app.command()
+@friendly
+def tour(quick: bool = typer.Option(False, "--quick", help="Each lab's quick config."),
+         track: bool = typer.Option(True, "--track/--no-track", help="Log runs to MLflow.")):
+    """Run every built lab and finish with one table: ours vs the trusted library."""
+    from airoad import cli_views as views
+    from airoad.labs.tour import run_tour
+
+    rows = run_tour(console, quick=quick, track=track)
+    console.print(views.tour_table(rows))
+    if any(r["status"] != "ok" for r in rows):
+        raise typer.Exit(1)
+
+
+@app.command()
+@friendly
+def doctor():
+    """Check Python, torch (CPU build), threads, datasets and disk; each with the fix."""
+    from airoad.labs.doctor import run_doctor
+
+    ok = run_doctor(console)
+    raise typer.Exit(0 if ok else 1)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()
