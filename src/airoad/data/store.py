@@ -6,12 +6,16 @@ import hashlib
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from airoad.data.registry import REGISTRY, Dataset
+from airoad.data.sources import Note, quiet
 from airoad.errors import AiroadError, DatasetMissing
 from airoad.home import data_dir
+
+Status = Literal["ok", "bundled", "missing", "corrupt"]
 
 
 def get(name: str) -> Dataset:
@@ -55,26 +59,53 @@ def problems(ds: Dataset) -> list[str]:
     return out
 
 
+def status(ds: Dataset) -> tuple[Status, list[str]]:
+    """('ok' | 'bundled' | 'missing' | 'corrupt', problems). A file with a wrong checksum
+    makes the dataset corrupt even when others are missing: that is the state to report."""
+    if not ds.files:
+        return "bundled", []
+    found = problems(ds)
+    if not found:
+        return "ok", []
+    if any("mismatch" in p for p in found):
+        return "corrupt", found
+    return "missing", found
+
+
 def is_present(ds: Dataset) -> bool:
     return all((folder(ds) / f).is_file() for f in ds.files)
 
 
-def fetch(ds: Dataset, force: bool = False) -> str:
+def disk_bytes(ds: Dataset) -> int:
+    """Bytes the dataset's cached files take (0 when absent)."""
+    return sum(p.stat().st_size for f in ds.files if (p := folder(ds) / f).is_file())
+
+
+def fetch(ds: Dataset, force: bool = False, note: Note = quiet) -> str:
     """Fetch `ds` unless it is present and verified. Returns 'present' or 'fetched'.
 
-    Files are fetched into a temp folder beside the cache, verified, then moved in with
-    os.replace, so an interrupted fetch never leaves a half-written file under its real name.
+    Files are fetched into a temp folder beside the cache and verified there, then moved in
+    with os.replace: an interrupted or failed fetch never leaves a half-written file under
+    its real name, and a good older copy stays until a verified new one replaces it.
     """
     if not ds.files:
         return "present"
-    if not force and not problems(ds):
-        return "present"
+    if not force:
+        note("verifying cached files")
+        if not problems(ds):
+            return "present"
     target = folder(ds)
     target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temps(ds)
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{ds.name}-") as tmp:
-        ds.source.fetch_into(Path(tmp))
+        ds.source.fetch_into(Path(tmp), note)
+        note("checking sha256")
         for fname, expected in ds.files.items():
-            got = sha256(Path(tmp) / fname)
+            path = Path(tmp) / fname
+            if not path.is_file():
+                raise AiroadError(f"{ds.source.describe()} did not provide {fname} for "
+                                  f"dataset '{ds.name}'; nothing was replaced")
+            got = sha256(path)
             if got != expected:
                 raise AiroadError(
                     f"{ds.name}/{fname} downloaded with sha256 {got[:12]}..., expected "
@@ -83,6 +114,15 @@ def fetch(ds: Dataset, force: bool = False) -> str:
         for fname in ds.files:
             os.replace(Path(tmp) / fname, target / fname)
     return "fetched"
+
+
+def _remove_stale_temps(ds: Dataset, max_age_s: float = 3600.0) -> None:
+    """Delete temp folders a killed fetch (SIGKILL, power loss) left beside the cache. Only old
+    ones: a young folder may belong to a fetch still running in another process."""
+    now = time.time()
+    for tmp in data_dir().glob(f".{ds.name}-*"):
+        if tmp.is_dir() and now - tmp.stat().st_mtime > max_age_s:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def remove(ds: Dataset) -> None:
