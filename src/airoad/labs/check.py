@@ -18,7 +18,7 @@ from airoad.errors import AiroadError
 from airoad.home import repo_root
 from airoad.labs.exercise import workspace_file
 from airoad.labs.learner import ENV_VAR
-from airoad.labs.runner import built_entry
+from airoad.labs.runner import built_entry, check_datasets
 
 
 @dataclass
@@ -78,6 +78,9 @@ def _reason(element: ET.Element, per_test_timeout: float) -> str:
     if "Timeout" in message:
         return f"took longer than {per_test_timeout:g} s: an endless loop, or a loop over samples?"
     first = message.splitlines()[0] if message else element.tag
+    for prefix in ('failed on setup with "', 'failed on teardown with "'):
+        if first.startswith(prefix):
+            first = first[len(prefix):].rstrip('"')
     return first if len(first) <= 200 else first[:197] + "..."
 
 
@@ -126,6 +129,7 @@ def run_check(lab_id: str, directory: Path | None = None, file: Path | None = No
               per_test_timeout: float = 60.0, total_timeout: float = 900.0) -> CheckReport:
     entry = built_entry(lab_id)
     files = learner_files(lab_id, directory, file)
+    check_datasets(entry)  # one line naming the fetch command, not one per test
     report = CheckReport(lab_id, files)
     report.problem = _preflight(files, per_test_timeout)
     tests = [repo_root() / t for t in entry.tests]

@@ -66,7 +66,7 @@ def _tests(df: pd.DataFrame, config: Config, ctx: RunContext) -> tuple[list[dict
             n_resamples=config.n_permutations, vectorized=True, batch=500, rng=config.seed + 1)
         extras["null"], extras["observed"] = lib.null_distribution, float(lib.statistic)
         return {"stat_ours": float(x[surv].mean() - x[~surv].mean()), "stat_scipy": float(lib.statistic),
-                "df": float("nan"), "p_ours": ours, "p_scipy": float(lib.pvalue)}
+                "p_ours": ours, "p_scipy": float(lib.pvalue)}
 
     def chi2(col: str) -> dict:
         table, _, _ = ref.contingency_table(df[col].to_numpy(), df["survived"].to_numpy())
@@ -84,8 +84,8 @@ def _tests(df: pd.DataFrame, config: Config, ctx: RunContext) -> tuple[list[dict
         lib = stats.binomtest(k, n, p0, alternative="greater")
         z = (k - 0.5 - n * p0) / np.sqrt(n * p0 * (1 - p0))  # normal approximation, continuity-corrected
         extras["binom"] = (k, n, p0, float(ref.normal_cdf(-z)))
-        return {"stat_ours": float(k), "stat_scipy": float(k), "df": float("nan"),
-                "p_ours": p_ours, "p_scipy": float(lib.pvalue)}
+        return {"stat_ours": float(k), "stat_scipy": float(k), "p_ours": p_ours,
+                "p_scipy": float(lib.pvalue)}
 
     specs = [
         ("Welch t: fare, survived vs died", "H0: equal mean fare", lambda: welch(fare)),

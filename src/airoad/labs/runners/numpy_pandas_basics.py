@@ -111,9 +111,13 @@ def _pandas_part(config: Config) -> tuple[dict, dict[str, list[dict]], pd.DataFr
                     "ours": float(ours.loc[num[c].isna(), c].iloc[0]),
                     "sklearn": float(theirs[num[c].isna().to_numpy(), i][0])}
                    for i, c in enumerate(num.columns) if num[c].isna().any()]
-    impute_rows += [{"column": f"body_mass_g (row {i}, {penguins.loc[i, 'species']})",
-                     "strategy": "mean by species", "ours": float(by_species.loc[i, "body_mass_g"]),
-                     "sklearn": float("nan")} for i in penguins.index[holes]]
+    for i in penguins.index[holes]:
+        # The library side of a per-group fill: SimpleImputer fitted on that species only.
+        same = penguins.loc[penguins["species"] == penguins.loc[i, "species"], ["body_mass_g"]]
+        impute_rows.append({"column": f"body_mass_g (row {i}, {penguins.loc[i, 'species']})",
+                            "strategy": "mean by species",
+                            "ours": float(by_species.loc[i, "body_mass_g"]),
+                            "sklearn": float(SimpleImputer(strategy="mean").fit(same).statistics_[0])})
 
     cols = ["bill_length_mm", "flipper_length_mm", "body_mass_g"]
     stats = ref.group_stats(penguins, "species", cols)
@@ -136,10 +140,10 @@ def _pandas_part(config: Config) -> tuple[dict, dict[str, list[dict]], pd.DataFr
         "titanic_crew_survival": float(by_kind.loc["crew", "survived_mean"]),
     }
     tables = {
-        "missing_values": [{"column": c, **{k: float(v) for k, v in r.items()}}
-                           for c, r in report.iterrows()],
+        "missing_values": [{"column": c, "n_missing": int(r["n_missing"]),
+                            "pct_missing": float(r["pct_missing"])} for c, r in report.iterrows()],
         "imputation": impute_rows,
-        "penguins_by_species": _records(stats),
+        "penguins_by_species": _records(ref.group_stats(penguins, "species", cols, ("mean", "std"))),
         "titanic_by_kind": _records(by_kind),
         "titanic_fare_by_class": _records(fare_by_class),
     }
