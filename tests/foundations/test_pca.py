@@ -138,8 +138,8 @@ def test_sklearn_api_clone_params_pipeline(impl, iris_X):
               elements=st.floats(-100, 100, allow_nan=False, width=64)))
 def test_properties_on_random_data(impl, X):
     """Components are orthonormal; variances are sorted, non-negative; ratios sum to at most 1."""
-    if np.linalg.matrix_rank(X - X.mean(axis=0)) < 1:
-        return  # all rows equal: zero variance, the ratio is undefined
+    if X.var(axis=0).sum() < 1e-6:
+        return  # (nearly) all rows equal: no variance to explain, the ratio is undefined
     k = min(X.shape)
     model = impl.PCA(n_components=k).fit(X)
     V = model.components_

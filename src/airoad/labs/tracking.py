@@ -28,9 +28,11 @@ def log_run(lab_id: str, quick: bool, config: dict[str, Any], metrics: dict[str,
             run_dir: Path) -> str:
     """Record params, numeric metrics and the run folder's files; returns the MLflow run id."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-    logging.getLogger("mlflow").setLevel(logging.ERROR)
     import mlflow
+
+    # MLflow announces its database migrations at INFO; the learner needs none of that.
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.ERROR)
 
     mlflow.set_tracking_uri(tracking_uri())
     experiment = mlflow.get_experiment_by_name(EXPERIMENT)
