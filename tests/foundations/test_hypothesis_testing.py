@@ -192,9 +192,11 @@ def test_permutation_test_is_seeded_and_never_zero(impl):
     """Same seed gives the same p; a huge effect gives exactly 1 / (n_permutations + 1)."""
     rng = np.random.default_rng(3)
     a, b = rng.normal(0, 1, 20), rng.normal(0, 1, 20)
-    assert impl.permutation_test(a, b, 500, seed=7) == impl.permutation_test(a, b, 500, seed=7), "not reproducible"
+    first, again = impl.permutation_test(a, b, 500, seed=7), impl.permutation_test(a, b, 500, seed=7)
+    assert first == again, f"same seed gave {first} then {again}; use np.random.default_rng(seed)"
     p = impl.permutation_test(a + 100.0, b, n_permutations=999, seed=0)
-    np.testing.assert_allclose(p, 1 / 1000, rtol=1e-12, err_msg="count the observed split: (1 + hits) / (1 + n)")
+    np.testing.assert_allclose(p, 1 / 1000, rtol=1e-12,
+                               err_msg="count the observed split: (1 + hits) / (1 + n)")
 
 
 # ---------------------------------------------------------------- Bayes

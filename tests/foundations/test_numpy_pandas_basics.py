@@ -209,7 +209,8 @@ def test_impute_matches_simple_imputer(impl, penguins, strategy):
     """impute on the numeric columns equals sklearn's SimpleImputer for each strategy."""
     num = penguins.select_dtypes("number")
     out = impl.impute(num, strategy)
-    assert isinstance(out, pd.DataFrame) and out.shape == num.shape, "impute must return a DataFrame of df's shape"
+    assert isinstance(out, pd.DataFrame) and out.shape == num.shape, \
+        "impute must return a DataFrame of df's shape"
     expected = SimpleImputer(strategy=strategy).fit_transform(num)
     np.testing.assert_allclose(out.to_numpy(dtype=float), expected, rtol=1e-12,
                                err_msg=f"impute({strategy!r}) differs from SimpleImputer")
@@ -260,7 +261,8 @@ def test_group_stats_matches_pandas_on_penguins(impl, penguins, by, cols):
     got = impl.group_stats(penguins, by, cols)
     want = penguins.groupby(by)[cols].agg(stats)
     want.columns = [f"{c}_{s}" for c, s in want.columns]
-    assert list(got.columns) == list(want.columns), f"columns {list(got.columns)}, expected {list(want.columns)}"
+    assert list(got.columns) == list(want.columns), \
+        f"columns {list(got.columns)}, expected {list(want.columns)}"
     assert list(got.index) == list(want.index), f"index {list(got.index)}, expected {list(want.index)}"
     np.testing.assert_allclose(got.to_numpy(dtype=float), want.to_numpy(dtype=float), rtol=1e-10,
                                err_msg="group statistics differ from pandas groupby")

@@ -94,8 +94,9 @@ def normal_log_prob(x: torch.Tensor, mu: float, sigma: float) -> torch.Tensor:
 def bernoulli_log_prob(x: torch.Tensor, p: float) -> torch.Tensor:
     """log P(x) = x log p + (1 - x) log(1 - p) for x in {0, 1}, elementwise; finite at p = 0 or 1."""
     p_t = torch.as_tensor(p, dtype=torch.float64)
-    # xlogy(0, 0) = 0, so a certain event has log-probability 0 instead of nan.
-    return torch.xlogy(x, p_t) + torch.xlogy(1 - x, 1 - p_t)
+    # xlogy(0, 0) = 0, so a certain event has log-probability 0 instead of nan; log1p(-p) keeps
+    # precision when p is tiny.
+    return torch.xlogy(x, p_t) + torch.special.xlog1py(1 - x, -p_t)
 
 
 def categorical_log_prob(k: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:

@@ -181,7 +181,8 @@ def run(config: Config, ctx: RunContext) -> LabResult:
     n = [r["n"] for r in solver_rows]
     ax.semilogy(n, [r["residual_ours"] for r in solver_rows], "o-", label="ours: ||Ax - b|| / ||b||")
     ax.semilogy(n, [r["residual_numpy"] for r in solver_rows], "s--", label="np.linalg.solve")
-    ax.semilogy(n, [max(r["rel_diff_x"], 1e-17) for r in solver_rows], "^:", label="||x_ours - x_np|| / ||x_np||")
+    ax.semilogy(n, [max(r["rel_diff_x"], 1e-17) for r in solver_rows], "^:",
+                label="||x_ours - x_np|| / ||x_np||")
     ax.set(xlabel="system size n", ylabel="relative error (worst of the systems)",
            title="Gaussian elimination vs LAPACK")
     ax.legend()
@@ -226,7 +227,8 @@ def run(config: Config, ctx: RunContext) -> LabResult:
         f"{reg['numpy_lstsq_r2']:.6f} (weights differ by {reg['weights_rel_diff']:.1e} relative).",
         f"Best central difference error {cen[best_c]:.1e} at h={hs[best_c]:.0e}; best forward "
         f"{fwd[best_f]:.1e} at h={hs[best_f]:.0e}: smaller h is not always better.",
-        f"Merging the species table kept {pd_metrics['merge_rows_before']} -> {pd_metrics['merge_rows_after']} rows; "
+        f"Merging the species table kept {pd_metrics['merge_rows_before']} -> "
+        f"{pd_metrics['merge_rows_after']} rows; "
         f"titanic survival: passengers {pd_metrics['titanic_passenger_survival']:.1%}, "
         f"crew {pd_metrics['titanic_crew_survival']:.1%}.",
     ]
