@@ -1,0 +1,1 @@
+"""Phase 2 classical machine learning: scikit-learn-style estimators written from scratch."""

@@ -1,0 +1,59 @@
+"""Shared checks that a from-scratch estimator behaves like a scikit-learn estimator.
+
+Every classical lab calls `check_estimator_api` on each of its estimators, so a learner's
+estimator must work inside Pipeline, cross_val_score and GridSearchCV exactly like the
+library's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sklearn.base import clone, is_classifier, is_regressor
+from sklearn.model_selection import GridSearchCV, cross_val_score
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+
+
+def check_estimator_api(estimator: Any, X: np.ndarray, y: np.ndarray | None,
+                        grid: dict[str, list], cv: int = 3) -> None:
+    """Assert the scikit-learn conventions on `estimator` with data X (and y if supervised).
+
+    grid: a small parameter grid (1 parameter, 2 values) for GridSearchCV.
+    """
+    name = type(estimator).__name__
+    params = estimator.get_params()
+    assert isinstance(params, dict) and params, f"{name}.get_params() must return its hyper-parameters"
+    twin = clone(estimator)
+    assert twin.get_params() == params, f"clone({name}) must copy every hyper-parameter"
+    key, values = next(iter(grid.items()))
+    assert twin.set_params(**{key: values[0]}) is twin, f"{name}.set_params must return self"
+
+    fitted = clone(estimator)
+    assert fitted.fit(X, y) is fitted, f"{name}.fit must return self"
+    learned = [a for a in vars(fitted) if a.endswith("_") and not a.startswith("_")]
+    assert learned, f"{name}.fit must set fitted attributes whose names end in '_'"
+    assert not any(a.endswith("_") for a in vars(clone(estimator))), \
+        f"{name}.__init__ must only store hyper-parameters (no fitted '_' attributes)"
+
+    pipe = Pipeline([("scale", StandardScaler()), ("model", clone(estimator))])
+    pipe.fit(X, y)
+    if hasattr(estimator, "predict"):
+        pred = pipe.predict(X)
+        assert pred.shape == (len(X),), f"{name}.predict must return shape (n_samples,), got {pred.shape}"
+    if y is not None and (is_classifier(estimator) or is_regressor(estimator)):
+        scores = cross_val_score(clone(estimator), X, y, cv=cv)
+        assert scores.shape == (cv,) and np.all(np.isfinite(scores)), \
+            f"cross_val_score({name}) gave {scores}"
+        search = GridSearchCV(clone(estimator), {key: values}, cv=cv).fit(X, y)
+        assert search.best_params_[key] in values, f"GridSearchCV could not tune {name}.{key}"
+
+    bad = np.array(X, dtype=float, copy=True)
+    bad[0, 0] = np.nan
+    try:
+        clone(estimator).fit(bad, y)
+    except ValueError:
+        pass
+    else:
+        raise AssertionError(f"{name}.fit must reject NaN input with a ValueError (validate_data / check_X_y)")
