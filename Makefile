@@ -30,6 +30,7 @@ test: setup
 
 bench: setup
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/foundations.py
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/classical.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

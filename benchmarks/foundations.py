@@ -32,23 +32,19 @@ from airoad.foundations.pca import PCA, flip_signs  # noqa: E402
 RESULTS = Path(__file__).resolve().parent / "results" / "foundations.md"
 
 
-def median_seconds(fit, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fit()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def race(ours, theirs, repeats: int) -> tuple[float, float, object, object]:
-    """Median fit seconds of two zero-argument fit functions, run interleaved; last models."""
-    t_ours, t_theirs = [], []
+    """Median seconds of two zero-argument fit functions run interleaved, and a fitted model of each."""
+    times: dict = {ours: [], theirs: []}
     for i in range(repeats):
-        pair = [(ours, t_ours), (theirs, t_theirs)]
-        for fit, bucket in pair if i % 2 == 0 else pair[::-1]:
-            bucket.append(median_seconds(fit, 1))
-    return statistics.median(t_ours), statistics.median(t_theirs), ours(), theirs()
+        for fit in (ours, theirs) if i % 2 == 0 else (theirs, ours):  # alternate who goes first
+            start = time.perf_counter()
+            model = fit()
+            times[fit].append(time.perf_counter() - start)
+            if fit is ours:
+                a = model
+            else:
+                b = model
+    return statistics.median(times[ours]), statistics.median(times[theirs]), a, b
 
 
 def datasets() -> dict[str, tuple[np.ndarray, np.ndarray]]:

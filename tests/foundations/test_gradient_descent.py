@@ -50,8 +50,9 @@ def _assert_same_trajectory(ours: np.ndarray, theirs: np.ndarray, what: str) -> 
     bad = ~np.isclose(ours, theirs, **OPT_TOL)
     if bad.any():
         step = int(np.argwhere(bad)[0][0])
+        fmt = lambda a: np.array2string(a, precision=10)  # noqa: E731 - enough digits to see it
         raise AssertionError(f"{what}: first differs from torch.optim at step {step + 1}: "
-                             f"ours {ours[step]} vs torch {theirs[step]}")
+                             f"ours {fmt(ours[step])} vs torch {fmt(theirs[step])}")
 
 
 P0 = np.array([0.5, -1.0, 2.0])

@@ -205,6 +205,7 @@ def lasso_coordinate_descent(X: np.ndarray, y: np.ndarray, l1: float, tol: float
             w_j, d_j = w[j], col_sq[j]
             x_j_dot_r = state.item(j) if gram else float(vecs[j] @ state)
             rho = x_j_dot_r + w_j * d_j  # X_j . (the residual with feature j left out)
+            # soft_threshold(rho, l1) / d_j, spelled out on Python floats for speed
             new = (rho - l1) / d_j if rho > l1 else (rho + l1) / d_j if rho < -l1 else 0.0
             if new != w_j:
                 state -= (new - w_j) * vecs[j]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from airoad.labs.contract import RunContext
-from airoad.labs.runners.autograd_distributions import QUICK, Config, run
+from airoad.labs.runners.autograd_and_distributions import QUICK, Config, run
 
 
 def test_quick_run_matches_libraries(tmp_path):

@@ -189,7 +189,7 @@ def run(config: Config, ctx: RunContext) -> LabResult:
         metrics[f"ours_{key}_abs_m_error"] = abs(float(r["theta"][0]) - m_ls)
         metrics[f"torch_{key}_mse"] = float(r["torch_losses"][-1])
         gap = float(np.max(np.abs(r["losses"] - r["torch_losses"])))
-        variant_rows.append({"variant": r["name"], "optimizer": r["opt"], "batch": r["batch_size"] or n,
+        variant_rows.append({"variant": r["name"], "batch": r["batch_size"] or n,
                              "updates": len(r["losses"]) - 1, "m": round(float(r["theta"][0]), 5),
                              "b": round(float(r["theta"][1]), 5), "final MSE": round(final, 6),
                              "excess over LS": f"{final - mse_ls:.2e}"})
