@@ -31,14 +31,20 @@ def kernel_matrix(A: np.ndarray, B: np.ndarray, kernel: str = "rbf", gamma: floa
     linear: a.b;  poly: (gamma a.b + coef0)^degree;  rbf: exp(-gamma ||a - b||^2), with
     ||a - b||^2 = ||a||^2 + ||b||^2 - 2 a.b (one matrix product; clipped at 0 against round-off).
     """
-    dots = A @ B.T
+    K = A @ B.T
     if kernel == "linear":
-        return dots
+        return K
     if kernel == "poly":
-        return (gamma * dots + coef0) ** degree
-    if kernel == "rbf":
-        sq = (A * A).sum(axis=1)[:, None] + (B * B).sum(axis=1)[None, :] - 2.0 * dots
-        return np.exp(-gamma * np.maximum(sq, 0.0))
+        K *= gamma
+        K += coef0
+        return K ** degree
+    if kernel == "rbf":  # in place: these matrices are large, temporaries cost more than math
+        K *= -2.0
+        K += (A * A).sum(axis=1)[:, None]
+        K += (B * B).sum(axis=1)[None, :]
+        np.maximum(K, 0.0, out=K)
+        K *= -gamma
+        return np.exp(K, out=K)
     raise ValueError(f"kernel must be 'linear', 'poly' or 'rbf', got {kernel!r}")
 
 
@@ -56,31 +62,34 @@ def smo_solve(K: np.ndarray, y: np.ndarray, C: float, tol: float = 1e-3,
     """
     n = len(y)
     y = y.astype(float)
-    Q = K * np.outer(y, y)
     QD = np.diag(K).copy()
     alpha = np.zeros(n)
-    G = -np.ones(n)
+    myG = y.copy()  # -y * G, with G = -1 at a = 0; Q_it = y_i y_t K_it lets us skip Q itself
     up, low = y > 0, y < 0  # at a = 0 only y=+1 can go up and only y=-1 can go down
+    up_pen = np.where(up, 0.0, -np.inf)  # 0 inside the set, -inf outside: masks with one add
+    low_pen = np.where(low, 0.0, -np.inf)
     limit = max_iter if max_iter > 0 else 10_000_000
     it = 0
     while it < limit:
-        myG = -y * G
-        v = np.where(up, myG, -np.inf)
-        i = n - 1 - int(np.argmax(v[::-1]))  # libsvm keeps the last index among ties
-        g_max = v[i]
-        b = g_max - myG
-        cand = low & (b > 0)
-        if not cand.any() or g_max - np.where(low, myG, np.inf).min() < tol:
+        v = myG + up_pen
+        i = n - 1 - int(v[::-1].argmax())  # libsvm keeps the last index among ties
+        b = v[i] - myG + low_pen  # b_t over I_low, -inf elsewhere
+        if b.max() < tol:  # the KKT gap m(a) - M(a); also stops when no b_t > 0 is left
             break
-        curv = QD[i] + QD - 2.0 * K[i]
-        curv[curv <= 0] = TAU
-        obj = np.where(cand, -b * b / curv, np.inf)
-        j = n - 1 - int(np.argmin(obj[::-1]))
+        curv = K[i] * -2.0
+        curv += QD
+        curv += QD[i]
+        np.maximum(curv, TAU, out=curv)
+        np.maximum(b, 0.0, out=b)
+        b *= b
+        b /= curv  # b_t^2 / a_t: the decrease of the objective if we step along (i, t)
+        j = n - 1 - int(b[::-1].argmax())
         it += 1
-        ai, aj = alpha[i], alpha[j]
+        ai, aj, yi, yj = alpha[i], alpha[j], y[i], y[j]
+        gi, gj = -yi * myG[i], -yj * myG[j]
         quad = max(QD[i] + QD[j] - 2.0 * K[i, j], TAU)
-        if y[i] != y[j]:  # a_i - a_j stays fixed
-            delta = (-G[i] - G[j]) / quad
+        if yi != yj:  # a_i - a_j stays fixed
+            delta = (-gi - gj) / quad
             diff = ai - aj
             ni, nj = ai + delta, aj + delta
             if diff > 0 and nj < 0:
@@ -92,7 +101,7 @@ def smo_solve(K: np.ndarray, y: np.ndarray, C: float, tol: float = 1e-3,
             elif diff <= 0 and nj > C:
                 ni, nj = C + diff, C
         else:  # a_i + a_j stays fixed
-            delta = (G[i] - G[j]) / quad
+            delta = (gi - gj) / quad
             total = ai + aj
             ni, nj = ai - delta, aj + delta
             if total > C and ni > C:
@@ -103,15 +112,18 @@ def smo_solve(K: np.ndarray, y: np.ndarray, C: float, tol: float = 1e-3,
                 ni, nj = total - C, C
             elif total <= C and ni < 0:
                 ni, nj = 0.0, total
-        G += Q[i] * (ni - ai) + Q[j] * (nj - aj)
+        # G += Q_i (ni - ai) + Q_j (nj - aj), written for -y * G
+        myG -= K[i] * (yi * (ni - ai))
+        myG -= K[j] * (yj * (nj - aj))
         alpha[i], alpha[j] = ni, nj
         for t in (i, j):  # only these two multipliers changed: refresh their set membership
-            up[t] = alpha[t] < C if y[t] > 0 else alpha[t] > 0
-            low[t] = alpha[t] > 0 if y[t] > 0 else alpha[t] < C
+            yt, at = y[t], alpha[t]
+            up_pen[t] = 0.0 if (at < C if yt > 0 else at > 0) else -np.inf
+            low_pen[t] = 0.0 if (at > 0 if yt > 0 else at < C) else -np.inf
     else:
         warnings.warn(f"SMO stopped after max_iter={limit} steps before reaching tol={tol}",
                       ConvergenceWarning, stacklevel=2)
-    return alpha, _rho(alpha, y, G, C), it
+    return alpha, _rho(alpha, y, -y * myG, C), it
 
 
 def _rho(alpha: np.ndarray, y: np.ndarray, G: np.ndarray, C: float) -> float:
@@ -171,21 +183,28 @@ class SVC(ClassifierMixin, BaseEstimator):
             self.gamma_ = 1.0 / X.shape[1]
         else:
             self.gamma_ = float(self.gamma)
-        K = self._kernel(X, X)
-        members = [np.flatnonzero(yi == c) for c in range(k)]
+        # Sort by class once: every pair's kernel is then four contiguous blocks of one matrix.
+        order = np.argsort(yi, kind="stable")
+        K = self._kernel(X[order], X[order])
+        edges = np.searchsorted(yi[order], np.arange(k + 1))
         coef = np.zeros((k - 1, len(X)))  # row layout of libsvm's dual_coef_
         is_sv = np.zeros(len(X), dtype=bool)
         rho, iters = [], []
         for a, b in combinations(range(k), 2):
-            idx = np.concatenate([members[a], members[b]])
-            sign = np.where(yi[idx] == a, 1.0, -1.0)
-            alpha, r, n_it = smo_solve(K[np.ix_(idx, idx)], sign, self.C, self.tol, self.max_iter)
+            sa, sb = slice(edges[a], edges[a + 1]), slice(edges[b], edges[b + 1])
+            na = sa.stop - sa.start
+            Kab = np.empty((na + sb.stop - sb.start,) * 2)
+            Kab[:na, :na], Kab[:na, na:] = K[sa, sa], K[sa, sb]
+            Kab[na:, :na], Kab[na:, na:] = K[sb, sa], K[sb, sb]
+            sign = np.r_[np.ones(na), -np.ones(len(Kab) - na)]  # class a is +1, class b is -1
+            alpha, r, n_it = smo_solve(Kab, sign, self.C, self.tol, self.max_iter)
             rho.append(r)
             iters.append(n_it)
-            na = len(members[a])
+            idx = np.r_[order[sa], order[sb]]  # back to the caller's sample indices
             coef[b - 1, idx[:na]] = alpha[:na]  # a's coefficients sit in row b - 1
             coef[a, idx[na:]] = -alpha[na:]  # b's coefficients sit in row a
             is_sv[idx[alpha > 0]] = True
+        members = [np.sort(order[edges[c]:edges[c + 1]]) for c in range(k)]
         self.support_ = np.concatenate([m[is_sv[m]] for m in members])
         self.n_support_ = np.array([is_sv[m].sum() for m in members], dtype=np.int32)
         self.support_vectors_ = X[self.support_]
@@ -246,7 +265,8 @@ class PegasosSVC(ClassifierMixin, BaseEstimator):
     One-vs-rest: every class gets its own column of W, all updated on the same mini-batch.
     Step t uses eta_t = 1 / (lambda t) and the sub-gradient of the hinge on the samples with
     margin y (x.w + b) < 1; w is then projected onto the ball ||w|| <= 1/sqrt(lambda) (where
-    the optimum lies). The bias is not regularised. With average=True the returned weights are
+    the optimum lies). The bias is the weight of a constant feature 1, so it is regularised
+    too: an unregularised bias with Pegasos's huge early steps 1/(lambda t) never settles. With average=True the returned weights are
     the mean of the iterates over the second half of training, which removes most SGD noise.
     Fitted: classes_, coef_ (n_classes or 1, d), intercept_, n_iter_ (steps).
     """
@@ -287,11 +307,12 @@ class PegasosSVC(ClassifierMixin, BaseEstimator):
                 Xb, Yb = X[batch], Y[batch]
                 violated = (Yb * (Xb @ W + b) < 1.0) * Yb  # y_i where the margin is broken
                 eta = 1.0 / (self.lam * t)
-                W = (1.0 - eta * self.lam) * W + (eta / len(batch)) * (Xb.T @ violated)
-                if self.fit_intercept:
-                    b = b + (eta / len(batch)) * violated.sum(axis=0)
-                norms = np.linalg.norm(W, axis=0)
-                W = W * np.minimum(1.0, radius / np.maximum(norms, 1e-300))
+                shrink, step = 1.0 - eta * self.lam, eta / len(batch)
+                W = shrink * W + step * (Xb.T @ violated)
+                if self.fit_intercept:  # b is the weight of a constant feature 1, shrunk alike
+                    b = shrink * b + step * violated.sum(axis=0)
+                scale = np.minimum(1.0, radius / np.maximum(np.sqrt((W * W).sum(0) + b * b), 1e-300))
+                W, b = W * scale, b * scale
                 if self.average and t > total // 2:
                     n_avg += 1
                     W_avg += (W - W_avg) / n_avg  # running mean of the iterates

@@ -13,7 +13,7 @@ from typing import Any, Literal
 from airoad.data.registry import REGISTRY, Dataset
 from airoad.data.sources import Note, quiet
 from airoad.errors import AiroadError, DatasetMissing
-from airoad.home import data_dir
+from airoad.home import data_dir, shared_data_dirs
 
 Status = Literal["ok", "bundled", "missing", "corrupt"]
 
@@ -47,11 +47,12 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def problems(ds: Dataset) -> list[str]:
-    """Empty when every file is present with the registered checksum."""
+def problems(ds: Dataset, where: Path | None = None) -> list[str]:
+    """Empty when every file is present with the registered checksum (in `where`, by default
+    the dataset's folder in the cache)."""
     out = []
     for fname, expected in ds.files.items():
-        path = folder(ds) / fname
+        path = (where or folder(ds)) / fname
         if not path.is_file():
             out.append(f"{fname}: missing")
         elif sha256(path) != expected:
@@ -64,7 +65,7 @@ def status(ds: Dataset) -> tuple[Status, list[str]]:
     makes the dataset corrupt even when others are missing: that is the state to report."""
     if not ds.files:
         return "bundled", []
-    found = problems(ds)
+    found = problems(ds, location(ds))
     if not found:
         return "ok", []
     if any("mismatch" in p for p in found):
@@ -72,8 +73,20 @@ def status(ds: Dataset) -> tuple[Status, list[str]]:
     return "missing", found
 
 
+def _complete(where: Path, ds: Dataset) -> bool:
+    return all((where / f).is_file() for f in ds.files)
+
+
+def location(ds: Dataset) -> Path | None:
+    """The folder to load `ds` from: the cache, else a shared cache (see home.shared_data_dirs)."""
+    if _complete(folder(ds), ds):
+        return folder(ds)
+    return next((base / ds.name for base in shared_data_dirs() if _complete(base / ds.name, ds)),
+                None)
+
+
 def is_present(ds: Dataset) -> bool:
-    return all((folder(ds) / f).is_file() for f in ds.files)
+    return location(ds) is not None
 
 
 def disk_bytes(ds: Dataset) -> int:
@@ -94,6 +107,9 @@ def fetch(ds: Dataset, force: bool = False, note: Note = quiet) -> str:
         note("verifying cached files")
         if not problems(ds):
             return "present"
+        shared = location(ds)
+        if shared is not None and shared != folder(ds) and not problems(ds, shared):
+            return "present"  # a verified copy in the shared cache serves this home
     target = folder(ds)
     target.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temps(ds)
@@ -132,6 +148,7 @@ def remove(ds: Dataset) -> None:
 def load(name: str) -> Any:
     """Load a dataset from the cache; a missing one names the command that fetches it."""
     ds = get(name)
-    if not is_present(ds):
+    where = location(ds)
+    if where is None:
         raise DatasetMissing(name)
-    return ds.loader(folder(ds))
+    return ds.loader(where)

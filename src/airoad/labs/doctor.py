@@ -55,8 +55,8 @@ def _datasets() -> list[tuple[bool, str, str]]:
     needed = sorted({d for e in load_catalog().built() for d in e.datasets})
     out = []
     for name in needed:
-        problems = store.problems(store.get(name))
-        out.append((not problems, f"dataset {name}: " + ("present" if not problems else "; ".join(problems)),
+        state, problems = store.status(store.get(name))
+        out.append((state in ("ok", "bundled"), f"dataset {name}: " + (state if not problems else "; ".join(problems)),
                     f"airoad data fetch {name}"))
     return out
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from functools import partial
-
 import numpy as np
 
 from airoad.classic import dimensionality_reduction as ref
@@ -34,8 +32,8 @@ class Config:
     seed: int = 0
 
 
-QUICK = {"n_samples": 1000, "ks": (10, 30), "rfe_samples": 500, "rfe_step": 0.1,
-         "tsne_samples": 400, "tsne_iter": 250}
+QUICK = {"n_samples": 600, "ks": (10, 30), "rfe_samples": 300, "rfe_step": 0.2,
+         "tsne_samples": 300, "tsne_iter": 500}
 
 
 def _classifier():
@@ -58,13 +56,16 @@ def _compare_methods(Xtr, ytr, Xte, yte, config: Config, ctx: RunContext) -> tup
     rfe_rows = rng.choice(len(Xtr), size=min(config.rfe_samples, len(Xtr)), replace=False)
     # The library scores the same binned pixels: per-column min..max, n_bins equal widths.
     codes = ref.histogram_codes(Xtr, config.n_bins)
+    t0 = time.perf_counter()
+    sk_scores = mutual_info_classif(codes, ytr, discrete_features=True)  # once, reused for every k
+    sk_mi_s = time.perf_counter() - t0
     rows, masks = [], {}
     for k in ctx.track(config.ks, "selecting features"):
         t0 = time.perf_counter()
         mi = ref.MutualInfoSelector(k=k, n_bins=config.n_bins).fit(Xtr, ytr)
         t1 = time.perf_counter()
-        sk_mi = SelectKBest(partial(mutual_info_classif, discrete_features=True), k=k).fit(codes, ytr)
-        t2 = time.perf_counter()
+        sk_mi = SelectKBest(lambda *_: sk_scores, k=k).fit(codes, ytr)
+        t2 = time.perf_counter() + sk_mi_s
         rfe = ref.RFE(_classifier(), n_features_to_select=k, step=config.rfe_step).fit(
             Xtr[rfe_rows], ytr[rfe_rows])
         t3 = time.perf_counter()
@@ -195,6 +196,7 @@ def run(config: Config, ctx: RunContext) -> LabResult:
                **maps}
     best = max(at_k.values(), key=lambda r: r["ours_accuracy"])
     winner = "t-SNE" if maps["tsne_2d_knn_accuracy"] > maps["pca_2d_knn_accuracy"] else "PCA"
+    kept = "t-SNE" if maps["tsne_2d_trustworthiness"] > maps["pca_2d_trustworthiness"] else "PCA"
     notes = [
         f"With k = {k} inputs the best is {best['method']} ({best['ours_accuracy']:.3f} test accuracy); "
         f"all 784 pixels give {all_pixels_acc:.3f}.",
@@ -202,8 +204,8 @@ def run(config: Config, ctx: RunContext) -> LabResult:
         f"MI keeps the same pixels as SelectKBest(mutual_info_classif): {metrics['mi_same_as_sklearn']}.",
         f"In 2-D, 5-NN accuracy is {maps['pca_2d_knn_accuracy']:.3f} on PCA and "
         f"{maps['tsne_2d_knn_accuracy']:.3f} on t-SNE: {winner} separates the digits better; "
-        f"t-SNE keeps neighbourhoods (trustworthiness {maps['tsne_2d_trustworthiness']:.3f} vs "
-        f"{maps['pca_2d_trustworthiness']:.3f}) but its distances between clusters mean little.",
+        f"{kept} keeps more of the 10 nearest neighbours (trustworthiness t-SNE "
+        f"{maps['tsne_2d_trustworthiness']:.3f}, PCA {maps['pca_2d_trustworthiness']:.3f}).",
     ]
     return LabResult(metrics=metrics, key_metric="ours_rfe_accuracy", library_metric="sklearn_rfe_accuracy",
                      tables={"selection_vs_extraction": rows}, figures=figures, notes=notes)

@@ -1,0 +1,382 @@
+"""Decision trees (CART) from scratch: a classifier (gini or entropy) and a regressor (squared
+error), stored in flat arrays like scikit-learn's ``tree_``.
+
+A node holding samples S is split on the feature f and threshold t that make the two children
+purest: minimise ``w_L * impurity(L) + w_R * impurity(R)`` (the information gain is the parent's
+impurity minus that sum divided by w). Impurities of a node with class proportions p:
+``gini = 1 - sum_k p_k**2``, ``entropy = -sum_k p_k log2 p_k``; for regression
+``mse = mean(y**2) - mean(y)**2``.
+
+How the search stays vectorised: every feature is sorted ONCE at the root; the tree then grows
+level by level (breadth first) and keeps, for each feature, its samples sorted by (node, value).
+Running sums along that order give the left child's class counts (or sums of y) at every cut of
+every node at once; thresholds are midpoints between consecutive distinct values, as in sklearn.
+Splitting a node only moves samples inside its slice of that order (a stable partition), so no
+level needs to sort again. Node ids are given breadth first (sklearn numbers depth first).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.special import xlogy
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+LEAF = -1  # children of a leaf (sklearn's TREE_LEAF)
+UNDEFINED = -2  # feature and threshold of a leaf (sklearn's TREE_UNDEFINED)
+FEATURE_TOL = 1e-7  # values closer than this count as equal (sklearn's FEATURE_THRESHOLD)
+EPS = np.finfo(np.float64).eps  # a node whose impurity is below this is pure
+
+
+@dataclass
+class Tree:
+    """A fitted tree as flat arrays indexed by node id; node 0 is the root."""
+
+    children_left: np.ndarray  # (n_nodes,) int64, LEAF at leaves
+    children_right: np.ndarray  # (n_nodes,) int64, LEAF at leaves
+    feature: np.ndarray  # (n_nodes,) int64, UNDEFINED at leaves
+    threshold: np.ndarray  # (n_nodes,) float64: a sample goes left when x[feature] <= threshold
+    value: np.ndarray  # (n_nodes, n_classes) class proportions, or (n_nodes, 1) mean of y
+    impurity: np.ndarray  # (n_nodes,) float64
+    n_node_samples: np.ndarray  # (n_nodes,) int64
+    weighted_n_node_samples: np.ndarray  # (n_nodes,) float64 (sum of sample weights)
+
+
+def target_stats(y: np.ndarray, sample_weight: np.ndarray, criterion: str, n_classes: int = 0) -> np.ndarray:
+    """Per-sample statistics whose sums over a node are all the split search needs.
+
+    Classification (y int codes 0..n_classes-1): ``w * one_hot(y)``, shape (n, n_classes).
+    Regression (criterion "squared_error"): columns ``[w, w*y, w*y**2]``, shape (n, 3).
+    """
+    w = np.asarray(sample_weight, dtype=np.float64)
+    if criterion == "squared_error":
+        y = np.asarray(y, dtype=np.float64)
+        return np.column_stack([w, w * y, w * y * y])
+    stats = np.zeros((len(y), n_classes))
+    stats[np.arange(len(y)), y] = w
+    return stats
+
+
+def node_impurity(stats: np.ndarray, criterion: str) -> tuple[np.ndarray, np.ndarray]:
+    """Impurity and total weight of nodes from their summed stats (..., c) -> two (...) arrays."""
+    if criterion == "squared_error":
+        w = stats[..., 0]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            mean = stats[..., 1] / w
+            return stats[..., 2] / w - mean * mean, w
+    w = stats.sum(axis=-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = stats / w[..., None]
+    if criterion == "gini":
+        return 1.0 - np.sum(p * p, axis=-1), w
+    if criterion == "entropy":
+        return -np.sum(xlogy(p, p), axis=-1) / np.log(2.0), w  # log base 2, like sklearn
+    raise ValueError(f"unknown criterion {criterion!r}")
+
+
+def children_cost(left: np.ndarray, right: np.ndarray, criterion: str) -> np.ndarray:
+    """``w_L * impurity(L) + w_R * impurity(R)`` for summed child stats (..., c) -> (...).
+
+    For squared error only the part that changes between splits of one node is returned,
+    ``-(s_L**2 / w_L + s_R**2 / w_R)`` (s = sum of w*y): the sum of w*y**2 is the same for all.
+    """
+    if criterion == "squared_error":
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return -(left[..., 1] ** 2 / left[..., 0] + right[..., 1] ** 2 / right[..., 0])
+    imp_l, w_l = node_impurity(left, criterion)
+    imp_r, w_r = node_impurity(right, criterion)
+    return w_l * imp_l + w_r * imp_r
+
+
+def candidate_features(X: np.ndarray, order: np.ndarray, starts: np.ndarray, k: int,
+                       rng: np.random.Generator) -> np.ndarray:
+    """The k features each node may split on -> (n_nodes, k) int.
+
+    All features when k >= n_features; otherwise k drawn at random per node, preferring
+    features that are not constant inside the node (sklearn keeps drawing until it has k).
+    """
+    d, m = order.shape
+    if k >= d:
+        return np.broadcast_to(np.arange(d), (len(starts), d))
+    ends = np.append(starts[1:], m) - 1
+    cols = np.arange(d)[:, None]
+    lo, hi = X[order[:, starts], cols], X[order[:, ends], cols]  # (d, n_nodes): min and max
+    constant = (hi <= lo + FEATURE_TOL).T
+    return np.argsort(rng.random(constant.shape) + constant, axis=1)[:, :k]
+
+
+def best_splits(X: np.ndarray, stats: np.ndarray, order: np.ndarray, starts: np.ndarray,
+                feats: np.ndarray, criterion: str, min_samples_leaf: int):
+    """Best split of every node of one level, all nodes and all cuts evaluated at once.
+
+    order: (d, m) sample ids; row f lists the level's samples sorted by (node, X[:, f]); node j
+    owns columns starts[j]:starts[j+1] of every row. feats: (n_nodes, k) features to try.
+    Returns cost (n_nodes,) (inf when a node has no valid cut), feature (n_nodes,) int and
+    threshold (n_nodes,) float.
+    """
+    n_nodes, m = len(starts), order.shape[1]
+    counts = np.diff(np.append(starts, m))
+    node = np.repeat(np.arange(n_nodes), counts)  # (m,) node owning each column
+    pos = np.arange(m) - starts[node]  # (m,) rank inside that node
+    fcol = feats[node].T  # (k, m) feature tried in slot j at column p
+    sid = order[fcol, np.arange(m)]  # (k, m) samples in sorted order, per slot
+    vals = X[sid, fcol]  # (k, m) sorted feature values inside each node
+    # Squared error needs only sums of w and w*y to rank cuts (see children_cost).
+    s = stats[:, :2] if criterion == "squared_error" else stats
+    cum = np.cumsum(s[sid], axis=1)  # (k, m, c) running sums along the sorted order
+    before = np.zeros((cum.shape[0], n_nodes, cum.shape[2]))
+    before[:, 1:] = cum[:, starts[1:] - 1]  # running sum just before each node starts
+    left = cum - before[:, node]  # stats of samples at or before the cut, inside the node
+    total = cum[:, np.append(starts[1:], m) - 1] - before  # (k, n_nodes, c) node totals
+    right = total[:, node] - left
+    n_left = pos + 1
+    valid = (n_left >= min_samples_leaf) & (counts[node] - n_left >= min_samples_leaf)
+    distinct = np.zeros_like(vals, dtype=bool)
+    distinct[:, :-1] = vals[:, 1:] > vals[:, :-1] + FEATURE_TOL  # a cut between two values
+    cost = np.where(valid & distinct, children_cost(left, right, criterion), np.inf)
+    slot = cost.argmin(axis=0)  # best slot at every column
+    col_cost = cost[slot, np.arange(m)]
+    node_cost = np.minimum.reduceat(col_cost, starts)
+    hits = np.flatnonzero(col_cost == node_cost[node])
+    first = hits[np.r_[True, node[hits][1:] != node[hits][:-1]]]  # first best column per node
+    j = slot[first]
+    nxt = np.minimum(first + 1, m - 1)
+    threshold = vals[j, first] / 2.0 + vals[j, nxt] / 2.0  # midpoint, as sklearn computes it
+    return node_cost, feats[np.arange(n_nodes), j], threshold
+
+
+def grow_tree(X: np.ndarray, stats: np.ndarray, criterion: str, max_depth: int | None = None,
+              min_samples_split: int = 2, min_samples_leaf: int = 1, max_features: int | None = None,
+              rng: np.random.Generator | None = None) -> Tree:
+    """Grow a CART tree level by level on X (n, d) with per-sample stats (n, c) from target_stats.
+
+    A node stops (becomes a leaf) at max_depth, with fewer than min_samples_split samples, with
+    fewer than 2 * min_samples_leaf, when it is pure, or when no cut leaves min_samples_leaf on
+    both sides. max_features: features tried per node (None = all). Node ids are breadth first.
+    """
+    rng = np.random.default_rng() if rng is None else rng
+    k = X.shape[1] if max_features is None else max_features
+    max_depth = np.inf if max_depth is None else max_depth
+    order = np.ascontiguousarray(np.argsort(X, axis=0, kind="stable").T)  # sort once: (d, n)
+    starts = np.array([0])
+    levels = []  # per level: (totals, counts, impurity, feature, threshold, left, right)
+    depth, n_created = 0, 1
+    while len(starts):
+        counts = np.diff(np.append(starts, order.shape[1]))
+        totals = np.add.reduceat(stats[order[0]], starts, axis=0)  # (n_nodes, c) node sums
+        imp, _ = node_impurity(totals, criterion)
+        feature = np.full(len(starts), UNDEFINED)
+        threshold = np.full(len(starts), float(UNDEFINED))
+        split = ((depth < max_depth) & (counts >= min_samples_split)
+                 & (counts >= 2 * min_samples_leaf) & (imp > EPS))
+        order, starts, kept = _keep_nodes(order, starts, counts, split)
+        if len(starts):
+            feats = candidate_features(X, order, starts, k, rng)
+            cost, f, t = best_splits(X, stats, order, starts, feats, criterion, min_samples_leaf)
+            found = np.isfinite(cost)
+            split[split] = found  # a node with no valid cut becomes a leaf
+            order, starts, kept = _keep_nodes(order, starts, kept, found)
+            feature[split], threshold[split] = f[found], t[found]
+            order, starts = _partition(X, order, starts, kept, f[found], t[found])
+        left = np.full(len(split), LEAF)
+        left[split] = n_created + 2 * np.arange(split.sum())  # children take the next free ids
+        right = np.where(split, left + 1, LEAF)
+        n_created += 2 * int(split.sum())
+        levels.append((totals, counts, imp, feature, threshold, left, right))
+        depth += 1
+    totals, counts, imp, feature, threshold, left, right = (np.concatenate(a) for a in zip(*levels))
+    if criterion == "squared_error":
+        weight, value = totals[:, 0], totals[:, 1:2] / totals[:, :1]
+    else:
+        weight = totals.sum(axis=1)
+        value = totals / weight[:, None]
+    return Tree(left, right, feature, threshold, value, imp, counts, weight)
+
+
+def _keep_nodes(order: np.ndarray, starts: np.ndarray, counts: np.ndarray, keep: np.ndarray):
+    """Drop the columns of nodes that stop here -> (order, starts, counts) of the kept nodes."""
+    order = order[:, np.repeat(keep, counts)]
+    counts = counts[keep]
+    return order, np.cumsum(counts) - counts, counts
+
+
+def _partition(X: np.ndarray, order: np.ndarray, starts: np.ndarray, counts: np.ndarray,
+               feature: np.ndarray, threshold: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Split every node's slice of every row into left then right, keeping the sorted order.
+
+    Returns the children's order (d, m) and starts (2 * n_nodes,): left child, then right.
+    """
+    d, m = order.shape
+    node = np.repeat(np.arange(len(starts)), counts)
+    goes_left = np.empty(X.shape[0], dtype=bool)
+    goes_left[order[0]] = X[order[0], feature[node]] <= threshold[node]
+    g = goes_left[order]  # (d, m)
+    n_left_so_far = np.cumsum(g, axis=1)
+    before = np.zeros((d, len(starts)), dtype=np.int64)
+    before[:, 1:] = n_left_so_far[:, starts[1:] - 1]
+    n_left_so_far -= before[:, node]  # left-goers up to here, counted inside the node
+    n_left = n_left_so_far[0, np.append(starts[1:], m) - 1]
+    pos = np.arange(m) - starts[node]
+    target = np.where(g, starts[node] + n_left_so_far - 1,
+                      starts[node] + n_left[node] + pos - n_left_so_far)
+    out = np.empty_like(order)
+    np.put_along_axis(out, target, order, axis=1)
+    return out, np.column_stack([starts, starts + n_left]).ravel()
+
+
+def apply_tree(tree: Tree, X: np.ndarray) -> np.ndarray:
+    """Leaf id reached by every row of X (n, d) -> (n,) int. Loops over depth, not samples."""
+    node = np.zeros(X.shape[0], dtype=np.int64)
+    active = np.flatnonzero(tree.children_left[node] != LEAF)
+    while active.size:
+        at = node[active]
+        go_left = X[active, tree.feature[at]] <= tree.threshold[at]
+        node[active] = np.where(go_left, tree.children_left[at], tree.children_right[at])
+        active = active[tree.children_left[node[active]] != LEAF]
+    return node
+
+
+def feature_importances(tree: Tree, n_features: int) -> np.ndarray:
+    """Impurity decrease credited to each feature, summed over nodes and normalised to 1 -> (d,).
+
+    decrease(node) = w * impurity - w_L * impurity_L - w_R * impurity_R.
+    """
+    inner = np.flatnonzero(tree.children_left != LEAF)
+    w, imp = tree.weighted_n_node_samples, tree.impurity
+    lc, rc = tree.children_left[inner], tree.children_right[inner]
+    gain = w[inner] * imp[inner] - w[lc] * imp[lc] - w[rc] * imp[rc]
+    out = np.bincount(tree.feature[inner], weights=gain, minlength=n_features)
+    return out / out.sum() if out.sum() > 0 else out
+
+
+def resolve_max_features(max_features: int | float | str | None, n_features: int) -> int:
+    """sklearn's meanings: None = all, "sqrt", "log2", an int, or a float fraction of d."""
+    if max_features is None:
+        return n_features
+    if max_features == "sqrt":
+        return max(1, int(np.sqrt(n_features)))
+    if max_features == "log2":
+        return max(1, int(np.log2(n_features)))
+    if isinstance(max_features, (int, np.integer)) and not isinstance(max_features, bool) and max_features >= 1:
+        return min(int(max_features), n_features)
+    if isinstance(max_features, float) and 0.0 < max_features <= 1.0:
+        return max(1, int(max_features * n_features))
+    raise ValueError(f"max_features must be None, 'sqrt', 'log2', an int >= 1 or a float in (0, 1], "
+                     f"got {max_features!r}")
+
+
+class _BaseTree(BaseEstimator):
+    """What the classifier and the regressor share: growing, applying and validating."""
+
+    def _grow(self, X: np.ndarray, stats: np.ndarray, sample_weight: np.ndarray) -> None:
+        """Grow ``self.tree_`` on the rows with positive weight and set the fitted attributes."""
+        if self.max_depth is not None and self.max_depth < 1:
+            raise ValueError(f"max_depth must be None or >= 1, got {self.max_depth}")
+        if self.min_samples_split < 2 or self.min_samples_leaf < 1:
+            raise ValueError("min_samples_split must be >= 2 and min_samples_leaf >= 1")
+        keep = sample_weight > 0  # like sklearn, zero-weight rows take no part in the tree
+        rng = np.random.default_rng(self.random_state)
+        k = resolve_max_features(self.max_features, X.shape[1])
+        self.tree_ = grow_tree(X[keep], stats[keep], self.criterion, self.max_depth,
+                               self.min_samples_split, self.min_samples_leaf, k, rng)
+        self.feature_importances_ = feature_importances(self.tree_, X.shape[1])
+
+    def _weights(self, sample_weight: np.ndarray | None, n: int) -> np.ndarray:
+        """Sample weights as a (n,) float array: ones when None; rejects a wrong shape or sign."""
+        if sample_weight is None:
+            return np.ones(n)
+        w = np.asarray(sample_weight, dtype=np.float64)
+        if w.shape != (n,) or np.any(w < 0) or not np.all(np.isfinite(w)):
+            raise ValueError(f"sample_weight must be {n} finite non-negative numbers, got shape {w.shape}")
+        return w
+
+    def apply(self, X: np.ndarray) -> np.ndarray:
+        """Leaf id of every row of X (n, d) -> (n,) int."""
+        check_is_fitted(self, "tree_")
+        X = validate_data(self, X, reset=False, dtype=np.float64)
+        return apply_tree(self.tree_, X)
+
+    def get_depth(self) -> int:
+        """Length of the longest root-to-leaf path (a lone root has depth 0)."""
+        check_is_fitted(self, "tree_")
+        depth = np.zeros(len(self.tree_.feature), dtype=np.int64)
+        inner = np.flatnonzero(self.tree_.children_left != LEAF)  # parents come before children
+        for node in inner:
+            depth[[self.tree_.children_left[node], self.tree_.children_right[node]]] = depth[node] + 1
+        return int(depth.max())
+
+    def get_n_leaves(self) -> int:
+        """Number of leaves."""
+        check_is_fitted(self, "tree_")
+        return int(np.sum(self.tree_.children_left == LEAF))
+
+
+class DecisionTreeClassifier(ClassifierMixin, _BaseTree):
+    """CART classifier: splits minimise the weighted gini or entropy of the children.
+
+    Fitted: classes_ (n_classes,), n_features_in_, tree_ (Tree; value = class proportions),
+    feature_importances_ (n_features,).
+    """
+
+    def __init__(self, criterion: str = "gini", max_depth: int | None = None, min_samples_split: int = 2,
+                 min_samples_leaf: int = 1, max_features: int | float | str | None = None,
+                 random_state: int | None = None):
+        self.criterion = criterion
+        self.max_depth = max_depth
+        self.min_samples_split = min_samples_split
+        self.min_samples_leaf = min_samples_leaf
+        self.max_features = max_features
+        self.random_state = random_state
+
+    def fit(self, X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None) -> DecisionTreeClassifier:
+        """Grow the tree on X (n, d) and labels y (n,); returns self."""
+        if self.criterion not in ("gini", "entropy"):
+            raise ValueError(f"criterion must be 'gini' or 'entropy', got {self.criterion!r}")
+        X, y = validate_data(self, X, y, dtype=np.float64)
+        check_classification_targets(y)
+        self.classes_, codes = np.unique(y, return_inverse=True)
+        w = self._weights(sample_weight, len(y))
+        self._grow(X, target_stats(codes, w, self.criterion, len(self.classes_)), w)
+        return self
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """Class proportions of the leaf each row lands in -> (n, n_classes)."""
+        return self.tree_.value[self.apply(X)]
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Majority class of the leaf each row lands in -> (n,)."""
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+
+class DecisionTreeRegressor(RegressorMixin, _BaseTree):
+    """CART regressor: splits minimise the children's summed squared error; leaves predict means.
+
+    Fitted: n_features_in_, tree_ (Tree; value = mean of y, shape (n_nodes, 1)),
+    feature_importances_ (n_features,).
+    """
+
+    def __init__(self, criterion: str = "squared_error", max_depth: int | None = None,
+                 min_samples_split: int = 2, min_samples_leaf: int = 1,
+                 max_features: int | float | str | None = None, random_state: int | None = None):
+        self.criterion = criterion
+        self.max_depth = max_depth
+        self.min_samples_split = min_samples_split
+        self.min_samples_leaf = min_samples_leaf
+        self.max_features = max_features
+        self.random_state = random_state
+
+    def fit(self, X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None) -> DecisionTreeRegressor:
+        """Grow the tree on X (n, d) and targets y (n,); returns self."""
+        if self.criterion != "squared_error":
+            raise ValueError(f"criterion must be 'squared_error', got {self.criterion!r}")
+        X, y = validate_data(self, X, y, dtype=np.float64, y_numeric=True)
+        w = self._weights(sample_weight, len(y))
+        self._grow(X, target_stats(y, w, self.criterion), w)
+        return self
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Mean target of the leaf each row lands in -> (n,)."""
+        return self.tree_.value[self.apply(X), 0]
