@@ -78,16 +78,16 @@ def test_every_phase_has_labs(catalog):
         assert labs, f"phase {phase.id} has no labs"
 
 
-def test_built_labs_are_exactly_the_six(catalog):
-    """The built labs are the six foundations labs with the agreed modules and datasets."""
+def test_foundations_labs_are_built(catalog):
+    """The six foundations labs are built with the agreed modules and (at least) datasets."""
     built = {lab.id: lab for lab in catalog.built()}
-    assert set(built) == set(BUILT)
+    assert set(BUILT) <= set(built)
     for lab_id, (module, datasets) in BUILT.items():
         lab = built[lab_id]
         assert lab.phase == "foundations"
         assert lab.reference == (module,)
         assert lab.tests == (f"tests/foundations/test_{module.rsplit('.', 1)[1]}.py",)
-        assert set(lab.datasets) == datasets
+        assert datasets <= set(lab.datasets)
         assert 1 <= lab.cpu_minutes <= 3
 
 

@@ -46,146 +46,151 @@ class Tree:
 
 
 def target_stats(y: np.ndarray, sample_weight: np.ndarray, criterion: str, n_classes: int = 0) -> np.ndarray:
-    """Per-sample statistics whose sums over a node are all the split search needs.
+    """Per-sample statistics whose sums over a node are all the split search needs -> (c, n).
 
-    Classification (y int codes 0..n_classes-1): ``w * one_hot(y)``, shape (n, n_classes).
-    Regression (criterion "squared_error"): columns ``[w, w*y, w*y**2]``, shape (n, 3).
+    Classification (y int codes 0..n_classes-1): row k holds ``w * (y == k)``, c = n_classes.
+    Regression (criterion "squared_error"): rows ``[w, w*y, w*y**2]``, c = 3.
+    Statistics come first so that each one is a contiguous row (fast running sums).
     """
     w = np.asarray(sample_weight, dtype=np.float64)
     if criterion == "squared_error":
         y = np.asarray(y, dtype=np.float64)
-        return np.column_stack([w, w * y, w * y * y])
-    stats = np.zeros((len(y), n_classes))
-    stats[np.arange(len(y)), y] = w
+        return np.stack([w, w * y, w * y * y])
+    stats = np.zeros((n_classes, len(y)))
+    stats[y, np.arange(len(y))] = w
     return stats
 
 
 def node_impurity(stats: np.ndarray, criterion: str) -> tuple[np.ndarray, np.ndarray]:
-    """Impurity and total weight of nodes from their summed stats (..., c) -> two (...) arrays."""
-    if criterion == "squared_error":
-        w = stats[..., 0]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            mean = stats[..., 1] / w
-            return stats[..., 2] / w - mean * mean, w
-    w = stats.sum(axis=-1)
+    """Impurity and total weight of nodes from their summed stats (c, ...) -> two (...) arrays."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        p = stats / w[..., None]
+        if criterion == "squared_error":
+            w, mean = stats[0], stats[1] / stats[0]
+            return stats[2] / w - mean * mean, w
+        w = sum(stats)  # Python's sum adds the rows: numpy's sum over a short axis 0 is slow
+        p = stats / w
     if criterion == "gini":
-        return 1.0 - np.sum(p * p, axis=-1), w
+        return 1.0 - sum(p * p), w
     if criterion == "entropy":
-        return -np.sum(xlogy(p, p), axis=-1) / np.log(2.0), w  # log base 2, like sklearn
+        return -sum(xlogy(p, p)) / np.log(2.0), w  # log base 2, like sklearn
     raise ValueError(f"unknown criterion {criterion!r}")
 
 
 def children_cost(left: np.ndarray, right: np.ndarray, criterion: str) -> np.ndarray:
-    """``w_L * impurity(L) + w_R * impurity(R)`` for summed child stats (..., c) -> (...).
+    """``w_L * impurity(L) + w_R * impurity(R)`` from summed child stats (c, ...) -> (...).
 
-    For squared error only the part that changes between splits of one node is returned,
-    ``-(s_L**2 / w_L + s_R**2 / w_R)`` (s = sum of w*y): the sum of w*y**2 is the same for all.
+    gini: ``w - sum_k L_k**2 / w_L - sum_k R_k**2 / w_R``; entropy: ``w log2 w - sum n log2 n``
+    over the counts of each child. For squared error only the part that changes between the
+    cuts of one node is returned, ``-(s_L**2 / w_L + s_R**2 / w_R)`` with s the sum of w*y
+    (the sum of w*y**2 is the same for every cut).
     """
-    if criterion == "squared_error":
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return -(left[..., 1] ** 2 / left[..., 0] + right[..., 1] ** 2 / right[..., 0])
-    imp_l, w_l = node_impurity(left, criterion)
-    imp_r, w_r = node_impurity(right, criterion)
-    return w_l * imp_l + w_r * imp_r
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if criterion == "squared_error":
+            return -(left[1] ** 2 / left[0] + right[1] ** 2 / right[0])
+        w_l, w_r = sum(left), sum(right)  # rows added one by one (c is small)
+        if criterion == "gini":
+            return w_l + w_r - sum(row * row for row in left) / w_l - sum(row * row for row in right) / w_r
+    if criterion == "entropy":
+        plogp = xlogy(w_l, w_l) + xlogy(w_r, w_r) - sum(xlogy(left, left)) - sum(xlogy(right, right))
+        return plogp / np.log(2.0)
+    raise ValueError(f"unknown criterion {criterion!r}")
 
 
-def candidate_features(X: np.ndarray, order: np.ndarray, starts: np.ndarray, k: int,
-                       rng: np.random.Generator) -> np.ndarray:
+def candidate_features(values: np.ndarray, starts: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
     """The k features each node may split on -> (n_nodes, k) int.
 
-    All features when k >= n_features; otherwise k drawn at random per node, preferring
-    features that are not constant inside the node (sklearn keeps drawing until it has k).
+    values: (d, m) feature values sorted inside each node (node j starts at column starts[j]).
+    All features when k >= d; otherwise k drawn at random per node, preferring features that
+    are not constant inside the node (sklearn keeps drawing until it has k of those).
     """
-    d, m = order.shape
+    d, m = values.shape
     if k >= d:
         return np.broadcast_to(np.arange(d), (len(starts), d))
-    ends = np.append(starts[1:], m) - 1
-    cols = np.arange(d)[:, None]
-    lo, hi = X[order[:, starts], cols], X[order[:, ends], cols]  # (d, n_nodes): min and max
+    lo, hi = values[:, starts], values[:, np.append(starts[1:], m) - 1]  # (d, n_nodes) min, max
     constant = (hi <= lo + FEATURE_TOL).T
     return np.argsort(rng.random(constant.shape) + constant, axis=1)[:, :k]
 
 
-def best_splits(X: np.ndarray, stats: np.ndarray, order: np.ndarray, starts: np.ndarray,
-                feats: np.ndarray, criterion: str, min_samples_leaf: int):
+def best_splits(order: np.ndarray, values: np.ndarray, stats: np.ndarray, totals: np.ndarray,
+                starts: np.ndarray, feats: np.ndarray, criterion: str, min_samples_leaf: int):
     """Best split of every node of one level, all nodes and all cuts evaluated at once.
 
-    order: (d, m) sample ids; row f lists the level's samples sorted by (node, X[:, f]); node j
-    owns columns starts[j]:starts[j+1] of every row. feats: (n_nodes, k) features to try.
-    Returns cost (n_nodes,) (inf when a node has no valid cut), feature (n_nodes,) int and
-    threshold (n_nodes,) float.
+    order: (d, m) sample ids; row f lists the level's samples sorted by (node, X[:, f]), and
+    values (d, m) holds their X[:, f]; node j owns columns starts[j]:starts[j+1] of every row.
+    stats: (c, n) per-sample stats; totals: (c, n_nodes) their sums per node.
+    feats: (n_nodes, k) features to try. Returns, per node: cost (inf when no cut is valid),
+    feature (int), threshold (float) and n_left (samples sent left).
     """
-    n_nodes, m = len(starts), order.shape[1]
+    n_nodes, (d, m) = len(starts), order.shape
     counts = np.diff(np.append(starts, m))
     node = np.repeat(np.arange(n_nodes), counts)  # (m,) node owning each column
-    pos = np.arange(m) - starts[node]  # (m,) rank inside that node
-    fcol = feats[node].T  # (k, m) feature tried in slot j at column p
-    sid = order[fcol, np.arange(m)]  # (k, m) samples in sorted order, per slot
-    vals = X[sid, fcol]  # (k, m) sorted feature values inside each node
-    # Squared error needs only sums of w and w*y to rank cuts (see children_cost).
-    s = stats[:, :2] if criterion == "squared_error" else stats
-    cum = np.cumsum(s[sid], axis=1)  # (k, m, c) running sums along the sorted order
-    before = np.zeros((cum.shape[0], n_nodes, cum.shape[2]))
-    before[:, 1:] = cum[:, starts[1:] - 1]  # running sum just before each node starts
-    left = cum - before[:, node]  # stats of samples at or before the cut, inside the node
-    total = cum[:, np.append(starts[1:], m) - 1] - before  # (k, n_nodes, c) node totals
-    right = total[:, node] - left
-    n_left = pos + 1
-    valid = (n_left >= min_samples_leaf) & (counts[node] - n_left >= min_samples_leaf)
-    distinct = np.zeros_like(vals, dtype=bool)
+    n_left = np.arange(m) - starts[node] + 1  # (m,) samples left of a cut after this column
+    if feats.shape[1] == d:  # every feature: the rows as they are
+        sid, vals = order, values
+    else:
+        flat = feats[node].T * m + np.arange(m)  # (k, m) row of slot j's feature, at column p
+        sid, vals = np.take(order, flat), np.take(values, flat)
+    if criterion == "squared_error":  # sums of w and w*y are enough to rank cuts
+        stats, totals = stats[:2], totals[:2]
+    x = np.take(stats, sid, axis=1)  # (c, k, m)
+    x[:, :, starts[1:]] -= totals[:, None, :-1]  # so that one cumsum restarts at every node
+    left = np.cumsum(x, axis=2, out=x)  # stats of the samples up to the cut, inside the node
+    right = np.repeat(totals, counts, axis=1)[:, None, :] - left
+    ok = (n_left >= min_samples_leaf) & (counts[node] - n_left >= min_samples_leaf)
+    distinct = np.zeros(vals.shape, dtype=bool)
     distinct[:, :-1] = vals[:, 1:] > vals[:, :-1] + FEATURE_TOL  # a cut between two values
-    cost = np.where(valid & distinct, children_cost(left, right, criterion), np.inf)
-    slot = cost.argmin(axis=0)  # best slot at every column
-    col_cost = cost[slot, np.arange(m)]
+    cost = np.where(ok & distinct, children_cost(left, right, criterion), np.inf)
+    col_cost = cost.min(axis=0)  # (m,) best over the slots at every column
     node_cost = np.minimum.reduceat(col_cost, starts)
     hits = np.flatnonzero(col_cost == node_cost[node])
     first = hits[np.r_[True, node[hits][1:] != node[hits][:-1]]]  # first best column per node
-    j = slot[first]
+    j = cost[:, first].argmin(axis=0)  # the slot (feature) of that best cut
     nxt = np.minimum(first + 1, m - 1)
     threshold = vals[j, first] / 2.0 + vals[j, nxt] / 2.0  # midpoint, as sklearn computes it
-    return node_cost, feats[np.arange(n_nodes), j], threshold
+    return node_cost, feats[np.arange(n_nodes), j], threshold, n_left[first]
 
 
 def grow_tree(X: np.ndarray, stats: np.ndarray, criterion: str, max_depth: int | None = None,
               min_samples_split: int = 2, min_samples_leaf: int = 1, max_features: int | None = None,
               rng: np.random.Generator | None = None) -> Tree:
-    """Grow a CART tree level by level on X (n, d) with per-sample stats (n, c) from target_stats.
+    """Grow a CART tree level by level on X (n, d) with per-sample stats (c, n) from target_stats.
 
     A node stops (becomes a leaf) at max_depth, with fewer than min_samples_split samples, with
     fewer than 2 * min_samples_leaf, when it is pure, or when no cut leaves min_samples_leaf on
     both sides. max_features: features tried per node (None = all). Node ids are breadth first.
     """
     rng = np.random.default_rng() if rng is None else rng
+    XT = np.ascontiguousarray(X.T)  # (d, n): one feature per row
     k = X.shape[1] if max_features is None else max_features
     max_depth = np.inf if max_depth is None else max_depth
-    order = np.ascontiguousarray(np.argsort(X, axis=0, kind="stable").T)  # sort once: (d, n)
+    order = np.argsort(XT, axis=1, kind="stable")  # sort every feature once: (d, n)
+    values = np.take_along_axis(XT, order, axis=1)  # carried along so it is never gathered again
     starts = np.array([0])
     levels = []  # per level: (totals, counts, impurity, feature, threshold, left, right)
     depth, n_created = 0, 1
     while len(starts):
         counts = np.diff(np.append(starts, order.shape[1]))
-        totals = np.add.reduceat(stats[order[0]], starts, axis=0)  # (n_nodes, c) node sums
+        totals = np.add.reduceat(stats[:, order[0]], starts, axis=1)  # (c, n_nodes) node sums
         imp, _ = node_impurity(totals, criterion)
         feature = np.full(len(starts), UNDEFINED)
         threshold = np.full(len(starts), float(UNDEFINED))
         split = ((depth < max_depth) & (counts >= min_samples_split)
                  & (counts >= 2 * min_samples_leaf) & (imp > EPS))
-        order, starts, kept = _keep_nodes(order, starts, counts, split)
+        order, values, starts, kept = _keep_nodes(order, values, counts, split)
         if len(starts):
-            feats = candidate_features(X, order, starts, k, rng)
-            cost, f, t = best_splits(X, stats, order, starts, feats, criterion, min_samples_leaf)
+            feats = candidate_features(values, starts, k, rng)
+            cost, f, t, n_left = best_splits(order, values, stats, totals[:, split], starts, feats,
+                                             criterion, min_samples_leaf)
             found = np.isfinite(cost)
             split[split] = found  # a node with no valid cut becomes a leaf
-            order, starts, kept = _keep_nodes(order, starts, kept, found)
+            order, values, starts, kept = _keep_nodes(order, values, kept, found)
             feature[split], threshold[split] = f[found], t[found]
-            order, starts = _partition(X, order, starts, kept, f[found], t[found])
+            order, values, starts = _partition(order, values, starts, kept, f[found], t[found], n_left[found])
         left = np.full(len(split), LEAF)
         left[split] = n_created + 2 * np.arange(split.sum())  # children take the next free ids
         right = np.where(split, left + 1, LEAF)
         n_created += 2 * int(split.sum())
-        levels.append((totals, counts, imp, feature, threshold, left, right))
+        levels.append((totals.T, counts, imp, feature, threshold, left, right))
         depth += 1
     totals, counts, imp, feature, threshold, left, right = (np.concatenate(a) for a in zip(*levels))
     if criterion == "squared_error":
@@ -196,35 +201,33 @@ def grow_tree(X: np.ndarray, stats: np.ndarray, criterion: str, max_depth: int |
     return Tree(left, right, feature, threshold, value, imp, counts, weight)
 
 
-def _keep_nodes(order: np.ndarray, starts: np.ndarray, counts: np.ndarray, keep: np.ndarray):
-    """Drop the columns of nodes that stop here -> (order, starts, counts) of the kept nodes."""
-    order = order[:, np.repeat(keep, counts)]
+def _keep_nodes(order: np.ndarray, values: np.ndarray, counts: np.ndarray, keep: np.ndarray):
+    """Drop the columns of nodes that stop here -> (order, values, starts, counts) of the rest."""
+    cols = np.repeat(keep, counts)
     counts = counts[keep]
-    return order, np.cumsum(counts) - counts, counts
+    return order[:, cols], values[:, cols], np.cumsum(counts) - counts, counts
 
 
-def _partition(X: np.ndarray, order: np.ndarray, starts: np.ndarray, counts: np.ndarray,
-               feature: np.ndarray, threshold: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Split every node's slice of every row into left then right, keeping the sorted order.
+def _partition(order: np.ndarray, values: np.ndarray, starts: np.ndarray, counts: np.ndarray,
+               feature: np.ndarray, threshold: np.ndarray, n_left: np.ndarray):
+    """Move every node's slice of every row into left then right child, keeping the sort.
 
-    Returns the children's order (d, m) and starts (2 * n_nodes,): left child, then right.
+    Returns the children's order and values (d, m) and starts (2 * n_nodes,): left, then right.
     """
     d, m = order.shape
     node = np.repeat(np.arange(len(starts)), counts)
-    goes_left = np.empty(X.shape[0], dtype=bool)
-    goes_left[order[0]] = X[order[0], feature[node]] <= threshold[node]
+    flat = feature[node] * m + np.arange(m)  # the split feature's row, at every column
+    goes_left = np.empty(order.max() + 1, dtype=bool)  # indexed by sample id
+    goes_left[np.take(order, flat)] = np.take(values, flat) <= threshold[node]
     g = goes_left[order]  # (d, m)
-    n_left_so_far = np.cumsum(g, axis=1)
-    before = np.zeros((d, len(starts)), dtype=np.int64)
-    before[:, 1:] = n_left_so_far[:, starts[1:] - 1]
-    n_left_so_far -= before[:, node]  # left-goers up to here, counted inside the node
-    n_left = n_left_so_far[0, np.append(starts[1:], m) - 1]
-    pos = np.arange(m) - starts[node]
-    target = np.where(g, starts[node] + n_left_so_far - 1,
-                      starts[node] + n_left[node] + pos - n_left_so_far)
-    out = np.empty_like(order)
-    np.put_along_axis(out, target, order, axis=1)
-    return out, np.column_stack([starts, starts + n_left]).ravel()
+    c = g.astype(np.int64)
+    c[:, starts[1:]] -= n_left[:-1]  # so that one cumsum counts left-goers inside each node
+    np.cumsum(c, axis=1, out=c)
+    target = np.where(g, starts[node] + c - 1, np.arange(m) + n_left[node] - c)
+    new_order, new_values = np.empty_like(order), np.empty_like(values)
+    np.put_along_axis(new_order, target, order, axis=1)
+    np.put_along_axis(new_values, target, values, axis=1)
+    return new_order, new_values, np.column_stack([starts, starts + n_left]).ravel()
 
 
 def apply_tree(tree: Tree, X: np.ndarray) -> np.ndarray:
@@ -280,7 +283,7 @@ class _BaseTree(BaseEstimator):
         keep = sample_weight > 0  # like sklearn, zero-weight rows take no part in the tree
         rng = np.random.default_rng(self.random_state)
         k = resolve_max_features(self.max_features, X.shape[1])
-        self.tree_ = grow_tree(X[keep], stats[keep], self.criterion, self.max_depth,
+        self.tree_ = grow_tree(X[keep], stats[:, keep], self.criterion, self.max_depth,
                                self.min_samples_split, self.min_samples_leaf, k, rng)
         self.feature_importances_ = feature_importances(self.tree_, X.shape[1])
 
@@ -344,11 +347,13 @@ class DecisionTreeClassifier(ClassifierMixin, _BaseTree):
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """Class proportions of the leaf each row lands in -> (n, n_classes)."""
-        return self.tree_.value[self.apply(X)]
+        leaves = self.apply(X)
+        return self.tree_.value[leaves]
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Majority class of the leaf each row lands in -> (n,)."""
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        proba = self.predict_proba(X)
+        return self.classes_[np.argmax(proba, axis=1)]
 
 
 class DecisionTreeRegressor(RegressorMixin, _BaseTree):
@@ -379,4 +384,5 @@ class DecisionTreeRegressor(RegressorMixin, _BaseTree):
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Mean target of the leaf each row lands in -> (n,)."""
-        return self.tree_.value[self.apply(X), 0]
+        leaves = self.apply(X)
+        return self.tree_.value[leaves, 0]

@@ -20,7 +20,7 @@ import warnings
 from functools import partial
 
 import numpy as np
-from scipy.linalg import solve
+from scipy.linalg import cho_factor, cho_solve
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted, validate_data
@@ -141,21 +141,23 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
     Two classes use one sigmoid score; three or more use the multinomial softmax.
 
     solver:
-        "newton" - Newton's method (a.k.a. IRLS): solve ``H d = g`` with a Cholesky solve and
+        "newton" - Newton's method (a.k.a. IRLS): solve ``H d = g`` by Cholesky and
                    step ``W -= t d``, halving t until F decreases enough (backtracking). A
                    handful of iterations; each builds a (Kp, Kp) Hessian.
         "gd"     - gradient descent with the constant step 1/L, where
                    ``L = C c ||X1||_2^2 + 1`` bounds the Hessian (c = 1/4 binary, 1/2 softmax).
-    tol: stop when the largest gradient entry of F / n_samples falls below tol.
+    tol: stop when the largest gradient entry of F / (C n_samples) falls below tol. That is
+        sklearn's scaling: the mean log loss plus ||coef||^2 / (2 C n), so tol means the same
+        whatever C is.
     max_iter: most Newton iterations or gradient steps; a ConvergenceWarning when reached.
 
     Fitted: classes_ (K,), coef_ (1, d) if binary else (K, d), intercept_ (1,) or (K,),
-    n_iter_ (int), loss_history_ (list of F / n_samples before each step and at the end),
+    n_iter_ (int), loss_history_ (list of F / (C n) before each step and at the end),
     n_features_in_.
     """
 
     def __init__(self, C: float = 1.0, solver: str = "newton", fit_intercept: bool = True,
-                 max_iter: int = 100, tol: float = 1e-8):
+                 max_iter: int = 100, tol: float = 1e-10):
         self.C = C
         self.solver = solver
         self.fit_intercept = fit_intercept
@@ -191,10 +193,10 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         objective = partial(loss_grad, X1=X1, y=target, C=self.C, fit_intercept=self.fit_intercept)
         hessian = partial(hess, X1=X1, C=self.C, fit_intercept=self.fit_intercept)
         if self.solver == "newton":
-            params = self._newton(params, objective, hessian, n, K > 2)
+            params = self._newton(params, objective, hessian, self.C * n, K > 2)
         else:
             lipschitz = self.C * curvature * np.linalg.norm(X1, 2) ** 2 + 1.0
-            params = self._gradient_descent(params, objective, 1.0 / lipschitz, n)
+            params = self._gradient_descent(params, objective, 1.0 / lipschitz, self.C * n)
         params = params.reshape(1, p) if K == 2 else params
         if self.fit_intercept:
             self.coef_, self.intercept_ = params[:, :-1].copy(), params[:, -1].copy()
@@ -205,13 +207,13 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
             self.coef_, self.intercept_ = params.copy(), np.zeros(params.shape[0])
         return self
 
-    def _newton(self, params, objective, hessian, n: int, multinomial: bool):
+    def _newton(self, params, objective, hessian, scale: float, multinomial: bool):
         """Damped Newton iterations from params; returns the minimiser (same shape)."""
         shape = params.shape
         loss, grad = objective(params)
-        self.loss_history_ = [loss / n]
+        self.loss_history_ = [loss / scale]
         self.n_iter_ = 0
-        while np.abs(grad).max() / n > self.tol:
+        while np.abs(grad).max() / scale > self.tol:
             if self.n_iter_ == self.max_iter:
                 warnings.warn(f"newton did not reach tol={self.tol} in {self.max_iter} "
                               "iterations", ConvergenceWarning, stacklevel=3)
@@ -224,7 +226,8 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
                 u = np.zeros(shape)
                 u[:, -1] = 1.0
                 H += np.outer(u.ravel(), u.ravel())
-            step = solve(H, grad.ravel(), assume_a="pos").reshape(shape)  # Cholesky
+            # H = L L^T (Cholesky), then two triangular solves: no inverse is ever formed.
+            step = cho_solve(cho_factor(H), grad.ravel()).reshape(shape)
             t, slope = 1.0, float(np.sum(grad * step))
             while True:  # backtracking: accept once F drops by at least t * slope / 4
                 new_loss, new_grad = objective(params - t * step)
@@ -233,15 +236,15 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
                 t *= 0.5
             params, loss, grad = params - t * step, new_loss, new_grad
             self.n_iter_ += 1
-            self.loss_history_.append(loss / n)
+            self.loss_history_.append(loss / scale)
         return params
 
-    def _gradient_descent(self, params, objective, lr: float, n: int):
+    def _gradient_descent(self, params, objective, lr: float, scale: float):
         """Plain gradient descent with step lr from params; returns the last iterate."""
         loss, grad = objective(params)
-        self.loss_history_ = [loss / n]
+        self.loss_history_ = [loss / scale]
         self.n_iter_ = 0
-        while np.abs(grad).max() / n > self.tol:
+        while np.abs(grad).max() / scale > self.tol:
             if self.n_iter_ == self.max_iter:
                 warnings.warn(f"gd did not reach tol={self.tol} in {self.max_iter} steps; "
                               "raise max_iter or use solver='newton'", ConvergenceWarning,
@@ -250,7 +253,7 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
             params = params - lr * grad
             loss, grad = objective(params)
             self.n_iter_ += 1
-            self.loss_history_.append(loss / n)
+            self.loss_history_.append(loss / scale)
         return params
 
     def decision_function(self, X) -> np.ndarray:

@@ -37,6 +37,11 @@ def kernel_matrix(A: np.ndarray, B: np.ndarray, kernel: str = "rbf", gamma: floa
     if kernel == "poly":
         K *= gamma
         K += coef0
+        if float(degree).is_integer() and degree >= 1:  # repeated products beat a float pow
+            base = K.copy()
+            for _ in range(int(degree) - 1):
+                K *= base
+            return K
         return K ** degree
     if kernel == "rbf":  # in place: these matrices are large, temporaries cost more than math
         K *= -2.0
@@ -63,6 +68,7 @@ def smo_solve(K: np.ndarray, y: np.ndarray, C: float, tol: float = 1e-3,
     n = len(y)
     y = y.astype(float)
     QD = np.diag(K).copy()
+    minus_2K = -2.0 * K  # so the curvature row a_t = K_ii + K_tt - 2 K_it costs two adds
     alpha = np.zeros(n)
     myG = y.copy()  # -y * G, with G = -1 at a = 0; Q_it = y_i y_t K_it lets us skip Q itself
     up, low = y > 0, y < 0  # at a = 0 only y=+1 can go up and only y=-1 can go down
@@ -76,8 +82,7 @@ def smo_solve(K: np.ndarray, y: np.ndarray, C: float, tol: float = 1e-3,
         b = v[i] - myG + low_pen  # b_t over I_low, -inf elsewhere
         if b.max() < tol:  # the KKT gap m(a) - M(a); also stops when no b_t > 0 is left
             break
-        curv = K[i] * -2.0
-        curv += QD
+        curv = minus_2K[i] + QD
         curv += QD[i]
         np.maximum(curv, TAU, out=curv)
         np.maximum(b, 0.0, out=b)
