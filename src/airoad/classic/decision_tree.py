@@ -7,7 +7,7 @@ impurity minus that sum divided by w). Impurities of a node with class proportio
 ``gini = 1 - sum_k p_k**2``, ``entropy = -sum_k p_k log2 p_k``; for regression
 ``mse = mean(y**2) - mean(y)**2``.
 
-How the search stays vectorised: every feature is sorted ONCE at the root; the tree then grows
+How the search stays vectorised: every feature is sorted ONCE (presort); the tree then grows
 level by level (breadth first) and keeps, for each feature, its samples sorted by (node, value).
 Running sums along that order give the left child's class counts (or sums of y) at every cut of
 every node at once; thresholds are midpoints between consecutive distinct values, as in sklearn.
@@ -150,21 +150,27 @@ def best_splits(order: np.ndarray, values: np.ndarray, stats: np.ndarray, totals
     return node_cost, feats[np.arange(n_nodes), j], threshold, n_left[first]
 
 
-def grow_tree(X: np.ndarray, stats: np.ndarray, criterion: str, max_depth: int | None = None,
-              min_samples_split: int = 2, min_samples_leaf: int = 1, max_features: int | None = None,
-              rng: np.random.Generator | None = None) -> Tree:
-    """Grow a CART tree level by level on X (n, d) with per-sample stats (c, n) from target_stats.
+def presort(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sort every feature once: order (d, n) sample ids by increasing X[:, f] in row f, and
+    values (d, n) the sorted X[:, f]. Ensembles compute this once and share it between trees."""
+    XT = np.ascontiguousarray(X.T, dtype=np.float64)
+    order = np.argsort(XT, axis=1, kind="stable")
+    return order, np.take_along_axis(XT, order, axis=1)
+
+
+def grow_tree(order: np.ndarray, values: np.ndarray, stats: np.ndarray, criterion: str,
+              max_depth: int | None = None, min_samples_split: int = 2, min_samples_leaf: int = 1,
+              max_features: int | None = None, rng: np.random.Generator | None = None) -> Tree:
+    """Grow a CART tree level by level from presorted features (order, values: (d, m), see
+    presort; they may list only some of the samples) and per-sample stats (c, n) (target_stats).
 
     A node stops (becomes a leaf) at max_depth, with fewer than min_samples_split samples, with
     fewer than 2 * min_samples_leaf, when it is pure, or when no cut leaves min_samples_leaf on
     both sides. max_features: features tried per node (None = all). Node ids are breadth first.
     """
     rng = np.random.default_rng() if rng is None else rng
-    XT = np.ascontiguousarray(X.T)  # (d, n): one feature per row
-    k = X.shape[1] if max_features is None else max_features
+    k = order.shape[0] if max_features is None else max_features
     max_depth = np.inf if max_depth is None else max_depth
-    order = np.argsort(XT, axis=1, kind="stable")  # sort every feature once: (d, n)
-    values = np.take_along_axis(XT, order, axis=1)  # carried along so it is never gathered again
     starts = np.array([0])
     levels = []  # per level: (totals, counts, impurity, feature, threshold, left, right)
     depth, n_created = 0, 1
@@ -185,7 +191,9 @@ def grow_tree(X: np.ndarray, stats: np.ndarray, criterion: str, max_depth: int |
             split[split] = found  # a node with no valid cut becomes a leaf
             order, values, starts, kept = _keep_nodes(order, values, kept, found)
             feature[split], threshold[split] = f[found], t[found]
-            order, values, starts = _partition(order, values, starts, kept, f[found], t[found], n_left[found])
+            # Children at max_depth are leaves: they only need one row, for their sums.
+            order, values, starts = _partition(order, values, starts, kept, f[found], t[found], n_left[found],
+                                               stats.shape[1], all_rows=depth + 1 < max_depth)
         left = np.full(len(split), LEAF)
         left[split] = n_created + 2 * np.arange(split.sum())  # children take the next free ids
         right = np.where(split, left + 1, LEAF)
@@ -203,22 +211,27 @@ def grow_tree(X: np.ndarray, stats: np.ndarray, criterion: str, max_depth: int |
 
 def _keep_nodes(order: np.ndarray, values: np.ndarray, counts: np.ndarray, keep: np.ndarray):
     """Drop the columns of nodes that stop here -> (order, values, starts, counts) of the rest."""
-    cols = np.repeat(keep, counts)
-    counts = counts[keep]
-    return order[:, cols], values[:, cols], np.cumsum(counts) - counts, counts
+    if not keep.all():
+        cols = np.repeat(keep, counts)
+        order, values, counts = order[:, cols], values[:, cols], counts[keep]
+    return order, values, np.cumsum(counts) - counts, counts
 
 
 def _partition(order: np.ndarray, values: np.ndarray, starts: np.ndarray, counts: np.ndarray,
-               feature: np.ndarray, threshold: np.ndarray, n_left: np.ndarray):
+               feature: np.ndarray, threshold: np.ndarray, n_left: np.ndarray, n_samples: int,
+               all_rows: bool = True):
     """Move every node's slice of every row into left then right child, keeping the sort.
 
-    Returns the children's order and values (d, m) and starts (2 * n_nodes,): left, then right.
+    Returns the children's order and values (d, m) (only row 0 when all_rows is False) and
+    starts (2 * n_nodes,): left child, then right.
     """
-    d, m = order.shape
+    m = order.shape[1]
     node = np.repeat(np.arange(len(starts)), counts)
     flat = feature[node] * m + np.arange(m)  # the split feature's row, at every column
-    goes_left = np.empty(order.max() + 1, dtype=bool)  # indexed by sample id
+    goes_left = np.empty(n_samples, dtype=bool)  # indexed by sample id
     goes_left[np.take(order, flat)] = np.take(values, flat) <= threshold[node]
+    if not all_rows:
+        order, values = order[:1], values[:1]
     g = goes_left[order]  # (d, m)
     c = g.astype(np.int64)
     c[:, starts[1:]] -= n_left[:-1]  # so that one cumsum counts left-goers inside each node
@@ -274,16 +287,21 @@ def resolve_max_features(max_features: int | float | str | None, n_features: int
 class _BaseTree(BaseEstimator):
     """What the classifier and the regressor share: growing, applying and validating."""
 
-    def _grow(self, X: np.ndarray, stats: np.ndarray, sample_weight: np.ndarray) -> None:
+    def _grow(self, X: np.ndarray, stats: np.ndarray, sample_weight: np.ndarray,
+              presorted: tuple[np.ndarray, np.ndarray] | None) -> None:
         """Grow ``self.tree_`` on the rows with positive weight and set the fitted attributes."""
         if self.max_depth is not None and self.max_depth < 1:
             raise ValueError(f"max_depth must be None or >= 1, got {self.max_depth}")
         if self.min_samples_split < 2 or self.min_samples_leaf < 1:
             raise ValueError("min_samples_split must be >= 2 and min_samples_leaf >= 1")
+        order, values = presort(X) if presorted is None else presorted
         keep = sample_weight > 0  # like sklearn, zero-weight rows take no part in the tree
+        if not keep.all():
+            mask = keep[order]  # the same number of True in every row
+            order, values = order[mask].reshape(len(order), -1), values[mask].reshape(len(order), -1)
         rng = np.random.default_rng(self.random_state)
         k = resolve_max_features(self.max_features, X.shape[1])
-        self.tree_ = grow_tree(X[keep], stats[:, keep], self.criterion, self.max_depth,
+        self.tree_ = grow_tree(order, values, stats, self.criterion, self.max_depth,
                                self.min_samples_split, self.min_samples_leaf, k, rng)
         self.feature_importances_ = feature_importances(self.tree_, X.shape[1])
 
@@ -334,15 +352,20 @@ class DecisionTreeClassifier(ClassifierMixin, _BaseTree):
         self.max_features = max_features
         self.random_state = random_state
 
-    def fit(self, X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None) -> DecisionTreeClassifier:
-        """Grow the tree on X (n, d) and labels y (n,); returns self."""
+    def fit(self, X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None,
+            presorted: tuple[np.ndarray, np.ndarray] | None = None) -> DecisionTreeClassifier:
+        """Grow the tree on X (n, d) and labels y (n,); returns self.
+
+        sample_weight: (n,) non-negative weights (None = all 1). presorted: presort(X), when
+        the caller fits many trees on the same X (ensembles) and wants to sort it only once.
+        """
         if self.criterion not in ("gini", "entropy"):
             raise ValueError(f"criterion must be 'gini' or 'entropy', got {self.criterion!r}")
         X, y = validate_data(self, X, y, dtype=np.float64)
         check_classification_targets(y)
         self.classes_, codes = np.unique(y, return_inverse=True)
         w = self._weights(sample_weight, len(y))
-        self._grow(X, target_stats(codes, w, self.criterion, len(self.classes_)), w)
+        self._grow(X, target_stats(codes, w, self.criterion, len(self.classes_)), w, presorted)
         return self
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
@@ -373,13 +396,14 @@ class DecisionTreeRegressor(RegressorMixin, _BaseTree):
         self.max_features = max_features
         self.random_state = random_state
 
-    def fit(self, X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None) -> DecisionTreeRegressor:
-        """Grow the tree on X (n, d) and targets y (n,); returns self."""
+    def fit(self, X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None,
+            presorted: tuple[np.ndarray, np.ndarray] | None = None) -> DecisionTreeRegressor:
+        """Grow the tree on X (n, d) and targets y (n,); returns self (arguments as in the classifier)."""
         if self.criterion != "squared_error":
             raise ValueError(f"criterion must be 'squared_error', got {self.criterion!r}")
         X, y = validate_data(self, X, y, dtype=np.float64, y_numeric=True)
         w = self._weights(sample_weight, len(y))
-        self._grow(X, target_stats(y, w, self.criterion), w)
+        self._grow(X, target_stats(y, w, self.criterion), w, presorted)
         return self
 
     def predict(self, X: np.ndarray) -> np.ndarray:

@@ -26,7 +26,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from airoad.classic.decision_tree import LEAF, DecisionTreeClassifier, DecisionTreeRegressor
+from airoad.classic.decision_tree import LEAF, DecisionTreeClassifier, DecisionTreeRegressor, presort
 
 
 def bootstrap_counts(n: int, rng: np.random.Generator) -> np.ndarray:
@@ -50,15 +50,16 @@ class _Forest(BaseEstimator):
         if self.n_estimators < 1:
             raise ValueError(f"n_estimators must be >= 1, got {self.n_estimators}")
         rng = np.random.default_rng(self.random_state)
+        presorted = presort(X)  # every tree reuses one sort of X
         self.estimators_ = []
         for _ in range(self.n_estimators):
+            # A bootstrap sample as weights: a row drawn c times weighs c (0 = out of bag).
             counts = bootstrap_counts(len(X), rng) if self.bootstrap else np.ones(len(X), dtype=np.int64)
-            rows = np.flatnonzero(counts)  # rows drawn at least once, weighted by their count
             tree = tree_class(criterion=self.criterion, max_depth=self.max_depth,
                               min_samples_split=self.min_samples_split,
                               min_samples_leaf=self.min_samples_leaf,
                               max_features=self.max_features, random_state=_seed(rng))
-            self.estimators_.append(tree.fit(X[rows], target[rows], sample_weight=counts[rows]))
+            self.estimators_.append(tree.fit(X, target, sample_weight=counts, presorted=presorted))
         self.feature_importances_ = np.mean([t.feature_importances_ for t in self.estimators_], axis=0)
 
 
@@ -150,11 +151,12 @@ class _GradientBoosting(BaseEstimator):
         rng = np.random.default_rng(self.random_state)
         self.init_ = self._initial_raw(y)
         raw = np.full(len(y), self.init_)
+        presorted = presort(X)  # X never changes between stages: sort it once
         self.estimators_, self.train_score_ = [], np.empty(self.n_estimators)
         for m in range(self.n_estimators):
             tree = DecisionTreeRegressor(max_depth=self.max_depth, min_samples_split=self.min_samples_split,
                                          min_samples_leaf=self.min_samples_leaf, random_state=_seed(rng))
-            tree.fit(X, self._negative_gradient(y, raw))
+            tree.fit(X, self._negative_gradient(y, raw), presorted=presorted)
             leaves = tree.apply(X)
             self._update_leaves(tree, leaves, y, raw)
             raw += self.learning_rate * tree.tree_.value[leaves, 0]
@@ -322,10 +324,11 @@ class AdaBoostClassifier(ClassifierMixin, BaseEstimator):
         k = len(self.classes_)
         rng = np.random.default_rng(self.random_state)
         w = np.full(len(y), 1.0 / len(y))
+        presorted = presort(X)  # X never changes between rounds: sort it once
         self.estimators_, alphas, errors = [], [], []
         for _ in range(self.n_estimators):
             stump = DecisionTreeClassifier(max_depth=self.max_depth, random_state=_seed(rng))
-            miss = stump.fit(X, codes, sample_weight=w).predict(X) != codes
+            miss = stump.fit(X, codes, sample_weight=w, presorted=presorted).predict(X) != codes
             error = float(np.sum(w[miss]) / np.sum(w))
             if error >= 1.0 - 1.0 / k:  # no better than chance: discard it and stop
                 if not self.estimators_:

@@ -120,14 +120,15 @@ def _figures(ctx: RunContext, Z_pca, Z_tsne, ys, rows: list[dict], masks: dict, 
     import matplotlib.pyplot as plt
 
     paths = []
-    fig, axes = plt.subplots(1, 2, figsize=(12, 5.5))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5.8), layout="constrained")
     for ax, Z, name in [(axes[0], Z_pca, "pca"), (axes[1], Z_tsne, "tsne")]:
         sc = ax.scatter(Z[:, 0], Z[:, 1], c=ys, cmap="tab10", s=5, alpha=0.7)
         for d in range(10):  # label each digit at its median position
             cx, cy = np.median(Z[ys == d], axis=0)
             ax.text(cx, cy, str(d), fontsize=14, weight="bold", ha="center", va="center")
-        ax.set(title=f"{name.upper()} 2-D: trustworthiness {maps[name + '_2d_trustworthiness']:.3f}, "
-                     f"5-NN acc {maps[name + '_2d_knn_accuracy']:.3f}", xticks=[], yticks=[])
+        label = "PCA" if name == "pca" else "t-SNE"
+        ax.set(title=f"{label} 2-D\ntrustworthiness {maps[name + '_2d_trustworthiness']:.3f}, "
+                     f"5-NN accuracy {maps[name + '_2d_knn_accuracy']:.3f}", xticks=[], yticks=[])
     fig.colorbar(sc, ax=axes, label="digit")
     paths.append(_save(fig, ctx, "pca_vs_tsne", tight=False))
 

@@ -140,6 +140,8 @@ def _pipelines(train, y_tr, test, y_te, config, ctx) -> tuple[dict, list[dict]]:
 
 
 def _encodings(train, y_tr, config, ctx) -> tuple[list[dict], float]:
+    """CV scores of one-hot / ordinal / target encoding, and our vs sklearn's cross-fitted encoding."""
+    from sklearn.model_selection import StratifiedKFold
     from sklearn.preprocessing import TargetEncoder as SkTE
 
     smooth = "auto" if config.smooth == 0 else config.smooth
@@ -153,8 +155,6 @@ def _encodings(train, y_tr, config, ctx) -> tuple[list[dict], float]:
                      "cv_roc_auc": cv["roc_auc_mean"], "roc_auc_std": cv["roc_auc_std"],
                      "fit_seconds": cv["fit_seconds_mean"]})
     X = train[CATEGORICAL].fillna("?")
-    from sklearn.model_selection import StratifiedKFold
-
     ours = fe.TargetEncoder(smooth=smooth, random_state=config.seed).fit_transform(X, y_tr)
     theirs = SkTE(smooth=smooth, cv=StratifiedKFold(5, shuffle=True, random_state=config.seed)).fit_transform(X, y_tr)
     return rows, float(np.abs(ours - theirs).max())
@@ -303,7 +303,7 @@ def run(config: Config, ctx: RunContext) -> LabResult:
         f"Our ColumnTransformer output equals sklearn's to {pipes['max_diff']:.1e} "
         f"({ours_row['features']} columns, names {'identical' if pipes['same_names'] else 'DIFFERENT'}); "
         f"test accuracy {ours_row['test_accuracy']:.4f} (sklearn's transformers: {sk_row['test_accuracy']:.4f}).",
-        f"Encodings by CV ROC AUC: " + ", ".join(f"{k} {v['cv_roc_auc']:.4f} ({v['features']} cols)"
+        "Encodings by CV ROC AUC: " + ", ".join(f"{k} {v['cv_roc_auc']:.4f} ({v['features']} cols)"
                                                   for k, v in by_enc.items()) + f"; best: {best_enc}.",
         f"Scaler fitted on all rows vs inside each fold: ROC AUC gap {scaler_gap:+.2e} "
         + ("(negligible: a scaler learns only means and spreads, no label)." if abs(scaler_gap) < 1e-3

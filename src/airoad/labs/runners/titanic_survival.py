@@ -199,5 +199,6 @@ def run(config: Config, ctx: RunContext) -> LabResult:
     if missing:
         notes.append("Not importable yet, so only sklearn's version ran: " + ", ".join(missing) + ".")
     metrics["ours_missing"] = ", ".join(missing) or "none"
-    return LabResult(metrics=metrics, key_metric="ours_best_cv_accuracy", library_metric="sklearn_best_cv_accuracy",
-                     tables={"models": table}, figures=figures, notes=notes)
+    return LabResult(metrics=metrics, key_metric="ours_best_cv_accuracy",
+                     library_metric="sklearn_best_cv_accuracy", tables={"models": table},
+                     figures=figures, notes=notes)

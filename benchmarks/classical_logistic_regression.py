@@ -1,0 +1,75 @@
+"""Logistic regression: fit+predict seconds of ours (Newton) vs scikit-learn's LogisticRegression.
+
+Run alone (`python benchmarks/classical_logistic_regression.py`) or through
+benchmarks/classical.py. Standardised features, C = 1, one BLAS thread, median of interleaved
+repeats. sklearn runs its default solver (lbfgs, default tol; max_iter raised so it converges)
+and, on digits, also newton-cholesky: the same algorithm as ours.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from sklearn.linear_model import LogisticRegression as SkLogisticRegression  # noqa: E402
+from sklearn.model_selection import train_test_split  # noqa: E402
+from sklearn.preprocessing import StandardScaler  # noqa: E402
+from threadpoolctl import threadpool_limits  # noqa: E402
+
+from airoad.classic.logistic_regression import LogisticRegression  # noqa: E402
+from airoad.data import load  # noqa: E402
+
+REPEATS = 7
+
+
+def _race(ours, theirs, Xtr, ytr, Xte) -> tuple[float, float, np.ndarray, np.ndarray]:
+    """Median fit+predict seconds of two model factories run alternately, and predictions."""
+    times: dict[str, list[float]] = {"ours": [], "lib": []}
+    preds = {}
+    for i in range(REPEATS):
+        order = (("ours", ours), ("lib", theirs)) if i % 2 == 0 else (("lib", theirs), ("ours", ours))
+        for name, make in order:
+            start = time.perf_counter()
+            preds[name] = make().fit(Xtr, ytr).predict(Xte)
+            times[name].append(time.perf_counter() - start)
+    return statistics.median(times["ours"]), statistics.median(times["lib"]), preds["ours"], preds["lib"]
+
+
+def _datasets() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    cancer, digits, titanic = load("breast-cancer"), load("digits"), load("titanic")
+    Xt = pd.get_dummies(titanic.drop(columns="survived").assign(fare=lambda d: np.log1p(d["fare"])),
+                        columns=["gender", "class", "embarked"], drop_first=True, dtype=float)
+    return {"breast-cancer": (cancer.drop(columns="target").to_numpy(np.float64), cancer["target"].to_numpy()),
+            "titanic": (Xt.to_numpy(np.float64), titanic["survived"].to_numpy()),
+            "digits": (digits.drop(columns="target").to_numpy(np.float64), digits["target"].to_numpy())}
+
+
+def rows() -> list[dict]:
+    out = []
+    with threadpool_limits(1):
+        for name, (X, y) in _datasets().items():
+            Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.25, stratify=y, random_state=0)
+            scaler = StandardScaler().fit(Xtr)
+            Xtr, Xte = scaler.transform(Xtr), scaler.transform(Xte)
+            kind = "binary" if len(np.unique(y)) == 2 else "multinomial"
+            solvers = ["lbfgs"] + (["newton-cholesky"] if kind == "multinomial" else [])
+            for solver in solvers:
+                ours_s, lib_s, p, q = _race(lambda: LogisticRegression(C=1.0),
+                                            lambda: SkLogisticRegression(C=1.0, solver=solver, max_iter=1000),
+                                            Xtr, ytr, Xte)
+                out.append({"estimator": f"LogisticRegression (newton, {kind})",
+                            "data": f"{name} {Xtr.shape[0]}+{Xte.shape[0]} x {X.shape[1]}",
+                            "ours_s": ours_s, "library": f"sklearn LogisticRegression ({solver})",
+                            "lib_s": lib_s, "ratio": ours_s / lib_s, "target": "<= 2x",
+                            "ours_acc": float(np.mean(p == yte)), "lib_acc": float(np.mean(q == yte))})
+    return out
+
+
+if __name__ == "__main__":
+    for row in rows():
+        print(row)
