@@ -44,7 +44,8 @@ def _datasets() -> dict[str, tuple[np.ndarray, np.ndarray]]:
     cancer, digits, titanic = load("breast-cancer"), load("digits"), load("titanic")
     Xt = pd.get_dummies(titanic.drop(columns="survived").assign(fare=lambda d: np.log1p(d["fare"])),
                         columns=["gender", "class", "embarked"], drop_first=True, dtype=float)
-    return {"breast-cancer": (cancer.drop(columns="target").to_numpy(np.float64), cancer["target"].to_numpy()),
+    return {"breast-cancer": (cancer.drop(columns="target").to_numpy(np.float64),
+                              cancer["target"].to_numpy()),
             "titanic": (Xt.to_numpy(np.float64), titanic["survived"].to_numpy()),
             "digits": (digits.drop(columns="target").to_numpy(np.float64), digits["target"].to_numpy())}
 

@@ -17,10 +17,12 @@ from sklearn.preprocessing import StandardScaler
 
 
 def check_estimator_api(estimator: Any, X: np.ndarray, y: np.ndarray | None,
-                        grid: dict[str, list], cv: int = 3) -> None:
+                        grid: dict[str, list], cv: int = 3, scaler: Any = None) -> None:
     """Assert the scikit-learn conventions on `estimator` with data X (and y if supervised).
 
     grid: a small parameter grid (1 parameter, 2 values) for GridSearchCV.
+    scaler: the Pipeline's first step (default StandardScaler; count models need one that
+    keeps values non-negative, e.g. MaxAbsScaler).
     """
     name = type(estimator).__name__
     params = estimator.get_params()
@@ -37,7 +39,8 @@ def check_estimator_api(estimator: Any, X: np.ndarray, y: np.ndarray | None,
     assert not any(a.endswith("_") for a in vars(clone(estimator))), \
         f"{name}.__init__ must only store hyper-parameters (no fitted '_' attributes)"
 
-    pipe = Pipeline([("scale", StandardScaler()), ("model", clone(estimator))])
+    pipe = Pipeline([("scale", StandardScaler() if scaler is None else scaler),
+                     ("model", clone(estimator))])
     pipe.fit(X, y)
     if hasattr(estimator, "predict"):
         pred = pipe.predict(X)

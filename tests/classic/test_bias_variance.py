@@ -124,7 +124,8 @@ def test_ridge_path_matches_sklearn_ridge(impl, diabetes):
     assert np.shape(coefs) == (X.shape[1], alphas.size), f"coefs {np.shape(coefs)}, expected (n_features, n_alphas)"
     for k, a in enumerate(alphas):
         model = Ridge(alpha=a).fit(X, y)
-        np.testing.assert_allclose(coefs[:, k], model.coef_, rtol=1e-8, atol=1e-9, err_msg=f"coef_ differs at alpha={a}")
+        np.testing.assert_allclose(coefs[:, k], model.coef_, rtol=1e-8, atol=1e-9,
+                                   err_msg=f"coef_ differs at alpha={a}")
         np.testing.assert_allclose(intercepts[k], model.intercept_, rtol=1e-10, err_msg=f"intercept differs at {a}")
 
 

@@ -62,7 +62,8 @@ def test_k_smallest_sorts_and_breaks_ties_by_index(impl):
     D = np.array([[3.0, 1.0, 2.0, 1.0, 0.5],
                   [2.0, 2.0, 2.0, 2.0, 2.0]])
     vals, idx = impl.k_smallest(D.copy(), 3)
-    np.testing.assert_array_equal(np.asarray(idx), [[4, 1, 3], [0, 1, 2]], err_msg="wrong indices or tie order")
+    np.testing.assert_array_equal(np.asarray(idx), [[4, 1, 3], [0, 1, 2]],
+                                  err_msg="wrong indices or tie order")
     np.testing.assert_array_equal(np.asarray(vals), [[0.5, 1.0, 1.0], [2.0, 2.0, 2.0]])
 
 
@@ -77,7 +78,8 @@ def test_vote_weights(impl):
 
 def test_class_votes_adds_repeated_classes(impl):
     """class_votes sums weights per class, counting a class once per neighbour."""
-    votes = np.asarray(impl.class_votes(np.array([[2, 2, 0], [1, 1, 1]]), np.array([[1.0, 2.0, 3.0], [1.0, 1.0, 1.0]]), 3))
+    classes = np.array([[2, 2, 0], [1, 1, 1]])
+    votes = np.asarray(impl.class_votes(classes, np.array([[1.0, 2.0, 3.0], [1.0, 1.0, 1.0]]), 3))
     np.testing.assert_array_equal(votes, [[3.0, 0.0, 3.0], [0.0, 3.0, 0.0]],
                                   err_msg="use np.add.at: fancy-index += drops repeated classes")
 

@@ -99,7 +99,8 @@ def test_binary_gradient_matches_finite_differences(impl, fit_intercept):
     want_loss = 2.0 * metrics.log_loss(y, special.expit(X1 @ w), normalize=False) + 0.5 * (
         w[:-1] @ w[:-1] if fit_intercept else w @ w)
     np.testing.assert_allclose(loss, want_loss, rtol=1e-10,
-                               err_msg="loss must be C * summed log loss + ||coef||^2 / 2 (intercept unpenalised)")
+                               err_msg="loss must be C * summed log loss + ||coef||^2 / 2 "
+                                       "(intercept unpenalised)")
     numeric = _finite_diff_grad(lambda v: impl.binary_loss_grad(v, X1, y, 2.0, fit_intercept)[0], w)
     np.testing.assert_allclose(grad, numeric, rtol=1e-6, atol=1e-6, err_msg="gradient is off")
 
@@ -158,7 +159,8 @@ def test_binary_coefficients_match_sklearn(impl, cancer, C):
     """Newton on breast cancer: coef_ and intercept_ equal sklearn's at the same C (1e-6)."""
     X, y = cancer
     ours, theirs = impl.LogisticRegression(C=C).fit(X, y), _sklearn(X, y, C)
-    assert np.shape(ours.coef_) == (1, 30), f"binary coef_ is {np.shape(ours.coef_)}, expected (1, n_features)"
+    assert np.shape(ours.coef_) == (1, 30), \
+        f"binary coef_ is {np.shape(ours.coef_)}, expected (1, n_features)"
     assert np.shape(ours.intercept_) == (1,), "binary intercept_ must have shape (1,)"
     np.testing.assert_allclose(ours.coef_, theirs.coef_, rtol=1e-6, atol=1e-6,
                                err_msg=f"coefficients differ from sklearn at C={C}")
@@ -171,7 +173,8 @@ def test_multinomial_coefficients_match_sklearn(impl, wine, C):
     """Softmax on wine (3 classes): coef_ (3, 13), intercept_ (3,) equal sklearn's."""
     X, y = wine
     ours, theirs = impl.LogisticRegression(C=C).fit(X, y), _sklearn(X, y, C)
-    assert np.shape(ours.coef_) == (3, 13), f"coef_ is {np.shape(ours.coef_)}, expected (n_classes, n_features)"
+    assert np.shape(ours.coef_) == (3, 13), \
+        f"coef_ is {np.shape(ours.coef_)}, expected (n_classes, n_features)"
     np.testing.assert_allclose(ours.coef_, theirs.coef_, rtol=1e-6, atol=1e-6,
                                err_msg="multinomial coefficients differ from sklearn")
     np.testing.assert_allclose(ours.intercept_, theirs.intercept_, rtol=1e-6, atol=1e-6,
@@ -181,7 +184,8 @@ def test_multinomial_coefficients_match_sklearn(impl, wine, C):
 def test_without_intercept_matches_sklearn(impl, cancer, wine):
     """fit_intercept=False matches sklearn and sets intercept_ to zeros."""
     for X, y in (cancer, wine):
-        ours, theirs = impl.LogisticRegression(C=0.5, fit_intercept=False).fit(X, y), _sklearn(X, y, 0.5, False)
+        ours = impl.LogisticRegression(C=0.5, fit_intercept=False).fit(X, y)
+        theirs = _sklearn(X, y, 0.5, False)
         np.testing.assert_allclose(ours.coef_, theirs.coef_, rtol=1e-6, atol=1e-6)
         np.testing.assert_array_equal(ours.intercept_, 0.0, err_msg="no intercept means zeros")
 
@@ -195,7 +199,8 @@ def test_probabilities_and_log_loss_match_sklearn(impl, wine, cancer):
         np.testing.assert_allclose(P, theirs.predict_proba(X), atol=1e-8, err_msg="probabilities differ")
         np.testing.assert_array_equal(ours.predict(X), theirs.predict(X), err_msg="predictions differ")
         np.testing.assert_allclose(np.exp(ours.predict_log_proba(X)), P, rtol=1e-10)
-        np.testing.assert_allclose(np.asarray(ours.decision_function(X)), theirs.decision_function(X), atol=1e-6)
+        np.testing.assert_allclose(np.asarray(ours.decision_function(X)), theirs.decision_function(X),
+                                   atol=1e-6)
         ours_loss = impl.log_loss(np.searchsorted(ours.classes_, y), ours.predict_log_proba(X))
         np.testing.assert_allclose(ours_loss, metrics.log_loss(y, theirs.predict_proba(X)), rtol=1e-7)
 

@@ -135,26 +135,32 @@ def best_splits(order: np.ndarray, values: np.ndarray, stats: np.ndarray, totals
     x = np.take(stats, sid, axis=1)  # (c, k, m)
     x[:, :, starts[1:]] -= totals[:, None, :-1]  # so that one cumsum restarts at every node
     left = np.cumsum(x, axis=2, out=x)  # stats of the samples up to the cut, inside the node
-    right = np.repeat(totals, counts, axis=1)[:, None, :] - left
-    ok = (n_left >= min_samples_leaf) & (counts[node] - n_left >= min_samples_leaf)
     distinct = np.zeros(vals.shape, dtype=bool)
     distinct[:, :-1] = vals[:, 1:] > vals[:, :-1] + FEATURE_TOL  # a cut between two values
-    cost = np.where(ok & distinct, children_cost(left, right, criterion), np.inf)
-    col_cost = cost.min(axis=0)  # (m,) best over the slots at every column
-    node_cost = np.minimum.reduceat(col_cost, starts)
-    hits = np.flatnonzero(col_cost == node_cost[node])
-    first = hits[np.r_[True, node[hits][1:] != node[hits][:-1]]]  # first best column per node
-    j = cost[:, first].argmin(axis=0)  # the slot (feature) of that best cut
-    nxt = np.minimum(first + 1, m - 1)
-    threshold = vals[j, first] / 2.0 + vals[j, nxt] / 2.0  # midpoint, as sklearn computes it
-    return node_cost, feats[np.arange(n_nodes), j], threshold, n_left[first]
+    ok = (n_left >= min_samples_leaf) & (counts[node] - n_left >= min_samples_leaf)
+    cand = np.flatnonzero(distinct & ok)  # valid cuts only (one-hot columns have one per node)
+    slot, col = np.divmod(cand, m)
+    at = node[col]  # node of each candidate cut
+    L = left.reshape(len(left), -1)[:, cand]  # (c, n_cand)
+    cost = children_cost(L, totals[:, at] - L, criterion)
+    node_cost = np.full(n_nodes, np.inf)
+    np.minimum.at(node_cost, at, cost)
+    hits = np.flatnonzero(cost == node_cost[at])
+    nodes, first = np.unique(at[hits], return_index=True)  # first best cut of each node
+    best = hits[first]
+    feature, threshold, n_left_best = np.full(n_nodes, UNDEFINED), np.full(n_nodes, np.nan), np.zeros(n_nodes, np.int64)
+    j, p = slot[best], col[best]
+    feature[nodes] = feats[nodes, j]
+    threshold[nodes] = vals[j, p] / 2.0 + vals[j, p + 1] / 2.0  # midpoint, as sklearn computes it
+    n_left_best[nodes] = n_left[p]
+    return node_cost, feature, threshold, n_left_best
 
 
 def presort(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Sort every feature once: order (d, n) sample ids by increasing X[:, f] in row f, and
     values (d, n) the sorted X[:, f]. Ensembles compute this once and share it between trees."""
     XT = np.ascontiguousarray(X.T, dtype=np.float64)
-    order = np.argsort(XT, axis=1, kind="stable")
+    order = np.argsort(XT, axis=1, kind="stable").astype(np.int32)  # int32: half the memory traffic
     return order, np.take_along_axis(XT, order, axis=1)
 
 
@@ -195,9 +201,10 @@ def grow_tree(order: np.ndarray, values: np.ndarray, stats: np.ndarray, criterio
             order, values, starts = _partition(order, values, starts, kept, f[found], t[found], n_left[found],
                                                stats.shape[1], all_rows=depth + 1 < max_depth)
         left = np.full(len(split), LEAF)
-        left[split] = n_created + 2 * np.arange(split.sum())  # children take the next free ids
-        right = np.where(split, left + 1, LEAF)
-        n_created += 2 * int(split.sum())
+        n_split = int(split.sum())  # the next level lists all left children, then all right ones
+        left[split] = n_created + np.arange(n_split)
+        right = np.where(split, left + n_split, LEAF)
+        n_created += 2 * n_split
         levels.append((totals.T, counts, imp, feature, threshold, left, right))
         depth += 1
     totals, counts, imp, feature, threshold, left, right = (np.concatenate(a) for a in zip(*levels))
@@ -220,10 +227,12 @@ def _keep_nodes(order: np.ndarray, values: np.ndarray, counts: np.ndarray, keep:
 def _partition(order: np.ndarray, values: np.ndarray, starts: np.ndarray, counts: np.ndarray,
                feature: np.ndarray, threshold: np.ndarray, n_left: np.ndarray, n_samples: int,
                all_rows: bool = True):
-    """Move every node's slice of every row into left then right child, keeping the sort.
+    """Send every node's samples to its left or right child, keeping each row sorted.
 
-    Returns the children's order and values (d, m) (only row 0 when all_rows is False) and
-    starts (2 * n_nodes,): left child, then right.
+    The children's layout is all left children (in node order), then all right children:
+    keeping the left-goers of a row in place order is one boolean selection, so nothing is
+    sorted again. Returns the children's order and values (d, m) (only row 0 when all_rows is
+    False: children that cannot split need no more) and their starts (2 * n_nodes,).
     """
     m = order.shape[1]
     node = np.repeat(np.arange(len(starts)), counts)
@@ -232,15 +241,12 @@ def _partition(order: np.ndarray, values: np.ndarray, starts: np.ndarray, counts
     goes_left[np.take(order, flat)] = np.take(values, flat) <= threshold[node]
     if not all_rows:
         order, values = order[:1], values[:1]
-    g = goes_left[order]  # (d, m)
-    c = g.astype(np.int64)
-    c[:, starts[1:]] -= n_left[:-1]  # so that one cumsum counts left-goers inside each node
-    np.cumsum(c, axis=1, out=c)
-    target = np.where(g, starts[node] + c - 1, np.arange(m) + n_left[node] - c)
-    new_order, new_values = np.empty_like(order), np.empty_like(values)
-    np.put_along_axis(new_order, target, order, axis=1)
-    np.put_along_axis(new_values, target, values, axis=1)
-    return new_order, new_values, np.column_stack([starts, starts + n_left]).ravel()
+    g = goes_left[order]  # (d, m): every row has the same number of left-goers
+    rows = len(order)
+    new_order = np.concatenate([order[g].reshape(rows, -1), order[~g].reshape(rows, -1)], axis=1)
+    new_values = np.concatenate([values[g].reshape(rows, -1), values[~g].reshape(rows, -1)], axis=1)
+    sizes = np.concatenate([n_left, counts - n_left])
+    return new_order, new_values, np.cumsum(sizes) - sizes
 
 
 def apply_tree(tree: Tree, X: np.ndarray) -> np.ndarray:

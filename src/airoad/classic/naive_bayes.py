@@ -101,7 +101,8 @@ class GaussianNB(_NaiveBayes):
             log_prior = np.log(self.class_prior_)
         for c in range(len(self.classes_)):  # a loop over classes keeps memory at (n, d)
             log_norm = -0.5 * np.sum(np.log(2.0 * np.pi * self.var_[c]))
-            jll[:, c] = log_prior[c] + log_norm - 0.5 * np.sum((X - self.theta_[c]) ** 2 / self.var_[c], axis=1)
+            sq = np.sum((X - self.theta_[c]) ** 2 / self.var_[c], axis=1)
+            jll[:, c] = log_prior[c] + log_norm - 0.5 * sq
         return jll
 
 

@@ -113,7 +113,7 @@ def run(config: Config, ctx: RunContext) -> LabResult:
 
     best_degree = int(degrees[np.argmax(curves["polynomial degree"][2].mean(1))])
     sizes_req = np.linspace(0.05, 1.0, config.n_sizes)
-    learners = {f"degree 1": 1, f"degree {best_degree} (best)": best_degree,
+    learners = {"degree 1": 1, f"degree {best_degree} (best)": best_degree,
                 f"degree {best_degree + 2}": best_degree + 2}
     lc, lc_diff = {}, 0.0
     for name, degree in ctx.track(list(learners.items()), "learning curves"):

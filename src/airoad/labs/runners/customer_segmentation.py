@@ -79,7 +79,7 @@ def _profiles(X: np.ndarray, names: list[str], labels: np.ndarray, threshold: fl
     return sorted(rows, key=lambda r: -r["customers"])
 
 
-def _figures(ctx: RunContext, scan: list[dict], elbow_k: int, k: int, Z: np.ndarray, labels: np.ndarray,
+def _figures(ctx: RunContext, scan: list[dict], elbow_k: int, k: int, labels: np.ndarray,
              sil: np.ndarray, profiles: list[dict], names: list[str], maps: dict) -> list:
     import matplotlib.pyplot as plt
 
@@ -171,7 +171,7 @@ def run(config: Config, ctx: RunContext) -> LabResult:
     pca = PCA(n_components=2).fit(Z)
     maps = {f"PCA (airoad), {pca.explained_variance_ratio_.sum():.0%} of the variance": pca.transform(Z),
             "t-SNE (scikit-learn)": tsne}
-    figures = _figures(ctx, scan, elbow_k, k, Z, labels, sil, profiles, names, maps)
+    figures = _figures(ctx, scan, elbow_k, k, labels, sil, profiles, names, maps)
 
     row_k = scan[int(np.flatnonzero(ks == k)[0])]
     metrics = {"n_customers": len(X), "n_features": len(names), "chosen_k": k, "elbow_k": elbow_k,

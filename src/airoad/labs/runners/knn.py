@@ -79,7 +79,8 @@ def _digits(config: Config, ctx: RunContext) -> tuple[dict, list[dict], dict]:
                     "digits_predictions_compared": len(rows) * len(yte),
                     "digits_ours_seconds": headline["ours_seconds"],
                     "digits_sklearn_seconds": headline["sklearn_seconds"],
-                    "cv_best_k": best_k, "cv_best_acc": cv[best_k], "test_acc_at_cv_best_k": best["ours_acc"]})
+                    "cv_best_k": best_k, "cv_best_acc": cv[best_k],
+                    "test_acc_at_cv_best_k": best["ours_acc"]})
     return metrics, rows, {"cv": cv, "split": (Xtr, Xte, ytr, yte)}
 
 
@@ -120,7 +121,8 @@ def _accuracy_figure(rows: list[dict], cv: dict, best_k: int, ctx: RunContext):
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
     for weights, colour in (("uniform", "C0"), ("distance", "C1")):
         sub = [r for r in rows if r["weights"] == weights]
-        ax.plot([r["k"] for r in sub], [r["ours_acc"] for r in sub], "-", color=colour, label=f"ours, {weights}")
+        ax.plot([r["k"] for r in sub], [r["ours_acc"] for r in sub], "-", color=colour,
+                label=f"ours, {weights}")
         ax.plot([r["k"] for r in sub], [r["sklearn_acc"] for r in sub], "x", color=colour, ms=8,
                 label=f"sklearn, {weights}")
     ax.plot(list(cv), list(cv.values()), "--", color="grey", label="ours, cross-validated (train)")
@@ -173,7 +175,8 @@ def _neighbours_figure(split, k: int, ctx: RunContext):
     for r, q in enumerate(wrong):
         ax.text(5, r * 10 + 9.8, f"true {yte[q]}", ha="center", fontsize=8, color="C3")
         for c in range(k):
-            ax.text(15 + 10 * c, r * 10 + 9.8, f"{ytr[ind[r, c]]} (d={dist[r, c]:.0f})", ha="center", fontsize=7)
+            ax.text(15 + 10 * c, r * 10 + 9.8, f"{ytr[ind[r, c]]} (d={dist[r, c]:.0f})",
+                    ha="center", fontsize=7)
     ax.set_axis_off()
     ax.set_title(f"Misclassified digits (left) and their {k} nearest training digits", fontsize=9)
     return _save(fig, ctx, "misclassified_neighbours")

@@ -59,7 +59,8 @@ def _timed_fit(model, X, y):
 def _scores(model, X, y) -> tuple[float, float]:
     """(accuracy, log loss) of a fitted model on (X, y); our log_loss for every model."""
     index = np.searchsorted(model.classes_, y)
-    return float(np.mean(model.predict(X) == y)), log_loss(index, np.log(np.clip(model.predict_proba(X), 1e-300, None)))
+    log_p = np.log(np.clip(model.predict_proba(X), 1e-300, None))  # sklearn's model has no log form
+    return float(np.mean(model.predict(X) == y)), log_loss(index, log_p)
 
 
 def _compare(name: str, data, config: Config, ctx: RunContext, gd: bool = False):
@@ -75,7 +76,8 @@ def _compare(name: str, data, config: Config, ctx: RunContext, gd: bool = False)
     rows, metrics = [], {}
     for label, (model, seconds) in models.items():
         acc, loss = _scores(model, Xte, yte)
-        diff = float(max(np.abs(model.coef_ - sk.coef_).max(), np.abs(model.intercept_ - sk.intercept_).max()))
+        diff = float(max(np.abs(model.coef_ - sk.coef_).max(),
+                         np.abs(model.intercept_ - sk.intercept_).max()))
         rows.append({"dataset": name, "model": label, "test_accuracy": acc, "test_log_loss": loss,
                      "max_abs_diff_vs_sklearn": diff, "iterations": int(np.max(model.n_iter_)),
                      "fit_seconds": round(seconds, 4)})
@@ -136,7 +138,8 @@ def _boundary_figure(models: dict, data, ctx: RunContext):
         ax.contour(xx, yy, proba.max(1).reshape(xx.shape), levels=[0.5, 0.8, 0.95],
                    colors="grey", linewidths=0.6)
         for k, marker in zip(range(3), "os^"):
-            ax.scatter(*Xtr[ytr == k].T, marker=marker, s=18, edgecolor="k", lw=0.3, label=f"class {k} (train)")
+            ax.scatter(*Xtr[ytr == k].T, marker=marker, s=18, edgecolor="k", lw=0.3,
+                       label=f"class {k} (train)")
             ax.scatter(*Xte[yte == k].T, marker=marker, s=40, facecolor="none", edgecolor="k", lw=0.8)
         ax.set(title=f"{label}: test accuracy {np.mean(model.predict(Xte) == yte):.3f}",
                xlabel=f"{IRIS_2D[0]} (standardised)")
@@ -186,7 +189,8 @@ def _path_figure(data, names: list[str], config: Config, ctx: RunContext) -> tup
     right.plot(Cs, losses, "o-")
     best = int(np.argmin(losses))
     right.axvline(Cs[best], color="k", ls=":", label=f"lowest test log loss at C = {Cs[best]:.3g}")
-    right.set(xscale="log", xlabel="C", ylabel="test log loss", title="Too much penalty underfits, too little overfits")
+    right.set(xscale="log", xlabel="C", ylabel="test log loss",
+              title="Too much penalty underfits, too little overfits")
     right.legend()
     return _save(fig, ctx, "regularisation_path"), float(Cs[best]), float(np.abs(ours - theirs).max())
 

@@ -76,16 +76,19 @@ def _multinomial(config: Config, ctx: RunContext, data) -> tuple[dict, dict, lis
     P, P_sk = ours.predict_proba(Xte), theirs.predict_proba(Xte)
     index = np.searchsorted(ours.classes_, yte)
     jll = ours.predict_joint_log_proba(Xte)
-    metrics = {"ours_review_acc": float(np.mean(pred == yte)), "sklearn_review_acc": float(np.mean(sk_pred == yte)),
+    metrics = {"ours_review_acc": float(np.mean(pred == yte)),
+               "sklearn_review_acc": float(np.mean(sk_pred == yte)),
                "review_max_proba_diff": float(np.abs(P - P_sk).max()),
                "review_identical_predictions": int(np.sum(pred == sk_pred)),
-               "review_log_loss": float(-np.mean(np.log(np.clip(P[np.arange(len(yte)), index], 1e-300, None)))),
+               "review_log_loss": float(-np.mean(np.log(np.clip(P[np.arange(len(yte)), index],
+                                                                1e-300, None)))),
                "review_vocabulary": int(Xtr.shape[1]), "review_train_rows": int(Xtr.shape[0]),
                "majority_baseline_acc": float(np.mean(yte == "great")),
                # exp of the joint log-likelihood, the product of raw probabilities, underflows:
                "reviews_underflowing_to_zero": int(np.sum(np.all(np.exp(jll) == 0.0, axis=1))),
                "lowest_joint_log_likelihood": float(jll.max(axis=1).min())}
-    row = {"model": "MultinomialNB", "data": f"fine-food {Xtr.shape[0]}+{Xte.shape[0]} x {Xtr.shape[1]} words",
+    row = {"model": "MultinomialNB",
+           "data": f"fine-food {Xtr.shape[0]}+{Xte.shape[0]} x {Xtr.shape[1]} words",
            "ours_acc": metrics["ours_review_acc"], "sklearn_acc": metrics["sklearn_review_acc"],
            "max_proba_diff": metrics["review_max_proba_diff"], "ours_seconds": round(ours_s, 5),
            "sklearn_seconds": round(sk_s, 5)}
@@ -136,7 +139,8 @@ def _proba_figure(model: MultinomialNB, data, ctx: RunContext):
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     left.plot(p_sk, p, ".", ms=3)
     left.plot([0, 1], [0, 1], "k:", lw=0.8)
-    left.set(xlabel="scikit-learn P(great)", ylabel="ours P(great)", title="Test reviews: ours vs scikit-learn")
+    left.set(xlabel="scikit-learn P(great)", ylabel="ours P(great)",
+             title="Test reviews: ours vs scikit-learn")
     bins = np.linspace(0, 1, 21)
     for label, colour in (("great", "C2"), ("other", "C3")):
         right.hist(p[yte == label], bins=bins, alpha=0.6, color=colour, label=f"true {label}")
@@ -191,13 +195,16 @@ def run(config: Config, ctx: RunContext) -> LabResult:
     words_fig, great_words, other_words = _words_figure(model, data, config, ctx)
     figures = [words_fig, _proba_figure(model, data, ctx), _gaussian_figure(fitted["wine"], ctx)]
     notes = [
-        f"Wine: GaussianNB test accuracy {metrics['wine_ours_acc']:.3f} (sklearn {metrics['wine_sklearn_acc']:.3f}); "
-        f"iris {metrics['iris_ours_acc']:.3f} (sklearn {metrics['iris_sklearn_acc']:.3f}); largest probability "
+        f"Wine: GaussianNB test accuracy {metrics['wine_ours_acc']:.3f} "
+        f"(sklearn {metrics['wine_sklearn_acc']:.3f}); iris {metrics['iris_ours_acc']:.3f} "
+        f"(sklearn {metrics['iris_sklearn_acc']:.3f}); largest probability "
         f"difference {max(metrics['wine_max_proba_diff'], metrics['iris_max_proba_diff']):.1e}.",
         f"Reviews: MultinomialNB test accuracy {metrics['ours_review_acc']:.3f} (sklearn "
-        f"{metrics['sklearn_review_acc']:.3f}, always-'great' baseline {metrics['majority_baseline_acc']:.3f}); "
+        f"{metrics['sklearn_review_acc']:.3f}, always-'great' baseline "
+        f"{metrics['majority_baseline_acc']:.3f}); "
         f"{metrics['review_identical_predictions']} of {len(data[3])} predictions identical.",
-        f"{metrics['reviews_underflowing_to_zero']} of {len(data[3])} test reviews have P(review, class) = 0.0 for "
+        f"{metrics['reviews_underflowing_to_zero']} of {len(data[3])} test reviews have "
+        f"P(review, class) = 0.0 for "
         f"both classes if computed as a product (the lowest log-likelihood is "
         f"{metrics['lowest_joint_log_likelihood']:.0f}); in log space every one is classified.",
         f"Smoothing: the best alpha of {list(config.alphas)} is {best['alpha']} "

@@ -30,7 +30,7 @@ class Config:
     seed: int = 0
 
 
-QUICK = {"n_splits": 3, "rf_trees": 20, "gb_rounds": 20}
+QUICK = {"n_splits": 3, "rf_trees": 10, "gb_rounds": 20}
 
 
 def _ours(module: str, name: str):
