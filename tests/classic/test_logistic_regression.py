@@ -205,6 +205,18 @@ def test_probabilities_and_log_loss_match_sklearn(impl, wine, cancer):
         np.testing.assert_allclose(ours_loss, metrics.log_loss(y, theirs.predict_proba(X)), rtol=1e-7)
 
 
+@pytest.mark.parametrize("load", [load_breast_cancer, load_wine], ids=["binary", "multinomial"])
+def test_lbfgs_matches_sklearn(impl, load):
+    """solver='lbfgs' reaches sklearn's coefficients (tight tol) on binary and multinomial data."""
+    X, y = _scaled(load)
+    ours = impl.LogisticRegression(C=0.5, solver="lbfgs", tol=1e-10, max_iter=5000).fit(X, y)
+    theirs = _sklearn(X, y, 0.5)
+    np.testing.assert_allclose(ours.coef_, theirs.coef_, atol=1e-5,
+                               err_msg="L-BFGS stopped far from sklearn's optimum")
+    np.testing.assert_allclose(ours.intercept_, theirs.intercept_, atol=1e-5)
+    assert ours.n_iter_ > 0, "n_iter_ counts the L-BFGS iterations"
+
+
 def test_gradient_descent_reaches_the_same_optimum(impl):
     """solver='gd' lands within 1e-4 of sklearn on iris, its loss never going up."""
     X, y = _scaled(load_iris)

@@ -1,5 +1,5 @@
 """Logistic regression from scratch: binary (sigmoid) and multinomial (softmax), fitted by
-gradient descent or Newton's method (IRLS), with an L2 penalty.
+gradient descent, Newton's method (IRLS) or L-BFGS, with an L2 penalty.
 
 We minimise exactly scikit-learn's objective, so coefficients can be compared number for number:
 
@@ -25,7 +25,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-SOLVERS = ("newton", "gd")
+SOLVERS = ("newton", "gd", "lbfgs")
 
 
 def log_softmax(Z: np.ndarray) -> np.ndarray:
@@ -146,6 +146,9 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
                    handful of iterations; each builds a (Kp, Kp) Hessian.
         "gd"     - gradient descent with the constant step 1/L, where
                    ``L = C c ||X1||_2^2 + 1`` bounds the Hessian (c = 1/4 binary, 1/2 softmax).
+        "lbfgs"  - our loss and gradient handed to SciPy's L-BFGS-B (the optimiser is not this
+                   lab's lesson): no Hessian, so it scales to many classes and features. The
+                   same set-up as scikit-learn's default solver.
     tol: stop when the largest gradient entry of F / (C n_samples) falls below tol. That is
         sklearn's scaling: the mean log loss plus ||coef||^2 / (2 C n), so tol means the same
         whatever C is.
@@ -194,6 +197,8 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         hessian = partial(hess, X1=X1, C=self.C, fit_intercept=self.fit_intercept)
         if self.solver == "newton":
             params = self._newton(params, objective, hessian, self.C * n, K > 2)
+        elif self.solver == "lbfgs":
+            params = self._lbfgs(params, objective, self.C * n)
         else:
             lipschitz = self.C * curvature * np.linalg.norm(X1, 2) ** 2 + 1.0
             params = self._gradient_descent(params, objective, 1.0 / lipschitz, self.C * n)
@@ -238,6 +243,28 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
             self.n_iter_ += 1
             self.loss_history_.append(loss / scale)
         return params
+
+    def _lbfgs(self, params, objective, scale: float):
+        """Minimise F / scale with scipy.optimize.minimize(method="L-BFGS-B", jac=True),
+        gtol=tol, starting from params; returns the minimiser (same shape)."""
+        from scipy.optimize import minimize
+
+        shape = params.shape
+        self.loss_history_ = []
+
+        def scaled(flat):
+            loss, grad = objective(flat.reshape(shape))
+            self.loss_history_.append(loss / scale)
+            return loss / scale, grad.ravel() / scale
+
+        result = minimize(scaled, params.ravel(), method="L-BFGS-B", jac=True,
+                          options={"maxiter": self.max_iter, "gtol": self.tol, "maxls": 50,
+                                   "ftol": 64 * np.finfo(float).eps})
+        if not result.success:
+            warnings.warn(f"lbfgs stopped before tol={self.tol}: {result.message}",
+                          ConvergenceWarning, stacklevel=3)
+        self.n_iter_ = int(result.nit)
+        return result.x.reshape(shape)
 
     def _gradient_descent(self, params, objective, lr: float, scale: float):
         """Plain gradient descent with step lr from params; returns the last iterate."""
