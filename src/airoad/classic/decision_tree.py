@@ -243,8 +243,9 @@ def _partition(order: np.ndarray, values: np.ndarray, starts: np.ndarray, counts
         order, values = order[:1], values[:1]
     g = goes_left[order]  # (d, m): every row has the same number of left-goers
     rows = len(order)
-    new_order = np.concatenate([order[g].reshape(rows, -1), order[~g].reshape(rows, -1)], axis=1)
-    new_values = np.concatenate([values[g].reshape(rows, -1), values[~g].reshape(rows, -1)], axis=1)
+    # Flat positions of the left-goers then the right-goers of each row, in their sorted order.
+    moved = np.concatenate([np.flatnonzero(g).reshape(rows, -1), np.flatnonzero(~g).reshape(rows, -1)], axis=1)
+    new_order, new_values = np.take(order, moved), np.take(values, moved)
     sizes = np.concatenate([n_left, counts - n_left])
     return new_order, new_values, np.cumsum(sizes) - sizes
 
