@@ -20,19 +20,6 @@ REFERENCE = "airoad.classic.dimensionality_reduction"
 FAST = settings(max_examples=15, deadline=None)
 
 
-class ComparableLogistic(LogisticRegression):
-    """LogisticRegression whose copies compare equal when their parameters do.
-
-    check_estimator_api asserts ``clone(est).get_params() == est.get_params()``; for a
-    meta-estimator that dict holds the inner estimator, and two clones of it are different
-    objects, so plain LogisticRegression would fail that check for reasons unrelated to RFE.
-    """
-
-    def __eq__(self, other):
-        return type(other) is type(self) and other.get_params() == self.get_params()
-
-    __hash__ = None
-
 
 @pytest.fixture(scope="module")
 def digits():
@@ -156,7 +143,7 @@ def test_rfe_matches_sklearn_random(impl, n_features, n_select, step, seed):
 def test_rfe_api(impl):
     """RFE follows the scikit-learn API (clone, Pipeline, transform shape, NaN rejected)."""
     X, y = load_iris(return_X_y=True)
-    rfe = impl.RFE(ComparableLogistic(max_iter=500), n_features_to_select=2)
+    rfe = impl.RFE(LogisticRegression(max_iter=500), n_features_to_select=2)
     check_estimator_api(rfe, X, y, grid={"n_features_to_select": [1, 2]})
     Z = rfe.fit(X, y).transform(X)
     assert Z.shape == (150, 2), f"transform gave {Z.shape}, expected (n_samples, n_features_to_select)"

@@ -96,40 +96,41 @@ def children_cost(left: np.ndarray, right: np.ndarray, criterion: str) -> np.nda
     raise ValueError(f"unknown criterion {criterion!r}")
 
 
-def candidate_features(values: np.ndarray, starts: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
-    """The k features each node may split on -> (n_nodes, k) int.
+def draw_features(known_constant: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """k random features per node -> (n_nodes, k) int, never one already known to be constant
+    inside the node (known_constant: (n_nodes, d) bool) unless fewer than k others are left."""
+    return np.argsort(rng.random(known_constant.shape) + known_constant, axis=1)[:, :k]
 
-    values: (d, m) feature values sorted inside each node (node j starts at column starts[j]).
-    All features when k >= d; otherwise k drawn at random per node, preferring features that
-    are not constant inside the node (sklearn keeps drawing until it has k of those).
+
+def sort_within_nodes(sid0: np.ndarray, node: np.ndarray, feats: np.ndarray, XT: np.ndarray,
+                      rank: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The samples of every node sorted by each of its k features -> sid, vals: (k, m).
+
+    sid0 (m,) lists the level's samples grouped by node (node (m,) says which); rank (d, n) is
+    each sample's position in the presorted feature, so one stable argsort of
+    ``node * n + rank`` per slot sorts by (node, value).
     """
-    d, m = values.shape
-    if k >= d:
-        return np.broadcast_to(np.arange(d), (len(starts), d))
-    lo, hi = values[:, starts], values[:, np.append(starts[1:], m) - 1]  # (d, n_nodes) min, max
-    constant = (hi <= lo + FEATURE_TOL).T
-    return np.argsort(rng.random(constant.shape) + constant, axis=1)[:, :k]
+    n = XT.shape[1]
+    fcol = feats[node].T  # (k, m) feature of slot j for the node owning column p
+    key = node.astype(np.int64) * n + np.take(rank, fcol * n + sid0)
+    sid = sid0[np.argsort(key, axis=1, kind="stable")]  # stable sort: quick on node-grouped keys
+    return sid, np.take(XT, fcol * n + sid)  # fcol is constant inside a node, so still aligned
 
 
-def best_splits(order: np.ndarray, values: np.ndarray, stats: np.ndarray, totals: np.ndarray,
+def best_splits(sid: np.ndarray, vals: np.ndarray, stats: np.ndarray, totals: np.ndarray,
                 starts: np.ndarray, feats: np.ndarray, criterion: str, min_samples_leaf: int):
     """Best split of every node of one level, all nodes and all cuts evaluated at once.
 
-    order: (d, m) sample ids; row f lists the level's samples sorted by (node, X[:, f]), and
-    values (d, m) holds their X[:, f]; node j owns columns starts[j]:starts[j+1] of every row.
-    stats: (c, n) per-sample stats; totals: (c, n_nodes) their sums per node.
-    feats: (n_nodes, k) features to try. Returns, per node: cost (inf when no cut is valid),
-    feature (int), threshold (float) and n_left (samples sent left).
+    sid: (k, m) sample ids; in row j each node's samples are sorted by its slot-j feature
+    feats[node, j], and vals (k, m) holds those feature values; node i owns columns
+    starts[i]:starts[i+1] of every row. stats: (c, n) per-sample stats; totals: (c, n_nodes)
+    their sums per node. Returns, per node: cost (inf when no cut is valid), feature (int),
+    threshold (float) and n_left (samples sent left).
     """
-    n_nodes, (d, m) = len(starts), order.shape
+    n_nodes, m = len(starts), sid.shape[1]
     counts = np.diff(np.append(starts, m))
     node = np.repeat(np.arange(n_nodes), counts)  # (m,) node owning each column
     n_left = np.arange(m) - starts[node] + 1  # (m,) samples left of a cut after this column
-    if feats.shape[1] == d:  # every feature: the rows as they are
-        sid, vals = order, values
-    else:
-        flat = feats[node].T * m + np.arange(m)  # (k, m) row of slot j's feature, at column p
-        sid, vals = np.take(order, flat), np.take(values, flat)
     if criterion == "squared_error":  # sums of w and w*y are enough to rank cuts
         stats, totals = stats[:2], totals[:2]
     x = np.take(stats, sid, axis=1)  # (c, k, m)
@@ -175,8 +176,15 @@ def grow_tree(order: np.ndarray, values: np.ndarray, stats: np.ndarray, criterio
     both sides. max_features: features tried per node (None = all). Node ids are breadth first.
     """
     rng = np.random.default_rng() if rng is None else rng
-    k = order.shape[0] if max_features is None else max_features
+    n, (d, _) = stats.shape[1], order.shape
+    k = d if max_features is None else max_features
     max_depth = np.inf if max_depth is None else max_depth
+    if k < d:  # a forest tries a few features per node: sort only those, level by level
+        XT, rank = np.zeros((d, n)), np.zeros((d, n), dtype=np.int64)
+        np.put_along_axis(XT, order, values, axis=1)
+        np.put_along_axis(rank, order, np.arange(order.shape[1])[None, :].repeat(d, axis=0), axis=1)
+        order, values = order[:1], values[:1]  # one row keeps the samples grouped by node
+        known_constant = np.zeros((1, d), dtype=bool)
     starts = np.array([0])
     levels = []  # per level: (totals, counts, impurity, feature, threshold, left, right)
     depth, n_created = 0, 1
@@ -190,16 +198,34 @@ def grow_tree(order: np.ndarray, values: np.ndarray, stats: np.ndarray, criterio
                  & (counts >= 2 * min_samples_leaf) & (imp > EPS))
         order, values, starts, kept = _keep_nodes(order, values, counts, split)
         if len(starts):
-            feats = candidate_features(values, starts, k, rng)
-            cost, f, t, n_left = best_splits(order, values, stats, totals[:, split], starts, feats,
+            if k < d:
+                known_constant = known_constant[split]
+                feats = draw_features(known_constant, k, rng)
+                node = np.repeat(np.arange(len(starts)), kept)
+                sid, vals = sort_within_nodes(order[0], node, feats, XT, rank)
+                # A feature constant here stays constant below: children will not draw it.
+                ends = np.append(starts[1:], order.shape[1]) - 1
+                flat = np.repeat(np.arange(len(starts)), k)
+                known_constant[flat, feats.ravel()] = (vals[:, ends] <= vals[:, starts] + FEATURE_TOL).T.ravel()
+            else:
+                feats, sid, vals = np.broadcast_to(np.arange(d), (len(starts), d)), order, values
+            cost, f, t, n_left = best_splits(sid, vals, stats, totals[:, split], starts, feats,
                                              criterion, min_samples_leaf)
             found = np.isfinite(cost)
             split[split] = found  # a node with no valid cut becomes a leaf
             order, values, starts, kept = _keep_nodes(order, values, kept, found)
-            feature[split], threshold[split] = f[found], t[found]
+            f, t = f[found], t[found]
+            feature[split], threshold[split] = f, t
+            if k < d:
+                node = np.repeat(np.arange(len(starts)), kept)
+                goes_left = np.empty(n, dtype=bool)
+                goes_left[order[0]] = XT[f[node], order[0]] <= t[node]
+                known_constant = np.tile(known_constant[found], (2, 1))  # left children, right ones
+            else:
+                goes_left = _goes_left(order, values, kept, f, t, n)
             # Children at max_depth are leaves: they only need one row, for their sums.
-            order, values, starts = _partition(order, values, starts, kept, f[found], t[found], n_left[found],
-                                               stats.shape[1], all_rows=depth + 1 < max_depth)
+            order, values, starts = _partition(order, values, kept, n_left[found], goes_left,
+                                               all_rows=depth + 1 < max_depth)
         left = np.full(len(split), LEAF)
         n_split = int(split.sum())  # the next level lists all left children, then all right ones
         left[split] = n_created + np.arange(n_split)
@@ -224,30 +250,34 @@ def _keep_nodes(order: np.ndarray, values: np.ndarray, counts: np.ndarray, keep:
     return order, values, np.cumsum(counts) - counts, counts
 
 
-def _partition(order: np.ndarray, values: np.ndarray, starts: np.ndarray, counts: np.ndarray,
-               feature: np.ndarray, threshold: np.ndarray, n_left: np.ndarray, n_samples: int,
-               all_rows: bool = True):
+def _goes_left(order: np.ndarray, values: np.ndarray, counts: np.ndarray, feature: np.ndarray,
+               threshold: np.ndarray, n_samples: int) -> np.ndarray:
+    """(n_samples,) bool: does the sample go left at its node's split? Read from presorted rows."""
+    m = order.shape[1]
+    node = np.repeat(np.arange(len(counts)), counts)
+    flat = feature[node] * m + np.arange(m)  # the split feature's row, at every column
+    goes_left = np.empty(n_samples, dtype=bool)  # indexed by sample id
+    goes_left[np.take(order, flat)] = np.take(values, flat) <= threshold[node]
+    return goes_left
+
+
+def _partition(order: np.ndarray, values: np.ndarray, counts: np.ndarray, n_left: np.ndarray,
+               goes_left: np.ndarray, all_rows: bool = True):
     """Send every node's samples to its left or right child, keeping each row sorted.
 
     The children's layout is all left children (in node order), then all right children:
     keeping the left-goers of a row in place order is one boolean selection, so nothing is
-    sorted again. Returns the children's order and values (d, m) (only row 0 when all_rows is
-    False: children that cannot split need no more) and their starts (2 * n_nodes,).
+    sorted again. Returns the children's order and values (rows, m) (only row 0 when all_rows
+    is False: children that cannot split need no more) and their starts (2 * n_nodes,).
     """
-    m = order.shape[1]
-    node = np.repeat(np.arange(len(starts)), counts)
-    flat = feature[node] * m + np.arange(m)  # the split feature's row, at every column
-    goes_left = np.empty(n_samples, dtype=bool)  # indexed by sample id
-    goes_left[np.take(order, flat)] = np.take(values, flat) <= threshold[node]
     if not all_rows:
         order, values = order[:1], values[:1]
-    g = goes_left[order]  # (d, m): every row has the same number of left-goers
+    g = goes_left[order]  # (rows, m): every row has the same number of left-goers
     rows = len(order)
     # Flat positions of the left-goers then the right-goers of each row, in their sorted order.
     moved = np.concatenate([np.flatnonzero(g).reshape(rows, -1), np.flatnonzero(~g).reshape(rows, -1)], axis=1)
-    new_order, new_values = np.take(order, moved), np.take(values, moved)
     sizes = np.concatenate([n_left, counts - n_left])
-    return new_order, new_values, np.cumsum(sizes) - sizes
+    return np.take(order, moved), np.take(values, moved), np.cumsum(sizes) - sizes
 
 
 def apply_tree(tree: Tree, X: np.ndarray) -> np.ndarray:
