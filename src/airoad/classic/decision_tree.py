@@ -11,8 +11,10 @@ How the search stays vectorised: every feature is sorted ONCE (presort); the tre
 level by level (breadth first) and keeps, for each feature, its samples sorted by (node, value).
 Running sums along that order give the left child's class counts (or sums of y) at every cut of
 every node at once; thresholds are midpoints between consecutive distinct values, as in sklearn.
-Splitting a node only moves samples inside its slice of that order (a stable partition), so no
-level needs to sort again. Node ids are given breadth first (sklearn numbers depth first).
+Splitting only selects each row's left-goers, then its right-goers, so no level sorts again.
+When a node tries only a few random features (max_features, random forests) the level instead
+sorts just those, by (node, rank in the presort). Node ids are breadth first (sklearn's are
+depth first).
 """
 
 from __future__ import annotations
@@ -167,24 +169,30 @@ def presort(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def grow_tree(order: np.ndarray, values: np.ndarray, stats: np.ndarray, criterion: str,
               max_depth: int | None = None, min_samples_split: int = 2, min_samples_leaf: int = 1,
-              max_features: int | None = None, rng: np.random.Generator | None = None) -> Tree:
+              max_features: int | None = None, rng: np.random.Generator | None = None,
+              keep: np.ndarray | None = None) -> Tree:
     """Grow a CART tree level by level from presorted features (order, values: (d, m), see
     presort; they may list only some of the samples) and per-sample stats (c, n) (target_stats).
 
     A node stops (becomes a leaf) at max_depth, with fewer than min_samples_split samples, with
     fewer than 2 * min_samples_leaf, when it is pure, or when no cut leaves min_samples_leaf on
-    both sides. max_features: features tried per node (None = all). Node ids are breadth first.
+    both sides. max_features: features tried per node (None = all). keep: (n,) bool, the samples
+    that take part (None = all). Node ids are breadth first.
     """
     rng = np.random.default_rng() if rng is None else rng
     n, (d, _) = stats.shape[1], order.shape
     k = d if max_features is None else max_features
     max_depth = np.inf if max_depth is None else max_depth
+    XT = np.zeros((d, n))  # X transposed, rebuilt from the presort
+    np.put_along_axis(XT, order, values, axis=1)
     if k < d:  # a forest tries a few features per node: sort only those, level by level
-        XT, rank = np.zeros((d, n)), np.zeros((d, n), dtype=np.int64)
-        np.put_along_axis(XT, order, values, axis=1)
-        np.put_along_axis(rank, order, np.arange(order.shape[1])[None, :].repeat(d, axis=0), axis=1)
+        rank = np.zeros((d, n), dtype=np.int64)
+        np.put_along_axis(rank, order, np.broadcast_to(np.arange(order.shape[1]), order.shape), axis=1)
         order, values = order[:1], values[:1]  # one row keeps the samples grouped by node
         known_constant = np.zeros((1, d), dtype=bool)
+    if keep is not None:
+        mask = keep[order]  # the same number of True in every row
+        order, values = order[mask].reshape(len(order), -1), values[mask].reshape(len(order), -1)
     starts = np.array([0])
     levels = []  # per level: (totals, counts, impurity, feature, threshold, left, right)
     depth, n_created = 0, 1
@@ -216,13 +224,11 @@ def grow_tree(order: np.ndarray, values: np.ndarray, stats: np.ndarray, criterio
             order, values, starts, kept = _keep_nodes(order, values, kept, found)
             f, t = f[found], t[found]
             feature[split], threshold[split] = f, t
+            node = np.repeat(np.arange(len(starts)), kept)
+            goes_left = np.empty(n, dtype=bool)  # indexed by sample id
+            goes_left[order[0]] = XT[f[node], order[0]] <= t[node]
             if k < d:
-                node = np.repeat(np.arange(len(starts)), kept)
-                goes_left = np.empty(n, dtype=bool)
-                goes_left[order[0]] = XT[f[node], order[0]] <= t[node]
                 known_constant = np.tile(known_constant[found], (2, 1))  # left children, right ones
-            else:
-                goes_left = _goes_left(order, values, kept, f, t, n)
             # Children at max_depth are leaves: they only need one row, for their sums.
             order, values, starts = _partition(order, values, kept, n_left[found], goes_left,
                                                all_rows=depth + 1 < max_depth)
@@ -248,17 +254,6 @@ def _keep_nodes(order: np.ndarray, values: np.ndarray, counts: np.ndarray, keep:
         cols = np.repeat(keep, counts)
         order, values, counts = order[:, cols], values[:, cols], counts[keep]
     return order, values, np.cumsum(counts) - counts, counts
-
-
-def _goes_left(order: np.ndarray, values: np.ndarray, counts: np.ndarray, feature: np.ndarray,
-               threshold: np.ndarray, n_samples: int) -> np.ndarray:
-    """(n_samples,) bool: does the sample go left at its node's split? Read from presorted rows."""
-    m = order.shape[1]
-    node = np.repeat(np.arange(len(counts)), counts)
-    flat = feature[node] * m + np.arange(m)  # the split feature's row, at every column
-    goes_left = np.empty(n_samples, dtype=bool)  # indexed by sample id
-    goes_left[np.take(order, flat)] = np.take(values, flat) <= threshold[node]
-    return goes_left
 
 
 def _partition(order: np.ndarray, values: np.ndarray, counts: np.ndarray, n_left: np.ndarray,
@@ -307,15 +302,13 @@ def feature_importances(tree: Tree, n_features: int) -> np.ndarray:
 
 def resolve_max_features(max_features: int | float | str | None, n_features: int) -> int:
     """sklearn's meanings: None = all, "sqrt", "log2", an int, or a float fraction of d."""
-    if max_features is None:
-        return n_features
-    if max_features == "sqrt":
-        return max(1, int(np.sqrt(n_features)))
-    if max_features == "log2":
-        return max(1, int(np.log2(n_features)))
-    if isinstance(max_features, (int, np.integer)) and not isinstance(max_features, bool) and max_features >= 1:
+    named = {None: n_features, "sqrt": int(np.sqrt(n_features)), "log2": int(np.log2(n_features))}
+    if isinstance(max_features, str) or max_features is None:
+        if max_features in named:
+            return max(1, named[max_features])
+    elif isinstance(max_features, (int, np.integer)) and max_features >= 1:
         return min(int(max_features), n_features)
-    if isinstance(max_features, float) and 0.0 < max_features <= 1.0:
+    elif isinstance(max_features, float) and 0.0 < max_features <= 1.0:
         return max(1, int(max_features * n_features))
     raise ValueError(f"max_features must be None, 'sqrt', 'log2', an int >= 1 or a float in (0, 1], "
                      f"got {max_features!r}")
@@ -333,13 +326,10 @@ class _BaseTree(BaseEstimator):
             raise ValueError("min_samples_split must be >= 2 and min_samples_leaf >= 1")
         order, values = presort(X) if presorted is None else presorted
         keep = sample_weight > 0  # like sklearn, zero-weight rows take no part in the tree
-        if not keep.all():
-            mask = keep[order]  # the same number of True in every row
-            order, values = order[mask].reshape(len(order), -1), values[mask].reshape(len(order), -1)
         rng = np.random.default_rng(self.random_state)
         k = resolve_max_features(self.max_features, X.shape[1])
-        self.tree_ = grow_tree(order, values, stats, self.criterion, self.max_depth,
-                               self.min_samples_split, self.min_samples_leaf, k, rng)
+        self.tree_ = grow_tree(order, values, stats, self.criterion, self.max_depth, self.min_samples_split,
+                               self.min_samples_leaf, k, rng, None if keep.all() else keep)
         self.feature_importances_ = feature_importances(self.tree_, X.shape[1])
 
     def _weights(self, sample_weight: np.ndarray | None, n: int) -> np.ndarray:
@@ -360,10 +350,9 @@ class _BaseTree(BaseEstimator):
     def get_depth(self) -> int:
         """Length of the longest root-to-leaf path (a lone root has depth 0)."""
         check_is_fitted(self, "tree_")
-        depth = np.zeros(len(self.tree_.feature), dtype=np.int64)
-        inner = np.flatnonzero(self.tree_.children_left != LEAF)  # parents come before children
-        for node in inner:
-            depth[[self.tree_.children_left[node], self.tree_.children_right[node]]] = depth[node] + 1
+        depth, t = np.zeros(len(self.tree_.feature), dtype=np.int64), self.tree_
+        for node in np.flatnonzero(t.children_left != LEAF):  # ids are breadth first: parents first
+            depth[[t.children_left[node], t.children_right[node]]] = depth[node] + 1
         return int(depth.max())
 
     def get_n_leaves(self) -> int:

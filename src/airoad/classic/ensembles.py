@@ -298,6 +298,11 @@ class GradientBoostingClassifier(ClassifierMixin, _GradientBoosting):
             p = expit(raw)
             yield np.column_stack([1.0 - p, p])
 
+    def staged_predict(self, X: np.ndarray) -> Iterator[np.ndarray]:
+        """predict (n,) after each stage."""
+        for raw in self.staged_raw(X):
+            yield self.classes_[(raw > 0).astype(int)]
+
 
 # ---------------------------------------------------------------- AdaBoost
 
@@ -360,6 +365,12 @@ class AdaBoostClassifier(ClassifierMixin, BaseEstimator):
             scores = votes / total
             yield scores[:, 1] - scores[:, 0] if k == 2 else scores
 
+    def staged_predict(self, X: np.ndarray) -> Iterator[np.ndarray]:
+        """predict (n,) after each stage."""
+        for scores in self.staged_decision_function(X):
+            best = (scores > 0).astype(int) if scores.ndim == 1 else np.argmax(scores, axis=1)
+            yield self.classes_[best]
+
     def decision_function(self, X: np.ndarray) -> np.ndarray:
         """Weighted votes of all stages (see staged_decision_function)."""
         for scores in self.staged_decision_function(X):
@@ -368,9 +379,9 @@ class AdaBoostClassifier(ClassifierMixin, BaseEstimator):
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """The class with the most weighted votes -> (n,)."""
-        scores = self.decision_function(X)
-        best = (scores > 0).astype(int) if scores.ndim == 1 else np.argmax(scores, axis=1)
-        return self.classes_[best]
+        for pred in self.staged_predict(X):
+            pass
+        return pred
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """softmax of the votes / (K - 1) (Zhu et al. 2009), as sklearn does -> (n, K).

@@ -115,11 +115,12 @@ def plot_tree(model: Any, feature_names: Sequence[str] | None = None,
     boxes = []
     for node in range(len(x)):
         leaf = tree.children_left[node] == -1
-        face = colours(int(np.argmax(values[node])) % 10) if leaf and hasattr(model, "classes_") else "white"
+        face = (1.0, 1.0, 1.0)
+        if leaf and hasattr(model, "classes_"):  # a pale (but opaque) tint of the class colour
+            face = tuple(1.0 - 0.35 * (1.0 - c) for c in colours(int(np.argmax(values[node])) % 10)[:3])
         label = node_label(model, node, feature_names, class_names)
         boxes.append(ax.annotate(label, (x[node], -depth[node]), ha="center", va="center",
-                                 fontsize=fontsize, zorder=3,
-                                 bbox=dict(boxstyle="round", fc=face, alpha=0.35 if leaf else 1.0)))
+                                 fontsize=fontsize, zorder=3, bbox=dict(boxstyle="round", fc=face)))
         if not leaf:
             for child in (tree.children_left[node], tree.children_right[node]):
                 ax.annotate("", (x[child], -depth[child]), (x[node], -depth[node]), zorder=1,

@@ -23,8 +23,8 @@ from airoad.labs.contract import LabResult, RunContext
 class Config:
     datasets: tuple[str, ...] = ("iris", "wine", "breast-cancer")
     criteria: tuple[str, ...] = ("gini", "entropy")
-    n_splits: int = 20  # repeated stratified train/test splits per dataset
-    sklearn_seeds: int = 5  # sklearn random_states averaged per split (they break ties)
+    n_splits: int = 50  # repeated stratified train/test splits per dataset
+    sklearn_seeds: int = 10  # sklearn random_states averaged per split (they break ties)
     test_size: float = 0.3
     max_depths: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 8, 10)
     regression_depth: int = 4  # depth of the diabetes regression tree

@@ -1,0 +1,51 @@
+"""Ensembles: fit+predict time and test accuracy of our random forest, gradient boosting and
+AdaBoost vs scikit-learn's on Titanic and Adult, one thread (n_jobs=1).
+
+`rows()` is collected by benchmarks/classical.py; run this file alone to print its rows.
+Titanic and Adult are encoded by the lab runner's `load_encoded` (one-hot, 75/25 Titanic split).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from classical_decision_tree import race  # noqa: E402
+from sklearn import ensemble as ske  # noqa: E402
+
+from airoad.classic import ensembles as ours  # noqa: E402
+from airoad.labs.runners.ensembles import Config, load_encoded  # noqa: E402
+
+
+def rows(repeats: int = 3) -> list[dict]:
+    out = []
+    for name in ("titanic", "adult"):
+        Xtr, Xte, ytr, yte, _ = load_encoded(name, Config())
+        data, shape = (Xtr, Xte, ytr, yte), Xtr.shape
+        n_rf = 100 if name == "titanic" else 30  # our full-depth Adult forest takes ~0.4 s a tree
+        cases = [
+            (f"RandomForestClassifier ({n_rf} trees)", "<= 3x",
+             lambda: ours.RandomForestClassifier(n_estimators=n_rf, random_state=0),
+             lambda: ske.RandomForestClassifier(n_estimators=n_rf, random_state=0, n_jobs=1)),
+            ("GradientBoostingClassifier (100 trees)", "<= 5x",
+             lambda: ours.GradientBoostingClassifier(n_estimators=100),
+             lambda: ske.GradientBoostingClassifier(n_estimators=100, random_state=0)),
+            ("AdaBoostClassifier (100 stumps)", "<= 5x",
+             lambda: ours.AdaBoostClassifier(n_estimators=100),
+             lambda: ske.AdaBoostClassifier(n_estimators=100, random_state=0)),
+        ]
+        for estimator, target, make_ours, make_lib in cases:
+            ours_s, lib_s, ours_acc, lib_acc = race(make_ours, make_lib, data, repeats if name == "titanic" else 1)
+            out.append({"estimator": estimator, "data": f"{name} {shape[0]}x{shape[1]}", "ours_s": ours_s,
+                        "library": "sklearn " + estimator.split(" ")[0], "lib_s": lib_s, "ratio": ours_s / lib_s,
+                        "target": target, "ours_acc": ours_acc, "lib_acc": lib_acc})
+    return out
+
+
+if __name__ == "__main__":
+    for row in rows():
+        print(row)

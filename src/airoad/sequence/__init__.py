@@ -1,0 +1,1 @@
+"""Phase 3 sequences: recurrent networks, time series and text."""
