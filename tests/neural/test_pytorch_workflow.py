@@ -97,8 +97,9 @@ def test_evaluate_returns_mean_loss_and_accuracy(impl, fashion):
 def test_resumed_run_continues_the_same_loss_curve(impl, fashion, tmp_path):
     """2 epochs in one go == 1 epoch, save_checkpoint, load_checkpoint into fresh objects, 1 more epoch."""
     ds = impl.ImageDataset(*fashion)
-    model, optimizer, loader = _fresh(impl, ds)
-    straight = impl.train_epoch(model, loader, optimizer) + impl.train_epoch(model, loader, optimizer)
+    whole, whole_opt, whole_loader = _fresh(impl, ds)
+    straight = [*impl.train_epoch(whole, whole_loader, whole_opt),
+                *impl.train_epoch(whole, whole_loader, whole_opt)]
 
     model, optimizer, loader = _fresh(impl, ds)
     first = impl.train_epoch(model, loader, optimizer)
@@ -113,7 +114,7 @@ def test_resumed_run_continues_the_same_loss_curve(impl, fashion, tmp_path):
     np.testing.assert_allclose(resumed, straight, rtol=1e-6,
                                err_msg="the resumed loss curve differs from the uninterrupted one "
                                        "(save optimizer state and both RNG states)")
-    for p, q in zip(model.parameters(), model2.parameters()):
+    for p, q in zip(whole.parameters(), model2.parameters()):
         torch.testing.assert_close(p, q, msg="final weights differ after resuming")
 
 

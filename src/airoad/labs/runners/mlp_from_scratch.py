@@ -29,6 +29,7 @@ class Config:
     n_train: int = 60_000  # the first n_train training images (60000 = all of MNIST)
     torch_baseline: bool = True
     target_accuracy: float = 0.975
+    threads: int = 1  # BLAS / torch threads; 1 spends the least CPU time on a shared machine
     seed: int = 0
 
 
@@ -154,8 +155,20 @@ def _figures(ours, theirs, images_test, yt, pred, ctx) -> list:
 
 def run(config: Config, ctx: RunContext) -> LabResult:
     import matplotlib
+    import torch
+    from threadpoolctl import threadpool_limits
 
     matplotlib.use("Agg")
+    torch_threads = torch.get_num_threads()
+    torch.set_num_threads(config.threads)
+    try:
+        with threadpool_limits(config.threads):
+            return _run(config, ctx)
+    finally:
+        torch.set_num_threads(torch_threads)
+
+
+def _run(config: Config, ctx: RunContext) -> LabResult:
     data = load("mnist")
     X = _prepare(data["X_train"][:config.n_train])
     y = np.asarray(data["y_train"][:config.n_train], dtype=np.int64)

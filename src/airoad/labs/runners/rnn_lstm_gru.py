@@ -149,7 +149,7 @@ def run(config: Config, ctx: RunContext) -> LabResult:
 
     fig, ax = plt.subplots(figsize=(7, 4))
     for mode in MODES:
-        line, = ax.semilogy(curves[mode][0], label=f"ours {mode.upper()}")
+        ax.semilogy(curves[mode][0], label=f"ours {mode.upper()}")
         ax.semilogy(curves[mode][1], "k:", lw=1)
     ax.plot([], [], "k:", label="torch (same init)")
     ax.set(xlabel="epoch (full batch, Adam)", ylabel="train MSE (standardised log passengers)",
