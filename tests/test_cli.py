@@ -61,7 +61,10 @@ def test_unknown_lab_is_one_clear_line():
 
 def test_planned_lab_cannot_run():
     """Running a planned lab says it is planned."""
-    result = invoke("run", "knn", "--quick")
+    from airoad.catalog import load_catalog
+
+    planned = next(lab.id for lab in load_catalog().labs if not lab.built)
+    result = invoke("run", planned, "--quick")
     assert result.exit_code == 1 and "planned" in result.output
 
 

@@ -118,7 +118,7 @@ def test_value_gradients_match_finite_differences(impl):
 BROADCAST_SHAPES = [(3, 4), (4,), (1, 4), (3, 1), (1, 1), ()]
 
 UNARY = {
-    "exp": (lambda t, torch_: (t * 0.5).exp()),
+    "exp": (lambda t, torch_: (t.tanh() * 2.0).exp()),  # bounded input: no overflow to inf
     "log": (lambda t, torch_: (t * t + 0.5).log()),
     "relu": (lambda t, torch_: t.relu()),
     "tanh": (lambda t, torch_: t.tanh()),

@@ -135,20 +135,14 @@ class Value:
     def __truediv__(self, other) -> Value:
         return self * (other if isinstance(other, Value) else Value(other)) ** -1.0
 
-    def __radd__(self, other) -> Value:
-        return self + other
-
-    def __rmul__(self, other) -> Value:
-        return self * other
+    __radd__ = __add__  # a + b == b + a, so the reflected forms are the same functions
+    __rmul__ = __mul__
 
     def __rsub__(self, other) -> Value:
         return Value(other) - self
 
     def __rtruediv__(self, other) -> Value:
         return Value(other) / self
-
-    def __repr__(self) -> str:
-        return f"Value(data={self.data:.6g}, grad={self.grad:.6g})"
 
 
 # ---------------------------------------------------------------- the array engine
@@ -358,20 +352,14 @@ class Tensor:
     def __truediv__(self, other) -> Tensor:
         return self * _as_tensor(other) ** -1.0
 
-    def __radd__(self, other) -> Tensor:
-        return self + other
-
-    def __rmul__(self, other) -> Tensor:
-        return self * other
+    __radd__ = __add__  # a + b == b + a, so the reflected forms are the same functions
+    __rmul__ = __mul__
 
     def __rsub__(self, other) -> Tensor:
         return _as_tensor(other) - self
 
     def __rtruediv__(self, other) -> Tensor:
         return _as_tensor(other) / self
-
-    def __repr__(self) -> str:
-        return f"Tensor(shape={self.shape}, op={self._op!r})"
 
 
 # ---------------------------------------------------------------- a small MLP on the engine

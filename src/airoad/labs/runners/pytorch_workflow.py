@@ -153,7 +153,7 @@ def _run(config: Config, ctx: RunContext) -> LabResult:
             {"run": f"checkpoint after {config.resume_after}, reload, resume", "epochs": config.epochs,
              "final_batch_loss": resumed[-1], "test_accuracy": acc_resumed[-1]},
             {"run": "TorchScript export of the resumed model", "epochs": config.epochs,
-             "final_batch_loss": float("nan"), "test_accuracy": script_acc}]
+             "final_batch_loss": None, "test_accuracy": script_acc}]
     per_class = [{"class": c, "recall": float(confusion[i, i] / confusion[i].sum())}
                  for i, c in enumerate(CLASSES)]
     worst = min(per_class, key=lambda r: r["recall"])

@@ -36,11 +36,11 @@ class Config:
     warmup_epochs: int = 2
     patience: int = 4
     variants: tuple[str, ...] = VARIANTS
-    threads: int = 2
+    threads: int = 1  # small matmuls: a second thread buys little
     seed: int = 0
 
 
-QUICK = {"n_train": 1000, "n_val": 500, "n_test": 1000, "epochs": 4, "hidden": 64, "threads": 1,
+QUICK = {"n_train": 1000, "n_val": 500, "n_test": 1000, "epochs": 4, "hidden": 64,
          "warmup_epochs": 1, "patience": 1}
 
 
