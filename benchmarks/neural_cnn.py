@@ -22,6 +22,7 @@ from datetime import date
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # before NumPy loads its BLAS
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle torch threads sleep, not spin
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402

@@ -7,6 +7,7 @@ import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ["COLUMNS"] = "200"  # rich wraps at 80 columns off a terminal; keep messages whole
 
 import pytest

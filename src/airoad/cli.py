@@ -8,14 +8,19 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 from pathlib import Path
 from typing import Callable, List, Optional
 
 import typer
 from rich.console import Console
 
-from airoad.cli_data import data_app
-from airoad.errors import AiroadError
+# Idle OpenMP threads otherwise spin at 100% between torch ops: on a 2-core laptop that
+# doubles the CPU a training run burns. Must be set before torch is first imported.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from airoad.cli_data import data_app  # noqa: E402
+from airoad.errors import AiroadError  # noqa: E402
 
 app = typer.Typer(help="airoad: the AI-engineer roadmap as runnable, tested labs.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
