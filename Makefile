@@ -33,6 +33,8 @@ test: setup
 bench: setup
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/foundations.py
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/classical.py
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/python benchmarks/neural_mlp.py
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/python benchmarks/neural_cnn.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info
