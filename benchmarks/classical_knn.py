@@ -7,8 +7,6 @@ Same split, same k, one BLAS/OpenMP thread; median of interleaved repeats.
 from __future__ import annotations
 
 import os
-import statistics
-import time
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -19,21 +17,10 @@ from threadpoolctl import threadpool_limits  # noqa: E402
 
 from airoad.classic.knn import KNeighborsClassifier  # noqa: E402
 from airoad.data import load  # noqa: E402
+from timing import race_fit_predict  # noqa: E402
 
 REPEATS = 7
 
-
-def _race(ours, theirs, Xtr, ytr, Xte) -> tuple[float, float, np.ndarray, np.ndarray]:
-    """Median fit+predict seconds of two models run alternately, and their predictions."""
-    times: dict[str, list[float]] = {"ours": [], "lib": []}
-    preds = {}
-    for i in range(REPEATS):
-        order = (("ours", ours), ("lib", theirs)) if i % 2 == 0 else (("lib", theirs), ("ours", ours))
-        for name, make in order:
-            start = time.perf_counter()
-            preds[name] = make().fit(Xtr, ytr).predict(Xte)
-            times[name].append(time.perf_counter() - start)
-    return statistics.median(times["ours"]), statistics.median(times["lib"]), preds["ours"], preds["lib"]
 
 
 def _data():
@@ -49,9 +36,9 @@ def rows() -> list[dict]:
         for name, (X, y) in _data().items():
             Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.3, stratify=y, random_state=0)
             for weights in ("uniform", "distance"):
-                ours_s, lib_s, p, q = _race(lambda: KNeighborsClassifier(5, weights=weights),
+                ours_s, lib_s, p, q = race_fit_predict(lambda: KNeighborsClassifier(5, weights=weights),
                                             lambda: SkKNN(5, weights=weights, algorithm="brute", n_jobs=1),
-                                            Xtr, ytr, Xte)
+                                            Xtr, ytr, Xte, REPEATS)
                 out.append({"estimator": f"KNeighborsClassifier (k=5, {weights})",
                             "data": f"{name} {Xtr.shape[0]}+{Xte.shape[0]} x {X.shape[1]}",
                             "ours_s": ours_s, "library": "sklearn KNeighborsClassifier (brute)",

@@ -9,8 +9,6 @@ and, on digits, also newton-cholesky: the same algorithm as ours.
 from __future__ import annotations
 
 import os
-import statistics
-import time
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -23,21 +21,10 @@ from threadpoolctl import threadpool_limits  # noqa: E402
 
 from airoad.classic.logistic_regression import LogisticRegression  # noqa: E402
 from airoad.data import load  # noqa: E402
+from timing import race_fit_predict  # noqa: E402
 
 REPEATS = 7
 
-
-def _race(ours, theirs, Xtr, ytr, Xte) -> tuple[float, float, np.ndarray, np.ndarray]:
-    """Median fit+predict seconds of two model factories run alternately, and predictions."""
-    times: dict[str, list[float]] = {"ours": [], "lib": []}
-    preds = {}
-    for i in range(REPEATS):
-        order = (("ours", ours), ("lib", theirs)) if i % 2 == 0 else (("lib", theirs), ("ours", ours))
-        for name, make in order:
-            start = time.perf_counter()
-            preds[name] = make().fit(Xtr, ytr).predict(Xte)
-            times[name].append(time.perf_counter() - start)
-    return statistics.median(times["ours"]), statistics.median(times["lib"]), preds["ours"], preds["lib"]
 
 
 def _datasets() -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -65,9 +52,9 @@ def rows() -> list[dict]:
                                                                      ("newton", "newton-cholesky")]
             for ours_solver, solver in pairs:
                 tol = {"tol": 1e-4} if ours_solver == "lbfgs" else {}
-                ours_s, lib_s, p, q = _race(lambda: LogisticRegression(C=1.0, solver=ours_solver, max_iter=1000, **tol),
+                ours_s, lib_s, p, q = race_fit_predict(lambda: LogisticRegression(C=1.0, solver=ours_solver, max_iter=1000, **tol),
                                             lambda: SkLogisticRegression(C=1.0, solver=solver, max_iter=1000),
-                                            Xtr, ytr, Xte)
+                                            Xtr, ytr, Xte, REPEATS)
                 out.append({"estimator": f"LogisticRegression ({ours_solver}, {kind})",
                             "data": f"{name} {Xtr.shape[0]}+{Xte.shape[0]} x {X.shape[1]}",
                             "ours_s": ours_s, "library": f"sklearn LogisticRegression ({solver})",

@@ -7,8 +7,6 @@ The issue sets no speed target for naive Bayes; the rows report the ratio anyway
 from __future__ import annotations
 
 import os
-import statistics
-import time
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -20,21 +18,10 @@ from threadpoolctl import threadpool_limits  # noqa: E402
 
 from airoad.classic import naive_bayes as nb  # noqa: E402
 from airoad.data import load  # noqa: E402
+from timing import race_fit_predict  # noqa: E402
 
 REPEATS = 9
 
-
-def _race(ours, theirs, Xtr, ytr, Xte) -> tuple[float, float, np.ndarray, np.ndarray]:
-    """Median fit+predict seconds of two model factories run alternately, and predictions."""
-    times: dict[str, list[float]] = {"ours": [], "lib": []}
-    preds = {}
-    for i in range(REPEATS):
-        order = (("ours", ours), ("lib", theirs)) if i % 2 == 0 else (("lib", theirs), ("ours", ours))
-        for name, make in order:
-            start = time.perf_counter()
-            preds[name] = make().fit(Xtr, ytr).predict(Xte)
-            times[name].append(time.perf_counter() - start)
-    return statistics.median(times["ours"]), statistics.median(times["lib"]), preds["ours"], preds["lib"]
 
 
 def _cases():
@@ -60,7 +47,7 @@ def rows() -> list[dict]:
     out = []
     with threadpool_limits(1):
         for estimator, data, ours, theirs, Xtr, ytr, Xte, yte in _cases():
-            ours_s, lib_s, p, q = _race(ours, theirs, Xtr, ytr, Xte)
+            ours_s, lib_s, p, q = race_fit_predict(ours, theirs, Xtr, ytr, Xte, REPEATS)
             out.append({"estimator": estimator, "data": data, "ours_s": ours_s,
                         "library": f"sklearn {estimator}", "lib_s": lib_s, "ratio": ours_s / lib_s,
                         "target": "none set", "ours_acc": float(np.mean(p == yte)),

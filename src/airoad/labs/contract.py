@@ -60,6 +60,17 @@ class RunContext:
         """Path for a PNG figure in the run folder, e.g. ``ctx.figure_path("scatter")``."""
         return self.out_dir / f"{name}.png"
 
+    def save_figure(self, fig: Any, name: str, tight: bool = True, dpi: int = 110) -> Path:
+        """Save a matplotlib figure as `<run folder>/<name>.png`, close it, return the path."""
+        import matplotlib.pyplot as plt
+
+        if tight:
+            fig.tight_layout()
+        path = self.figure_path(name)
+        fig.savefig(path, dpi=dpi)
+        plt.close(fig)
+        return path
+
     def track(self, items: Sequence[Any] | range, description: str) -> Iterator[Any]:
         """Iterate over `items` with a progress bar (silent when no progress is attached)."""
         if self._progress is None:

@@ -34,15 +34,6 @@ class Config:
 QUICK = {"n_train": 1_000, "n_test": 500, "epochs": 2, "hidden": (64, 64)}
 
 
-def _save(fig, ctx: RunContext, name: str):
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    path = ctx.figure_path(name)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
 
 def _torch_pieces():
     """autograd.Functions that run our NumPy forward and hand-written backward inside torch."""
@@ -234,7 +225,7 @@ def run(config: Config, ctx: RunContext) -> LabResult:
     axes[0].set(title="activations (lines ours, dots torch)", xlabel="x")
     axes[1].set(title="derivatives (our backward, dots torch autograd)", xlabel="x")
     axes[0].legend()
-    figures.append(_save(fig, ctx, "activations"))
+    figures.append(ctx.save_figure(fig, "activations"))
 
     fig, axes = plt.subplots(2, len(config.optimizers), figsize=(4.2 * len(config.optimizers), 7), squeeze=False)
     epochs = np.arange(1, config.epochs + 1)
@@ -248,7 +239,7 @@ def run(config: Config, ctx: RunContext) -> LabResult:
         axes[0, j].set(title=f"{opt}: train loss (dotted: torch)", xlabel="epoch", yscale="log")
         axes[1, j].set(title=f"{opt}: test accuracy", xlabel="epoch")
         axes[1, j].legend(fontsize=8)
-    figures.append(_save(fig, ctx, "training_curves"))
+    figures.append(ctx.save_figure(fig, "training_curves"))
 
     grid = np.array([[next(r["test acc ours"] for r in rows if r["activation"] == a and r["optimizer"] == o)
                       for o in config.optimizers] for a in config.activations])
@@ -259,7 +250,7 @@ def run(config: Config, ctx: RunContext) -> LabResult:
     ax.set(xticks=range(len(config.optimizers)), xticklabels=config.optimizers,
            yticks=range(len(config.activations)), yticklabels=config.activations,
            title=f"test accuracy after {config.epochs} epochs")
-    figures.append(_save(fig, ctx, "accuracy_grid"))
+    figures.append(ctx.save_figure(fig, "accuracy_grid"))
 
     notes = [
         f"On real Fashion-MNIST numbers our functions match torch.nn.functional to "

@@ -30,15 +30,6 @@ class Config:
 QUICK = {"epochs": 60, "scalar_samples": 5}
 
 
-def _save(fig, ctx: RunContext, name: str):
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    path = ctx.figure_path(name)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
 
 def _torch_mlp(params: list[np.ndarray]):
     """Leaf tensors holding copies of our initial weights, and the same forward as ref.MLP."""
@@ -160,7 +151,7 @@ def run(config: Config, ctx: RunContext) -> LabResult:
     left.legend()
     right.semilogy(epochs, np.maximum(diff, 1e-18))
     right.set(xlabel="epoch", ylabel="|loss ours - loss torch|", title="trajectory difference (float64)")
-    figures = [_save(fig, ctx, "loss_curves")]
+    figures = [ctx.save_figure(fig, "loss_curves")]
 
     fig, axes = plt.subplots(1, 2, figsize=(8, 3.6))
     for ax, pred, name in [(axes[0], pred_ours, "ours"), (axes[1], pred_torch, "torch")]:
@@ -171,7 +162,7 @@ def run(config: Config, ctx: RunContext) -> LabResult:
             ax.text(j, i, cm[i, j], ha="center", va="center")
         ax.set(xlabel="predicted", ylabel="true", title=f"{name}: test accuracy {(pred == y_te).mean():.3f}",
                xticks=range(3), yticks=range(3))
-    figures.append(_save(fig, ctx, "confusion_matrices"))
+    figures.append(ctx.save_figure(fig, "confusion_matrices"))
 
     same = "the same" if metrics["max_abs_loss_diff"] < 1e-8 else "a DIFFERENT"
     notes = [

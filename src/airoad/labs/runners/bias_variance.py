@@ -141,11 +141,11 @@ def run(config: Config, ctx: RunContext) -> LabResult:
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     for ax, (name, (values, tr, va, labels, _)) in zip(axes, curves.items()):
         _plot_curve(ax, values, tr, va, labels, f"validation curve: {name}", name, log=name.startswith("ridge"))
-    figures.append(_save(fig, ctx, "validation_curves"))
+    figures.append(ctx.save_figure(fig, "validation_curves"))
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     for ax, (name, (sizes, tr, va, labels)) in zip(axes, lc.items()):
         _plot_curve(ax, sizes, tr, va, labels, f"learning curve: {name}", "training samples")
-    figures.append(_save(fig, ctx, "learning_curves"))
+    figures.append(ctx.save_figure(fig, "learning_curves"))
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     for ax, a, ours, sk, title in [(axes[0], lasso_alphas, ours_lasso, sk_lasso, "lasso path"),
                                    (axes[1], ridge_alphas, ours_ridge, sk_ridge, "ridge path")]:
@@ -154,7 +154,7 @@ def run(config: Config, ctx: RunContext) -> LabResult:
             ax.plot(a, sk[j], "k:", lw=1)
         ax.set(xscale="log", xlabel="alpha (dotted: scikit-learn)", ylabel="coefficient", title=title)
     axes[0].legend(fontsize=7, ncol=2)
-    figures.append(_save(fig, ctx, "regularisation_paths"))
+    figures.append(ctx.save_figure(fig, "regularisation_paths"))
 
     values, tr, va, labels, _ = curves["polynomial degree"]
     sk_best = max(r["sklearn_val_r2"] for r in rows if r["curve"] == "polynomial degree")
@@ -189,12 +189,3 @@ def run(config: Config, ctx: RunContext) -> LabResult:
     return LabResult(metrics=metrics, key_metric="ours_best_val_r2", library_metric="sklearn_best_val_r2",
                      tables={"curves": rows}, figures=figures, notes=notes)
 
-
-def _save(fig, ctx: RunContext, name: str):
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    path = ctx.figure_path(name)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path

@@ -116,15 +116,6 @@ def _elbow(config: Config, X: np.ndarray, ctx: RunContext) -> list[dict]:
     return rows
 
 
-def _save(fig, ctx: RunContext, name: str):
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    path = ctx.figure_path(name)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
 
 def _figures(config: Config, raw: np.ndarray, kmeans, elbow: list[dict], ctx: RunContext) -> list:
     import matplotlib.pyplot as plt
@@ -138,7 +129,7 @@ def _figures(config: Config, raw: np.ndarray, kmeans, elbow: list[dict], ctx: Ru
         ax.imshow(members.mean(axis=0).reshape(8, 8), cmap="gray_r")
         ax.set(title=f"{len(members)}", xticks=[], yticks=[])
     fig.suptitle("k-means on digits: the mean image of each cluster (size above)")
-    out.append(_save(fig, ctx, "digit_centroids"))
+    out.append(ctx.save_figure(fig, "digit_centroids"))
 
     fig, ax = plt.subplots(figsize=(6, 4))
     ks = [r["k"] for r in elbow]
@@ -146,7 +137,7 @@ def _figures(config: Config, raw: np.ndarray, kmeans, elbow: list[dict], ctx: Ru
     ax.plot(ks, [r["sklearn_inertia"] for r in elbow], "k.--", label="sklearn")
     ax.set(xlabel="k", ylabel="inertia", title="elbow curve, standardised digits")
     ax.legend()
-    out.append(_save(fig, ctx, "elbow"))
+    out.append(ctx.save_figure(fig, "elbow"))
 
     # Generated blobs of unequal spread plus a stretched pair: where each family disagrees.
     Xb, _ = make_blobs(n_samples=450, centers=[(-6, 0), (0, 0), (5, 4)], cluster_std=[0.6, 1.6, 0.9],
@@ -165,7 +156,7 @@ def _figures(config: Config, raw: np.ndarray, kmeans, elbow: list[dict], ctx: Ru
         ax.scatter(Xb[~noise, 0], Xb[~noise, 1], c=labels[~noise], cmap="tab10", s=6, vmin=0, vmax=9)
         ax.set(title=name, xticks=[], yticks=[])
     fig.suptitle("generated blobs: grey = DBSCAN noise")
-    out.append(_save(fig, ctx, "blobs_2d"))
+    out.append(ctx.save_figure(fig, "blobs_2d"))
     return out
 
 

@@ -154,15 +154,6 @@ def train(config: Config, data: dict, ctx: RunContext | None = None):
     return model, history, (Xte, yte)
 
 
-def _save(fig, ctx: RunContext, name: str):
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    path = ctx.figure_path(name)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
-
 
 def _figures(model, history, Xte, config: Config, ctx: RunContext) -> list:
     import matplotlib.pyplot as plt
@@ -177,7 +168,7 @@ def _figures(model, history, Xte, config: Config, ctx: RunContext) -> list:
     ax[1].axhline(config.target_accuracy, color="r", ls=":", label=f"target {config.target_accuracy:.0%}")
     ax[1].set(xlabel="epoch", ylabel="test accuracy", title="test accuracy")
     ax[1].legend()
-    out.append(_save(fig, ctx, "training_curves"))
+    out.append(ctx.save_figure(fig, "training_curves"))
 
     filters = model.stage1[0].weight.detach()[:, 0].numpy()   # (c1, 3, 3)
     cols = 8
@@ -189,7 +180,7 @@ def _figures(model, history, Xte, config: Config, ctx: RunContext) -> list:
             lim = np.abs(filters[k]).max()
             a.imshow(filters[k], cmap="bwr", vmin=-lim, vmax=lim)
     fig.suptitle("first-layer 3x3 filters (red +, blue -)")
-    out.append(_save(fig, ctx, "filters"))
+    out.append(ctx.save_figure(fig, "filters"))
 
     model.eval()
     with torch.no_grad():
@@ -207,7 +198,7 @@ def _figures(model, history, Xte, config: Config, ctx: RunContext) -> list:
             a.set_yticks([])
         axes[r, 0].set_ylabel(titles[r], fontsize=8)
     fig.suptitle("feature maps of one test image (first 8 channels per stage)")
-    out.append(_save(fig, ctx, "feature_maps"))
+    out.append(ctx.save_figure(fig, "feature_maps"))
 
     gen = torch.Generator().manual_seed(config.seed)
     aug = ref.augment(Xte[:8], max(config.crop_padding, 1), gen, True)
@@ -218,7 +209,7 @@ def _figures(model, history, Xte, config: Config, ctx: RunContext) -> list:
         axes[0, k].axis("off")
         axes[1, k].axis("off")
     fig.suptitle("originals (top) and random crop + flip (bottom)")
-    out.append(_save(fig, ctx, "augmentation"))
+    out.append(ctx.save_figure(fig, "augmentation"))
     return out
 
 

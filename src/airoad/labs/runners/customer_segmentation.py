@@ -97,7 +97,7 @@ def _figures(ctx: RunContext, scan: list[dict], elbow_k: int, k: int, labels: np
     right.axvline(k, color="r", ls=":", label=f"chosen k={k}")
     right.set(xlabel="k", ylabel="mean silhouette", title="silhouette")
     right.legend()
-    paths.append(_save(fig, ctx, "choose_k"))
+    paths.append(ctx.save_figure(fig, "choose_k"))
 
     name_of = {r["segment"]: r["name"] for r in profiles}
     fig, ax = plt.subplots(figsize=(7, 5))
@@ -110,7 +110,7 @@ def _figures(ctx: RunContext, scan: list[dict], elbow_k: int, k: int, labels: np
     ax.set(xlabel="silhouette s(i)", ylabel="customers (sorted within segment)", yticks=[],
            title=f"silhouette of each customer, k={k}")
     ax.legend(fontsize=8)
-    paths.append(_save(fig, ctx, "silhouette_plot"))
+    paths.append(ctx.save_figure(fig, "silhouette_plot"))
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 5))
     for ax, (title, P) in zip(axes, maps.items()):
@@ -119,7 +119,7 @@ def _figures(ctx: RunContext, scan: list[dict], elbow_k: int, k: int, labels: np
             ax.scatter(pts[:, 0], pts[:, 1], s=12, alpha=0.7, label=name_of[seg])
         ax.set(title=title, xticks=[], yticks=[])
     axes[0].legend(fontsize=8)
-    paths.append(_save(fig, ctx, "segments_2d"))
+    paths.append(ctx.save_figure(fig, "segments_2d"))
 
     fig, ax = plt.subplots(figsize=(8, 0.6 * len(profiles) + 2))
     zmat = np.array([[r[f"z {n}"] for n in names] for r in profiles])
@@ -130,18 +130,9 @@ def _figures(ctx: RunContext, scan: list[dict], elbow_k: int, k: int, labels: np
     ax.set_yticks(range(len(profiles)), [f"{r['name']} ({r['customers']})" for r in profiles])
     fig.colorbar(im, ax=ax, label="centroid z-score")
     ax.set_title("segment profiles: centroid in standard units")
-    paths.append(_save(fig, ctx, "segment_profiles"))
+    paths.append(ctx.save_figure(fig, "segment_profiles"))
     return paths
 
-
-def _save(fig, ctx: RunContext, name: str):
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    path = ctx.figure_path(name)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
 
 
 def run(config: Config, ctx: RunContext) -> LabResult:

@@ -40,15 +40,6 @@ def _xy(name: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
     return frame[features].to_numpy(np.float64), frame["target"].to_numpy(), features
 
 
-def _save(fig, ctx: RunContext, name: str):
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    path = ctx.figure_path(name)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
 
 def _split_cost(tree, node: int) -> float:
     """Weighted child impurity w_L * imp_L + w_R * imp_R of a node's split, read from the arrays."""
@@ -131,7 +122,7 @@ def _depth_curve(config: Config, ctx: RunContext) -> tuple[list[dict], object]:
         ax.plot(config.max_depths, theirs, "k.--", label="sklearn")
         ax.set(title=name, xlabel="max_depth", ylabel="test accuracy")
         ax.legend()
-    return rows, _save(fig, ctx, "depth_curve")
+    return rows, ctx.save_figure(fig, "depth_curve")
 
 
 def _iris_figures(ctx: RunContext) -> tuple[list, dict, str]:
@@ -150,7 +141,7 @@ def _iris_figures(ctx: RunContext) -> tuple[list, dict, str]:
     width = max(8.0, 1.7 * ours.get_n_leaves())
     fig, ax = plt.subplots(figsize=(width, 1.6 * (ours.get_depth() + 1)))
     tree_render.plot_tree(ours, feature_names=features, class_names=classes, ax=ax)
-    figures = [_save(fig, ctx, "iris_tree")]
+    figures = [ctx.save_figure(fig, "iris_tree")]
 
     # Two petal features: the regions each tree carves out of the plane.
     cols = [features.index("petal length (cm)"), features.index("petal width (cm)")]
@@ -165,7 +156,7 @@ def _iris_figures(ctx: RunContext) -> tuple[list, dict, str]:
         ax.scatter(X2[:, 0], X2[:, 1], c=y, cmap="tab10", vmin=0, vmax=9, s=14, edgecolor="k", lw=0.3)
         ax.set(title=f"{label}: depth-3 tree on two petal features", xlabel="petal length (cm)")
     axes[0].set_ylabel("petal width (cm)")
-    figures.append(_save(fig, ctx, "iris_regions"))
+    figures.append(ctx.save_figure(fig, "iris_regions"))
     return figures, walk, text
 
 
@@ -185,7 +176,7 @@ def _importances(ctx: RunContext) -> tuple[object, float]:
     ax.invert_yaxis()
     ax.set(xlabel="impurity decrease (normalised)", title="breast cancer, depth-4 tree: feature importances")
     ax.legend()
-    return _save(fig, ctx, "feature_importances"), float(np.abs(ours - theirs).max())
+    return ctx.save_figure(fig, "feature_importances"), float(np.abs(ours - theirs).max())
 
 
 def _regression(config: Config) -> dict:

@@ -130,7 +130,7 @@ def _figures(ctx: RunContext, Z_pca, Z_tsne, ys, rows: list[dict], masks: dict, 
         ax.set(title=f"{label} 2-D\ntrustworthiness {maps[name + '_2d_trustworthiness']:.3f}, "
                      f"5-NN accuracy {maps[name + '_2d_knn_accuracy']:.3f}", xticks=[], yticks=[])
     fig.colorbar(sc, ax=axes, label="digit")
-    paths.append(_save(fig, ctx, "pca_vs_tsne", tight=False))
+    paths.append(ctx.save_figure(fig, "pca_vs_tsne", tight=False))
 
     k = max(masks)
     mi_mask, rfe_mask, mi_scores, pc1 = masks[k]
@@ -141,7 +141,7 @@ def _figures(ctx: RunContext, Z_pca, Z_tsne, ys, rows: list[dict], masks: dict, 
                            (axes[3], pc1, "PCA component 1 (uses every pixel)")]:
         ax.imshow(np.asarray(img, dtype=float).reshape(28, 28), cmap="magma")
         ax.set(title=title, xticks=[], yticks=[])
-    paths.append(_save(fig, ctx, "selected_pixels"))
+    paths.append(ctx.save_figure(fig, "selected_pixels"))
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for method in dict.fromkeys(r["method"] for r in rows):
@@ -151,19 +151,9 @@ def _figures(ctx: RunContext, Z_pca, Z_tsne, ys, rows: list[dict], masks: dict, 
     ax.set(xlabel="number of features kept (k)", ylabel="test accuracy (logistic regression)",
            title="selection vs extraction on MNIST-5k", xscale="log")
     ax.legend(fontsize=8)
-    paths.append(_save(fig, ctx, "accuracy_vs_k"))
+    paths.append(ctx.save_figure(fig, "accuracy_vs_k"))
     return paths
 
-
-def _save(fig, ctx: RunContext, name: str, tight: bool = True):
-    import matplotlib.pyplot as plt
-
-    if tight:
-        fig.tight_layout()
-    path = ctx.figure_path(name)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
 
 
 def run(config: Config, ctx: RunContext) -> LabResult:

@@ -98,15 +98,6 @@ def _staged_accuracy(model, X: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.mean(proba.argmax(axis=2) == y, axis=1)
 
 
-def _save(fig, ctx: RunContext, name: str):
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    path = ctx.figure_path(name)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
 
 def _figures(ctx: RunContext, rows: list[dict], curves: dict, importances: dict) -> list:
     import matplotlib.pyplot as plt
@@ -120,7 +111,7 @@ def _figures(ctx: RunContext, rows: list[dict], curves: dict, importances: dict)
                 ax.plot(np.arange(1, len(acc) + 1), acc, label=impl, **style)
             ax.set(title=f"{name}: {family}", xlabel="trees", ylabel="test accuracy")
             ax.legend()
-        figures.append(_save(fig, ctx, f"{name}_staged_accuracy"))
+        figures.append(ctx.save_figure(fig, f"{name}_staged_accuracy"))
 
     frame = pd.DataFrame(rows)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
@@ -132,7 +123,7 @@ def _figures(ctx: RunContext, rows: list[dict], curves: dict, importances: dict)
             ax.set_yscale("log")
         else:
             ax.set_ylim(max(0.0, frame["accuracy"].min() - 0.05), 1.0)
-    figures.append(_save(fig, ctx, "accuracy_and_time"))
+    figures.append(ctx.save_figure(fig, "accuracy_and_time"))
 
     name, (names, ours, theirs) = next(iter(importances.items()))
     top = np.argsort(-(ours + theirs))[:12]
@@ -144,7 +135,7 @@ def _figures(ctx: RunContext, rows: list[dict], curves: dict, importances: dict)
     ax.invert_yaxis()
     ax.set(xlabel="mean impurity decrease", title=f"{name}: random forest feature importances")
     ax.legend()
-    figures.append(_save(fig, ctx, "forest_importances"))
+    figures.append(ctx.save_figure(fig, "forest_importances"))
     return figures
 
 

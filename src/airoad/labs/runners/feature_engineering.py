@@ -86,15 +86,6 @@ def _model(prep_factory):
     return lambda: Pipeline([("prep", prep_factory()), ("model", _logreg())])
 
 
-def _save(fig, ctx: RunContext, name: str):
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    path = ctx.figure_path(name)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
 
 def _imputation_rows() -> list[dict]:
     from sklearn.impute import SimpleImputer
@@ -226,7 +217,7 @@ def _figures(train, y_tr, enc_rows, leak_rows, ctx: RunContext) -> list:
         miss = miss[miss > 0]
         ax.barh(list(miss.index), miss.to_numpy())
         ax.set(xlabel="missing cells", title=f"{name}: {len(frame)} rows")
-    out.append(_save(fig, ctx, "missing_values"))
+    out.append(ctx.save_figure(fig, "missing_values"))
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     X = train[["occupation", "native-country"]].fillna("?")
@@ -246,7 +237,7 @@ def _figures(train, y_tr, enc_rows, leak_rows, ctx: RunContext) -> list:
     axes[1].set(xscale="log", xlabel="rows in the category", ylabel="share >50K",
                 title="smoothing pulls rare categories to the mean")
     axes[1].legend(fontsize=7)
-    out.append(_save(fig, ctx, "target_encoding"))
+    out.append(ctx.save_figure(fig, "target_encoding"))
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     real = enc_rows
@@ -263,7 +254,7 @@ def _figures(train, y_tr, enc_rows, leak_rows, ctx: RunContext) -> list:
     axes[1].set(xlim=(min(r["cv_roc_auc"] for r in leak_rows) - 0.05, 1.0), xlabel="CV ROC AUC",
                 title="leakage: red = fitted before CV, green = inside each fold")
     axes[1].tick_params(axis="y", labelsize=7)
-    out.append(_save(fig, ctx, "encodings_and_leakage"))
+    out.append(ctx.save_figure(fig, "encodings_and_leakage"))
     return out
 
 

@@ -111,7 +111,7 @@ def _figures(ctx: RunContext, curves: dict, trials: list[dict]) -> list:
     ax.set(xlabel="configurations evaluated", ylabel="best mean CV score so far",
            title="best score vs trials (same budget for every method)")
     ax.legend()
-    paths.append(_save(fig, ctx, "best_score_vs_trials"))
+    paths.append(ctx.save_figure(fig, "best_score_vs_trials"))
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     for w in sorted({t["worker"] for t in trials}):
@@ -121,18 +121,9 @@ def _figures(ctx: RunContext, curves: dict, trials: list[dict]) -> list:
     left.set(xlabel="trial number in the shared study", ylabel="mean CV score", title="who ran which trial")
     right.set(xscale="log", xlabel="learning_rate", ylabel="mean CV score", title="TPE samples")
     left.legend()
-    paths.append(_save(fig, ctx, "optuna_trials"))
+    paths.append(ctx.save_figure(fig, "optuna_trials"))
     return paths
 
-
-def _save(fig, ctx: RunContext, name: str):
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    path = ctx.figure_path(name)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
 
 
 def run(config: Config, ctx: RunContext) -> LabResult:

@@ -34,15 +34,6 @@ def _decision(p: float, alpha: float) -> str:
     return "reject H0" if p < alpha else "do not reject H0"
 
 
-def _save(fig, ctx: RunContext, name: str):
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    path = ctx.figure_path(name)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
 
 def _tests(df: pd.DataFrame, config: Config, ctx: RunContext) -> tuple[list[dict], dict]:
     """Run every test with our code and with scipy; one table row per test."""
@@ -119,7 +110,7 @@ def _figures(df: pd.DataFrame, config: Config, ctx: RunContext, extras: dict) ->
     left.legend()
     right.boxplot([df.loc[~surv, "fare"], df.loc[surv, "fare"]], tick_labels=["died", "survived"])
     right.set(yscale="log", ylabel="fare (log scale)", title="fare: median and spread")
-    out.append(_save(fig, ctx, "fare_by_survival"))
+    out.append(ctx.save_figure(fig, "fare_by_survival"))
 
     fig, ax = plt.subplots(figsize=(7, 4))
     rates = df.groupby(["class", "gender"])["survived"].mean().unstack()
@@ -130,7 +121,7 @@ def _figures(df: pd.DataFrame, config: Config, ctx: RunContext, extras: dict) ->
     ax.set_xticks(x, rates.index, rotation=20)
     ax.set(ylabel="survival rate", title="survival by class and gender")
     ax.legend()
-    out.append(_save(fig, ctx, "survival_by_class_gender"))
+    out.append(ctx.save_figure(fig, "survival_by_class_gender"))
 
     fig, ax = plt.subplots(figsize=(7, 4))
     bin_of = pd.qcut(df["fare"], config.fare_bins, duplicates="drop")
@@ -140,14 +131,14 @@ def _figures(df: pd.DataFrame, config: Config, ctx: RunContext, extras: dict) ->
     ax.set_xticks(np.arange(len(g)), [str(i) for i in g.index], rotation=20, fontsize=8)
     ax.set(xlabel="fare quantile bin", ylabel="survival rate (95% CI)",
            title="survival rate by fare quantile")
-    out.append(_save(fig, ctx, "survival_by_fare_bin"))
+    out.append(ctx.save_figure(fig, "survival_by_fare_bin"))
 
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.hist(extras["null"], bins=50, color="grey", alpha=0.7, label="permuted differences (H0)")
     ax.axvline(extras["observed"], color="r", label=f"observed {extras['observed']:.1f}")
     ax.set(xlabel="mean fare survived - mean fare died", title="permutation null distribution")
     ax.legend()
-    out.append(_save(fig, ctx, "permutation_null"))
+    out.append(ctx.save_figure(fig, "permutation_null"))
 
     k, n, p0, _ = extras["binom"]
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
@@ -164,7 +155,7 @@ def _figures(df: pd.DataFrame, config: Config, ctx: RunContext, extras: dict) ->
     right.axvline(k, color="r", label=f"observed 1st-class survivors = {k}")
     right.set(xlabel="survivors among 1st class under H0", title="exact binomial test")
     right.legend(fontsize=8)
-    out.append(_save(fig, ctx, "distributions"))
+    out.append(ctx.save_figure(fig, "distributions"))
     return out
 
 

@@ -105,15 +105,6 @@ def _wine_scaling(config: Config) -> tuple[dict, list[dict]]:
     return metrics, rows
 
 
-def _save(fig, ctx: RunContext, name: str):
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    path = ctx.figure_path(name)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
 
 def _accuracy_figure(rows: list[dict], cv: dict, best_k: int, ctx: RunContext):
     import matplotlib.pyplot as plt
@@ -130,7 +121,7 @@ def _accuracy_figure(rows: list[dict], cv: dict, best_k: int, ctx: RunContext):
     ax.set(xscale="log", xlabel="k (neighbours)", ylabel="accuracy",
            title="Digits: test accuracy against k")
     ax.legend(fontsize=8)
-    return _save(fig, ctx, "accuracy_vs_k")
+    return ctx.save_figure(fig, "accuracy_vs_k")
 
 
 def _boundary_figure(config: Config, ctx: RunContext):
@@ -152,7 +143,7 @@ def _boundary_figure(config: Config, ctx: RunContext):
         ax.set(title=f"k = {k}, {weights}: training accuracy {model.score(X, y):.2f}", xlabel=IRIS_2D[0])
     axes[0].set_ylabel(IRIS_2D[1])
     fig.suptitle("Iris: small k follows every point (jagged islands), large k smooths the regions")
-    return _save(fig, ctx, "decision_boundaries")
+    return ctx.save_figure(fig, "decision_boundaries")
 
 
 def _neighbours_figure(split, k: int, ctx: RunContext):
@@ -179,7 +170,7 @@ def _neighbours_figure(split, k: int, ctx: RunContext):
                     ha="center", fontsize=7)
     ax.set_axis_off()
     ax.set_title(f"Misclassified digits (left) and their {k} nearest training digits", fontsize=9)
-    return _save(fig, ctx, "misclassified_neighbours")
+    return ctx.save_figure(fig, "misclassified_neighbours")
 
 
 def _scaling_figure(rows: list[dict], ctx: RunContext):
@@ -193,7 +184,7 @@ def _scaling_figure(rows: list[dict], ctx: RunContext):
     ax.set(ylim=(0, 1.05), ylabel="test accuracy (ours)",
            title="Wine: without scaling, proline (~1000) decides every distance")
     ax.legend(loc="lower right")
-    return _save(fig, ctx, "wine_scaling")
+    return ctx.save_figure(fig, "wine_scaling")
 
 
 def run(config: Config, ctx: RunContext) -> LabResult:

@@ -110,15 +110,6 @@ def _digits(config: Config):
     return _split(X, y, config)
 
 
-def _save(fig, ctx: RunContext, name: str):
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    path = ctx.figure_path(name)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
 
 def _boundary_figure(models: dict, data, ctx: RunContext):
     """Iris on two petal features: the regions each model assigns, ours beside sklearn's."""
@@ -147,7 +138,7 @@ def _boundary_figure(models: dict, data, ctx: RunContext):
     axes[0].legend(fontsize=8, loc="upper left")
     fig.suptitle("Iris, softmax regression: regions of the most probable class "
                  "(grey: max probability 0.5 / 0.8 / 0.95; hollow: test points)")
-    return _save(fig, ctx, "decision_boundary")
+    return ctx.save_figure(fig, "decision_boundary")
 
 
 def _convergence_figure(models: dict, ctx: RunContext):
@@ -162,7 +153,7 @@ def _convergence_figure(models: dict, ctx: RunContext):
            ylabel="objective above its minimum (mean log loss + penalty)",
            title="Breast cancer: Newton converges in a handful of steps, gd in thousands")
     ax.legend()
-    return _save(fig, ctx, "convergence")
+    return ctx.save_figure(fig, "convergence")
 
 
 def _path_figure(data, names: list[str], config: Config, ctx: RunContext) -> tuple:
@@ -192,7 +183,7 @@ def _path_figure(data, names: list[str], config: Config, ctx: RunContext) -> tup
     right.set(xscale="log", xlabel="C", ylabel="test log loss",
               title="Too much penalty underfits, too little overfits")
     right.legend()
-    return _save(fig, ctx, "regularisation_path"), float(Cs[best]), float(np.abs(ours - theirs).max())
+    return ctx.save_figure(fig, "regularisation_path"), float(Cs[best]), float(np.abs(ours - theirs).max())
 
 
 def run(config: Config, ctx: RunContext) -> LabResult:

@@ -55,15 +55,6 @@ def _verdict(lstm: float, linear: float) -> str:
             f"({100 * gap:+.2f}%).")
 
 
-def _save(fig, ctx: RunContext, name: str):
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    path = ctx.figure_path(name)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
 
 def run(config: Config, ctx: RunContext) -> LabResult:
     import matplotlib
@@ -158,7 +149,7 @@ def run(config: Config, ctx: RunContext) -> LabResult:
     names = [r["method"] for r in rows]
     bottom.barh(names, [r["test_mae"] for r in rows], color=["C1" if n == "LSTM" else "C0" for n in names])
     bottom.set(xlabel="test MAE (log volume)", title="held-out final period, lower is better")
-    figures.append(_save(fig, ctx, "forecast"))
+    figures.append(ctx.save_figure(fig, "forecast"))
 
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.plot(history["train_loss"], label="train")
@@ -166,7 +157,7 @@ def run(config: Config, ctx: RunContext) -> LabResult:
     ax.axvline(history["best_epoch"], color="k", ls=":", label="kept (best validation)")
     ax.set(xlabel="epoch", ylabel="MSE (standardised)", title="LSTM training")
     ax.legend()
-    figures.append(_save(fig, ctx, "lstm_loss"))
+    figures.append(ctx.save_figure(fig, "lstm_loss"))
     return LabResult(metrics=metrics, key_metric="lstm_test_mae",
                      library_metric="sklearn_linear_test_mae", tables={"test_mae": rows},
                      figures=figures, notes=notes)

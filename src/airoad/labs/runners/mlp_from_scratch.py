@@ -103,15 +103,6 @@ def _train_torch(config, X, y, Xt, yt, init, ctx) -> dict:
     return hist
 
 
-def _save(fig, ctx: RunContext, name: str):
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    path = ctx.figure_path(name)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
-
 
 def _figures(ours, theirs, images_test, yt, pred, ctx) -> list:
     import matplotlib.pyplot as plt
@@ -129,7 +120,7 @@ def _figures(ours, theirs, images_test, yt, pred, ctx) -> list:
     right.set(xlabel="epoch", ylabel="test accuracy", title="test accuracy")
     left.legend()
     right.legend()
-    out.append(_save(fig, ctx, "curves"))
+    out.append(ctx.save_figure(fig, "curves"))
 
     wrong = np.flatnonzero(pred != yt)[:32]
     fig, axes = plt.subplots(4, 8, figsize=(10, 5.6))
@@ -139,7 +130,7 @@ def _figures(ours, theirs, images_test, yt, pred, ctx) -> list:
     for ax in axes.ravel():
         ax.axis("off")
     fig.suptitle("misclassified test digits: predicted (true)")
-    out.append(_save(fig, ctx, "misclassified"))
+    out.append(ctx.save_figure(fig, "misclassified"))
 
     w = ours["net"].weights[0]
     fig, axes = plt.subplots(6, 8, figsize=(9, 7))
@@ -149,7 +140,7 @@ def _figures(ours, theirs, images_test, yt, pred, ctx) -> list:
         ax.imshow(img, cmap="RdBu_r", vmin=-lim, vmax=lim)
         ax.axis("off")
     fig.suptitle("first-layer weights of 48 hidden units (red +, blue -)")
-    out.append(_save(fig, ctx, "first_layer_weights"))
+    out.append(ctx.save_figure(fig, "first_layer_weights"))
     return out
 
 

@@ -94,15 +94,6 @@ def _sklearn_summary(y: np.ndarray, proba: np.ndarray, folds) -> dict[str, float
     return out
 
 
-def _save(fig, ctx: RunContext, name: str):
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    path = ctx.figure_path(name)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
 
 def _figures(results: dict, ctx: RunContext) -> list:
     import matplotlib.pyplot as plt
@@ -135,7 +126,7 @@ def _figures(results: dict, ctx: RunContext) -> list:
                 ax.set(xlabel="recall", ylabel="precision")
             ax.set_title(f"{ds}: out-of-fold {kind.upper()} (dotted = sklearn)")
             ax.legend(fontsize=8, loc="lower right" if kind == "roc" else "lower left")
-        out.append(_save(fig, ctx, f"{kind}_curves"))
+        out.append(ctx.save_figure(fig, f"{kind}_curves"))
 
     fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 4), squeeze=False)
     for ax, ds in zip(axes[0], names):
@@ -149,7 +140,7 @@ def _figures(results: dict, ctx: RunContext) -> list:
         ax.set_xticks([0, 1], [neg, pos])
         ax.set_yticks([0, 1], [neg, pos])
         ax.set(xlabel="predicted", ylabel="true", title=f"{ds}: {best}, threshold 0.5")
-    out.append(_save(fig, ctx, "confusion_matrices"))
+    out.append(ctx.save_figure(fig, "confusion_matrices"))
 
     fig, axes = plt.subplots(1, len(names), figsize=(5.5 * len(names), 4), squeeze=False)
     for ax, ds in zip(axes[0], names):
@@ -160,7 +151,7 @@ def _figures(results: dict, ctx: RunContext) -> list:
             ax.errorbar(m + 0.15, np.mean(aucs), yerr=np.std(aucs), fmt="ks", capsize=4)
         ax.set_xticks(range(len(results[ds]["proba"])), list(results[ds]["proba"]), fontsize=8)
         ax.set(ylabel="ROC AUC per test fold", title=f"{ds}: fold-to-fold spread (mean +/- std)")
-    out.append(_save(fig, ctx, "fold_scores"))
+    out.append(ctx.save_figure(fig, "fold_scores"))
     return out
 
 

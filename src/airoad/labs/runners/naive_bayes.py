@@ -100,15 +100,6 @@ def _multinomial(config: Config, ctx: RunContext, data) -> tuple[dict, dict, lis
     return metrics, row, sweep, ours
 
 
-def _save(fig, ctx: RunContext, name: str):
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    path = ctx.figure_path(name)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
 
 def _words_figure(model: MultinomialNB, data, config: Config, ctx: RunContext) -> tuple:
     """The words whose probability differs most between 'great' and 'other' reviews."""
@@ -126,7 +117,7 @@ def _words_figure(model: MultinomialNB, data, config: Config, ctx: RunContext) -
     ax.axvline(0, color="k", lw=0.5)
     ax.set(xlabel=f"log p(word | {model.classes_[0]}) - log p(word | {model.classes_[1]})",
            title="Fine-food reviews: the most telling words (seen >= 20 times)")
-    return _save(fig, ctx, "telling_words"), list(words[order[-n:][::-1]]), list(words[order[:n]])
+    return ctx.save_figure(fig, "telling_words"), list(words[order[-n:][::-1]]), list(words[order[:n]])
 
 
 def _proba_figure(model: MultinomialNB, data, ctx: RunContext):
@@ -147,7 +138,7 @@ def _proba_figure(model: MultinomialNB, data, ctx: RunContext):
     right.set(yscale="log", xlabel="ours P(great)", ylabel="reviews (log scale)",
               title="Naive Bayes is sure of itself: most probabilities near 0 or 1")
     right.legend()
-    return _save(fig, ctx, "probabilities")
+    return ctx.save_figure(fig, "probabilities")
 
 
 def _gaussian_figure(fitted: tuple, ctx: RunContext):
@@ -169,7 +160,7 @@ def _gaussian_figure(fitted: tuple, ctx: RunContext):
                     label=f"class {model.classes_[c]}: mean {mu:.3g}, sd {np.sqrt(var):.2g}")
         ax.set(xlabel=names[j], ylabel="density", title=f"Wine: {names[j]} per class")
         ax.legend(fontsize=8)
-    return _save(fig, ctx, "gaussian_wine")
+    return ctx.save_figure(fig, "gaussian_wine")
 
 
 def run(config: Config, ctx: RunContext) -> LabResult:

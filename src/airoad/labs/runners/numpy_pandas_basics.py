@@ -150,15 +150,6 @@ def _pandas_part(config: Config) -> tuple[dict, dict[str, list[dict]], pd.DataFr
     return metrics, tables, report, stats
 
 
-def _save(fig, ctx: RunContext, name: str):
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    path = ctx.figure_path(name)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
 
 def _records(frame: pd.DataFrame) -> list[dict]:
     return [{frame.index.name: str(k), **{c: float(v) for c, v in r.items()}}
@@ -186,7 +177,7 @@ def run(config: Config, ctx: RunContext) -> LabResult:
     ax.set(xlabel="system size n", ylabel="relative error (worst of the systems)",
            title="Gaussian elimination vs LAPACK")
     ax.legend()
-    figures.append(_save(fig, ctx, "solver_accuracy"))
+    figures.append(ctx.save_figure(fig, "solver_accuracy"))
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     xs = np.linspace(-np.pi, np.pi, 200)
@@ -200,18 +191,18 @@ def run(config: Config, ctx: RunContext) -> LabResult:
     right.set(xlabel="step h", ylabel="|error| of d/dx sin at x=1",
               title="truncation (right) vs rounding (left)")
     right.legend(fontsize=8)
-    figures.append(_save(fig, ctx, "derivative_error"))
+    figures.append(ctx.save_figure(fig, "derivative_error"))
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.barh(report.index.astype(str), report["pct_missing"])
     ax.set(xlabel="% missing", title="Palmer penguins: missing values per column")
-    figures.append(_save(fig, ctx, "penguins_missing"))
+    figures.append(ctx.save_figure(fig, "penguins_missing"))
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
     for ax, col in zip(axes, ["body_mass_g", "flipper_length_mm"]):
         ax.bar(stats.index.astype(str), stats[f"{col}_mean"], yerr=stats[f"{col}_std"], capsize=6)
         ax.set(title=f"{col}: mean +/- std by species")
-    figures.append(_save(fig, ctx, "penguins_by_species"))
+    figures.append(ctx.save_figure(fig, "penguins_by_species"))
 
     best_c, best_f = int(np.argmin(cen)), int(np.argmin(fwd))
     metrics = {

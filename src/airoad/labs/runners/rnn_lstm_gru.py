@@ -87,15 +87,6 @@ def _grad_profile(model: _Forecaster, x) -> np.ndarray:
     return h_norms / h_norms[-1]
 
 
-def _save(fig, ctx: RunContext, name: str):
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    path = ctx.figure_path(name)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
 
 def run(config: Config, ctx: RunContext) -> LabResult:
     import matplotlib
@@ -145,7 +136,7 @@ def run(config: Config, ctx: RunContext) -> LabResult:
                ylabel="||dloss/dh_t|| / ||dloss/dh_T||")
         ax.legend()
     fig.suptitle(f"Vanishing gradient on airline windows of {config.seq_len} months")
-    figures.append(_save(fig, ctx, "vanishing_gradient"))
+    figures.append(ctx.save_figure(fig, "vanishing_gradient"))
 
     fig, ax = plt.subplots(figsize=(7, 4))
     for mode in MODES:
@@ -155,7 +146,7 @@ def run(config: Config, ctx: RunContext) -> LabResult:
     ax.set(xlabel="epoch (full batch, Adam)", ylabel="train MSE (standardised log passengers)",
            title="ours vs torch: the same training run")
     ax.legend()
-    figures.append(_save(fig, ctx, "training_curves"))
+    figures.append(ctx.save_figure(fig, "training_curves"))
 
     far = config.lags[-1]
     at = {(m, s): metrics[f"{m}_{s}_grad_lag{far}"] for m in MODES for s in ("init", "trained")}

@@ -153,7 +153,7 @@ def _margin_figure(config: Config, data: dict, ctx: RunContext):
     axes[0].plot([], [], "--", color="orange", label="sklearn SVC f = 0")
     axes[0].legend(fontsize=8, loc="lower left")
     fig.suptitle("breast-cancer in 2-D (red malignant, blue benign); circled: support vectors")
-    return _save(fig, ctx, "margin_2d")
+    return ctx.save_figure(fig, "margin_2d")
 
 
 def _sweep_figure(rows: list[dict], ctx: RunContext):
@@ -170,17 +170,8 @@ def _sweep_figure(rows: list[dict], ctx: RunContext):
     right.semilogx(Cs, [r["sklearn_n_sv"] for r in rows], "k.--", label="sklearn")
     right.set(xlabel="C", ylabel="support vectors", title="softer margin (small C) = more SVs")
     right.legend()
-    return _save(fig, ctx, "c_sweep")
+    return ctx.save_figure(fig, "c_sweep")
 
-
-def _save(fig, ctx: RunContext, name: str):
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    path = ctx.figure_path(name)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
 
 
 def run(config: Config, ctx: RunContext) -> LabResult:

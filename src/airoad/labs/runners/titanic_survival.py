@@ -74,15 +74,6 @@ def _factories(config: Config) -> tuple[dict, list[str]]:
     return factories, missing
 
 
-def _save(fig, ctx: RunContext, name: str):
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    path = ctx.figure_path(name)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
 
 def _eda(df, ctx: RunContext):
     import matplotlib.pyplot as plt
@@ -106,7 +97,7 @@ def _eda(df, ctx: RunContext):
     se = np.sqrt(fam["mean"] * (1 - fam["mean"]) / fam["size"])
     axes[2].errorbar(fam.index, fam["mean"], yerr=1.96 * se, fmt="o-", capsize=4)
     axes[2].set(xlabel="family size aboard (7 = 7+)", ylabel="survival rate (95% CI)", title="by family size")
-    return _save(fig, ctx, "eda")
+    return ctx.save_figure(fig, "eda")
 
 
 def _comparison_figures(rows, probas, y, ctx: RunContext) -> list:
@@ -122,7 +113,7 @@ def _comparison_figures(rows, probas, y, ctx: RunContext) -> list:
         ax.set_xticks(range(len(rows)), [n.replace(" (", "\n(") for n in names], fontsize=8)
         ax.set(ylim=(min(means) - 0.08, min(1.0, max(means) + 0.05)),
                ylabel=f"CV {metric} (mean +/- std over folds)", title=f"{metric}: blue = ours, orange = sklearn")
-    out.append(_save(fig, ctx, "model_comparison"))
+    out.append(ctx.save_figure(fig, "model_comparison"))
 
     fig, ax = plt.subplots(figsize=(6.5, 5.5))
     for name, proba in probas.items():
@@ -131,7 +122,7 @@ def _comparison_figures(rows, probas, y, ctx: RunContext) -> list:
     ax.plot([0, 1], [0, 1], color="grey", lw=0.8)
     ax.set(xlabel="false positive rate", ylabel="true positive rate", title="out-of-fold ROC (training split)")
     ax.legend(fontsize=7, loc="lower right")
-    out.append(_save(fig, ctx, "roc_curves"))
+    out.append(ctx.save_figure(fig, "roc_curves"))
     return out
 
 
