@@ -23,7 +23,8 @@ from __future__ import annotations
 from numbers import Integral
 
 import numpy as np
-from sklearn.base import BaseEstimator, MetaEstimatorMixin, TransformerMixin, clone
+from sklearn.base import BaseEstimator, MetaEstimatorMixin, clone
+from sklearn.feature_selection import SelectorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 
@@ -70,7 +71,7 @@ def mutual_information(x_codes: np.ndarray, y: np.ndarray) -> np.ndarray:
     return scores
 
 
-class MutualInfoSelector(TransformerMixin, BaseEstimator):
+class MutualInfoSelector(SelectorMixin, BaseEstimator):
     """Keep the `k` features with the highest mutual information with the label (a filter).
 
     Parameters
@@ -105,19 +106,14 @@ class MutualInfoSelector(TransformerMixin, BaseEstimator):
         self.support_[keep] = True
         return self
 
-    def transform(self, X) -> np.ndarray:
-        """The kept columns of X: shape (n_samples, k), in their original order."""
+    def _get_support_mask(self) -> np.ndarray:
+        """The fitted support_ mask; scikit-learn's SelectorMixin builds transform (the kept
+        columns, in their original order) and get_support(indices=...) from it."""
         check_is_fitted(self, "support_")
-        X = validate_data(self, X, reset=False)
-        return X[:, self.support_]
-
-    def get_support(self, indices: bool = False) -> np.ndarray:
-        """The boolean mask support_, or the kept column indices when `indices` is True."""
-        check_is_fitted(self, "support_")
-        return np.flatnonzero(self.support_) if indices else self.support_.copy()
+        return self.support_
 
 
-class RFE(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
+class RFE(MetaEstimatorMixin, SelectorMixin, BaseEstimator):
     """Recursive feature elimination (a wrapper): fit, drop the weakest features, repeat.
 
     Each round fits a clone of `estimator` on the surviving features and ranks them by
@@ -189,16 +185,11 @@ class RFE(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
             raise ValueError(f"step={self.step!r} must be >= 1 or a fraction in (0, 1)")
         return n_keep, step
 
-    def transform(self, X) -> np.ndarray:
-        """The kept columns of X: shape (n_samples, n_features_)."""
+    def _get_support_mask(self) -> np.ndarray:
+        """The fitted support_ mask; scikit-learn's SelectorMixin builds transform (the kept
+        columns, in their original order) and get_support(indices=...) from it."""
         check_is_fitted(self, "support_")
-        X = validate_data(self, X, reset=False)
-        return X[:, self.support_]
-
-    def get_support(self, indices: bool = False) -> np.ndarray:
-        """The boolean mask support_, or the kept column indices when `indices` is True."""
-        check_is_fitted(self, "support_")
-        return np.flatnonzero(self.support_) if indices else self.support_.copy()
+        return self.support_
 
     def predict(self, X) -> np.ndarray:
         """estimator_'s predictions on the kept columns of X: shape (n_samples,)."""
