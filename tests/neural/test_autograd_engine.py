@@ -1,12 +1,13 @@
-"""Grader for autograd-engine: the scalar Value and the NumPy Tensor engines give the same
-values and gradients as torch.autograd (float64) on Hypothesis-generated expressions, agree with
-finite differences, and an MLP trained with the engine follows torch's loss trajectory on iris."""
+"""Grader for autograd-engine, part 2: the NumPy ``Tensor`` engine gives the same values and
+gradients as torch.autograd (float64) on Hypothesis-generated expressions, agrees with finite
+differences, and an MLP trained with the engine follows torch's loss trajectory on iris."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
+from autograd_checks import TOL, finite_difference, grad_of
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -15,101 +16,6 @@ from airoad.data import load
 REFERENCE = "airoad.neural.autograd_engine"
 
 FAST = settings(max_examples=30, deadline=None)
-TOL = dict(rtol=1e-9, atol=1e-11)
-
-
-def _grad(t) -> np.ndarray:
-    return np.asarray(t.grad, dtype=float)
-
-
-def _finite_difference(f, arrays: list[np.ndarray], eps: float = 1e-6) -> list[np.ndarray]:
-    """Central differences of the scalar f(*arrays) with respect to every entry."""
-    grads = []
-    for a in arrays:
-        g = np.zeros_like(a)
-        for idx in np.ndindex(a.shape):
-            old = a[idx]
-            a[idx] = old + eps
-            up = f(*arrays)
-            a[idx] = old - eps
-            down = f(*arrays)
-            a[idx] = old
-            g[idx] = (up - down) / (2 * eps)
-        grads.append(g)
-    return grads
-
-
-# ---------------------------------------------------------------- the scalar engine
-
-SCALAR_OPS = {
-    "add": lambda a, b: a + b,
-    "sub": lambda a, b: a - b,
-    "mul": lambda a, b: a * b,
-    "div": lambda a, b: a / (b * b + 1.0),
-    "radd": lambda a, b: 2.0 + a,
-    "rsub": lambda a, b: 1.5 - b,
-    "rdiv": lambda a, b: 1.0 / (a * a + 0.5),
-    "pow": lambda a, b: (a * a + 0.1) ** 1.5,
-    "exp": lambda a, b: (a * 0.3).exp(),
-    "log": lambda a, b: (a * a + 1.0).log(),
-    "tanh": lambda a, b: a.tanh(),
-    "relu": lambda a, b: b.relu() * a,
-    "neg": lambda a, b: -a,
-}
-
-
-def _scalar_program(draw_ops, xs, constant):
-    """Run the same list of ops on a list of scalars (ours or torch's); every op reuses nodes."""
-    nodes = list(xs)
-    for op, i, j in draw_ops:
-        nodes.append(SCALAR_OPS[op](nodes[i % len(nodes)], nodes[j % len(nodes)]))
-    return sum(nodes[len(xs):], constant)
-
-
-scalar_programs = st.lists(
-    st.tuples(st.sampled_from(sorted(SCALAR_OPS)), st.integers(0, 20), st.integers(0, 20)),
-    min_size=1, max_size=8)
-
-
-@FAST
-@given(program=scalar_programs,
-       values=st.lists(st.floats(-2, 2).filter(lambda v: abs(v) > 1e-3), min_size=3, max_size=3))
-def test_value_matches_torch_on_random_expressions(impl, program, values):
-    """Value gives the same output and input gradients as torch.autograd on random expressions."""
-    ours = [impl.Value(v) for v in values]
-    out = _scalar_program(program, ours, impl.Value(0.0))
-    out.backward()
-    theirs = [torch.tensor(v, dtype=torch.float64, requires_grad=True) for v in values]
-    ref = _scalar_program(program, theirs, torch.tensor(0.0, dtype=torch.float64))
-    ref.backward()
-    np.testing.assert_allclose(out.data, ref.item(), **TOL, err_msg="Value forward differs from torch")
-    for k, (a, b) in enumerate(zip(ours, theirs)):
-        expected = 0.0 if b.grad is None else b.grad.item()
-        np.testing.assert_allclose(a.grad, expected, **TOL, err_msg=f"d out / d x{k} differs from torch")
-
-
-def test_value_accumulates_when_a_node_is_reused(impl):
-    """A Value used several times receives the sum of all its gradient contributions."""
-    a = impl.Value(3.0)
-    b = a * a + a  # d/da = 2a + 1 = 7
-    c = b * a  # d/da = (2a + 1) a + b = 21 + 12 = 33
-    c.backward()
-    assert c.data == pytest.approx(36.0)
-    assert a.grad == pytest.approx(33.0), f"got grad {a.grad}, expected 33 (gradients must add up)"
-
-
-def test_value_gradients_match_finite_differences(impl):
-    """Value gradients of a neuron tanh(w . x + b) agree with central finite differences."""
-    def f(w1, w2, b):
-        x1, x2 = impl.Value(0.7), impl.Value(-1.3)
-        return (x1 * w1 + x2 * w2 + b).tanh()
-
-    params = [impl.Value(0.4), impl.Value(-0.2), impl.Value(0.1)]
-    f(*params).backward()
-    expected = _finite_difference(lambda p: float(f(*(impl.Value(v) for v in p)).data),
-                                  [np.array([0.4, -0.2, 0.1])])[0]
-    np.testing.assert_allclose([p.grad for p in params], expected, rtol=1e-6,
-                               err_msg="Value gradients disagree with finite differences")
 
 
 # ---------------------------------------------------------------- the array engine
@@ -170,10 +76,10 @@ def test_tensor_matches_torch_on_random_broadcast_expressions(impl, program, sha
     assert np.shape(out.data) == (), f"sum() returned shape {np.shape(out.data)}, expected a scalar ()"
     np.testing.assert_allclose(out.data, ref.item(), rtol=1e-8, atol=1e-10,
                                err_msg=f"forward differs from torch for {program}")
-    assert _grad(b).shape == shape, f"grad of b has shape {_grad(b).shape}, expected {shape} (unbroadcast)"
-    np.testing.assert_allclose(_grad(a), ta.grad.numpy(), rtol=1e-8, atol=1e-10,
+    assert grad_of(b).shape == shape, f"grad of b has shape {grad_of(b).shape}, expected {shape} (unbroadcast)"
+    np.testing.assert_allclose(grad_of(a), ta.grad.numpy(), rtol=1e-8, atol=1e-10,
                                err_msg=f"grad of a differs from torch for {program}")
-    np.testing.assert_allclose(_grad(b), tb.grad.numpy(), rtol=1e-8, atol=1e-10,
+    np.testing.assert_allclose(grad_of(b), tb.grad.numpy(), rtol=1e-8, atol=1e-10,
                                err_msg=f"grad of b (shape {shape}) differs from torch for {program}")
 
 
@@ -192,7 +98,7 @@ def test_sum_and_mean_over_axes(impl, axis, keepdims):
         out.backward(upstream)
         ref.backward(torch.tensor(upstream))
         np.testing.assert_allclose(out.data, ref.detach().numpy(), **TOL, err_msg=f"{name} value")
-        np.testing.assert_allclose(_grad(x), tx.grad.numpy(), **TOL, err_msg=f"{name}(axis={axis}) gradient")
+        np.testing.assert_allclose(grad_of(x), tx.grad.numpy(), **TOL, err_msg=f"{name}(axis={axis}) gradient")
 
 
 def test_batched_matmul_broadcasts_and_unbroadcasts(impl):
@@ -203,9 +109,9 @@ def test_batched_matmul_broadcasts_and_unbroadcasts(impl):
     (a @ b).tanh().sum().backward()
     ta, tb = torch.tensor(a_np, requires_grad=True), torch.tensor(b_np, requires_grad=True)
     (ta @ tb).tanh().sum().backward()
-    assert _grad(b).shape == (4, 5), f"grad of b has shape {_grad(b).shape}, expected (4, 5)"
-    np.testing.assert_allclose(_grad(a), ta.grad.numpy(), **TOL, err_msg="matmul grad of a")
-    np.testing.assert_allclose(_grad(b), tb.grad.numpy(), **TOL, err_msg="matmul grad of b")
+    assert grad_of(b).shape == (4, 5), f"grad of b has shape {grad_of(b).shape}, expected (4, 5)"
+    np.testing.assert_allclose(grad_of(a), ta.grad.numpy(), **TOL, err_msg="matmul grad of a")
+    np.testing.assert_allclose(grad_of(b), tb.grad.numpy(), **TOL, err_msg="matmul grad of b")
 
 
 def test_log_softmax_is_stable_for_huge_logits(impl):
@@ -219,14 +125,14 @@ def test_log_softmax_is_stable_for_huge_logits(impl):
     ref.backward(torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], dtype=torch.float64))
     assert np.all(np.isfinite(out.data)), "log_softmax overflowed: subtract the max first"
     np.testing.assert_allclose(out.data, ref.detach().numpy(), **TOL, err_msg="log_softmax value")
-    np.testing.assert_allclose(_grad(x), tx.grad.numpy(), **TOL, err_msg="log_softmax gradient")
+    np.testing.assert_allclose(grad_of(x), tx.grad.numpy(), **TOL, err_msg="log_softmax gradient")
 
 
 def test_repeated_index_accumulates(impl):
     """Indexing the same row twice sends both gradients back to it (np.add.at, not assignment)."""
     x = impl.Tensor(np.arange(6.0).reshape(3, 2))
     x[np.array([0, 0, 2])].sum().backward()
-    np.testing.assert_allclose(_grad(x), [[2, 2], [0, 0], [1, 1]],
+    np.testing.assert_allclose(grad_of(x), [[2, 2], [0, 0], [1, 1]],
                                err_msg="row 0 was picked twice, so its grad should be 2")
 
 
@@ -243,9 +149,9 @@ def test_tensor_gradients_match_finite_differences(impl):
     W, b = impl.Tensor(W_np.copy()), impl.Tensor(b_np.copy())
     logits = (impl.Tensor(X) @ W + b).sigmoid() * 3.0
     (-logits.log_softmax(axis=1)[np.arange(5), y].mean()).backward()
-    fd_W, fd_b = _finite_difference(lambda w, bb: float(loss(w, bb).data), [W_np.copy(), b_np.copy()])
-    np.testing.assert_allclose(_grad(W), fd_W, rtol=1e-5, atol=1e-8, err_msg="dW disagrees with finite differences")
-    np.testing.assert_allclose(_grad(b), fd_b, rtol=1e-5, atol=1e-8, err_msg="db disagrees with finite differences")
+    fd_W, fd_b = finite_difference(lambda w, bb: float(loss(w, bb).data), [W_np.copy(), b_np.copy()])
+    np.testing.assert_allclose(grad_of(W), fd_W, rtol=1e-5, atol=1e-8, err_msg="dW disagrees with finite differences")
+    np.testing.assert_allclose(grad_of(b), fd_b, rtol=1e-5, atol=1e-8, err_msg="db disagrees with finite differences")
 
 
 # ---------------------------------------------------------------- the MLP
@@ -269,7 +175,7 @@ def test_cross_entropy_matches_torch(impl):
     ref = torch.nn.functional.cross_entropy(tz, torch.tensor(y))
     ref.backward()
     np.testing.assert_allclose(float(loss.data), ref.item(), **TOL, err_msg="cross-entropy value")
-    np.testing.assert_allclose(_grad(z), tz.grad.numpy(), **TOL, err_msg="cross-entropy gradient")
+    np.testing.assert_allclose(grad_of(z), tz.grad.numpy(), **TOL, err_msg="cross-entropy gradient")
 
 
 def test_mlp_follows_torch_loss_trajectory_on_iris(impl, iris_std):

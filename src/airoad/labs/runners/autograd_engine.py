@@ -15,6 +15,7 @@ import numpy as np
 from airoad.data import load
 from airoad.labs.contract import LabResult, RunContext
 from airoad.neural import autograd_engine as ref
+from airoad.neural import scalar_autograd
 
 
 @dataclass(frozen=True)
@@ -50,17 +51,17 @@ def _torch_mlp(params: list[np.ndarray]):
 
 def _scalar_loss(params: list[np.ndarray], X: np.ndarray, y: np.ndarray):
     """The MLP's mean cross-entropy built from scalar Values, one sample at a time."""
-    weights = [[[ref.Value(v) for v in row] for row in np.atleast_2d(p)] for p in params]
-    total = ref.Value(0.0)
+    weights = [[[scalar_autograd.Value(v) for v in row] for row in np.atleast_2d(p)] for p in params]
+    total = scalar_autograd.Value(0.0)
     for x, label in zip(X, y):
-        h = [ref.Value(v) for v in x]
+        h = [scalar_autograd.Value(v) for v in x]
         for i in range(0, len(weights), 2):
             W, b = weights[i], weights[i + 1][0]
             h = [sum((h[k] * W[k][j] for k in range(len(h))), b[j]) for j in range(len(b))]
             if i < len(weights) - 2:
                 h = [v.tanh() for v in h]
         top = max(v.data for v in h)  # a constant shift keeps exp from overflowing
-        log_norm = sum(((v - top).exp() for v in h), ref.Value(0.0)).log() + top
+        log_norm = sum(((v - top).exp() for v in h), scalar_autograd.Value(0.0)).log() + top
         total = total + (log_norm - h[label])
     return total / len(X), weights
 
@@ -119,14 +120,14 @@ def run(config: Config, ctx: RunContext) -> LabResult:
     t_leaves, t_forward = _torch_mlp(init)
     torch.nn.functional.cross_entropy(t_forward(torch.tensor(X_tr[:n])), torch.tensor(y_tr[:n])).backward()
     g_torch = np.concatenate([p.grad.numpy().ravel() for p in t_leaves])
-    n_nodes = len(ref._topological_order(scalar_loss))
+    n_nodes = len(scalar_autograd.topological_order(scalar_loss))
 
     grad_rows = [
         {"engine": "scalar Value", "loss": scalar_loss.data, "max |grad - torch|": float(np.abs(g_scalar - g_torch).max()),
          "graph nodes": n_nodes, "seconds": sec_scalar},
         {"engine": "array Tensor", "loss": float(tensor_loss.data),
          "max |grad - torch|": float(np.abs(g_tensor - g_torch).max()),
-         "graph nodes": len(ref._topological_order(tensor_loss)), "seconds": sec_tensor},
+         "graph nodes": len(scalar_autograd.topological_order(tensor_loss)), "seconds": sec_tensor},
     ]
     metrics = {
         "n_train": len(X_tr), "n_test": len(X_te), "epochs": config.epochs,
