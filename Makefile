@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 AIROAD := $(BIN)/airoad
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: setup run test bench clean
+.PHONY: setup lint run test bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,9 +26,15 @@ setup: $(VENV)/.installed
 run: setup
 	$(AIROAD) tour --quick
 
-test: setup
+LINTED := src tests benchmarks tools
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff format --check $(LINTED)
+	$(BIN)/ruff check $(LINTED)
+
+test: setup lint
 	$(AIROAD) data fetch --all
-	OMP_NUM_THREADS=1 MPLBACKEND=Agg $(BIN)/python -m pytest
+	OMP_NUM_THREADS=1 MPLBACKEND=Agg $(BIN)/python -m pytest --durations=25
 
 bench: setup
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/foundations.py

@@ -14,7 +14,17 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 HERE = Path(__file__).resolve().parent
-COLUMNS = ["estimator", "data", "ours_s", "library", "lib_s", "ratio", "target", "ours_acc", "lib_acc"]
+COLUMNS = [
+    "estimator",
+    "data",
+    "ours_s",
+    "library",
+    "lib_s",
+    "ratio",
+    "target",
+    "ours_acc",
+    "lib_acc",
+]
 
 
 def _load(path: Path):

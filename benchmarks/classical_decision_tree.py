@@ -37,7 +37,12 @@ def race(make_ours, make_lib, data: tuple, repeats: int) -> tuple[float, float, 
             model.predict(Xte)
             times[name].append(time.perf_counter() - start)
             scores[name] = float(model.score(Xte, yte))
-    return (statistics.median(times["ours"]), statistics.median(times["lib"]), scores["ours"], scores["lib"])
+    return (
+        statistics.median(times["ours"]),
+        statistics.median(times["lib"]),
+        scores["ours"],
+        scores["lib"],
+    )
 
 
 def _split(name: str, seed: int = 0):
@@ -61,22 +66,48 @@ def mean_scores(make_ours, make_lib, name: str, n_splits: int = 10) -> tuple[flo
 def rows(repeats: int = 7) -> list[dict]:
     out = []
     cases = [
-        ("DecisionTreeClassifier", "breast-cancer", lambda: ours.DecisionTreeClassifier(),
-         lambda: sktree.DecisionTreeClassifier(random_state=0)),
-        ("DecisionTreeClassifier", "digits", lambda: ours.DecisionTreeClassifier(),
-         lambda: sktree.DecisionTreeClassifier(random_state=0)),
-        ("DecisionTreeClassifier (entropy)", "wine", lambda: ours.DecisionTreeClassifier(criterion="entropy"),
-         lambda: sktree.DecisionTreeClassifier(criterion="entropy", random_state=0)),
-        ("DecisionTreeRegressor (max_depth=6)", "diabetes", lambda: ours.DecisionTreeRegressor(max_depth=6),
-         lambda: sktree.DecisionTreeRegressor(max_depth=6, random_state=0)),
+        (
+            "DecisionTreeClassifier",
+            "breast-cancer",
+            lambda: ours.DecisionTreeClassifier(),
+            lambda: sktree.DecisionTreeClassifier(random_state=0),
+        ),
+        (
+            "DecisionTreeClassifier",
+            "digits",
+            lambda: ours.DecisionTreeClassifier(),
+            lambda: sktree.DecisionTreeClassifier(random_state=0),
+        ),
+        (
+            "DecisionTreeClassifier (entropy)",
+            "wine",
+            lambda: ours.DecisionTreeClassifier(criterion="entropy"),
+            lambda: sktree.DecisionTreeClassifier(criterion="entropy", random_state=0),
+        ),
+        (
+            "DecisionTreeRegressor (max_depth=6)",
+            "diabetes",
+            lambda: ours.DecisionTreeRegressor(max_depth=6),
+            lambda: sktree.DecisionTreeRegressor(max_depth=6, random_state=0),
+        ),
     ]
     for estimator, name, make_ours, make_lib in cases:
         data, shape = _split(name)
         ours_s, lib_s, _, _ = race(make_ours, make_lib, data, repeats)
         ours_acc, lib_acc = mean_scores(make_ours, make_lib, name)
-        out.append({"estimator": estimator, "data": f"{name} {shape[0]}x{shape[1]}", "ours_s": ours_s,
-                    "library": "sklearn " + estimator.split(" ")[0], "lib_s": lib_s, "ratio": ours_s / lib_s,
-                    "target": "<= 3x", "ours_acc": ours_acc, "lib_acc": lib_acc})
+        out.append(
+            {
+                "estimator": estimator,
+                "data": f"{name} {shape[0]}x{shape[1]}",
+                "ours_s": ours_s,
+                "library": "sklearn " + estimator.split(" ")[0],
+                "lib_s": lib_s,
+                "ratio": ours_s / lib_s,
+                "target": "<= 3x",
+                "ours_acc": ours_acc,
+                "lib_acc": lib_acc,
+            }
+        )
     return out
 
 

@@ -28,21 +28,42 @@ def rows(repeats: int = 3) -> list[dict]:
         data, shape = (Xtr, Xte, ytr, yte), Xtr.shape
         n_rf = 100 if name == "titanic" else 30  # our full-depth Adult forest takes ~0.4 s a tree
         cases = [
-            (f"RandomForestClassifier ({n_rf} trees)", "<= 3x",
-             lambda: ours.RandomForestClassifier(n_estimators=n_rf, random_state=0),
-             lambda: ske.RandomForestClassifier(n_estimators=n_rf, random_state=0, n_jobs=1)),
-            ("GradientBoostingClassifier (100 trees)", "<= 5x",
-             lambda: ours.GradientBoostingClassifier(n_estimators=100),
-             lambda: ske.GradientBoostingClassifier(n_estimators=100, random_state=0)),
-            ("AdaBoostClassifier (100 stumps)", "<= 5x",
-             lambda: ours.AdaBoostClassifier(n_estimators=100),
-             lambda: ske.AdaBoostClassifier(n_estimators=100, random_state=0)),
+            (
+                f"RandomForestClassifier ({n_rf} trees)",
+                "<= 3x",
+                lambda: ours.RandomForestClassifier(n_estimators=n_rf, random_state=0),  # noqa: B023 (called before the loop moves on)
+                lambda: ske.RandomForestClassifier(n_estimators=n_rf, random_state=0, n_jobs=1),  # noqa: B023 (called before the loop moves on)
+            ),
+            (
+                "GradientBoostingClassifier (100 trees)",
+                "<= 5x",
+                lambda: ours.GradientBoostingClassifier(n_estimators=100),
+                lambda: ske.GradientBoostingClassifier(n_estimators=100, random_state=0),
+            ),
+            (
+                "AdaBoostClassifier (100 stumps)",
+                "<= 5x",
+                lambda: ours.AdaBoostClassifier(n_estimators=100),
+                lambda: ske.AdaBoostClassifier(n_estimators=100, random_state=0),
+            ),
         ]
         for estimator, target, make_ours, make_lib in cases:
-            ours_s, lib_s, ours_acc, lib_acc = race(make_ours, make_lib, data, repeats if name == "titanic" else 1)
-            out.append({"estimator": estimator, "data": f"{name} {shape[0]}x{shape[1]}", "ours_s": ours_s,
-                        "library": "sklearn " + estimator.split(" ")[0], "lib_s": lib_s, "ratio": ours_s / lib_s,
-                        "target": target, "ours_acc": ours_acc, "lib_acc": lib_acc})
+            ours_s, lib_s, ours_acc, lib_acc = race(
+                make_ours, make_lib, data, repeats if name == "titanic" else 1
+            )
+            out.append(
+                {
+                    "estimator": estimator,
+                    "data": f"{name} {shape[0]}x{shape[1]}",
+                    "ours_s": ours_s,
+                    "library": "sklearn " + estimator.split(" ")[0],
+                    "lib_s": lib_s,
+                    "ratio": ours_s / lib_s,
+                    "target": target,
+                    "ours_acc": ours_acc,
+                    "lib_acc": lib_acc,
+                }
+            )
     return out
 
 

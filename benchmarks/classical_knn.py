@@ -14,13 +14,12 @@ import numpy as np  # noqa: E402
 from sklearn.model_selection import train_test_split  # noqa: E402
 from sklearn.neighbors import KNeighborsClassifier as SkKNN  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
+from timing import race_fit_predict  # noqa: E402
 
 from airoad.classic.knn import KNeighborsClassifier  # noqa: E402
 from airoad.data import load  # noqa: E402
-from timing import race_fit_predict  # noqa: E402
 
 REPEATS = 7
-
 
 
 def _data():
@@ -36,14 +35,27 @@ def rows() -> list[dict]:
         for name, (X, y) in _data().items():
             Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.3, stratify=y, random_state=0)
             for weights in ("uniform", "distance"):
-                ours_s, lib_s, p, q = race_fit_predict(lambda: KNeighborsClassifier(5, weights=weights),
-                                            lambda: SkKNN(5, weights=weights, algorithm="brute", n_jobs=1),
-                                            Xtr, ytr, Xte, REPEATS)
-                out.append({"estimator": f"KNeighborsClassifier (k=5, {weights})",
-                            "data": f"{name} {Xtr.shape[0]}+{Xte.shape[0]} x {X.shape[1]}",
-                            "ours_s": ours_s, "library": "sklearn KNeighborsClassifier (brute)",
-                            "lib_s": lib_s, "ratio": ours_s / lib_s, "target": "<= 1.5x",
-                            "ours_acc": float(np.mean(p == yte)), "lib_acc": float(np.mean(q == yte))})
+                ours_s, lib_s, p, q = race_fit_predict(
+                    lambda: KNeighborsClassifier(5, weights=weights),  # noqa: B023 (called before the loop moves on)
+                    lambda: SkKNN(5, weights=weights, algorithm="brute", n_jobs=1),  # noqa: B023 (called before the loop moves on)
+                    Xtr,
+                    ytr,
+                    Xte,
+                    REPEATS,
+                )
+                out.append(
+                    {
+                        "estimator": f"KNeighborsClassifier (k=5, {weights})",
+                        "data": f"{name} {Xtr.shape[0]}+{Xte.shape[0]} x {X.shape[1]}",
+                        "ours_s": ours_s,
+                        "library": "sklearn KNeighborsClassifier (brute)",
+                        "lib_s": lib_s,
+                        "ratio": ours_s / lib_s,
+                        "target": "<= 1.5x",
+                        "ours_acc": float(np.mean(p == yte)),
+                        "lib_acc": float(np.mean(q == yte)),
+                    }
+                )
     return out
 
 

@@ -41,7 +41,7 @@ def race(ours, theirs, data, repeats: int = 5) -> tuple[float, float, float, flo
     times: dict = {0: [], 1: []}
     acc = [0.0, 0.0]
     for i in range(repeats):
-        for side in ((0, 1) if i % 2 == 0 else (1, 0)):  # alternate who goes first
+        for side in (0, 1) if i % 2 == 0 else (1, 0):  # alternate who goes first
             make = ours if side == 0 else theirs
             start = time.perf_counter()
             pred = make().fit(Xtr, ytr).predict(Xte)
@@ -56,24 +56,50 @@ def rows(repeats: int = 5) -> list[dict]:
     digits_scaled = _split("digits", scale=True)
     cases = [
         ("SVC (SMO, rbf)", digits, lambda: SVC(), lambda: sk.SVC(), "sklearn SVC", 5.0),
-        ("SVC (SMO, poly 3)", digits, lambda: SVC(kernel="poly"), lambda: sk.SVC(kernel="poly"),
-         "sklearn SVC", 5.0),
+        (
+            "SVC (SMO, poly 3)",
+            digits,
+            lambda: SVC(kernel="poly"),
+            lambda: sk.SVC(kernel="poly"),
+            "sklearn SVC",
+            5.0,
+        ),
         ("SVC (SMO, rbf)", cancer, lambda: SVC(), lambda: sk.SVC(), "sklearn SVC", 5.0),
-        ("PegasosSVC (lam=1e-3)", digits_scaled, lambda: PegasosSVC(lam=1e-3),
-         lambda: sk.LinearSVC(C=1 / (1e-3 * len(digits_scaled[0])), loss="hinge", max_iter=50_000),
-         "sklearn LinearSVC(hinge)", 5.0),
+        (
+            "PegasosSVC (lam=1e-3)",
+            digits_scaled,
+            lambda: PegasosSVC(lam=1e-3),
+            lambda: sk.LinearSVC(
+                C=1 / (1e-3 * len(digits_scaled[0])), loss="hinge", max_iter=50_000
+            ),
+            "sklearn LinearSVC(hinge)",
+            5.0,
+        ),
     ]
     with threadpool_limits(limits=1), warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         for name, (Xtr, Xte, ytr, yte, label), ours, theirs, lib, target in cases:
             t_o, t_l, a_o, a_l = race(ours, theirs, (Xtr, Xte, ytr, yte), repeats)
-            out.append({"estimator": name, "data": label, "ours_s": t_o, "library": lib, "lib_s": t_l,
-                        "ratio": t_o / t_l, "target": f"<= {target:g}x", "ours_acc": a_o, "lib_acc": a_l})
+            out.append(
+                {
+                    "estimator": name,
+                    "data": label,
+                    "ours_s": t_o,
+                    "library": lib,
+                    "lib_s": t_l,
+                    "ratio": t_o / t_l,
+                    "target": f"<= {target:g}x",
+                    "ours_acc": a_o,
+                    "lib_acc": a_l,
+                }
+            )
     return out
 
 
 if __name__ == "__main__":
     for r in rows():
-        print(f"{r['estimator']:24s} {r['data']:28s} ours {r['ours_s']:.4f}s  {r['library']} "
-              f"{r['lib_s']:.4f}s  ratio {r['ratio']:.2f} ({r['target']})  acc {r['ours_acc']:.4f} "
-              f"vs {r['lib_acc']:.4f}")
+        print(
+            f"{r['estimator']:24s} {r['data']:28s} ours {r['ours_s']:.4f}s  {r['library']} "
+            f"{r['lib_s']:.4f}s  ratio {r['ratio']:.2f} ({r['target']})  acc {r['ours_acc']:.4f} "
+            f"vs {r['lib_acc']:.4f}"
+        )

@@ -54,8 +54,10 @@ def datasets() -> dict[str, tuple[np.ndarray, np.ndarray]]:
     Xb = (Xb - Xb.mean(axis=0)) / Xb.std(axis=0)
     Xb2 = lr.polynomial_features(Xb, 2, include_bias=False)
     Xb2 = (Xb2 - Xb2.mean(axis=0)) / Xb2.std(axis=0)
-    return {"mnist-5k": (Xm.astype(np.float64) / 255.0, ym.astype(np.float64)),
-            "boston poly-2": (Xb2, boston["MEDV"].to_numpy(np.float64))}
+    return {
+        "mnist-5k": (Xm.astype(np.float64) / 255.0, ym.astype(np.float64)),
+        "boston poly-2": (Xb2, boston["MEDV"].to_numpy(np.float64)),
+    }
 
 
 def cases(data):
@@ -72,26 +74,55 @@ def cases(data):
     def lasso_note(a, b):
         return f"sweeps {a.n_iter_} vs {b.n_iter_}; gap/n {a.dual_gap_:.1e} vs {b.dual_gap_:.1e}"
 
-    yield ("PCA, SVD (k=50)", "mnist-5k", lambda: PCA(k, solver="svd").fit(Xm),
-           lambda: decomposition.PCA(k, svd_solver="full").fit(Xm), 1.2, comp_diff,
-           lambda a, b: "sklearn svd_solver='full'")
-    yield ("PCA, covariance eigh (k=50)", "mnist-5k", lambda: PCA(k, solver="eigh").fit(Xm),
-           lambda: decomposition.PCA(k, svd_solver="covariance_eigh").fit(Xm), 1.2, comp_diff,
-           lambda a, b: "sklearn svd_solver='covariance_eigh'")
+    yield (
+        "PCA, SVD (k=50)",
+        "mnist-5k",
+        lambda: PCA(k, solver="svd").fit(Xm),
+        lambda: decomposition.PCA(k, svd_solver="full").fit(Xm),
+        1.2,
+        comp_diff,
+        lambda a, b: "sklearn svd_solver='full'",
+    )
+    yield (
+        "PCA, covariance eigh (k=50)",
+        "mnist-5k",
+        lambda: PCA(k, solver="eigh").fit(Xm),
+        lambda: decomposition.PCA(k, svd_solver="covariance_eigh").fit(Xm),
+        1.2,
+        comp_diff,
+        lambda a, b: "sklearn svd_solver='covariance_eigh'",
+    )
     for name in data:
         X, y = data[name]
-        yield ("OLS (lstsq)", name, lambda X=X, y=y: lr.LinearRegression().fit(X, y),
-               lambda X=X, y=y: linear_model.LinearRegression().fit(X, y), 1.5, coef_diff,
-               lambda a, b: "both SVD least squares (gelsd)")
-        yield ("Ridge (alpha=1)", name, lambda X=X, y=y: lr.Ridge(1.0).fit(X, y),
-               lambda X=X, y=y: linear_model.Ridge(1.0).fit(X, y), 1.5, coef_diff,
-               lambda a, b: "sklearn solver='auto' (cholesky)")
+        yield (
+            "OLS (lstsq)",
+            name,
+            lambda X=X, y=y: lr.LinearRegression().fit(X, y),
+            lambda X=X, y=y: linear_model.LinearRegression().fit(X, y),
+            1.5,
+            coef_diff,
+            lambda a, b: "both SVD least squares (gelsd)",
+        )
+        yield (
+            "Ridge (alpha=1)",
+            name,
+            lambda X=X, y=y: lr.Ridge(1.0).fit(X, y),
+            lambda X=X, y=y: linear_model.Ridge(1.0).fit(X, y),
+            1.5,
+            coef_diff,
+            lambda a, b: "sklearn solver='auto' (cholesky)",
+        )
     for name, alpha in [("mnist-5k", 0.01), ("boston poly-2", 0.05)]:
         X, y = data[name]
-        yield (f"Lasso (alpha={alpha}, tol=1e-4)", name,
-               lambda X=X, y=y, a=alpha: lr.Lasso(a, **lasso_kw).fit(X, y),
-               lambda X=X, y=y, a=alpha: linear_model.Lasso(alpha=a, **lasso_kw).fit(X, y),
-               3.0, coef_diff, lasso_note)
+        yield (
+            f"Lasso (alpha={alpha}, tol=1e-4)",
+            name,
+            lambda X=X, y=y, a=alpha: lr.Lasso(a, **lasso_kw).fit(X, y),
+            lambda X=X, y=y, a=alpha: linear_model.Lasso(alpha=a, **lasso_kw).fit(X, y),
+            3.0,
+            coef_diff,
+            lasso_note,
+        )
 
 
 def main() -> None:
@@ -100,8 +131,11 @@ def main() -> None:
     args = parser.parse_args()
 
     data = datasets()
-    lines = ["| task | data (n x p) | ours ms | sklearn ms | ours / sklearn | target | "
-             "max abs diff | notes |", "|---|---|---:|---:|---:|---:|---:|---|"]
+    lines = [
+        "| task | data (n x p) | ours ms | sklearn ms | ours / sklearn | target | "
+        "max abs diff | notes |",
+        "|---|---|---:|---:|---:|---:|---:|---|",
+    ]
     with threadpool_limits(limits=1):
         for task, name, ours, theirs, target, diff, note in cases(data):
             print(f"timing {task} on {name} ...", file=sys.stderr)
@@ -109,16 +143,21 @@ def main() -> None:
             ratio = t_ours / t_theirs
             flag = "" if ratio <= target else " (missed)"
             n, p = data[name][0].shape
-            lines.append(f"| {task} | {name} ({n} x {p}) | {t_ours * 1e3:.1f} | "
-                         f"{t_theirs * 1e3:.1f} | {ratio:.2f}{flag} | <= {target:g} | "
-                         f"{diff(a, b):.1e} | {note(a, b)} |")
-        blas = ", ".join(sorted({f"{i['internal_api']} {i['num_threads']} thread(s)"
-                                 for i in threadpool_info()}))
+            lines.append(
+                f"| {task} | {name} ({n} x {p}) | {t_ours * 1e3:.1f} | "
+                f"{t_theirs * 1e3:.1f} | {ratio:.2f}{flag} | <= {target:g} | "
+                f"{diff(a, b):.1e} | {note(a, b)} |"
+            )
+        blas = ", ".join(
+            sorted({f"{i['internal_api']} {i['num_threads']} thread(s)" for i in threadpool_info()})
+        )
     table = "\n".join(lines)
     print(table)
-    setup = (f"{date.today()}, Python {platform.python_version()}, NumPy {np.__version__}, "
-             f"scikit-learn {sklearn.__version__}, {blas}, {platform.machine()}; "
-             f"median of {args.repeats} interleaved fits per side.")
+    setup = (
+        f"{date.today()}, Python {platform.python_version()}, NumPy {np.__version__}, "
+        f"scikit-learn {sklearn.__version__}, {blas}, {platform.machine()}; "
+        f"median of {args.repeats} interleaved fits per side."
+    )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(
         "# Phase 1 foundations: fit time vs scikit-learn\n\n"
@@ -129,9 +168,12 @@ def main() -> None:
         "(104 columns), standardised again.\n"
         "- Lasso: both stop when the duality gap is below tol * ||y - mean(y)||^2; ours checks "
         "it after every sweep, sklearn once the weights stop moving, so sweeps differ and the "
-        "coefficients agree to within that tolerance, not to round-off.\n")
-    print(f"\nwritten to {RESULTS.relative_to(Path.cwd()) if RESULTS.is_relative_to(Path.cwd()) else RESULTS}",
-          file=sys.stderr)
+        "coefficients agree to within that tolerance, not to round-off.\n"
+    )
+    print(
+        f"\nwritten to {RESULTS.relative_to(Path.cwd()) if RESULTS.is_relative_to(Path.cwd()) else RESULTS}",
+        file=sys.stderr,
+    )
 
 
 if __name__ == "__main__":

@@ -34,9 +34,11 @@ from airoad.neural import cnn  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "neural_cnn.md"
 # (label, N, C_in, H, F, kernel, stride, padding): the two conv layers of the lab's CNN and a wider one.
-SHAPES = [("stage 1: 1->16, 28x28", 128, 1, 28, 16, 3, 1, 1),
-          ("stage 2: 16->32, 14x14", 128, 16, 14, 32, 3, 1, 1),
-          ("64->64, 7x7 stride 2", 128, 64, 7, 64, 3, 2, 1)]
+SHAPES = [
+    ("stage 1: 1->16, 28x28", 128, 1, 28, 16, 3, 1, 1),
+    ("stage 2: 16->32, 14x14", 128, 16, 14, 32, 3, 1, 1),
+    ("64->64, 7x7 stride 2", 128, 64, 7, 64, 3, 2, 1),
+]
 
 
 def conv_race(n, c, h, f, k, stride, padding, repeats: int) -> tuple[float, float, float]:
@@ -79,26 +81,37 @@ def main() -> None:
     lines = ["| task | ours | torch | ours / torch | note |", "|---|---|---|---|---|"]
     for label, n, c, h, f, k, s, p in SHAPES:
         mine, lib, diff = conv_race(n, c, h, f, k, s, p, args.repeats)
-        lines.append(f"| conv2d fwd+bwd, {label}, batch {n} | {mine * 1e3:.1f} ms | {lib * 1e3:.1f} ms | "
-                     f"{mine / lib:.2f}x | float32, max out diff {diff:.1e} |")
+        lines.append(
+            f"| conv2d fwd+bwd, {label}, batch {n} | {mine * 1e3:.1f} ms | {lib * 1e3:.1f} ms | "
+            f"{mine / lib:.2f}x | float32, max out diff {diff:.1e} |"
+        )
         print(lines[-1], flush=True)
     if not args.skip_train:
         config = cnn_runner.Config()
         _, history, _ = cnn_runner.train(config, load("fashion-mnist"))
         hit = next((h for h in history if h["test_accuracy"] >= config.target_accuracy), None)
         last = history[-1]
-        when = (f"{hit['cpu_seconds']:.0f} CPU-s / {hit['wall_seconds']:.0f} s wall (epoch {hit['epoch']})"
-                if hit else "not reached")
-        lines.append(f"| seconds to {config.target_accuracy:.0%} test accuracy, Fashion-MNIST CNN "
-                     f"({config.threads} threads) | {when} | - | - | final {last['test_accuracy']:.4f} after "
-                     f"{config.epochs} epochs: {last['cpu_seconds']:.0f} CPU-s, {last['wall_seconds']:.0f} s wall |")
+        when = (
+            f"{hit['cpu_seconds']:.0f} CPU-s / {hit['wall_seconds']:.0f} s wall (epoch {hit['epoch']})"
+            if hit
+            else "not reached"
+        )
+        lines.append(
+            f"| seconds to {config.target_accuracy:.0%} test accuracy, Fashion-MNIST CNN "
+            f"({config.threads} threads) | {when} | - | - | final {last['test_accuracy']:.4f} after "
+            f"{config.epochs} epochs: {last['cpu_seconds']:.0f} CPU-s, {last['wall_seconds']:.0f} s wall |"
+        )
         print(lines[-1], flush=True)
     table = "\n".join(lines)
     print("\n" + table)
-    setup = (f"{date.today()}, Python {sys.version.split()[0]}, NumPy {np.__version__}, torch "
-             f"{torch.__version__}, {platform.machine()}, {os.cpu_count()} cores (shared with other jobs).")
+    setup = (
+        f"{date.today()}, Python {sys.version.split()[0]}, NumPy {np.__version__}, torch "
+        f"{torch.__version__}, {platform.machine()}, {os.cpu_count()} cores (shared with other jobs)."
+    )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(f"# CNN benchmark\n\n{setup}\n\n`python benchmarks/neural_cnn.py`\n\n{table}\n")
+    RESULTS.write_text(
+        f"# CNN benchmark\n\n{setup}\n\n`python benchmarks/neural_cnn.py`\n\n{table}\n"
+    )
 
 
 if __name__ == "__main__":

@@ -37,7 +37,10 @@ SIZES = (784, 512, 256, 10)  # the lab's full config
 def matmul_gflops(n: int = 1024, repeats: int = 7) -> tuple[float, float]:
     """Best float32 GFLOP/s of an n x n matmul in NumPy and in torch (2 n^3 flops each)."""
     rng = np.random.default_rng(0)
-    a, b = rng.standard_normal((n, n), dtype=np.float32), rng.standard_normal((n, n), dtype=np.float32)
+    a, b = (
+        rng.standard_normal((n, n), dtype=np.float32),
+        rng.standard_normal((n, n), dtype=np.float32),
+    )
     ta, tb = torch.from_numpy(a), torch.from_numpy(b)
     best = {"numpy": float("inf"), "torch": float("inf")}
     for _ in range(repeats):
@@ -61,9 +64,10 @@ def ours_steps(X: np.ndarray, y: np.ndarray, batch: int, steps: int):
     def go() -> None:
         for s in range(steps):
             i = (s * batch) % (len(X) - batch)
-            _, grad = ref.softmax_cross_entropy(net.forward(X[i:i + batch]), y[i:i + batch])
+            _, grad = ref.softmax_cross_entropy(net.forward(X[i : i + batch]), y[i : i + batch])
             net.backward(grad)
             net.update_weights(0.01, 0.9)
+
     return go
 
 
@@ -77,10 +81,11 @@ def torch_steps(X: np.ndarray, y: np.ndarray, batch: int, steps: int):
     def go() -> None:
         for s in range(steps):
             i = (s * batch) % (len(X) - batch)
-            loss = F.cross_entropy(net(tX[i:i + batch]), ty[i:i + batch])
+            loss = F.cross_entropy(net(tX[i : i + batch]), ty[i : i + batch])
             opt.zero_grad()
             loss.backward()
             opt.step()
+
     return go
 
 
@@ -105,36 +110,55 @@ def main() -> None:
     torch.set_num_threads(1)
 
     data = load("mnist")
-    X = ((data["X_train"][:20_000].reshape(20_000, -1).astype(np.float32) / 255.0) - 0.1307) / 0.3081
+    X = (
+        (data["X_train"][:20_000].reshape(20_000, -1).astype(np.float32) / 255.0) - 0.1307
+    ) / 0.3081
     y = np.asarray(data["y_train"][:20_000], dtype=np.int64)
     np_gflops, torch_gflops = matmul_gflops()
     fps = flops_per_sample(SIZES)
 
     rows = []
     for batch in (int(b) for b in args.batches.split(",")):
-        t_ours, t_torch = race(ours_steps(X, y, batch, args.steps), torch_steps(X, y, batch, args.steps),
-                               args.repeats)
+        t_ours, t_torch = race(
+            ours_steps(X, y, batch, args.steps), torch_steps(X, y, batch, args.steps), args.repeats
+        )
         sps_ours, sps_torch = batch * args.steps / t_ours, batch * args.steps / t_torch
-        rows.append((batch, sps_ours, sps_torch, sps_ours / sps_torch,
-                     sps_ours * fps / 1e9, sps_torch * fps / 1e9))
+        rows.append(
+            (
+                batch,
+                sps_ours,
+                sps_torch,
+                sps_ours / sps_torch,
+                sps_ours * fps / 1e9,
+                sps_torch * fps / 1e9,
+            )
+        )
     # Measure the peak again after the race and keep the best: load from other processes
     # only ever slows a measurement down.
-    np_gflops, torch_gflops = (max(a, b) for a, b in zip((np_gflops, torch_gflops), matmul_gflops()))
+    np_gflops, torch_gflops = (
+        max(a, b) for a, b in zip((np_gflops, torch_gflops), matmul_gflops())
+    )
     peak = max(np_gflops, torch_gflops)
     rows = [(b, so, st, r, go / peak, gt / peak) for b, so, st, r, go, gt in rows]
 
     arch = "-".join(map(str, SIZES))
-    table = ["| batch | NumPy samples/s | torch samples/s | NumPy / torch (target >= 0.8) "
-             "| NumPy % of matmul peak | torch % of matmul peak |",
-             "|---|---|---|---|---|---|"]
+    table = [
+        "| batch | NumPy samples/s | torch samples/s | NumPy / torch (target >= 0.8) "
+        "| NumPy % of matmul peak | torch % of matmul peak |",
+        "|---|---|---|---|---|---|",
+    ]
     for batch, so, st, ratio, fo, ft in rows:
         ok = "yes" if ratio >= 0.8 else "NO"
-        table.append(f"| {batch} | {so:,.0f} | {st:,.0f} | {ratio:.2f} ({ok}) | {100 * fo:.1f}% "
-                     f"| {100 * ft:.1f}% |")
-    setup = (f"MLP {arch}, float32, one training step = forward + cross-entropy + backward + "
-             f"SGD momentum; {args.steps} steps per timing, median of {args.repeats}; "
-             f"{fps / 1e6:.2f} MFLOP per sample. Matmul peak (1024^3, float32, 1 thread): "
-             f"NumPy {np_gflops:.1f} GFLOP/s, torch {torch_gflops:.1f} GFLOP/s; peak = {peak:.1f}.")
+        table.append(
+            f"| {batch} | {so:,.0f} | {st:,.0f} | {ratio:.2f} ({ok}) | {100 * fo:.1f}% "
+            f"| {100 * ft:.1f}% |"
+        )
+    setup = (
+        f"MLP {arch}, float32, one training step = forward + cross-entropy + backward + "
+        f"SGD momentum; {args.steps} steps per timing, median of {args.repeats}; "
+        f"{fps / 1e6:.2f} MFLOP per sample. Matmul peak (1024^3, float32, 1 thread): "
+        f"NumPy {np_gflops:.1f} GFLOP/s, torch {torch_gflops:.1f} GFLOP/s; peak = {peak:.1f}."
+    )
     print(setup)
     print("\n".join(table))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
@@ -143,7 +167,12 @@ def main() -> None:
         f"{platform.python_version()}, NumPy {np.__version__}, torch {torch.__version__}, "
         f"{platform.machine()}, {os.cpu_count()} cores (shared), OMP_NUM_THREADS="
         f"{os.environ['OMP_NUM_THREADS']}, torch threads {torch.get_num_threads()}.\n\n"
-        f"{setup}\n\n" + "\n".join(table) + "\n\nCommand: `" + " ".join(["python", *sys.argv]) + "`\n")
+        f"{setup}\n\n"
+        + "\n".join(table)
+        + "\n\nCommand: `"
+        + " ".join(["python", *sys.argv])
+        + "`\n"
+    )
 
 
 if __name__ == "__main__":

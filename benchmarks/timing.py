@@ -17,4 +17,9 @@ def race_fit_predict(make_ours, make_lib, Xtr, ytr, Xte, repeats: int = 7):
             start = time.perf_counter()
             preds[name] = make().fit(Xtr, ytr).predict(Xte)
             times[name].append(time.perf_counter() - start)
-    return statistics.median(times["ours"]), statistics.median(times["lib"]), preds["ours"], preds["lib"]
+    return (
+        statistics.median(times["ours"]),
+        statistics.median(times["lib"]),
+        preds["ours"],
+        preds["lib"],
+    )

@@ -19,9 +19,11 @@ def invoke(*args: str):
 
 def test_help_imports_nothing_heavy():
     """`airoad --help` stays fast: importing the CLI pulls in no numeric or ML library."""
-    code = ("import sys, airoad.cli\n"
-            "heavy = ('torch', 'numpy', 'pandas', 'sklearn', 'mlflow', 'matplotlib', 'scipy')\n"
-            "print([m for m in heavy if m in sys.modules])")
+    code = (
+        "import sys, airoad.cli\n"
+        "heavy = ('torch', 'numpy', 'pandas', 'sklearn', 'mlflow', 'matplotlib', 'scipy')\n"
+        "print([m for m in heavy if m in sys.modules])"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
@@ -33,8 +35,14 @@ def test_labs_json_lists_the_catalog():
     labs = json.loads(result.output)["labs"]
     assert 60 <= len(labs) <= 90
     built = {lab["id"] for lab in labs if lab["status"] == "built"}
-    assert {"pca", "numpy-pandas-basics", "hypothesis-testing", "gradient-descent",
-            "linear-regression", "autograd-and-distributions"} <= built
+    assert {
+        "pca",
+        "numpy-pandas-basics",
+        "hypothesis-testing",
+        "gradient-descent",
+        "linear-regression",
+        "autograd-and-distributions",
+    } <= built
     assert all(lab["progress"] == "not started" for lab in labs)
 
 

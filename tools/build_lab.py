@@ -27,10 +27,15 @@ def main() -> None:
     end = text.find("[[lab]]", start)
     end = len(text) if end < 0 else end
     block = text[start:end]
-    updates = {"status": "built", "reference": args.reference, "tests": args.tests,
-               "datasets": args.datasets,
-               "cpu_minutes": None if args.cpu_minutes is None else
-               (int(args.cpu_minutes) if args.cpu_minutes.is_integer() else args.cpu_minutes)}
+    updates = {
+        "status": "built",
+        "reference": args.reference,
+        "tests": args.tests,
+        "datasets": args.datasets,
+        "cpu_minutes": None
+        if args.cpu_minutes is None
+        else (int(args.cpu_minutes) if args.cpu_minutes.is_integer() else args.cpu_minutes),
+    }
     for key, value in updates.items():
         if value is None:
             continue

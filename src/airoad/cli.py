@@ -9,8 +9,8 @@ from __future__ import annotations
 import functools
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, List, Optional
 
 import typer
 from rich.console import Console
@@ -22,8 +22,12 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from airoad.cli_data import data_app  # noqa: E402
 from airoad.errors import AiroadError  # noqa: E402
 
-app = typer.Typer(help="airoad: the AI-engineer roadmap as runnable, tested labs.",
-                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+app = typer.Typer(
+    help="airoad: the AI-engineer roadmap as runnable, tested labs.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
 progress_app = typer.Typer(help="Change a lab's progress state by hand.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(progress_app, name="progress")
@@ -72,12 +76,17 @@ def show(lab_id: str = typer.Argument(..., metavar="ID")):
 
 @app.command()
 @friendly
-def run(lab_id: str = typer.Argument(..., metavar="ID"),
-        quick: bool = typer.Option(False, "--quick", help="The seconds-long config."),
-        set_: List[str] = typer.Option([], "--set", metavar="KEY=VALUE",
-                                       help="Override one config value (repeatable)."),
-        out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default under $AIROAD_HOME/runs)."),
-        track: bool = typer.Option(True, "--track/--no-track", help="Log the run to MLflow.")):
+def run(
+    lab_id: str = typer.Argument(..., metavar="ID"),
+    quick: bool = typer.Option(False, "--quick", help="The seconds-long config."),
+    set_: list[str] = typer.Option(
+        [], "--set", metavar="KEY=VALUE", help="Override one config value (repeatable)."
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", help="Run folder (default under $AIROAD_HOME/runs)."
+    ),
+    track: bool = typer.Option(True, "--track/--no-track", help="Log the run to MLflow."),
+):
     """Run a lab: metrics.json, config.json and PNG figures in the run folder, logged to MLflow."""
     from airoad import cli_views as views
     from airoad.labs.runner import run_lab
@@ -99,9 +108,11 @@ def runs(limit: int = typer.Option(20, help="How many recent runs to list.")):
 
 @app.command()
 @friendly
-def exercise(lab_id: str = typer.Argument(..., metavar="ID"),
-             directory: Path = typer.Option(Path("workspace"), "--dir", help="Your workspace."),
-             force: bool = typer.Option(False, "--force", help="Overwrite existing files.")):
+def exercise(
+    lab_id: str = typer.Argument(..., metavar="ID"),
+    directory: Path = typer.Option(Path("workspace"), "--dir", help="Your workspace."),
+    force: bool = typer.Option(False, "--force", help="Overwrite existing files."),
+):
     """Write the stub(s) of the lab's reference module(s) into your workspace."""
     from airoad.labs.exercise import write_exercise
 
@@ -113,10 +124,14 @@ def exercise(lab_id: str = typer.Argument(..., metavar="ID"),
 
 @app.command()
 @friendly
-def check(lab_id: str = typer.Argument(..., metavar="ID"),
-          directory: Optional[Path] = typer.Option(None, "--dir", help="Your workspace (default ./workspace)."),
-          file: Optional[Path] = typer.Option(None, "--file", help="One file, for single-module labs."),
-          timeout: float = typer.Option(60.0, "--timeout", help="Seconds allowed per test.")):
+def check(
+    lab_id: str = typer.Argument(..., metavar="ID"),
+    directory: Path | None = typer.Option(
+        None, "--dir", help="Your workspace (default ./workspace)."
+    ),
+    file: Path | None = typer.Option(None, "--file", help="One file, for single-module labs."),
+    timeout: float = typer.Option(60.0, "--timeout", help="Seconds allowed per test."),
+):
     """Grade your code with the lab's own tests; records `passed` when all pass."""
     from airoad import cli_views as views
     from airoad.labs.check import run_check
@@ -167,8 +182,10 @@ def progress_reset(lab_id: str = typer.Argument(..., metavar="ID")):
 
 @app.command()
 @friendly
-def tour(quick: bool = typer.Option(False, "--quick", help="Each lab's quick config."),
-         track: bool = typer.Option(True, "--track/--no-track", help="Log runs to MLflow.")):
+def tour(
+    quick: bool = typer.Option(False, "--quick", help="Each lab's quick config."),
+    track: bool = typer.Option(True, "--track/--no-track", help="Log runs to MLflow."),
+):
     """Run every built lab and finish with one table: ours vs the trusted library."""
     from airoad import cli_views as views
     from airoad.labs.tour import run_tour

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -44,17 +44,26 @@ def _mb(nbytes: float) -> str:
 
 
 @data_app.command("list")
-def list_cmd(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")
-             ) -> None:
+def list_cmd(
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
     """List every dataset: title, source, download size, licence, and whether it is present."""
     from airoad.data import store
 
     rows = []
     for ds in store.all_datasets():
         state = "bundled" if not ds.files else ("present" if store.is_present(ds) else "missing")
-        rows.append({"name": ds.name, "title": ds.title, "source": ds.source.describe(),
-                     "size_mb": ds.size_mb, "licence": ds.licence, "status": state,
-                     "returns": ds.returns})
+        rows.append(
+            {
+                "name": ds.name,
+                "title": ds.title,
+                "source": ds.source.describe(),
+                "size_mb": ds.size_mb,
+                "licence": ds.licence,
+                "status": state,
+                "returns": ds.returns,
+            }
+        )
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
@@ -66,8 +75,14 @@ def list_cmd(as_json: bool = typer.Option(False, "--json", help="Print JSON inst
     colour = {"present": "green", "bundled": "green", "missing": "yellow"}
     by_name = {ds.name: ds for ds in store.all_datasets()}
     for row in rows:
-        table.add_row(row["name"], row["title"], row["source"], _size(by_name[row["name"]]),
-                      row["licence"], f"[{colour[row['status']]}]{row['status']}[/]")
+        table.add_row(
+            row["name"],
+            row["title"],
+            row["source"],
+            _size(by_name[row["name"]]),
+            row["licence"],
+            f"[{colour[row['status']]}]{row['status']}[/]",
+        )
     _console().print(table)
 
 
@@ -87,14 +102,20 @@ def _progress():
                 return Text.from_markup(task.fields.get("mark", " "))
             return self.spinner.render(task.get_time())
 
-    return Progress(StateColumn(), TextColumn("[bold]{task.fields[name]:<14}"),
-                    TextColumn("{task.description}"), TimeElapsedColumn(),
-                    console=_console())
+    return Progress(
+        StateColumn(),
+        TextColumn("[bold]{task.fields[name]:<14}"),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=_console(),
+    )
 
 
 @data_app.command("fetch")
 def fetch_cmd(
-    names: Optional[list[str]] = typer.Argument(None, help="Datasets to fetch (see `airoad data list`)."),
+    names: list[str] | None = typer.Argument(
+        None, help="Datasets to fetch (see `airoad data list`)."
+    ),
     all_: bool = typer.Option(False, "--all", help="Fetch every dataset."),
     built: bool = typer.Option(False, "--built", help="Fetch what the built labs need."),
     force: bool = typer.Option(False, "--force", help="Download again even if present and valid."),
@@ -104,14 +125,18 @@ def fetch_cmd(
     from airoad.errors import AiroadError
 
     if not names and not all_ and not built:
-        raise _fail("name the datasets to fetch (e.g. `airoad data fetch mnist`) or pass --all "
-                    "or --built; `airoad data list` shows them")
+        raise _fail(
+            "name the datasets to fetch (e.g. `airoad data fetch mnist`) or pass --all "
+            "or --built; `airoad data list` shows them"
+        )
     if built:
         from airoad.catalog import load_catalog
 
         names = [*(names or []), *sorted({d for e in load_catalog().built() for d in e.datasets})]
     try:
-        chosen = store.all_datasets() if all_ else [store.get(n) for n in dict.fromkeys(names or [])]
+        chosen = (
+            store.all_datasets() if all_ else [store.get(n) for n in dict.fromkeys(names or [])]
+        )
     except AiroadError as exc:
         raise _fail(str(exc)) from None
 
@@ -121,8 +146,9 @@ def fetch_cmd(
             task = progress.add_task("starting", total=1, name=ds.name, mark=" ")
             start = time.perf_counter()
             try:
-                result = store.fetch(ds, force=force,
-                                     note=lambda msg, t=task: progress.update(t, description=msg))
+                result = store.fetch(
+                    ds, force=force, note=lambda msg, t=task: progress.update(t, description=msg)
+                )
             except AiroadError as exc:
                 failures.append(f"{ds.name}: {exc}")
                 progress.update(task, completed=1, mark="[red]✗[/]", description=f"[red]{exc}[/]")
@@ -162,5 +188,7 @@ def verify_cmd() -> None:
             table.add_row(ds.name, "[red]CORRUPT[/]", f"{'; '.join(found)}: {fix} to replace it")
     _console().print(table)
     if corrupt:
-        raise _fail(f"{corrupt} dataset(s) have corrupt files; `airoad data fetch NAME` "
-                    "downloads a verified copy")
+        raise _fail(
+            f"{corrupt} dataset(s) have corrupt files; `airoad data fetch NAME` "
+            "downloads a verified copy"
+        )

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 from rich.console import Console
 from rich.markdown import Markdown
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 from rich.tree import Tree
 
 from airoad.catalog import load_catalog
-from airoad.catalog.progress import PASSED, SKIPPED, LEARNING, load_progress, state_of
+from airoad.catalog.progress import LEARNING, PASSED, SKIPPED, load_progress, state_of
 
 STATE_STYLE = {PASSED: "green", LEARNING: "yellow", SKIPPED: "dim", "not started": ""}
 
@@ -25,21 +32,38 @@ def _fmt(value) -> str:
 
 def lab_rows() -> list[dict]:
     progress = load_progress()
-    return [{"id": e.id, "title": e.title, "phase": e.phase, "layer": e.layer,
-             "status": e.status, "progress": state_of(e.id, progress),
-             "datasets": list(e.datasets), "roadmaps": list(e.roadmaps)}
-            for e in load_catalog().labs]
+    return [
+        {
+            "id": e.id,
+            "title": e.title,
+            "phase": e.phase,
+            "layer": e.layer,
+            "status": e.status,
+            "progress": state_of(e.id, progress),
+            "datasets": list(e.datasets),
+            "roadmaps": list(e.roadmaps),
+        }
+        for e in load_catalog().labs
+    ]
 
 
 def labs_table(rows: list[dict]) -> Table:
-    table = Table(title=f"airoad labs ({sum(r['status'] == 'built' for r in rows)} built of {len(rows)})")
+    table = Table(
+        title=f"airoad labs ({sum(r['status'] == 'built' for r in rows)} built of {len(rows)})"
+    )
     for col in ("id", "title", "phase", "layer", "status", "progress"):
         table.add_column(col)
     for r in rows:
         style = STATE_STYLE.get(r["progress"], "")
         status = "[bold]built[/bold]" if r["status"] == "built" else "[dim]planned[/dim]"
-        table.add_row(r["id"], r["title"], r["phase"], r["layer"], status,
-                      f"[{style}]{r['progress']}[/{style}]" if style else r["progress"])
+        table.add_row(
+            r["id"],
+            r["title"],
+            r["phase"],
+            r["layer"],
+            status,
+            f"[{style}]{r['progress']}[/{style}]" if style else r["progress"],
+        )
     return table
 
 
@@ -48,7 +72,9 @@ def show_lab(console: Console, lab_id: str) -> None:
     from airoad.labs.exercise import reference_source
 
     entry = load_catalog().get(lab_id)
-    console.print(f"[bold]{entry.title}[/bold]  ({entry.id}; {entry.phase}, {entry.layer}, {entry.status})")
+    console.print(
+        f"[bold]{entry.title}[/bold]  ({entry.id}; {entry.phase}, {entry.layer}, {entry.status})"
+    )
     if entry.lesson_path.exists():
         console.print(Markdown(entry.lesson_path.read_text(encoding="utf-8")))
     else:
@@ -65,8 +91,15 @@ def show_lab(console: Console, lab_id: str) -> None:
 
 @contextmanager
 def progress_bars(console: Console) -> Iterator[Progress]:
-    bars = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                    MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=True)
+    bars = Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
     with bars:
         yield bars
 
@@ -77,7 +110,13 @@ def print_run(console: Console, rec) -> None:
     metrics.add_column("metric")
     metrics.add_column("value", justify="right")
     for name, value in res.metrics.items():
-        mark = " (key)" if name == res.key_metric else " (library)" if name == res.library_metric else ""
+        mark = (
+            " (key)"
+            if name == res.key_metric
+            else " (library)"
+            if name == res.library_metric
+            else ""
+        )
         metrics.add_row(name + mark, _fmt(value))
     console.print(metrics)
     for name, rows in res.tables.items():
@@ -86,8 +125,10 @@ def print_run(console: Console, rec) -> None:
         console.print(f"- {note}")
     for fig in res.figures:
         console.print(f"figure: {fig}")
-    console.print(f"run folder: {rec.out_dir}  ({rec.seconds:.1f} s)"
-                  + (f"; MLflow run {rec.mlflow_run_id}" if rec.mlflow_run_id else ""))
+    console.print(
+        f"run folder: {rec.out_dir}  ({rec.seconds:.1f} s)"
+        + (f"; MLflow run {rec.mlflow_run_id}" if rec.mlflow_run_id else "")
+    )
 
 
 def rows_table(title: str, rows: list[dict]) -> Table:
@@ -105,8 +146,14 @@ def runs_table(rows: list[dict]) -> Table:
     for col in ("when", "lab", "config", "key metric", "seconds", "folder"):
         table.add_column(col)
     for r in rows:
-        table.add_row(r["at"], r["lab"], "quick" if r["quick"] else "full",
-                      f"{r['key_metric']} = {_fmt(r['key_value'])}", f"{r['seconds']:.1f}", r["dir"])
+        table.add_row(
+            r["at"],
+            r["lab"],
+            "quick" if r["quick"] else "full",
+            f"{r['key_metric']} = {_fmt(r['key_value'])}",
+            f"{r['seconds']:.1f}",
+            r["dir"],
+        )
     return table
 
 
@@ -131,11 +178,25 @@ def print_check(console: Console, report) -> None:
 
 def roadmap_data() -> dict:
     progress = load_progress()
-    return {"phases": [
-        {"id": p.id, "title": p.title,
-         "labs": [{"id": e.id, "title": e.title, "layer": e.layer, "status": e.status,
-                   "progress": state_of(e.id, progress)} for e in entries]}
-        for p, entries in load_catalog().by_phase()]}
+    return {
+        "phases": [
+            {
+                "id": p.id,
+                "title": p.title,
+                "labs": [
+                    {
+                        "id": e.id,
+                        "title": e.title,
+                        "layer": e.layer,
+                        "status": e.status,
+                        "progress": state_of(e.id, progress),
+                    }
+                    for e in entries
+                ],
+            }
+            for p, entries in load_catalog().by_phase()
+        ]
+    }
 
 
 def roadmap_tree() -> Tree:
@@ -155,6 +216,11 @@ def tour_table(rows: list[dict]) -> Table:
     for col in ("lab", "key metric (ours)", "trusted library", "seconds", "status"):
         table.add_column(col)
     for r in rows:
-        table.add_row(r["lab"], r["ours"], r["library"], f"{r['seconds']:.1f}",
-                      "[green]ok[/green]" if r["status"] == "ok" else f"[red]{r['status']}[/red]")
+        table.add_row(
+            r["lab"],
+            r["ours"],
+            r["library"],
+            f"{r['seconds']:.1f}",
+            "[green]ok[/green]" if r["status"] == "ok" else f"[red]{r['status']}[/red]",
+        )
     return table

@@ -9,9 +9,7 @@ class DatasetMissing(AiroadError):
     """A dataset is not in the local cache."""
 
     def __init__(self, name: str):
-        super().__init__(
-            f"dataset '{name}' is not downloaded yet: run `airoad data fetch {name}`"
-        )
+        super().__init__(f"dataset '{name}' is not downloaded yet: run `airoad data fetch {name}`")
         self.name = name
 
 

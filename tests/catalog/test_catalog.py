@@ -25,14 +25,35 @@ BUILT = {
 
 PROMISED = {
     "classical-ml": [
-        "logistic-regression", "knn", "decision-tree", "ensembles", "svm", "naive-bayes",
-        "clustering", "customer-segmentation", "dimensionality-reduction", "model-evaluation",
-        "feature-engineering", "titanic-survival", "hyperparameter-tuning", "bias-variance",
+        "logistic-regression",
+        "knn",
+        "decision-tree",
+        "ensembles",
+        "svm",
+        "naive-bayes",
+        "clustering",
+        "customer-segmentation",
+        "dimensionality-reduction",
+        "model-evaluation",
+        "feature-engineering",
+        "titanic-survival",
+        "hyperparameter-tuning",
+        "bias-variance",
     ],
     "deep-learning": [
-        "autograd-engine", "mlp-from-scratch", "activations-and-losses", "pytorch-workflow", "cnn",
-        "regularization", "transfer-learning", "rnn-lstm-gru", "lstm-time-series",
-        "lstm-text-generation", "lstm-sentiment", "text-preprocessing", "word2vec",
+        "autograd-engine",
+        "mlp-from-scratch",
+        "activations-and-losses",
+        "pytorch-workflow",
+        "cnn",
+        "regularization",
+        "transfer-learning",
+        "rnn-lstm-gru",
+        "lstm-time-series",
+        "lstm-text-generation",
+        "lstm-sentiment",
+        "text-preprocessing",
+        "word2vec",
     ],
 }
 
@@ -185,17 +206,25 @@ R0, R1 = ROADMAPS[0], ROADMAPS[1]
 
 def _lab(lab_id: str, **over) -> dict:
     lab = {
-        "id": lab_id, "title": f"Lab {lab_id}", "phase": "foundations", "layer": "must",
-        "status": "planned", "roadmaps": [R0], "prerequisites": [],
-        "reference": ["airoad.foundations.x"], "tests": ["tests/foundations/test_x.py"],
-        "datasets": ["iris"], "cpu_minutes": 1, "summary": "A lab.",
+        "id": lab_id,
+        "title": f"Lab {lab_id}",
+        "phase": "foundations",
+        "layer": "must",
+        "status": "planned",
+        "roadmaps": [R0],
+        "prerequisites": [],
+        "reference": ["airoad.foundations.x"],
+        "tests": ["tests/foundations/test_x.py"],
+        "datasets": ["iris"],
+        "cpu_minutes": 1,
+        "summary": "A lab.",
     }
     lab.update(over)
     return {k: v for k, v in lab.items() if v is not None}
 
 
 def _write(tmp_path: Path, labs: list[dict]) -> Path:
-    lines = ['[[phase]]', 'id = "foundations"', 'title = "F"', "order = 1", 'summary = "S."', ""]
+    lines = ["[[phase]]", 'id = "foundations"', 'title = "F"', "order = 1", 'summary = "S."', ""]
     for lab in labs:
         lines.append("[[lab]]")
         lines += [f"{k} = {json.dumps(v)}" for k, v in lab.items()]
@@ -225,7 +254,11 @@ def test_minimal_file_loads(tmp_path):
         ([_lab("a", layer="maybe")], "lab 'a'", "'layer'"),
         ([_lab("a"), _lab("a")], "lab 'a'", "'id'"),
         ([_lab("a", summary=None)], "lab 'a'", "'summary'"),
-        ([_lab("a", prerequisites=["b"]), _lab("b", prerequisites=["a"])], "lab '", "'prerequisites'"),
+        (
+            [_lab("a", prerequisites=["b"]), _lab("b", prerequisites=["a"])],
+            "lab '",
+            "'prerequisites'",
+        ),
         ([_lab("a", prerequisites=["ghost"])], "lab 'a'", "'prerequisites'"),
         ([_lab("a", status="done")], "lab 'a'", "'status'"),
         ([_lab("a", roadmaps=["999_x.txt"])], "lab 'a'", "'roadmaps'"),
@@ -237,9 +270,23 @@ def test_minimal_file_loads(tmp_path):
         ([_lab("a", status="built", reference=[])], "lab 'a'", "'reference'"),
         ([_lab("a", id=None)], "lab #1", "'id'"),
     ],
-    ids=["unknown-phase", "bad-layer", "duplicate-id", "missing-key", "cycle", "unknown-prereq",
-         "bad-status", "unknown-roadmap", "unknown-dataset", "not-kebab", "cpu-not-number",
-         "roadmaps-not-list", "unknown-key", "built-without-reference", "missing-id"],
+    ids=[
+        "unknown-phase",
+        "bad-layer",
+        "duplicate-id",
+        "missing-key",
+        "cycle",
+        "unknown-prereq",
+        "bad-status",
+        "unknown-roadmap",
+        "unknown-dataset",
+        "not-kebab",
+        "cpu-not-number",
+        "roadmaps-not-list",
+        "unknown-key",
+        "built-without-reference",
+        "missing-id",
+    ],
 )
 def test_malformed_entry_names_entry_and_key(tmp_path, labs, entry, key):
     """Each malformed entry raises AiroadError naming the entry and the key."""
@@ -250,8 +297,14 @@ def test_malformed_entry_names_entry_and_key(tmp_path, labs, entry, key):
 
 def test_cycle_message_shows_the_loop(tmp_path):
     """A prerequisite cycle is spelled out."""
-    msg = _error(tmp_path, [_lab("a", prerequisites=["c"]), _lab("b", prerequisites=["a"]),
-                            _lab("c", prerequisites=["b"])])
+    msg = _error(
+        tmp_path,
+        [
+            _lab("a", prerequisites=["c"]),
+            _lab("b", prerequisites=["a"]),
+            _lab("c", prerequisites=["b"]),
+        ],
+    )
     assert "cycle" in msg and "->" in msg
 
 
@@ -268,13 +321,19 @@ def test_invalid_toml_and_missing_file(tmp_path):
 def test_phase_problems(tmp_path):
     """A phase missing a key, or two phases with one order, are rejected by name."""
     path = tmp_path / "labs.toml"
-    path.write_text('[[phase]]\nid = "p"\ntitle = "P"\norder = 1\n\n'
-                    '[[phase]]\nid = "q"\ntitle = "Q"\norder = 1\nsummary = "S."\n', encoding="utf-8")
+    path.write_text(
+        '[[phase]]\nid = "p"\ntitle = "P"\norder = 1\n\n'
+        '[[phase]]\nid = "q"\ntitle = "Q"\norder = 1\nsummary = "S."\n',
+        encoding="utf-8",
+    )
     with pytest.raises(AiroadError, match=r"phase 'p' is missing key 'summary'"):
         load_catalog(path)
-    path.write_text('[[phase]]\nid = "p"\ntitle = "P"\norder = 1\nsummary = "S."\n\n'
-                    '[[phase]]\nid = "q"\ntitle = "Q"\norder = 1\nsummary = "S."\n\n'
-                    + "[[lab]]\n" + "\n".join(f"{k} = {json.dumps(v)}" for k, v in
-                                              _lab("a", phase="p").items()), encoding="utf-8")
+    path.write_text(
+        '[[phase]]\nid = "p"\ntitle = "P"\norder = 1\nsummary = "S."\n\n'
+        '[[phase]]\nid = "q"\ntitle = "Q"\norder = 1\nsummary = "S."\n\n'
+        + "[[lab]]\n"
+        + "\n".join(f"{k} = {json.dumps(v)}" for k, v in _lab("a", phase="p").items()),
+        encoding="utf-8",
+    )
     with pytest.raises(AiroadError, match=r"phase 'q': key 'order'"):
         load_catalog(path)

@@ -32,8 +32,14 @@ def same_params(a: Any, b: Any) -> bool:
     return True
 
 
-def check_estimator_api(estimator: Any, X: np.ndarray, y: np.ndarray | None,
-                        grid: dict[str, list], cv: int = 3, scaler: Any = None) -> None:
+def check_estimator_api(
+    estimator: Any,
+    X: np.ndarray,
+    y: np.ndarray | None,
+    grid: dict[str, list],
+    cv: int = 3,
+    scaler: Any = None,
+) -> None:
     """Assert the scikit-learn conventions on `estimator` with data X (and y if supervised).
 
     grid: a small parameter grid (1 parameter, 2 values) for GridSearchCV.
@@ -42,7 +48,9 @@ def check_estimator_api(estimator: Any, X: np.ndarray, y: np.ndarray | None,
     """
     name = type(estimator).__name__
     params = estimator.get_params()
-    assert isinstance(params, dict) and params, f"{name}.get_params() must return its hyper-parameters"
+    assert isinstance(params, dict) and params, (
+        f"{name}.get_params() must return its hyper-parameters"
+    )
     twin = clone(estimator)
     assert same_params(twin, estimator), f"clone({name}) must copy every hyper-parameter"
     key, values = next(iter(grid.items()))
@@ -52,19 +60,24 @@ def check_estimator_api(estimator: Any, X: np.ndarray, y: np.ndarray | None,
     assert fitted.fit(X, y) is fitted, f"{name}.fit must return self"
     learned = [a for a in vars(fitted) if a.endswith("_") and not a.startswith("_")]
     assert learned, f"{name}.fit must set fitted attributes whose names end in '_'"
-    assert not any(a.endswith("_") for a in vars(clone(estimator))), \
+    assert not any(a.endswith("_") for a in vars(clone(estimator))), (
         f"{name}.__init__ must only store hyper-parameters (no fitted '_' attributes)"
+    )
 
-    pipe = Pipeline([("scale", StandardScaler() if scaler is None else scaler),
-                     ("model", clone(estimator))])
+    pipe = Pipeline(
+        [("scale", StandardScaler() if scaler is None else scaler), ("model", clone(estimator))]
+    )
     pipe.fit(X, y)
     if hasattr(estimator, "predict"):
         pred = pipe.predict(X)
-        assert pred.shape == (len(X),), f"{name}.predict must return shape (n_samples,), got {pred.shape}"
+        assert pred.shape == (len(X),), (
+            f"{name}.predict must return shape (n_samples,), got {pred.shape}"
+        )
     if y is not None and (is_classifier(estimator) or is_regressor(estimator)):
         scores = cross_val_score(clone(estimator), X, y, cv=cv)
-        assert scores.shape == (cv,) and np.all(np.isfinite(scores)), \
+        assert scores.shape == (cv,) and np.all(np.isfinite(scores)), (
             f"cross_val_score({name}) gave {scores}"
+        )
         search = GridSearchCV(clone(estimator), {key: values}, cv=cv).fit(X, y)
         assert search.best_params_[key] in values, f"GridSearchCV could not tune {name}.{key}"
 
@@ -75,4 +88,6 @@ def check_estimator_api(estimator: Any, X: np.ndarray, y: np.ndarray | None,
     except ValueError:
         pass
     else:
-        raise AssertionError(f"{name}.fit must reject NaN input with a ValueError (validate_data / check_X_y)")
+        raise AssertionError(
+            f"{name}.fit must reject NaN input with a ValueError (validate_data / check_X_y)"
+        )

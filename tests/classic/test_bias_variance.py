@@ -43,10 +43,16 @@ def test_learning_curve_matches_sklearn(impl, diabetes):
     cv = ms.KFold(4, shuffle=True, random_state=0)
     est = DecisionTreeRegressor(max_depth=3, random_state=0)
     sizes, tr, te = impl.learning_curve(est, X, y, train_sizes=np.linspace(0.1, 1.0, 4), cv=cv)
-    want_sizes, want_tr, want_te = ms.learning_curve(est, X, y, train_sizes=np.linspace(0.1, 1.0, 4), cv=cv)
-    assert np.shape(tr) == (4, 4) and np.shape(te) == (4, 4), f"scores {np.shape(tr)}, expected (n_sizes, n_splits)"
+    want_sizes, want_tr, want_te = ms.learning_curve(
+        est, X, y, train_sizes=np.linspace(0.1, 1.0, 4), cv=cv
+    )
+    assert np.shape(tr) == (4, 4) and np.shape(te) == (4, 4), (
+        f"scores {np.shape(tr)}, expected (n_sizes, n_splits)"
+    )
     np.testing.assert_array_equal(sizes, want_sizes, err_msg="training sizes differ")
-    np.testing.assert_allclose(tr, want_tr, atol=1e-12, err_msg="train scores differ from sklearn's")
+    np.testing.assert_allclose(
+        tr, want_tr, atol=1e-12, err_msg="train scores differ from sklearn's"
+    )
     np.testing.assert_allclose(te, want_te, atol=1e-12, err_msg="test scores differ from sklearn's")
 
 
@@ -55,9 +61,15 @@ def test_learning_curve_classifier_uses_stratified_folds(impl):
     X, y = load_breast_cancer(return_X_y=True)
     X = StandardScaler().fit_transform(X[:200])
     est = LogisticRegression(max_iter=300)
-    sizes, tr, te = impl.learning_curve(est, X, y[:200], train_sizes=[0.3, 1.0], cv=3, scoring="roc_auc")
-    _, want_tr, want_te = ms.learning_curve(est, X, y[:200], train_sizes=[0.3, 1.0], cv=3, scoring="roc_auc")
-    np.testing.assert_allclose(te, want_te, atol=1e-12, err_msg="ROC AUC on stratified folds differs")
+    sizes, tr, te = impl.learning_curve(
+        est, X, y[:200], train_sizes=[0.3, 1.0], cv=3, scoring="roc_auc"
+    )
+    _, want_tr, want_te = ms.learning_curve(
+        est, X, y[:200], train_sizes=[0.3, 1.0], cv=3, scoring="roc_auc"
+    )
+    np.testing.assert_allclose(
+        te, want_te, atol=1e-12, err_msg="ROC AUC on stratified folds differs"
+    )
     np.testing.assert_allclose(tr, want_tr, atol=1e-12, err_msg="train ROC AUC differs")
 
 
@@ -67,9 +79,12 @@ def test_validation_curve_matches_sklearn(impl, diabetes):
     cv = ms.RepeatedKFold(n_splits=3, n_repeats=2, random_state=1)
     est = DecisionTreeRegressor(random_state=0)
     tr, te = impl.validation_curve(est, X, y, "max_depth", [1, 2, 4, 8], cv=cv, scoring="r2")
-    want_tr, want_te = ms.validation_curve(est, X, y, param_name="max_depth", param_range=[1, 2, 4, 8], cv=cv,
-                                           scoring="r2")
-    assert np.shape(te) == (4, 6), f"scores have shape {np.shape(te)}, expected (n_values, n_splits)"
+    want_tr, want_te = ms.validation_curve(
+        est, X, y, param_name="max_depth", param_range=[1, 2, 4, 8], cv=cv, scoring="r2"
+    )
+    assert np.shape(te) == (4, 6), (
+        f"scores have shape {np.shape(te)}, expected (n_values, n_splits)"
+    )
     np.testing.assert_allclose(tr, want_tr, atol=1e-12, err_msg="train scores differ")
     np.testing.assert_allclose(te, want_te, atol=1e-12, err_msg="test scores differ")
 
@@ -82,19 +97,34 @@ def test_labels_on_a_textbook_curve(impl):
     train = np.array([0.50, 0.70, 0.85, 0.95, 0.99, 1.00])
     val = np.array([0.48, 0.66, 0.80, 0.78, 0.70, 0.60])
     labels = list(impl.label_fit_regions(train, val))
-    assert labels == ["under-fitting", "under-fitting", "good", "over-fitting", "over-fitting", "over-fitting"], labels
+    assert labels == [
+        "under-fitting",
+        "under-fitting",
+        "good",
+        "over-fitting",
+        "over-fitting",
+        "over-fitting",
+    ], labels
 
 
 def test_labels_use_the_paired_standard_error(impl):
     """A point within n_se paired standard errors of the best is good; far below it is not."""
     best = np.array([0.80, 0.70, 0.90, 0.60])
-    val = np.vstack([best - 0.30, best - [0.01, -0.01, 0.02, 0.0], best])  # rows: points, cols: folds
+    val = np.vstack(
+        [best - 0.30, best - [0.01, -0.01, 0.02, 0.0], best]
+    )  # rows: points, cols: folds
     train = val + np.array([[0.0], [0.1], [0.1]])
     labels = list(impl.label_fit_regions(train, val, n_se=1.0))
     assert labels == ["under-fitting", "good", "good"], labels
     train_over = val + np.array([[0.5], [0.1], [0.1]])
-    assert impl.label_fit_regions(train_over, val)[0] == "over-fitting", "a large gap far from the optimum over-fits"
-    assert list(impl.label_fit_regions(train, val, n_se=0.0)) == ["under-fitting", "under-fitting", "good"]
+    assert impl.label_fit_regions(train_over, val)[0] == "over-fitting", (
+        "a large gap far from the optimum over-fits"
+    )
+    assert list(impl.label_fit_regions(train, val, n_se=0.0)) == [
+        "under-fitting",
+        "under-fitting",
+        "good",
+    ]
 
 
 @FAST
@@ -108,8 +138,11 @@ def test_labels_properties(impl, n, seed):
     assert labels.shape == (n,), f"got shape {labels.shape}, expected (n_points,)"
     assert labels[np.argmax(val.mean(1))] == "good", "the validation optimum must be labelled good"
     perm = rng.permutation(n)
-    np.testing.assert_array_equal(np.asarray(impl.label_fit_regions(train[perm], val[perm])), labels[perm],
-                                  err_msg="shuffling the points must shuffle the labels the same way")
+    np.testing.assert_array_equal(
+        np.asarray(impl.label_fit_regions(train[perm], val[perm])),
+        labels[perm],
+        err_msg="shuffling the points must shuffle the labels the same way",
+    )
 
 
 # ---------------------------------------------------------------- paths
@@ -121,26 +154,39 @@ def test_ridge_path_matches_sklearn_ridge(impl, diabetes):
     y = y + 150.0  # a non-zero mean so the intercept matters
     alphas = np.array([1e-3, 0.1, 1.0, 10.0, 1e3])
     coefs, intercepts = impl.ridge_path(X, y, alphas)
-    assert np.shape(coefs) == (X.shape[1], alphas.size), f"coefs {np.shape(coefs)}, expected (n_features, n_alphas)"
+    assert np.shape(coefs) == (X.shape[1], alphas.size), (
+        f"coefs {np.shape(coefs)}, expected (n_features, n_alphas)"
+    )
     for k, a in enumerate(alphas):
         model = Ridge(alpha=a).fit(X, y)
-        np.testing.assert_allclose(coefs[:, k], model.coef_, rtol=1e-8, atol=1e-9,
-                                   err_msg=f"coef_ differs at alpha={a}")
-        np.testing.assert_allclose(intercepts[k], model.intercept_, rtol=1e-10, err_msg=f"intercept differs at {a}")
+        np.testing.assert_allclose(
+            coefs[:, k], model.coef_, rtol=1e-8, atol=1e-9, err_msg=f"coef_ differs at alpha={a}"
+        )
+        np.testing.assert_allclose(
+            intercepts[k], model.intercept_, rtol=1e-10, err_msg=f"intercept differs at {a}"
+        )
 
 
 def test_lasso_path_matches_sklearn(impl, diabetes):
     """lasso_path equals sklearn's lasso_path (tight tolerance) over a decreasing alpha grid."""
     X, y = diabetes
     a_max = impl.lasso_alpha_max(X, y)
-    np.testing.assert_allclose(a_max, np.abs(X.T @ y).max() / len(y), rtol=1e-12, err_msg="alpha_max is max|X^T y|/n")
+    np.testing.assert_allclose(
+        a_max, np.abs(X.T @ y).max() / len(y), rtol=1e-12, err_msg="alpha_max is max|X^T y|/n"
+    )
     alphas = np.geomspace(a_max, a_max * 1e-2, 20)
     ours = np.asarray(impl.lasso_path(X, y, alphas))
     _, want, _ = lasso_path(X, y, alphas=alphas, tol=1e-12, max_iter=100_000)
-    assert ours.shape == want.shape, f"coefs {ours.shape}, expected (n_features, n_alphas) = {want.shape}"
-    np.testing.assert_allclose(ours, want, atol=1e-4 * np.abs(want).max(), err_msg="lasso coefficients differ")
+    assert ours.shape == want.shape, (
+        f"coefs {ours.shape}, expected (n_features, n_alphas) = {want.shape}"
+    )
+    np.testing.assert_allclose(
+        ours, want, atol=1e-4 * np.abs(want).max(), err_msg="lasso coefficients differ"
+    )
     assert np.all(ours[:, 0] == 0.0), "at alpha_max every coefficient must be exactly 0"
-    assert np.count_nonzero(ours[:, -1]) > np.count_nonzero(ours[:, 5]), "smaller alpha lets more features in"
+    assert np.count_nonzero(ours[:, -1]) > np.count_nonzero(ours[:, 5]), (
+        "smaller alpha lets more features in"
+    )
 
 
 @FAST
@@ -153,5 +199,9 @@ def test_lasso_path_random_problems(impl, seed, d):
     X, y = X - X.mean(0), y - y.mean()
     alphas = np.geomspace(impl.lasso_alpha_max(X, y), 1e-3, 8)
     _, want, _ = lasso_path(X, y, alphas=alphas, tol=1e-12, max_iter=100_000)
-    np.testing.assert_allclose(impl.lasso_path(X, y, alphas), want, atol=1e-5 * max(1.0, np.abs(want).max()),
-                               err_msg="lasso path differs on a random problem")
+    np.testing.assert_allclose(
+        impl.lasso_path(X, y, alphas),
+        want,
+        atol=1e-5 * max(1.0, np.abs(want).max()),
+        err_msg="lasso path differs on a random problem",
+    )

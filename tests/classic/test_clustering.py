@@ -33,7 +33,9 @@ def test_squared_distances(impl):
     X, C = rng.normal(size=(30, 5)), rng.normal(size=(4, 5))
     D = impl.squared_distances(X, C)
     assert D.shape == (30, 4), f"squared_distances returned {D.shape}, expected (n, k)"
-    np.testing.assert_allclose(D, ((X[:, None, :] - C[None, :, :]) ** 2).sum(-1), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(
+        D, ((X[:, None, :] - C[None, :, :]) ** 2).sum(-1), rtol=1e-10, atol=1e-12
+    )
 
 
 @pytest.mark.parametrize("which", ["blobs", "digits"])
@@ -45,9 +47,13 @@ def test_lloyd_matches_sklearn_from_same_init(impl, which, blobs, digits):
     theirs = sk.KMeans(k, init=init, n_init=1, algorithm="lloyd").fit(X)
     assert ours.labels_.shape == (len(X),), f"labels_ has shape {ours.labels_.shape}, expected (n,)"
     assert adjusted_rand_score(ours.labels_, theirs.labels_) == 1.0, "labels differ from sklearn's"
-    assert ours.inertia_ == pytest.approx(theirs.inertia_, rel=1e-9), "inertia differs from sklearn's"
+    assert ours.inertia_ == pytest.approx(theirs.inertia_, rel=1e-9), (
+        "inertia differs from sklearn's"
+    )
     np.testing.assert_allclose(ours.cluster_centers_, theirs.cluster_centers_, atol=1e-8)
-    assert ours.n_iter_ == theirs.n_iter_, f"{ours.n_iter_} Lloyd iterations, sklearn used {theirs.n_iter_}"
+    assert ours.n_iter_ == theirs.n_iter_, (
+        f"{ours.n_iter_} Lloyd iterations, sklearn used {theirs.n_iter_}"
+    )
     np.testing.assert_array_equal(ours.predict(X), ours.labels_)
     np.testing.assert_allclose(ours.transform(X[:5]), theirs.transform(X[:5]), atol=1e-8)
 
@@ -66,10 +72,16 @@ def test_kmeans_plusplus_seeding(impl, blobs):
 
     seeds = range(20)
     pp = np.mean([potential(impl.kmeans_plusplus(X, 4, np.random.default_rng(s))) for s in seeds])
-    uni = np.mean([potential(X[np.random.default_rng(s).choice(len(X), 4, replace=False)]) for s in seeds])
+    uni = np.mean(
+        [potential(X[np.random.default_rng(s).choice(len(X), 4, replace=False)]) for s in seeds]
+    )
     lib = np.mean([potential(sk.kmeans_plusplus(X, 4, random_state=s)[0]) for s in seeds])
-    assert pp < 0.8 * uni, f"k-means++ potential {pp:.0f} is not clearly below uniform seeding's {uni:.0f}"
-    assert pp == pytest.approx(lib, rel=0.15), f"mean k-means++ potential {pp:.0f} vs sklearn's {lib:.0f}"
+    assert pp < 0.8 * uni, (
+        f"k-means++ potential {pp:.0f} is not clearly below uniform seeding's {uni:.0f}"
+    )
+    assert pp == pytest.approx(lib, rel=0.15), (
+        f"mean k-means++ potential {pp:.0f} vs sklearn's {lib:.0f}"
+    )
 
 
 def test_kmeans_digits_inertia_near_published(impl, digits):
@@ -98,10 +110,14 @@ def test_dbscan_matches_sklearn_on_blobs(impl, blobs, eps, min_samples):
     X, _ = blobs
     ours = impl.DBSCAN(eps=eps, min_samples=min_samples).fit(X)
     theirs = sk.DBSCAN(eps=eps, min_samples=min_samples).fit(X)
-    np.testing.assert_array_equal(ours.core_sample_indices_, theirs.core_sample_indices_,
-                                  err_msg="core points differ")
-    np.testing.assert_array_equal(ours.labels_, theirs.labels_,
-                                  err_msg="labels differ (clusters are numbered in order of first core point)")
+    np.testing.assert_array_equal(
+        ours.core_sample_indices_, theirs.core_sample_indices_, err_msg="core points differ"
+    )
+    np.testing.assert_array_equal(
+        ours.labels_,
+        theirs.labels_,
+        err_msg="labels differ (clusters are numbered in order of first core point)",
+    )
 
 
 def test_dbscan_digits_and_border_points(impl, digits):
@@ -131,9 +147,16 @@ def test_agglomerative_matches_sklearn_and_scipy(impl, blobs, link):
     assert len(np.unique(ours.labels_)) == 4
     Z = linkage(X, method=link)
     assert ours.children_.shape == (len(X) - 1, 2), "children_ must be (n_samples - 1, 2)"
-    np.testing.assert_allclose(ours.distances_, Z[:, 2], rtol=1e-7, atol=1e-9,
-                               err_msg=f"{link} merge distances differ from scipy's linkage")
-    np.testing.assert_array_equal(np.sort(ours.children_, axis=1), np.sort(Z[:, :2].astype(int), axis=1))
+    np.testing.assert_allclose(
+        ours.distances_,
+        Z[:, 2],
+        rtol=1e-7,
+        atol=1e-9,
+        err_msg=f"{link} merge distances differ from scipy's linkage",
+    )
+    np.testing.assert_array_equal(
+        np.sort(ours.children_, axis=1), np.sort(Z[:, :2].astype(int), axis=1)
+    )
 
 
 def test_agglomerative_ward_on_digits(impl, digits):

@@ -34,7 +34,9 @@ def test_pairwise_distances_match_scipy(impl):
     X = np.random.default_rng(0).normal(size=(30, 4)) * [1, 10, 100, 0.1]
     D = np.asarray(impl.pairwise_distances(X))
     assert D.shape == (30, 30), f"got shape {D.shape}, expected (n, n)"
-    np.testing.assert_allclose(D, cdist(X, X), atol=1e-9, err_msg="distances differ from scipy's cdist")
+    np.testing.assert_allclose(
+        D, cdist(X, X), atol=1e-9, err_msg="distances differ from scipy's cdist"
+    )
     assert np.all(np.diag(D) == 0.0), "the distance of a point to itself must be exactly 0"
 
 
@@ -44,17 +46,27 @@ def test_silhouette_matches_sklearn_on_blobs(impl):
     labels = KMeans(4, n_init=3, random_state=0).fit_predict(X)
     s = np.asarray(impl.silhouette_samples(X, labels))
     assert s.shape == (200,), f"silhouette_samples returned {s.shape}, expected (n_samples,)"
-    np.testing.assert_allclose(s, silhouette_samples(X, labels), atol=1e-10, err_msg="per-sample silhouettes differ")
-    np.testing.assert_allclose(impl.silhouette_score(X, labels), silhouette_score(X, labels), atol=1e-12,
-                               err_msg="silhouette_score differs from sklearn's")
+    np.testing.assert_allclose(
+        s, silhouette_samples(X, labels), atol=1e-10, err_msg="per-sample silhouettes differ"
+    )
+    np.testing.assert_allclose(
+        impl.silhouette_score(X, labels),
+        silhouette_score(X, labels),
+        atol=1e-12,
+        err_msg="silhouette_score differs from sklearn's",
+    )
 
 
 def test_silhouette_matches_sklearn_on_credit(impl, credit_z):
     """On the standardised Credit customers our silhouette equals sklearn's for k = 2..5."""
     for k in range(2, 6):
         labels = KMeans(k, n_init=2, random_state=0).fit_predict(credit_z)
-        np.testing.assert_allclose(impl.silhouette_score(credit_z, labels), silhouette_score(credit_z, labels),
-                                   atol=1e-12, err_msg=f"silhouette differs at k={k}")
+        np.testing.assert_allclose(
+            impl.silhouette_score(credit_z, labels),
+            silhouette_score(credit_z, labels),
+            atol=1e-12,
+            err_msg=f"silhouette differs at k={k}",
+        )
 
 
 @FAST
@@ -67,7 +79,9 @@ def test_silhouette_random_labels_and_singletons(impl, n, k, seed):
     if len(np.unique(labels)) < 2:
         labels[0] = "z" if labels[0] != "z" else "y"
     s = np.asarray(impl.silhouette_samples(X, labels))
-    np.testing.assert_allclose(s, silhouette_samples(X, labels), atol=1e-10, err_msg="silhouettes differ from sklearn")
+    np.testing.assert_allclose(
+        s, silhouette_samples(X, labels), atol=1e-10, err_msg="silhouettes differ from sklearn"
+    )
 
 
 def test_silhouette_rejects_one_cluster(impl):
@@ -87,7 +101,9 @@ def test_elbow_of_a_sharp_corner(impl):
     ks = np.arange(1, 9)
     inertia = np.array([100.0, 70, 40, 10, 9, 8, 7, 6])
     assert impl.elbow_index(ks, inertia) == 3, "expected the elbow at index 3 (k=4)"
-    assert impl.elbow_index(ks, inertia * 1e6) == 3, "the elbow must not depend on the units of inertia"
+    assert impl.elbow_index(ks, inertia * 1e6) == 3, (
+        "the elbow must not depend on the units of inertia"
+    )
     assert impl.elbow_index(ks + 10, inertia) == 3, "the elbow must not depend on where k starts"
 
 
@@ -109,7 +125,9 @@ def test_choose_k_rule(impl):
     ks = np.arange(2, 9)
     inertia = np.array([100.0, 60, 25, 20, 17, 15, 14])  # elbow at k=4
     k, reason = impl.choose_k(ks, inertia, [0.30, 0.50, 0.49, 0.40, 0.3, 0.3, 0.3], tolerance=0.02)
-    assert k == 4 and isinstance(reason, str), f"elbow k=4 is within 0.02 of the best: expected 4, got {k}"
+    assert k == 4 and isinstance(reason, str), (
+        f"elbow k=4 is within 0.02 of the best: expected 4, got {k}"
+    )
     k, _ = impl.choose_k(ks, inertia, [0.30, 0.50, 0.40, 0.40, 0.3, 0.3, 0.3], tolerance=0.02)
     assert k == 3, f"elbow silhouette 0.40 is 0.10 below the best (k=3): expected 3, got {k}"
 
@@ -126,8 +144,12 @@ def test_centroid_zscores_match_pandas(impl):
     segments, z = impl.centroid_zscores(X, labels)
     df = pd.DataFrame(X)
     want = (df.groupby(labels).mean() - df.mean()) / df.std(ddof=0).replace(0, 1)
-    assert list(segments) == ["a", "b", "c"], f"segments must be the sorted labels, got {list(segments)}"
-    np.testing.assert_allclose(np.asarray(z), want.to_numpy(), atol=1e-12, err_msg="z-scores differ from pandas")
+    assert list(segments) == ["a", "b", "c"], (
+        f"segments must be the sorted labels, got {list(segments)}"
+    )
+    np.testing.assert_allclose(
+        np.asarray(z), want.to_numpy(), atol=1e-12, err_msg="z-scores differ from pandas"
+    )
 
 
 def test_name_segments_from_zscores(impl):
@@ -142,5 +164,8 @@ def test_name_segments_are_unique(impl):
     z = np.array([[1.5, 0.9, 0.3], [1.4, 0.8, -0.2], [-1.0, -1.0, 0.0]])
     names = impl.name_segments(z, ["Income", "Limit", "Age"], threshold=0.5, max_terms=2)
     assert len(set(names)) == 3, f"names must be unique, got {names}"
-    assert names[0] == "high income, high limit, high age" and names[1] == "high income, high limit, low age", names
+    assert (
+        names[0] == "high income, high limit, high age"
+        and names[1] == "high income, high limit, low age"
+    ), names
     assert names[2] == "low income, low limit", names

@@ -41,8 +41,9 @@ def _all_cuts(X: np.ndarray, Y: np.ndarray, criterion: str, min_leaf: int) -> np
     return np.concatenate(costs)
 
 
-def compare_node_by_node(ours, theirs, X: np.ndarray, y: np.ndarray, criterion: str,
-                         min_leaf: int = 1) -> dict[str, int]:
+def compare_node_by_node(
+    ours, theirs, X: np.ndarray, y: np.ndarray, criterion: str, min_leaf: int = 1
+) -> dict[str, int]:
     """Walk our tree and sklearn's side by side from the root and assert they agree.
 
     At every pair of nodes the sample counts, class proportions and leaf/split status must
@@ -59,15 +60,25 @@ def compare_node_by_node(ours, theirs, X: np.ndarray, y: np.ndarray, criterion: 
     a, b = ours.tree_, theirs.tree_
 
     def visit(i: int, j: int, mask: np.ndarray) -> None:
-        assert a.n_node_samples[i] == b.n_node_samples[j] == mask.sum(), \
+        assert a.n_node_samples[i] == b.n_node_samples[j] == mask.sum(), (
             f"node {i}: {a.n_node_samples[i]} samples, sklearn's node has {b.n_node_samples[j]}"
-        np.testing.assert_allclose(np.ravel(a.value[i]), np.ravel(b.value[j]), atol=1e-12,
-                                   err_msg=f"node {i}: value (class proportions) differs from sklearn's")
-        np.testing.assert_allclose(a.impurity[i], b.impurity[j], atol=1e-12,
-                                   err_msg=f"node {i}: impurity differs from sklearn's")
+        )
+        np.testing.assert_allclose(
+            np.ravel(a.value[i]),
+            np.ravel(b.value[j]),
+            atol=1e-12,
+            err_msg=f"node {i}: value (class proportions) differs from sklearn's",
+        )
+        np.testing.assert_allclose(
+            a.impurity[i],
+            b.impurity[j],
+            atol=1e-12,
+            err_msg=f"node {i}: impurity differs from sklearn's",
+        )
         sk_leaf = b.children_left[j] == -1
-        assert (a.children_left[i] == -1) == sk_leaf, \
+        assert (a.children_left[i] == -1) == sk_leaf, (
             f"node {i} ({mask.sum()} samples): ours is {'not ' if sk_leaf else ''}a leaf, sklearn's is{'' if sk_leaf else ' not'}"
+        )
         if sk_leaf:
             assert a.feature[i] < 0, f"leaf {i} must have feature -2"
             return
@@ -75,10 +86,17 @@ def compare_node_by_node(ours, theirs, X: np.ndarray, y: np.ndarray, criterion: 
         n_best = np.sum(cuts <= cuts.min() + 1e-9 * max(1.0, abs(cuts.min())))
         if n_best == 1:
             report["compared"] += 1
-            assert a.feature[i] == b.feature[j], \
+            assert a.feature[i] == b.feature[j], (
                 f"node {i} ({mask.sum()} samples): split on feature {a.feature[i]}, sklearn uses {b.feature[j]}"
-            np.testing.assert_allclose(a.threshold[i], b.threshold[j], rtol=1e-6, err_msg=(
-                f"node {i}: threshold differs from sklearn's (use the midpoint of two consecutive values)"))
+            )
+            np.testing.assert_allclose(
+                a.threshold[i],
+                b.threshold[j],
+                rtol=1e-6,
+                err_msg=(
+                    f"node {i}: threshold differs from sklearn's (use the midpoint of two consecutive values)"
+                ),
+            )
         else:
             report["tied"] += 1
         left_a = mask & (X[:, a.feature[i]] <= a.threshold[i])
@@ -106,21 +124,28 @@ def test_iris_tree_matches_sklearn_node_by_node(impl, iris, criterion):
     theirs = sktree.DecisionTreeClassifier(criterion=criterion, random_state=0).fit(X, y)
     report = compare_node_by_node(ours, theirs, X, y, criterion)
     assert report["compared"] >= 5, f"too few untied nodes compared: {report}"
-    assert len(ours.tree_.feature) == theirs.tree_.node_count, "the Iris tree has a different number of nodes"
+    assert len(ours.tree_.feature) == theirs.tree_.node_count, (
+        "the Iris tree has a different number of nodes"
+    )
 
 
-@pytest.mark.parametrize("loader, params", [
-    (load_wine, dict(criterion="gini", max_depth=3)),
-    (load_wine, dict(criterion="entropy", min_samples_leaf=4)),
-    (load_breast_cancer, dict(criterion="gini", min_samples_split=20)),
-    (load_breast_cancer, dict(criterion="entropy", max_depth=4, min_samples_leaf=3)),
-])
+@pytest.mark.parametrize(
+    "loader, params",
+    [
+        (load_wine, dict(criterion="gini", max_depth=3)),
+        (load_wine, dict(criterion="entropy", min_samples_leaf=4)),
+        (load_breast_cancer, dict(criterion="gini", min_samples_split=20)),
+        (load_breast_cancer, dict(criterion="entropy", max_depth=4, min_samples_leaf=3)),
+    ],
+)
 def test_limited_trees_match_sklearn_node_by_node(impl, loader, params):
     """max_depth, min_samples_split and min_samples_leaf stop the same nodes as in sklearn's tree."""
     X, y = loader(return_X_y=True)
     ours = impl.DecisionTreeClassifier(**params).fit(X, y)
     theirs = sktree.DecisionTreeClassifier(**params, random_state=0).fit(X, y)
-    report = compare_node_by_node(ours, theirs, X, y, params["criterion"], params.get("min_samples_leaf", 1))
+    report = compare_node_by_node(
+        ours, theirs, X, y, params["criterion"], params.get("min_samples_leaf", 1)
+    )
     assert report["compared"] >= 3, f"too few untied nodes compared: {report}"
 
 
@@ -129,15 +154,33 @@ def test_flat_arrays_are_consistent(impl, iris):
     X, y = iris
     t = impl.DecisionTreeClassifier(max_depth=3).fit(X, y).tree_
     n = len(t.children_left)
-    for name in ("children_left", "children_right", "feature", "threshold", "impurity", "n_node_samples"):
-        assert np.shape(getattr(t, name)) == (n,), f"tree_.{name} must have shape (n_nodes,) = ({n},)"
-    assert np.shape(t.value) == (n, 3), f"tree_.value has shape {np.shape(t.value)}, expected (n_nodes, n_classes)"
+    for name in (
+        "children_left",
+        "children_right",
+        "feature",
+        "threshold",
+        "impurity",
+        "n_node_samples",
+    ):
+        assert np.shape(getattr(t, name)) == (n,), (
+            f"tree_.{name} must have shape (n_nodes,) = ({n},)"
+        )
+    assert np.shape(t.value) == (n, 3), (
+        f"tree_.value has shape {np.shape(t.value)}, expected (n_nodes, n_classes)"
+    )
     leaf = t.children_left == -1
-    assert np.all(t.children_right[leaf] == -1) and np.all(t.feature[leaf] == -2), "leaves: children -1, feature -2"
+    assert np.all(t.children_right[leaf] == -1) and np.all(t.feature[leaf] == -2), (
+        "leaves: children -1, feature -2"
+    )
     inner = np.flatnonzero(~leaf)
-    np.testing.assert_array_equal(t.n_node_samples[t.children_left[inner]] + t.n_node_samples[t.children_right[inner]],
-                                  t.n_node_samples[inner], err_msg="children must share out their parent's samples")
-    np.testing.assert_allclose(t.value.sum(axis=1), 1.0, err_msg="classifier values are class proportions")
+    np.testing.assert_array_equal(
+        t.n_node_samples[t.children_left[inner]] + t.n_node_samples[t.children_right[inner]],
+        t.n_node_samples[inner],
+        err_msg="children must share out their parent's samples",
+    )
+    np.testing.assert_allclose(
+        t.value.sum(axis=1), 1.0, err_msg="classifier values are class proportions"
+    )
     assert t.n_node_samples[0] == len(y), "node 0 is the root and holds every sample"
 
 
@@ -150,10 +193,20 @@ def test_accuracy_within_one_point_of_sklearn(impl, loader):
         Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.3, random_state=split, stratify=y)
         ours.append(np.mean(impl.DecisionTreeClassifier().fit(Xtr, ytr).predict(Xte) == yte))
         # sklearn's ties are broken by random_state: average a few seeds for its expected accuracy
-        theirs.append(np.mean([np.mean(sktree.DecisionTreeClassifier(random_state=s).fit(Xtr, ytr).predict(Xte) == yte)
-                               for s in range(5)]))
-    assert abs(np.mean(ours) - np.mean(theirs)) <= 0.01, \
+        theirs.append(
+            np.mean(
+                [
+                    np.mean(
+                        sktree.DecisionTreeClassifier(random_state=s).fit(Xtr, ytr).predict(Xte)
+                        == yte
+                    )
+                    for s in range(5)
+                ]
+            )
+        )
+    assert abs(np.mean(ours) - np.mean(theirs)) <= 0.01, (
         f"mean accuracy {np.mean(ours):.4f} vs sklearn {np.mean(theirs):.4f}"
+    )
 
 
 @pytest.mark.parametrize("loader, split", [(load_breast_cancer, 3), (load_wine, 2)])
@@ -167,8 +220,12 @@ def test_predict_proba_equals_sklearn_on_untied_tree(impl, loader, split):
     assert report["tied"] == 0, f"this tree was chosen because it has no ties: {report}"
     proba = ours.predict_proba(Xte)
     k = len(np.unique(y))
-    assert proba.shape == (len(Xte), k), f"predict_proba returned {proba.shape}, expected (n_samples, n_classes)"
-    np.testing.assert_allclose(proba, theirs.predict_proba(Xte), atol=1e-12, err_msg="predict_proba differs")
+    assert proba.shape == (len(Xte), k), (
+        f"predict_proba returned {proba.shape}, expected (n_samples, n_classes)"
+    )
+    np.testing.assert_allclose(
+        proba, theirs.predict_proba(Xte), atol=1e-12, err_msg="predict_proba differs"
+    )
     np.testing.assert_array_equal(ours.predict(Xte), theirs.predict(Xte), err_msg="predict differs")
 
 
@@ -186,13 +243,23 @@ def test_integer_weights_equal_repeated_rows(impl):
     X, y = load_wine(return_X_y=True)
     w = np.random.default_rng(0).integers(1, 4, len(y))
     weighted = impl.DecisionTreeClassifier(max_depth=3).fit(X, y, sample_weight=w)
-    repeated = impl.DecisionTreeClassifier(max_depth=3).fit(np.repeat(X, w, axis=0), np.repeat(y, w))
-    np.testing.assert_allclose(weighted.predict_proba(X), repeated.predict_proba(X), atol=1e-12,
-                               err_msg="weights must act like repeated rows")
+    repeated = impl.DecisionTreeClassifier(max_depth=3).fit(
+        np.repeat(X, w, axis=0), np.repeat(y, w)
+    )
+    np.testing.assert_allclose(
+        weighted.predict_proba(X),
+        repeated.predict_proba(X),
+        atol=1e-12,
+        err_msg="weights must act like repeated rows",
+    )
     theirs = sktree.DecisionTreeClassifier(max_depth=1, random_state=0).fit(X, y, sample_weight=w)
     stump = impl.DecisionTreeClassifier(max_depth=1).fit(X, y, sample_weight=w)
-    np.testing.assert_allclose(stump.predict_proba(X), theirs.predict_proba(X), atol=1e-12,
-                               err_msg="a weighted stump differs from sklearn's")
+    np.testing.assert_allclose(
+        stump.predict_proba(X),
+        theirs.predict_proba(X),
+        atol=1e-12,
+        err_msg="a weighted stump differs from sklearn's",
+    )
 
 
 def test_regressor_matches_sklearn(impl):
@@ -202,33 +269,57 @@ def test_regressor_matches_sklearn(impl):
     # a float32 threshold and a float64 one.
     X = X.astype(np.float32).astype(np.float64)
     Xtr, Xte, ytr, _ = train_test_split(X, y, test_size=0.3, random_state=0)
-    for params in (dict(max_depth=4), dict(min_samples_leaf=10), dict(max_depth=6, min_samples_split=30)):
+    for params in (
+        dict(max_depth=4),
+        dict(min_samples_leaf=10),
+        dict(max_depth=6, min_samples_split=30),
+    ):
         ours = impl.DecisionTreeRegressor(**params).fit(Xtr, ytr)
         theirs = sktree.DecisionTreeRegressor(**params, random_state=0).fit(Xtr, ytr)
         pred = ours.predict(Xte)
         assert pred.shape == (len(Xte),), f"predict returned {pred.shape}, expected (n_samples,)"
-        np.testing.assert_allclose(pred, theirs.predict(Xte), rtol=1e-9, err_msg=f"predictions differ for {params}")
-        np.testing.assert_allclose(ours.tree_.impurity[0], theirs.tree_.impurity[0], rtol=1e-9,
-                                   err_msg="root impurity (variance of y) differs")
-        assert ours.get_depth() == theirs.get_depth() and ours.get_n_leaves() == theirs.get_n_leaves(), \
-            f"depth/leaves differ for {params}"
-        np.testing.assert_allclose(ours.feature_importances_, theirs.feature_importances_, atol=1e-9,
-                                   err_msg=f"feature_importances_ differ for {params}")
+        np.testing.assert_allclose(
+            pred, theirs.predict(Xte), rtol=1e-9, err_msg=f"predictions differ for {params}"
+        )
+        np.testing.assert_allclose(
+            ours.tree_.impurity[0],
+            theirs.tree_.impurity[0],
+            rtol=1e-9,
+            err_msg="root impurity (variance of y) differs",
+        )
+        assert (
+            ours.get_depth() == theirs.get_depth() and ours.get_n_leaves() == theirs.get_n_leaves()
+        ), f"depth/leaves differ for {params}"
+        np.testing.assert_allclose(
+            ours.feature_importances_,
+            theirs.feature_importances_,
+            atol=1e-9,
+            err_msg=f"feature_importances_ differ for {params}",
+        )
 
 
 @FAST
-@given(seed=st.integers(0, 10_000), n=st.integers(10, 80), d=st.integers(1, 5),
-       max_depth=st.sampled_from([None, 1, 2, 4]), min_leaf=st.integers(1, 6))
+@given(
+    seed=st.integers(0, 10_000),
+    n=st.integers(10, 80),
+    d=st.integers(1, 5),
+    max_depth=st.sampled_from([None, 1, 2, 4]),
+    min_leaf=st.integers(1, 6),
+)
 def test_random_regression_trees_match_sklearn(impl, seed, n, d, max_depth, min_leaf):
     """On random data (no ties) the regressor fits exactly sklearn's tree for any depth / leaf size."""
     rng = np.random.default_rng(seed)
     X, y = rng.normal(size=(n, d)), rng.normal(size=n)
     ours = impl.DecisionTreeRegressor(max_depth=max_depth, min_samples_leaf=min_leaf).fit(X, y)
-    theirs = sktree.DecisionTreeRegressor(max_depth=max_depth, min_samples_leaf=min_leaf, random_state=0).fit(X, y)
+    theirs = sktree.DecisionTreeRegressor(
+        max_depth=max_depth, min_samples_leaf=min_leaf, random_state=0
+    ).fit(X, y)
     np.testing.assert_allclose(ours.predict(X), theirs.predict(X), rtol=1e-9, atol=1e-12)
     assert len(ours.tree_.feature) == theirs.tree_.node_count, "node count differs"
     leaves = ours.tree_.children_left == -1
-    assert ours.tree_.n_node_samples[leaves].min() >= min_leaf, "a leaf is smaller than min_samples_leaf"
+    assert ours.tree_.n_node_samples[leaves].min() >= min_leaf, (
+        "a leaf is smaller than min_samples_leaf"
+    )
 
 
 def test_apply_returns_leaves(impl, iris):
@@ -239,8 +330,11 @@ def test_apply_returns_leaves(impl, iris):
     assert leaves.shape == (len(X),), f"apply returned {leaves.shape}, expected (n_samples,)"
     assert np.all(model.tree_.children_left[leaves] == -1), "apply must return leaf ids"
     np.testing.assert_allclose(model.predict_proba(X), model.tree_.value[leaves])
-    np.testing.assert_array_equal(np.bincount(leaves, minlength=len(model.tree_.feature))[leaves],
-                                  model.tree_.n_node_samples[leaves], err_msg="leaf sizes disagree with apply")
+    np.testing.assert_array_equal(
+        np.bincount(leaves, minlength=len(model.tree_.feature))[leaves],
+        model.tree_.n_node_samples[leaves],
+        err_msg="leaf sizes disagree with apply",
+    )
 
 
 def test_errors_are_clear(impl, iris):
@@ -266,7 +360,9 @@ def test_classifier_follows_sklearn_api(impl, iris):
 def test_regressor_follows_sklearn_api(impl):
     """DecisionTreeRegressor works with clone, Pipeline, cross_val_score and GridSearchCV."""
     X, y = load_diabetes(return_X_y=True)
-    check_estimator_api(impl.DecisionTreeRegressor(max_depth=3), X[:200], y[:200], {"min_samples_leaf": [1, 5]})
+    check_estimator_api(
+        impl.DecisionTreeRegressor(max_depth=3), X[:200], y[:200], {"min_samples_leaf": [1, 5]}
+    )
 
 
 def test_max_features_draws_per_node(impl):
@@ -274,7 +370,11 @@ def test_max_features_draws_per_node(impl):
     X, y = load_breast_cancer(return_X_y=True)
     a = impl.DecisionTreeClassifier(max_features="sqrt", random_state=3).fit(X, y)
     b = impl.DecisionTreeClassifier(max_features="sqrt", random_state=3).fit(X, y)
-    np.testing.assert_array_equal(a.tree_.feature, b.tree_.feature, err_msg="same seed, different tree")
+    np.testing.assert_array_equal(
+        a.tree_.feature, b.tree_.feature, err_msg="same seed, different tree"
+    )
     assert np.mean(a.predict(X) == y) == 1.0, "a fully grown tree must fit its training data"
     c = impl.DecisionTreeClassifier(max_features=1, random_state=4).fit(X, y)
-    assert not np.array_equal(a.tree_.feature, c.tree_.feature), "max_features must change the splits"
+    assert not np.array_equal(a.tree_.feature, c.tree_.feature), (
+        "max_features must change the splits"
+    )

@@ -20,7 +20,6 @@ REFERENCE = "airoad.classic.dimensionality_reduction"
 FAST = settings(max_examples=15, deadline=None)
 
 
-
 @pytest.fixture(scope="module")
 def digits():
     X, y = load_digits(return_X_y=True)
@@ -36,10 +35,14 @@ def test_histogram_codes_equal_width_bins(impl):
     codes = np.asarray(impl.histogram_codes(X, 4))
     assert codes.shape == X.shape, f"codes have shape {codes.shape}, expected {X.shape}"
     np.testing.assert_array_equal(codes[:, 0], [0, 1, 2, 3], err_msg="column 0: width 1 per bin")
-    np.testing.assert_array_equal(codes[:, 1], [0, 0, 0, 0], err_msg="a constant column is one bin (0)")
+    np.testing.assert_array_equal(
+        codes[:, 1], [0, 0, 0, 0], err_msg="a constant column is one bin (0)"
+    )
     np.testing.assert_array_equal(codes[:, 2], [0, 1, 2, 3], err_msg="column 2: min 1, max 5")
     fixed = np.asarray(impl.histogram_codes(X[:, :1], 2, lo=np.array([0.0]), hi=np.array([2.0])))
-    np.testing.assert_array_equal(fixed[:, 0], [0, 1, 1, 1], err_msg="values beyond hi go to the last bin")
+    np.testing.assert_array_equal(
+        fixed[:, 0], [0, 1, 1, 1], err_msg="values beyond hi go to the last bin"
+    )
 
 
 def test_mutual_information_matches_sklearn_on_digits(impl, digits):
@@ -50,19 +53,30 @@ def test_mutual_information_matches_sklearn_on_digits(impl, digits):
         ours = np.asarray(impl.mutual_information(codes, y))
         assert ours.shape == (X.shape[1],), f"got shape {ours.shape}, expected (n_features,)"
         want = mutual_info_classif(codes, y, discrete_features=True)
-        np.testing.assert_allclose(ours, want, atol=1e-12, err_msg=f"MI differs from sklearn ({n_bins} bins)")
+        np.testing.assert_allclose(
+            ours, want, atol=1e-12, err_msg=f"MI differs from sklearn ({n_bins} bins)"
+        )
 
 
 @FAST
-@given(n=st.integers(5, 60), levels=st.integers(1, 5), classes=st.integers(2, 4), seed=st.integers(0, 9999))
+@given(
+    n=st.integers(5, 60),
+    levels=st.integers(1, 5),
+    classes=st.integers(2, 4),
+    seed=st.integers(0, 9999),
+)
 def test_mutual_information_matches_sklearn_random(impl, n, levels, classes, seed):
     """mutual_information equals sklearn on random discrete columns, including constant ones."""
     rng = np.random.default_rng(seed)
     codes = rng.integers(0, levels, size=(n, 3))
     y = rng.choice(np.array(["a", "b", "c", "d"])[:classes], size=n)
     ours = np.asarray(impl.mutual_information(codes, y))
-    np.testing.assert_allclose(ours, mutual_info_classif(codes, y, discrete_features=True), atol=1e-12,
-                               err_msg="MI differs from sklearn on random discrete data")
+    np.testing.assert_allclose(
+        ours,
+        mutual_info_classif(codes, y, discrete_features=True),
+        atol=1e-12,
+        err_msg="MI differs from sklearn on random discrete data",
+    )
 
 
 def test_mutual_information_of_a_copy_of_the_label_is_its_entropy(impl):
@@ -80,12 +94,18 @@ def test_mutual_info_selector_keeps_top_k(impl, digits):
     X, y = digits
     sel = impl.MutualInfoSelector(k=12, n_bins=2).fit(X, y)
     want = mutual_info_classif(impl.histogram_codes(X, 2), y, discrete_features=True)
-    np.testing.assert_allclose(sel.scores_, want, atol=1e-12, err_msg="scores_ differ from sklearn's MI")
+    np.testing.assert_allclose(
+        sel.scores_, want, atol=1e-12, err_msg="scores_ differ from sklearn's MI"
+    )
     top = np.argsort(-want, kind="stable")[:12]
-    np.testing.assert_array_equal(np.flatnonzero(sel.support_), np.sort(top), err_msg="support_ is not the top 12")
+    np.testing.assert_array_equal(
+        np.flatnonzero(sel.support_), np.sort(top), err_msg="support_ is not the top 12"
+    )
     Z = sel.transform(X)
     assert Z.shape == (len(X), 12), f"transform gave {Z.shape}, expected (n_samples, k)"
-    np.testing.assert_array_equal(Z, X[:, np.sort(top)], err_msg="transform must keep columns in order")
+    np.testing.assert_array_equal(
+        Z, X[:, np.sort(top)], err_msg="transform must keep columns in order"
+    )
     np.testing.assert_array_equal(sel.get_support(indices=True), np.sort(top))
 
 
@@ -108,10 +128,18 @@ def test_rfe_matches_sklearn_logistic(impl, digits, n_select, step):
     ours = impl.RFE(est, n_features_to_select=n_select, step=step).fit(X[:300], y[:300])
     want = SkRFE(est, n_features_to_select=n_select, step=step).fit(X[:300], y[:300])
     assert ours.support_.shape == (X.shape[1],), f"support_ has shape {ours.support_.shape}"
-    np.testing.assert_array_equal(ours.support_, want.support_, err_msg="support_ differs from sklearn's RFE")
-    np.testing.assert_array_equal(ours.ranking_, want.ranking_, err_msg="ranking_ differs from sklearn's RFE")
-    assert ours.n_features_ == want.n_features_, f"n_features_ {ours.n_features_} != {want.n_features_}"
-    np.testing.assert_allclose(ours.predict(X[300:]), want.predict(X[300:]), err_msg="predict differs")
+    np.testing.assert_array_equal(
+        ours.support_, want.support_, err_msg="support_ differs from sklearn's RFE"
+    )
+    np.testing.assert_array_equal(
+        ours.ranking_, want.ranking_, err_msg="ranking_ differs from sklearn's RFE"
+    )
+    assert ours.n_features_ == want.n_features_, (
+        f"n_features_ {ours.n_features_} != {want.n_features_}"
+    )
+    np.testing.assert_allclose(
+        ours.predict(X[300:]), want.predict(X[300:]), err_msg="predict differs"
+    )
 
 
 def test_rfe_regression_and_tree_importances(impl):
@@ -119,17 +147,29 @@ def test_rfe_regression_and_tree_importances(impl):
     X, y = load_diabetes(return_X_y=True)
     ours = impl.RFE(LinearRegression(), n_features_to_select=3).fit(X, y)
     want = SkRFE(LinearRegression(), n_features_to_select=3).fit(X, y)
-    np.testing.assert_array_equal(ours.ranking_, want.ranking_, err_msg="ranking with coef_ differs")
-    np.testing.assert_allclose(ours.score(X, y), want.score(X, y), rtol=1e-10, err_msg="score differs")
+    np.testing.assert_array_equal(
+        ours.ranking_, want.ranking_, err_msg="ranking with coef_ differs"
+    )
+    np.testing.assert_allclose(
+        ours.score(X, y), want.score(X, y), rtol=1e-10, err_msg="score differs"
+    )
     Xi, yi = load_iris(return_X_y=True)
     tree = DecisionTreeClassifier(random_state=0)
     ours = impl.RFE(tree, n_features_to_select=1).fit(Xi, yi)
-    np.testing.assert_array_equal(ours.ranking_, SkRFE(tree, n_features_to_select=1).fit(Xi, yi).ranking_,
-                                  err_msg="ranking with feature_importances_ differs")
+    np.testing.assert_array_equal(
+        ours.ranking_,
+        SkRFE(tree, n_features_to_select=1).fit(Xi, yi).ranking_,
+        err_msg="ranking with feature_importances_ differs",
+    )
 
 
 @FAST
-@given(n_features=st.integers(3, 9), n_select=st.integers(1, 3), step=st.integers(1, 4), seed=st.integers(0, 999))
+@given(
+    n_features=st.integers(3, 9),
+    n_select=st.integers(1, 3),
+    step=st.integers(1, 4),
+    seed=st.integers(0, 999),
+)
 def test_rfe_matches_sklearn_random(impl, n_features, n_select, step, seed):
     """RFE(LinearRegression) matches sklearn's ranking on random regression problems."""
     rng = np.random.default_rng(seed)
@@ -137,7 +177,9 @@ def test_rfe_matches_sklearn_random(impl, n_features, n_select, step, seed):
     y = X @ rng.normal(size=n_features) + 0.1 * rng.normal(size=40)
     ours = impl.RFE(LinearRegression(), n_features_to_select=n_select, step=step).fit(X, y)
     want = SkRFE(LinearRegression(), n_features_to_select=n_select, step=step).fit(X, y)
-    np.testing.assert_array_equal(ours.ranking_, want.ranking_, err_msg="ranking_ differs from sklearn's RFE")
+    np.testing.assert_array_equal(
+        ours.ranking_, want.ranking_, err_msg="ranking_ differs from sklearn's RFE"
+    )
 
 
 def test_rfe_api(impl):
@@ -146,5 +188,9 @@ def test_rfe_api(impl):
     rfe = impl.RFE(LogisticRegression(max_iter=500), n_features_to_select=2)
     check_estimator_api(rfe, X, y, grid={"n_features_to_select": [1, 2]})
     Z = rfe.fit(X, y).transform(X)
-    assert Z.shape == (150, 2), f"transform gave {Z.shape}, expected (n_samples, n_features_to_select)"
-    assert rfe.get_support(indices=True).shape == (2,), "get_support(indices=True) lists the kept columns"
+    assert Z.shape == (150, 2), (
+        f"transform gave {Z.shape}, expected (n_samples, n_features_to_select)"
+    )
+    assert rfe.get_support(indices=True).shape == (2,), (
+        "get_support(indices=True) lists the kept columns"
+    )

@@ -32,7 +32,9 @@ def wine():
 
 
 def _sklearn(k, weights="uniform"):
-    return neighbors.KNeighborsClassifier(n_neighbors=k, weights=weights, algorithm="brute", n_jobs=1)
+    return neighbors.KNeighborsClassifier(
+        n_neighbors=k, weights=weights, algorithm="brute", n_jobs=1
+    )
 
 
 # ---------------------------------------------------------------- building blocks
@@ -59,11 +61,11 @@ def test_squared_distances_are_clipped_at_zero(impl):
 
 def test_k_smallest_sorts_and_breaks_ties_by_index(impl):
     """k_smallest returns each row's k smallest values in order, equal values lowest index first."""
-    D = np.array([[3.0, 1.0, 2.0, 1.0, 0.5],
-                  [2.0, 2.0, 2.0, 2.0, 2.0]])
+    D = np.array([[3.0, 1.0, 2.0, 1.0, 0.5], [2.0, 2.0, 2.0, 2.0, 2.0]])
     vals, idx = impl.k_smallest(D.copy(), 3)
-    np.testing.assert_array_equal(np.asarray(idx), [[4, 1, 3], [0, 1, 2]],
-                                  err_msg="wrong indices or tie order")
+    np.testing.assert_array_equal(
+        np.asarray(idx), [[4, 1, 3], [0, 1, 2]], err_msg="wrong indices or tie order"
+    )
     np.testing.assert_array_equal(np.asarray(vals), [[0.5, 1.0, 1.0], [2.0, 2.0, 2.0]])
 
 
@@ -73,15 +75,20 @@ def test_vote_weights(impl):
     np.testing.assert_array_equal(impl.vote_weights(d, "uniform"), np.ones((2, 3)))
     with np.errstate(divide="raise"):  # the zero-distance rule must not divide by zero
         w = np.asarray(impl.vote_weights(d, "distance"))
-    np.testing.assert_allclose(w, [[1.0, 0.5, 0.25], [1.0, 0.0, 1.0]], err_msg="distance weights are off")
+    np.testing.assert_allclose(
+        w, [[1.0, 0.5, 0.25], [1.0, 0.0, 1.0]], err_msg="distance weights are off"
+    )
 
 
 def test_class_votes_adds_repeated_classes(impl):
     """class_votes sums weights per class, counting a class once per neighbour."""
     classes = np.array([[2, 2, 0], [1, 1, 1]])
     votes = np.asarray(impl.class_votes(classes, np.array([[1.0, 2.0, 3.0], [1.0, 1.0, 1.0]]), 3))
-    np.testing.assert_array_equal(votes, [[3.0, 0.0, 3.0], [0.0, 3.0, 0.0]],
-                                  err_msg="use np.add.at: fancy-index += drops repeated classes")
+    np.testing.assert_array_equal(
+        votes,
+        [[3.0, 0.0, 3.0], [0.0, 3.0, 0.0]],
+        err_msg="use np.add.at: fancy-index += drops repeated classes",
+    )
 
 
 # ---------------------------------------------------------------- the classifier vs sklearn
@@ -93,13 +100,22 @@ def test_kneighbors_match_sklearn_on_digits(impl, digits):
     k = 7
     dist, ind = impl.KNeighborsClassifier(k).fit(Xtr, ytr).kneighbors(Xte)
     sk_dist, sk_ind = _sklearn(k).fit(Xtr, ytr).kneighbors(Xte)
-    assert np.shape(dist) == (len(Xte), k), f"kneighbors distances {np.shape(dist)}, expected (n_queries, k)"
-    np.testing.assert_allclose(dist, sk_dist, rtol=1e-12, atol=1e-12, err_msg="neighbour distances differ")
+    assert np.shape(dist) == (len(Xte), k), (
+        f"kneighbors distances {np.shape(dist)}, expected (n_queries, k)"
+    )
+    np.testing.assert_allclose(
+        dist, sk_dist, rtol=1e-12, atol=1e-12, err_msg="neighbour distances differ"
+    )
     D = euclidean_distances(Xte, Xtr)
-    clean = np.sum(D <= sk_dist[:, -1:], axis=1) == k  # no other training point at the k-th distance
+    clean = (
+        np.sum(D <= sk_dist[:, -1:], axis=1) == k
+    )  # no other training point at the k-th distance
     assert clean.mean() > 0.9
-    np.testing.assert_array_equal(np.sort(ind[clean], 1), np.sort(sk_ind[clean], 1),
-                                  err_msg="neighbour sets differ where there is no tie")
+    np.testing.assert_array_equal(
+        np.sort(ind[clean], 1),
+        np.sort(sk_ind[clean], 1),
+        err_msg="neighbour sets differ where there is no tie",
+    )
     assert np.all(np.diff(dist, axis=1) >= 0), "neighbours must come nearest first"
 
 
@@ -110,9 +126,13 @@ def test_predictions_identical_to_sklearn_on_digits(impl, digits, weights):
     for k in (1, 3, 5, 10, 25):
         ours = impl.KNeighborsClassifier(k, weights=weights).fit(Xtr, ytr).predict(Xte)
         theirs = _sklearn(k, weights).fit(Xtr, ytr).predict(Xte)
-        assert np.shape(ours) == (len(Xte),), f"predict returned {np.shape(ours)}, expected (n_queries,)"
+        assert np.shape(ours) == (len(Xte),), (
+            f"predict returned {np.shape(ours)}, expected (n_queries,)"
+        )
         mismatches = int(np.sum(ours != theirs))
-        assert mismatches == 0, f"k={k}, weights={weights}: {mismatches} predictions differ from sklearn"
+        assert mismatches == 0, (
+            f"k={k}, weights={weights}: {mismatches} predictions differ from sklearn"
+        )
 
 
 @pytest.mark.parametrize("weights", ["uniform", "distance"])
@@ -125,13 +145,20 @@ def test_predict_proba_matches_sklearn_on_wine(impl, wine, weights):
 
 
 @FAST
-@given(seed=st.integers(0, 10_000), k=st.integers(1, 9), weights=st.sampled_from(["uniform", "distance"]))
+@given(
+    seed=st.integers(0, 10_000),
+    k=st.integers(1, 9),
+    weights=st.sampled_from(["uniform", "distance"]),
+)
 def test_random_continuous_data_matches_sklearn(impl, seed, k, weights):
     """On random continuous data (no distance ties) predictions and probabilities equal sklearn's."""
     rng = np.random.default_rng(seed)
     X, y = rng.normal(size=(60, 3)), rng.integers(0, 3, 60)
     Q = rng.normal(size=(25, 3))
-    ours, theirs = impl.KNeighborsClassifier(k, weights=weights).fit(X, y), _sklearn(k, weights).fit(X, y)
+    ours, theirs = (
+        impl.KNeighborsClassifier(k, weights=weights).fit(X, y),
+        _sklearn(k, weights).fit(X, y),
+    )
     np.testing.assert_array_equal(ours.predict(Q), theirs.predict(Q))
     np.testing.assert_allclose(ours.predict_proba(Q), theirs.predict_proba(Q), atol=1e-12)
 
@@ -143,7 +170,9 @@ def test_tie_rules_match_sklearn(impl):
     Q = np.array([[0.0]])  # all four training points at distance 1
     for k, want in ((1, "b"), (2, "a"), (3, "a")):
         ours = impl.KNeighborsClassifier(k).fit(X, y)
-        assert ours.predict(Q)[0] == _sklearn(k).fit(X, y).predict(Q)[0] == want, f"k={k}: expected {want!r}"
+        assert ours.predict(Q)[0] == _sklearn(k).fit(X, y).predict(Q)[0] == want, (
+            f"k={k}: expected {want!r}"
+        )
         np.testing.assert_array_equal(np.sort(ours.kneighbors(Q)[1][0]), np.arange(k))
 
 
@@ -163,7 +192,7 @@ def test_many_queries_are_chunked_correctly(impl, digits, monkeypatch):
     monkeypatch.setattr(impl, "CHUNK_ELEMENTS", 100 * len(Xtr), raising=False)
     model = impl.KNeighborsClassifier(5).fit(Xtr, ytr)
     whole = model.predict(Q)
-    parts = np.concatenate([model.predict(Q[i:i + 250]) for i in range(0, len(Q), 250)])
+    parts = np.concatenate([model.predict(Q[i : i + 250]) for i in range(0, len(Q), 250)])
     np.testing.assert_array_equal(whole, parts)
 
 

@@ -37,8 +37,9 @@ def wine():
 
 def _sklearn(X, y, C, fit_intercept=True):
     # newton-cholesky with a tight tol is sklearn's most precise solver for this objective.
-    return linear_model.LogisticRegression(C=C, solver="newton-cholesky", tol=1e-12, max_iter=1000,
-                                           fit_intercept=fit_intercept).fit(X, y)
+    return linear_model.LogisticRegression(
+        C=C, solver="newton-cholesky", tol=1e-12, max_iter=1000, fit_intercept=fit_intercept
+    ).fit(X, y)
 
 
 def _finite_diff_grad(f, w, eps=1e-6):
@@ -61,8 +62,13 @@ def test_log_softmax_matches_scipy(impl, seed, scale):
     Z = np.random.default_rng(seed).normal(0, scale, size=(6, 4))
     got = np.asarray(impl.log_softmax(Z))
     assert got.shape == Z.shape, f"log_softmax returned {got.shape}, expected {Z.shape}"
-    np.testing.assert_allclose(got, special.log_softmax(Z, axis=1), rtol=1e-12, atol=1e-12,
-                               err_msg="log_softmax differs; subtract the row max first")
+    np.testing.assert_allclose(
+        got,
+        special.log_softmax(Z, axis=1),
+        rtol=1e-12,
+        atol=1e-12,
+        err_msg="log_softmax differs; subtract the row max first",
+    )
 
 
 def test_sigmoid_is_stable_at_the_extremes(impl):
@@ -72,8 +78,9 @@ def test_sigmoid_is_stable_at_the_extremes(impl):
         warnings.simplefilter("error")  # an overflow in exp would raise here
         with np.errstate(over="raise"):
             got = np.asarray(impl.sigmoid(z))
-    np.testing.assert_allclose(got, special.expit(z), rtol=1e-12, atol=0,
-                               err_msg="sigmoid differs from expit")
+    np.testing.assert_allclose(
+        got, special.expit(z), rtol=1e-12, atol=0, err_msg="sigmoid differs from expit"
+    )
 
 
 def test_add_intercept_column(impl):
@@ -97,10 +104,14 @@ def test_binary_gradient_matches_finite_differences(impl, fit_intercept):
     w = rng.normal(size=X1.shape[1])
     loss, grad = impl.binary_loss_grad(w, X1, y, 2.0, fit_intercept)
     want_loss = 2.0 * metrics.log_loss(y, special.expit(X1 @ w), normalize=False) + 0.5 * (
-        w[:-1] @ w[:-1] if fit_intercept else w @ w)
-    np.testing.assert_allclose(loss, want_loss, rtol=1e-10,
-                               err_msg="loss must be C * summed log loss + ||coef||^2 / 2 "
-                                       "(intercept unpenalised)")
+        w[:-1] @ w[:-1] if fit_intercept else w @ w
+    )
+    np.testing.assert_allclose(
+        loss,
+        want_loss,
+        rtol=1e-10,
+        err_msg="loss must be C * summed log loss + ||coef||^2 / 2 (intercept unpenalised)",
+    )
     numeric = _finite_diff_grad(lambda v: impl.binary_loss_grad(v, X1, y, 2.0, fit_intercept)[0], w)
     np.testing.assert_allclose(grad, numeric, rtol=1e-6, atol=1e-6, err_msg="gradient is off")
 
@@ -113,8 +124,9 @@ def test_multinomial_gradient_matches_finite_differences(impl):
     W = rng.normal(size=(4, 4))
     loss, grad = impl.multinomial_loss_grad(W, X1, Y, 0.7, True)
     assert np.shape(grad) == W.shape, f"gradient shape {np.shape(grad)}, expected {W.shape}"
-    want = 0.7 * metrics.log_loss(Y.argmax(1), special.softmax(X1 @ W.T, axis=1),
-                                  normalize=False, labels=range(4)) + 0.5 * np.sum(W[:, :-1] ** 2)
+    want = 0.7 * metrics.log_loss(
+        Y.argmax(1), special.softmax(X1 @ W.T, axis=1), normalize=False, labels=range(4)
+    ) + 0.5 * np.sum(W[:, :-1] ** 2)
     np.testing.assert_allclose(loss, want, rtol=1e-10, err_msg="multinomial loss is off")
     numeric = _finite_diff_grad(lambda V: impl.multinomial_loss_grad(V, X1, Y, 0.7, True)[0], W)
     np.testing.assert_allclose(grad, numeric, rtol=1e-6, atol=1e-6, err_msg="gradient is off")
@@ -127,8 +139,12 @@ def test_hessians_match_finite_differences_of_the_gradient(impl):
     y = (rng.random(20) < 0.5).astype(float)
     w = rng.normal(size=4)
     H = np.asarray(impl.binary_hessian(w, X1, 1.5, True))
-    num = np.column_stack([_finite_diff_grad(lambda v: impl.binary_loss_grad(v, X1, y, 1.5, True)[1][j], w)
-                           for j in range(4)])
+    num = np.column_stack(
+        [
+            _finite_diff_grad(lambda v: impl.binary_loss_grad(v, X1, y, 1.5, True)[1][j], w)  # noqa: B023 (called before the loop moves on)
+            for j in range(4)
+        ]
+    )
     assert H.shape == (4, 4), f"binary Hessian shape {H.shape}, expected (p, p)"
     np.testing.assert_allclose(H, num, rtol=1e-5, atol=1e-6, err_msg="binary Hessian is off")
 
@@ -136,11 +152,18 @@ def test_hessians_match_finite_differences_of_the_gradient(impl):
     W = rng.normal(size=(3, 4))
     H = np.asarray(impl.multinomial_hessian(W, X1, 1.5, True))
     assert H.shape == (12, 12), f"multinomial Hessian shape {H.shape}, expected (K*p, K*p)"
-    num = np.column_stack([
-        _finite_diff_grad(lambda V: impl.multinomial_loss_grad(V, X1, Y, 1.5, True)[1].ravel()[j], W).ravel()
-        for j in range(12)])
-    np.testing.assert_allclose(H, num, rtol=1e-5, atol=1e-6,
-                               err_msg="multinomial Hessian is off (flatten W row by row)")
+    num = np.column_stack(
+        [
+            _finite_diff_grad(
+                lambda V: impl.multinomial_loss_grad(V, X1, Y, 1.5, True)[1].ravel()[j],  # noqa: B023 (called before the loop moves on)
+                W,  # noqa: B023 (called before the loop moves on)
+            ).ravel()
+            for j in range(12)
+        ]
+    )
+    np.testing.assert_allclose(
+        H, num, rtol=1e-5, atol=1e-6, err_msg="multinomial Hessian is off (flatten W row by row)"
+    )
 
 
 def test_log_loss_matches_sklearn(impl):
@@ -148,7 +171,9 @@ def test_log_loss_matches_sklearn(impl):
     rng = np.random.default_rng(3)
     log_p = special.log_softmax(rng.normal(size=(40, 3)), axis=1)
     y = rng.integers(0, 3, 40)
-    np.testing.assert_allclose(impl.log_loss(y, log_p), metrics.log_loss(y, np.exp(log_p)), rtol=1e-10)
+    np.testing.assert_allclose(
+        impl.log_loss(y, log_p), metrics.log_loss(y, np.exp(log_p)), rtol=1e-10
+    )
 
 
 # ---------------------------------------------------------------- the estimator vs sklearn
@@ -159,11 +184,17 @@ def test_binary_coefficients_match_sklearn(impl, cancer, C):
     """Newton on breast cancer: coef_ and intercept_ equal sklearn's at the same C (1e-6)."""
     X, y = cancer
     ours, theirs = impl.LogisticRegression(C=C).fit(X, y), _sklearn(X, y, C)
-    assert np.shape(ours.coef_) == (1, 30), \
+    assert np.shape(ours.coef_) == (1, 30), (
         f"binary coef_ is {np.shape(ours.coef_)}, expected (1, n_features)"
+    )
     assert np.shape(ours.intercept_) == (1,), "binary intercept_ must have shape (1,)"
-    np.testing.assert_allclose(ours.coef_, theirs.coef_, rtol=1e-6, atol=1e-6,
-                               err_msg=f"coefficients differ from sklearn at C={C}")
+    np.testing.assert_allclose(
+        ours.coef_,
+        theirs.coef_,
+        rtol=1e-6,
+        atol=1e-6,
+        err_msg=f"coefficients differ from sklearn at C={C}",
+    )
     np.testing.assert_allclose(ours.intercept_, theirs.intercept_, rtol=1e-6, atol=1e-6)
     assert 1 <= ours.n_iter_ <= 50, f"Newton took {ours.n_iter_} iterations; expected a handful"
 
@@ -173,12 +204,23 @@ def test_multinomial_coefficients_match_sklearn(impl, wine, C):
     """Softmax on wine (3 classes): coef_ (3, 13), intercept_ (3,) equal sklearn's."""
     X, y = wine
     ours, theirs = impl.LogisticRegression(C=C).fit(X, y), _sklearn(X, y, C)
-    assert np.shape(ours.coef_) == (3, 13), \
+    assert np.shape(ours.coef_) == (3, 13), (
         f"coef_ is {np.shape(ours.coef_)}, expected (n_classes, n_features)"
-    np.testing.assert_allclose(ours.coef_, theirs.coef_, rtol=1e-6, atol=1e-6,
-                               err_msg="multinomial coefficients differ from sklearn")
-    np.testing.assert_allclose(ours.intercept_, theirs.intercept_, rtol=1e-6, atol=1e-6,
-                               err_msg="intercepts differ (sklearn's sum to zero)")
+    )
+    np.testing.assert_allclose(
+        ours.coef_,
+        theirs.coef_,
+        rtol=1e-6,
+        atol=1e-6,
+        err_msg="multinomial coefficients differ from sklearn",
+    )
+    np.testing.assert_allclose(
+        ours.intercept_,
+        theirs.intercept_,
+        rtol=1e-6,
+        atol=1e-6,
+        err_msg="intercepts differ (sklearn's sum to zero)",
+    )
 
 
 def test_without_intercept_matches_sklearn(impl, cancer, wine):
@@ -195,14 +237,23 @@ def test_probabilities_and_log_loss_match_sklearn(impl, wine, cancer):
     for X, y in (wine, cancer):
         ours, theirs = impl.LogisticRegression(C=0.3).fit(X, y), _sklearn(X, y, 0.3)
         P = np.asarray(ours.predict_proba(X))
-        assert P.shape == (len(X), len(np.unique(y))), f"predict_proba shape {P.shape}, expected (n, K)"
-        np.testing.assert_allclose(P, theirs.predict_proba(X), atol=1e-8, err_msg="probabilities differ")
-        np.testing.assert_array_equal(ours.predict(X), theirs.predict(X), err_msg="predictions differ")
+        assert P.shape == (len(X), len(np.unique(y))), (
+            f"predict_proba shape {P.shape}, expected (n, K)"
+        )
+        np.testing.assert_allclose(
+            P, theirs.predict_proba(X), atol=1e-8, err_msg="probabilities differ"
+        )
+        np.testing.assert_array_equal(
+            ours.predict(X), theirs.predict(X), err_msg="predictions differ"
+        )
         np.testing.assert_allclose(np.exp(ours.predict_log_proba(X)), P, rtol=1e-10)
-        np.testing.assert_allclose(np.asarray(ours.decision_function(X)), theirs.decision_function(X),
-                                   atol=1e-6)
+        np.testing.assert_allclose(
+            np.asarray(ours.decision_function(X)), theirs.decision_function(X), atol=1e-6
+        )
         ours_loss = impl.log_loss(np.searchsorted(ours.classes_, y), ours.predict_log_proba(X))
-        np.testing.assert_allclose(ours_loss, metrics.log_loss(y, theirs.predict_proba(X)), rtol=1e-7)
+        np.testing.assert_allclose(
+            ours_loss, metrics.log_loss(y, theirs.predict_proba(X)), rtol=1e-7
+        )
 
 
 @pytest.mark.parametrize("load", [load_breast_cancer, load_wine], ids=["binary", "multinomial"])
@@ -211,8 +262,9 @@ def test_lbfgs_matches_sklearn(impl, load):
     X, y = _scaled(load)
     ours = impl.LogisticRegression(C=0.5, solver="lbfgs", tol=1e-10, max_iter=5000).fit(X, y)
     theirs = _sklearn(X, y, 0.5)
-    np.testing.assert_allclose(ours.coef_, theirs.coef_, atol=1e-5,
-                               err_msg="L-BFGS stopped far from sklearn's optimum")
+    np.testing.assert_allclose(
+        ours.coef_, theirs.coef_, atol=1e-5, err_msg="L-BFGS stopped far from sklearn's optimum"
+    )
     np.testing.assert_allclose(ours.intercept_, theirs.intercept_, atol=1e-5)
     assert ours.n_iter_ > 0, "n_iter_ counts the L-BFGS iterations"
 
@@ -221,10 +273,16 @@ def test_gradient_descent_reaches_the_same_optimum(impl):
     """solver='gd' lands within 1e-4 of sklearn on iris, its loss never going up."""
     X, y = _scaled(load_iris)
     ours = impl.LogisticRegression(C=0.2, solver="gd", max_iter=20_000, tol=1e-7).fit(X, y)
-    np.testing.assert_allclose(ours.coef_, _sklearn(X, y, 0.2).coef_, atol=1e-4,
-                               err_msg="gradient descent stopped far from sklearn's optimum")
+    np.testing.assert_allclose(
+        ours.coef_,
+        _sklearn(X, y, 0.2).coef_,
+        atol=1e-4,
+        err_msg="gradient descent stopped far from sklearn's optimum",
+    )
     hist = np.asarray(ours.loss_history_)
-    assert len(hist) == ours.n_iter_ + 1, "loss_history_ holds the loss before each step and at the end"
+    assert len(hist) == ours.n_iter_ + 1, (
+        "loss_history_ holds the loss before each step and at the end"
+    )
     assert np.all(np.diff(hist) <= 1e-12), "with step 1/L the loss must never increase"
     assert ours.n_iter_ > 20, "gradient descent needs many more steps than Newton"
 
@@ -246,8 +304,12 @@ def test_heavy_penalty_leaves_only_the_intercept(impl, cancer):
     X, y = cancer
     model = impl.LogisticRegression(C=1e-8).fit(X, y)
     assert np.abs(model.coef_).max() < 1e-5, "coefficients should be shrunk to ~0"
-    np.testing.assert_allclose(model.intercept_[0], special.logit(y.mean()), rtol=1e-6,
-                               err_msg="the intercept must not be penalised")
+    np.testing.assert_allclose(
+        model.intercept_[0],
+        special.logit(y.mean()),
+        rtol=1e-6,
+        err_msg="the intercept must not be penalised",
+    )
 
 
 def test_string_labels_and_classes(impl, wine):
@@ -255,7 +317,9 @@ def test_string_labels_and_classes(impl, wine):
     X, y = wine
     names = np.array(["barolo", "grignolino", "barbera"])[y]
     model = impl.LogisticRegression().fit(X, names)
-    assert list(model.classes_) == ["barbera", "barolo", "grignolino"], f"classes_ = {model.classes_}"
+    assert list(model.classes_) == ["barbera", "barolo", "grignolino"], (
+        f"classes_ = {model.classes_}"
+    )
     assert set(model.predict(X)) <= set(names), "predict must return the original labels"
     assert model.score(X, names) > 0.95
 

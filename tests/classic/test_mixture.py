@@ -20,8 +20,11 @@ def _start(X: np.ndarray, K: int, seed: int = 0, ridge: float = 1e-3) -> dict:
     """Shared initial parameters: K random points as means, equal weights, the data covariance."""
     means = X[np.random.default_rng(seed).choice(len(X), K, replace=False)]
     cov = np.cov(X.T, bias=True) + ridge * np.eye(X.shape[1])
-    return dict(weights_init=np.full(K, 1.0 / K), means_init=means,
-                precisions_init=np.stack([np.linalg.inv(cov)] * K))
+    return dict(
+        weights_init=np.full(K, 1.0 / K),
+        means_init=means,
+        precisions_init=np.stack([np.linalg.inv(cov)] * K),
+    )
 
 
 def test_gaussian_log_density_matches_scipy(impl):
@@ -33,7 +36,9 @@ def test_gaussian_log_density_matches_scipy(impl):
     out = impl.gaussian_log_density(X, means, np.linalg.cholesky(covs))
     assert out.shape == (20, 2), f"returned {out.shape}, expected (n_samples, n_components)"
     for k in range(2):
-        np.testing.assert_allclose(out[:, k], multivariate_normal(means[k], covs[k]).logpdf(X), rtol=1e-10)
+        np.testing.assert_allclose(
+            out[:, k], multivariate_normal(means[k], covs[k]).logpdf(X), rtol=1e-10
+        )
 
 
 def test_e_step_is_stable_in_high_dimension(impl):
@@ -63,7 +68,9 @@ def test_m_step_matches_weighted_moments(impl):
 def test_em_matches_sklearn_from_same_init(impl, which):
     """From the same weights/means/precisions, EM gives sklearn's log-likelihood, means and labels."""
     if which == "blobs":
-        X, _ = make_blobs(n_samples=400, centers=4, cluster_std=[1.0, 2.0, 0.5, 1.5], random_state=0)
+        X, _ = make_blobs(
+            n_samples=400, centers=4, cluster_std=[1.0, 2.0, 0.5, 1.5], random_state=0
+        )
         K, reg = 4, 1e-6
     elif which == "iris":
         X, K, reg = StandardScaler().fit_transform(load_iris().data), 3, 1e-6
@@ -72,7 +79,9 @@ def test_em_matches_sklearn_from_same_init(impl, which):
     kw = dict(n_components=K, tol=1e-6, max_iter=300, reg_covar=reg, **_start(X, K))
     ours = impl.GaussianMixture(**kw).fit(X)
     theirs = SkGMM(**kw).fit(X)
-    assert ours.lower_bound_ == pytest.approx(theirs.lower_bound_, rel=1e-7, abs=1e-7), "log-likelihood differs"
+    assert ours.lower_bound_ == pytest.approx(theirs.lower_bound_, rel=1e-7, abs=1e-7), (
+        "log-likelihood differs"
+    )
     assert ours.score(X) == pytest.approx(theirs.score(X), rel=1e-7, abs=1e-7)
     assert ours.n_iter_ == theirs.n_iter_
     np.testing.assert_allclose(ours.means_, theirs.means_, atol=1e-6)
@@ -90,8 +99,9 @@ def test_em_never_lowers_the_likelihood(impl, seed):
     """Each EM round raises (never lowers) the mean log-likelihood."""
     X, _ = make_blobs(n_samples=150, centers=3, n_features=3, cluster_std=1.5, random_state=seed)
     start = _start(X, 3, seed)
-    scores = [impl.GaussianMixture(3, max_iter=m, tol=0.0, **start).fit(X).score(X)
-              for m in (1, 2, 4, 8)]
+    scores = [
+        impl.GaussianMixture(3, max_iter=m, tol=0.0, **start).fit(X).score(X) for m in (1, 2, 4, 8)
+    ]
     assert np.all(np.diff(scores) >= -1e-9), f"log-likelihood went down: {scores}"
 
 

@@ -31,8 +31,12 @@ def _same_folds(ours, theirs, what: str) -> None:
     ours = list(ours)
     assert len(ours) == len(theirs), f"{what}: got {len(ours)} folds, expected {len(theirs)}"
     for i, ((tr, te), (sk_tr, sk_te)) in enumerate(zip(ours, theirs)):
-        np.testing.assert_array_equal(np.asarray(te), sk_te, err_msg=f"{what}: test indices of fold {i} differ")
-        np.testing.assert_array_equal(np.asarray(tr), sk_tr, err_msg=f"{what}: train indices of fold {i} differ")
+        np.testing.assert_array_equal(
+            np.asarray(te), sk_te, err_msg=f"{what}: test indices of fold {i} differ"
+        )
+        np.testing.assert_array_equal(
+            np.asarray(tr), sk_tr, err_msg=f"{what}: train indices of fold {i} differ"
+        )
 
 
 def _logreg():
@@ -47,7 +51,9 @@ def _logreg():
 def test_kfold_matches_sklearn(impl, n, k, shuffle, seed):
     """kfold_indices gives exactly KFold(n_splits, shuffle, random_state)'s train/test indices."""
     theirs = list(KFold(k, shuffle=shuffle, random_state=seed).split(np.zeros(n)))
-    _same_folds(impl.kfold_indices(n, k, shuffle, seed), theirs, f"KFold(n={n}, k={k}, shuffle={shuffle})")
+    _same_folds(
+        impl.kfold_indices(n, k, shuffle, seed), theirs, f"KFold(n={n}, k={k}, shuffle={shuffle})"
+    )
 
 
 @pytest.mark.parametrize("shuffle, seed", [(False, None), (True, 0), (True, 7)])
@@ -57,8 +63,11 @@ def test_stratified_kfold_matches_sklearn(impl, shuffle, seed):
     for n, k in [(50, 5), (97, 4), (203, 10)]:
         y = rng.choice(np.array(["spam", "eggs", "ham"]), size=n, p=[0.6, 0.3, 0.1])
         theirs = list(StratifiedKFold(k, shuffle=shuffle, random_state=seed).split(np.zeros(n), y))
-        _same_folds(impl.stratified_kfold_indices(y, k, shuffle, seed), theirs,
-                    f"StratifiedKFold(n={n}, k={k}, shuffle={shuffle})")
+        _same_folds(
+            impl.stratified_kfold_indices(y, k, shuffle, seed),
+            theirs,
+            f"StratifiedKFold(n={n}, k={k}, shuffle={shuffle})",
+        )
 
 
 def test_stratified_kfold_on_breast_cancer(impl, cancer):
@@ -75,13 +84,20 @@ def test_stratified_kfold_on_breast_cancer(impl, cancer):
 @given(n=st.integers(8, 60), k=st.integers(2, 4), seed=st.integers(0, 1000))
 def test_folds_partition_the_rows(impl, n, k, seed):
     """Test folds are disjoint, cover every row once, and train is the rest (sorted)."""
-    for folds in (impl.kfold_indices(n, k, True, seed),
-                  impl.stratified_kfold_indices(np.arange(n) % 2, k, True, seed)):
+    for folds in (
+        impl.kfold_indices(n, k, True, seed),
+        impl.stratified_kfold_indices(np.arange(n) % 2, k, True, seed),
+    ):
         tests = np.concatenate([np.asarray(te) for _, te in folds])
-        np.testing.assert_array_equal(np.sort(tests), np.arange(n), err_msg="test folds must partition 0..n-1")
+        np.testing.assert_array_equal(
+            np.sort(tests), np.arange(n), err_msg="test folds must partition 0..n-1"
+        )
         for tr, te in folds:
-            np.testing.assert_array_equal(np.asarray(tr), np.setdiff1d(np.arange(n), te),
-                                          err_msg="train must be every row not in test, sorted")
+            np.testing.assert_array_equal(
+                np.asarray(tr),
+                np.setdiff1d(np.arange(n), te),
+                err_msg="train must be every row not in test, sorted",
+            )
 
 
 # ---------------------------------------------------------------- label metrics
@@ -91,11 +107,17 @@ def test_confusion_matrix_and_accuracy_match_sklearn(impl):
     """confusion_matrix (sorted labels, rows = truth) and accuracy_score equal sklearn's."""
     rng = np.random.default_rng(0)
     y_true = rng.choice(np.array(["cat", "dog", "emu"]), 120)
-    y_pred = np.where(rng.random(120) < 0.6, y_true, rng.choice(np.array(["cat", "dog", "fox"]), 120))
+    y_pred = np.where(
+        rng.random(120) < 0.6, y_true, rng.choice(np.array(["cat", "dog", "fox"]), 120)
+    )
     cm = np.asarray(impl.confusion_matrix(y_true, y_pred))
     assert cm.shape == (4, 4), f"confusion_matrix returned {cm.shape}, expected (4, 4) for 4 labels"
-    np.testing.assert_array_equal(cm, metrics.confusion_matrix(y_true, y_pred), err_msg="confusion matrix")
-    assert impl.accuracy_score(y_true, y_pred) == pytest.approx(metrics.accuracy_score(y_true, y_pred))
+    np.testing.assert_array_equal(
+        cm, metrics.confusion_matrix(y_true, y_pred), err_msg="confusion matrix"
+    )
+    assert impl.accuracy_score(y_true, y_pred) == pytest.approx(
+        metrics.accuracy_score(y_true, y_pred)
+    )
 
 
 @pytest.mark.parametrize("average", ["macro", "micro", "weighted", None])
@@ -103,9 +125,13 @@ def test_precision_recall_f1_averages_match_sklearn(impl, average):
     """precision_recall_f1 with macro/micro/weighted/None equals precision_recall_fscore_support."""
     rng = np.random.default_rng(3)
     y_true = rng.integers(0, 4, 300)
-    y_pred = np.where(rng.random(300) < 0.5, y_true, rng.integers(0, 3, 300))  # class 3 never predicted
+    y_pred = np.where(
+        rng.random(300) < 0.5, y_true, rng.integers(0, 3, 300)
+    )  # class 3 never predicted
     ours = impl.precision_recall_f1(y_true, y_pred, average=average)
-    theirs = metrics.precision_recall_fscore_support(y_true, y_pred, average=average, zero_division=0)[:3]
+    theirs = metrics.precision_recall_fscore_support(
+        y_true, y_pred, average=average, zero_division=0
+    )[:3]
     for name, a, b in zip(("precision", "recall", "f1"), ours, theirs):
         np.testing.assert_allclose(a, b, rtol=1e-12, err_msg=f"{name} with average={average}")
 
@@ -116,8 +142,12 @@ def test_binary_precision_recall_f1_and_pos_label(impl):
     y_pred = np.array(["yes", "yes", "no", "no", "yes", "no", "yes"])
     for pos in ("yes", "no"):
         ours = impl.precision_recall_f1(y_true, y_pred, average="binary", pos_label=pos)
-        theirs = metrics.precision_recall_fscore_support(y_true, y_pred, average="binary", pos_label=pos)[:3]
-        np.testing.assert_allclose(ours, theirs, rtol=1e-12, err_msg=f"binary scores with pos_label={pos}")
+        theirs = metrics.precision_recall_fscore_support(
+            y_true, y_pred, average="binary", pos_label=pos
+        )[:3]
+        np.testing.assert_allclose(
+            ours, theirs, rtol=1e-12, err_msg=f"binary scores with pos_label={pos}"
+        )
     p, r, f1 = impl.precision_recall_f1(np.array([1, 1, 0]), np.array([0, 0, 0]), average="binary")
     assert (p, r, f1) == (0.0, 0.0, 0.0), "nothing predicted positive: precision 0/0 -> 0"
     with pytest.raises(ValueError):
@@ -158,8 +188,9 @@ def test_roc_curve_matches_sklearn(impl, drop):
         assert np.shape(a) == b.shape, f"{name} has shape {np.shape(a)}, expected {b.shape}"
         np.testing.assert_allclose(a, b, err_msg=f"roc_curve {name} (drop_intermediate={drop})")
     fpr, tpr, _ = ours
-    assert np.trapezoid(tpr, fpr) == pytest.approx(impl.roc_auc_score(y, score), abs=1e-12), \
+    assert np.trapezoid(tpr, fpr) == pytest.approx(impl.roc_auc_score(y, score), abs=1e-12), (
         "the trapezoid area under roc_curve must equal roc_auc_score"
+    )
 
 
 def test_precision_recall_curve_and_average_precision(impl):
@@ -167,12 +198,16 @@ def test_precision_recall_curve_and_average_precision(impl):
     rng = np.random.default_rng(6)
     y = rng.integers(0, 2, 150)
     score = np.round(rng.random(150) + 0.5 * y, 1)
-    for name, a, b in zip(("precision", "recall", "thresholds"),
-                          impl.precision_recall_curve(y, score), metrics.precision_recall_curve(y, score)):
+    for name, a, b in zip(
+        ("precision", "recall", "thresholds"),
+        impl.precision_recall_curve(y, score),
+        metrics.precision_recall_curve(y, score),
+    ):
         assert np.shape(a) == b.shape, f"{name} has shape {np.shape(a)}, expected {b.shape}"
         np.testing.assert_allclose(a, b, err_msg=f"precision_recall_curve {name}")
     assert impl.average_precision_score(y, score) == pytest.approx(
-        metrics.average_precision_score(y, score), abs=1e-12)
+        metrics.average_precision_score(y, score), abs=1e-12
+    )
 
 
 def test_log_loss_clips_like_sklearn(impl):
@@ -193,11 +228,18 @@ def test_binary_metrics_dict(impl):
     y = rng.integers(0, 2, 100)
     proba = np.clip(rng.random(100) * 0.7 + 0.3 * y, 0, 1)
     got = impl.binary_metrics(y, proba)
-    assert set(got) == set(METRICS), f"binary_metrics keys {sorted(got)}, expected {sorted(METRICS)}"
+    assert set(got) == set(METRICS), (
+        f"binary_metrics keys {sorted(got)}, expected {sorted(METRICS)}"
+    )
     pred = (proba > 0.5).astype(int)
-    expected = {"accuracy": metrics.accuracy_score(y, pred), "precision": metrics.precision_score(y, pred),
-                "recall": metrics.recall_score(y, pred), "f1": metrics.f1_score(y, pred),
-                "roc_auc": metrics.roc_auc_score(y, proba), "log_loss": metrics.log_loss(y, proba)}
+    expected = {
+        "accuracy": metrics.accuracy_score(y, pred),
+        "precision": metrics.precision_score(y, pred),
+        "recall": metrics.recall_score(y, pred),
+        "f1": metrics.f1_score(y, pred),
+        "roc_auc": metrics.roc_auc_score(y, proba),
+        "log_loss": metrics.log_loss(y, proba),
+    }
     for name, value in expected.items():
         assert got[name] == pytest.approx(value, abs=1e-12), f"binary_metrics[{name!r}]"
 
@@ -212,8 +254,9 @@ def test_cross_val_proba_matches_cross_val_predict(impl, cancer):
     proba, seconds = impl.cross_val_proba(_logreg, X, y, folds)
     assert np.shape(proba) == (len(y),), f"proba has shape {np.shape(proba)}, expected (n_samples,)"
     assert np.shape(seconds) == (5,), "fit_seconds must hold one time per fold"
-    theirs = cross_val_predict(_logreg(), X, y, cv=StratifiedKFold(5, shuffle=True, random_state=0),
-                               method="predict_proba")[:, 1]
+    theirs = cross_val_predict(
+        _logreg(), X, y, cv=StratifiedKFold(5, shuffle=True, random_state=0), method="predict_proba"
+    )[:, 1]
     np.testing.assert_allclose(proba, theirs, atol=1e-10, err_msg="out-of-fold P(y=1) differs")
 
 
@@ -221,14 +264,22 @@ def test_cross_val_proba_matches_cross_val_predict(impl, cancer):
 def test_cross_validate_matches_sklearn(impl, cancer, stratified):
     """cross_validate's mean and std per metric equal sklearn's cross_validate on the same folds."""
     X, y = cancer
-    got = impl.cross_validate(_logreg, X, y, n_splits=5, stratified=stratified, shuffle=True, random_state=0)
+    got = impl.cross_validate(
+        _logreg, X, y, n_splits=5, stratified=stratified, shuffle=True, random_state=0
+    )
     for name in METRICS:
         for stat in ("mean", "std"):
             assert f"{name}_{stat}" in got, f"cross_validate must return '{name}_{stat}'"
     assert got["n_splits"] == 5
     cv = (StratifiedKFold if stratified else KFold)(5, shuffle=True, random_state=0)
-    scoring = {"accuracy": "accuracy", "precision": "precision", "recall": "recall", "f1": "f1",
-               "roc_auc": "roc_auc", "log_loss": "neg_log_loss"}
+    scoring = {
+        "accuracy": "accuracy",
+        "precision": "precision",
+        "recall": "recall",
+        "f1": "f1",
+        "roc_auc": "roc_auc",
+        "log_loss": "neg_log_loss",
+    }
     res = sk_cross_validate(_logreg(), X, y, cv=cv, scoring=scoring)
     for name in METRICS:
         scores = res[f"test_{name}"] * (-1 if name == "log_loss" else 1)
@@ -246,7 +297,8 @@ def test_cross_validate_on_a_dataframe_with_string_labels(impl):
     got = impl.cross_validate(_logreg, frame, labels, n_splits=4, random_state=1)
     cv = StratifiedKFold(4, shuffle=True, random_state=1)
     res = sk_cross_validate(_logreg(), frame, labels, cv=cv, scoring="roc_auc")
-    assert got["roc_auc_mean"] == pytest.approx(res["test_score"].mean(), abs=1e-9), \
+    assert got["roc_auc_mean"] == pytest.approx(res["test_score"].mean(), abs=1e-9), (
         "roc_auc_mean on a DataFrame with string labels"
+    )
     with pytest.raises(ValueError):
         impl.cross_validate(_logreg, X[:30], np.arange(30) % 3)

@@ -27,8 +27,12 @@ def reviews():
     train, test = load("fine-food")
     train, test = train.iloc[:1500], test.iloc[:500]
     vec = CountVectorizer(min_df=2)
-    return (vec.fit_transform(train["review"]), vec.transform(test["review"]),
-            train["score"].to_numpy(), test["score"].to_numpy())
+    return (
+        vec.fit_transform(train["review"]),
+        vec.transform(test["review"]),
+        train["score"].to_numpy(),
+        test["score"].to_numpy(),
+    )
 
 
 # ---------------------------------------------------------------- shared helpers
@@ -41,14 +45,20 @@ def test_log_normalize_is_a_stable_log_softmax(impl, seed, offset):
     jll = np.random.default_rng(seed).normal(0, 20, size=(5, 3)) + offset
     got = np.asarray(impl.log_normalize(jll))
     assert got.shape == jll.shape, f"log_normalize returned {got.shape}, expected {jll.shape}"
-    np.testing.assert_allclose(got, special.log_softmax(jll, axis=1), rtol=1e-10, atol=1e-10,
-                               err_msg="subtract the row max before exponentiating (logsumexp)")
+    np.testing.assert_allclose(
+        got,
+        special.log_softmax(jll, axis=1),
+        rtol=1e-10,
+        atol=1e-10,
+        err_msg="subtract the row max before exponentiating (logsumexp)",
+    )
 
 
 def test_one_hot(impl):
     """one_hot([2, 0, 2], 3) is the 3x3 indicator matrix."""
-    np.testing.assert_array_equal(impl.one_hot(np.array([2, 0, 2]), 3),
-                                  [[0, 0, 1], [1, 0, 0], [0, 0, 1]])
+    np.testing.assert_array_equal(
+        impl.one_hot(np.array([2, 0, 2]), 3), [[0, 0, 1], [1, 0, 0], [0, 0, 1]]
+    )
 
 
 # ---------------------------------------------------------------- Gaussian
@@ -59,23 +69,34 @@ def test_gaussian_parameters_match_sklearn(impl, loader):
     """theta_, var_ (with epsilon_), class_count_ and class_prior_ equal GaussianNB's."""
     X, y = loader(return_X_y=True)
     ours, theirs = impl.GaussianNB().fit(X, y), naive_bayes.GaussianNB().fit(X, y)
-    assert np.shape(ours.theta_) == theirs.theta_.shape, f"theta_ is {np.shape(ours.theta_)}, expected (K, d)"
+    assert np.shape(ours.theta_) == theirs.theta_.shape, (
+        f"theta_ is {np.shape(ours.theta_)}, expected (K, d)"
+    )
     for name in ("theta_", "var_", "class_count_", "class_prior_", "epsilon_"):
-        np.testing.assert_allclose(getattr(ours, name), getattr(theirs, name), rtol=1e-10,
-                                   err_msg=f"{name} differs from sklearn's")
+        np.testing.assert_allclose(
+            getattr(ours, name),
+            getattr(theirs, name),
+            rtol=1e-10,
+            err_msg=f"{name} differs from sklearn's",
+        )
 
 
 @pytest.mark.parametrize("loader", [load_wine, load_iris], ids=["wine", "iris"])
 def test_gaussian_probabilities_match_sklearn(impl, loader):
     """predict_joint_log_proba, predict_proba and predict equal GaussianNB's."""
     X, y = loader(return_X_y=True)
-    ours, theirs = impl.GaussianNB().fit(X[::2], y[::2]), naive_bayes.GaussianNB().fit(X[::2], y[::2])
+    ours, theirs = (
+        impl.GaussianNB().fit(X[::2], y[::2]),
+        naive_bayes.GaussianNB().fit(X[::2], y[::2]),
+    )
     Q = X[1::2]
     jll = np.asarray(ours.predict_joint_log_proba(Q))
     assert jll.shape == (len(Q), 3), f"joint log-likelihood is {jll.shape}, expected (n, n_classes)"
     np.testing.assert_allclose(jll, theirs.predict_joint_log_proba(Q), rtol=1e-10, atol=1e-8)
     np.testing.assert_allclose(ours.predict_proba(Q), theirs.predict_proba(Q), atol=1e-12)
-    np.testing.assert_allclose(ours.predict_log_proba(Q), theirs.predict_log_proba(Q), rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(
+        ours.predict_log_proba(Q), theirs.predict_log_proba(Q), rtol=1e-9, atol=1e-9
+    )
     np.testing.assert_array_equal(ours.predict(Q), theirs.predict(Q))
 
 
@@ -89,7 +110,9 @@ def test_var_smoothing_handles_a_constant_feature(impl):
         with warnings.catch_warnings():
             warnings.simplefilter("error", RuntimeWarning)
             P = np.asarray(ours.predict_proba(X))
-        assert np.all(np.isfinite(P)), "probabilities must stay finite: add epsilon_ to every variance"
+        assert np.all(np.isfinite(P)), (
+            "probabilities must stay finite: add epsilon_ to every variance"
+        )
         np.testing.assert_allclose(P, theirs.predict_proba(X), atol=1e-9)
 
 
@@ -124,11 +147,16 @@ def test_multinomial_parameters_match_sklearn(impl, reviews):
     Xtr, _, ytr, _ = reviews
     ours, theirs = impl.MultinomialNB().fit(Xtr, ytr), naive_bayes.MultinomialNB().fit(Xtr, ytr)
     assert list(ours.classes_) == ["great", "other"], f"classes_ = {ours.classes_}"
-    assert np.shape(ours.feature_log_prob_) == theirs.feature_log_prob_.shape, \
+    assert np.shape(ours.feature_log_prob_) == theirs.feature_log_prob_.shape, (
         f"feature_log_prob_ is {np.shape(ours.feature_log_prob_)}, expected (K, n_words)"
+    )
     for name in ("class_count_", "feature_count_", "feature_log_prob_", "class_log_prior_"):
-        np.testing.assert_allclose(getattr(ours, name), getattr(theirs, name), rtol=1e-12,
-                                   err_msg=f"{name} differs from sklearn's")
+        np.testing.assert_allclose(
+            getattr(ours, name),
+            getattr(theirs, name),
+            rtol=1e-12,
+            err_msg=f"{name} differs from sklearn's",
+        )
 
 
 @pytest.mark.parametrize("alpha", [1.0, 0.1])
@@ -140,8 +168,9 @@ def test_multinomial_probabilities_match_sklearn(impl, reviews, alpha):
     P = np.asarray(ours.predict_proba(Xte))
     assert P.shape == (Xte.shape[0], 2), f"predict_proba returned {P.shape}, expected (n, 2)"
     np.testing.assert_allclose(P, theirs.predict_proba(Xte), atol=1e-10)
-    np.testing.assert_allclose(ours.predict_joint_log_proba(Xte), theirs.predict_joint_log_proba(Xte),
-                               rtol=1e-10)
+    np.testing.assert_allclose(
+        ours.predict_joint_log_proba(Xte), theirs.predict_joint_log_proba(Xte), rtol=1e-10
+    )
     np.testing.assert_array_equal(ours.predict(Xte), theirs.predict(Xte))
     assert np.mean(ours.predict(Xte) == yte) > 0.75
 
@@ -152,8 +181,9 @@ def test_multinomial_dense_equals_sparse(impl, reviews):
     sp = impl.MultinomialNB().fit(Xtr[:300], ytr[:300])
     dense = impl.MultinomialNB().fit(Xtr[:300].toarray(), ytr[:300])
     np.testing.assert_allclose(dense.feature_log_prob_, sp.feature_log_prob_, rtol=1e-12)
-    np.testing.assert_allclose(dense.predict_proba(Xte[:50].toarray()), sp.predict_proba(Xte[:50]),
-                               atol=1e-12)
+    np.testing.assert_allclose(
+        dense.predict_proba(Xte[:50].toarray()), sp.predict_proba(Xte[:50]), atol=1e-12
+    )
 
 
 def test_long_documents_stay_finite(impl, reviews):
@@ -164,8 +194,12 @@ def test_long_documents_stay_finite(impl, reviews):
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
         P = np.asarray(model.predict_proba(big))
-    assert np.all(np.isfinite(P)) and np.allclose(P.sum(1), 1.0), "normalise with logsumexp, in log space"
-    np.testing.assert_allclose(P, naive_bayes.MultinomialNB().fit(Xtr, ytr).predict_proba(big), atol=1e-10)
+    assert np.all(np.isfinite(P)) and np.allclose(P.sum(1), 1.0), (
+        "normalise with logsumexp, in log space"
+    )
+    np.testing.assert_allclose(
+        P, naive_bayes.MultinomialNB().fit(Xtr, ytr).predict_proba(big), atol=1e-10
+    )
 
 
 def test_multinomial_priors(impl, reviews):
@@ -174,8 +208,9 @@ def test_multinomial_priors(impl, reviews):
     for kw in (dict(fit_prior=False), dict(class_prior=[0.2, 0.8])):
         ours = impl.MultinomialNB(**kw).fit(Xtr, ytr)
         theirs = naive_bayes.MultinomialNB(**kw).fit(Xtr, ytr)
-        np.testing.assert_allclose(ours.class_log_prior_, theirs.class_log_prior_, rtol=1e-12,
-                                   err_msg=str(kw))
+        np.testing.assert_allclose(
+            ours.class_log_prior_, theirs.class_log_prior_, rtol=1e-12, err_msg=str(kw)
+        )
         np.testing.assert_allclose(ours.predict_proba(Xte), theirs.predict_proba(Xte), atol=1e-10)
 
 
@@ -200,4 +235,6 @@ def test_multinomial_nb_follows_the_sklearn_api(impl, reviews):
 
     Xtr, _, ytr, _ = reviews
     X = Xtr[:400, :200].toarray()  # counts: a StandardScaler would make them negative
-    check_estimator_api(impl.MultinomialNB(), X, ytr[:400], grid={"alpha": [0.5, 1.0]}, scaler=MaxAbsScaler())
+    check_estimator_api(
+        impl.MultinomialNB(), X, ytr[:400], grid={"alpha": [0.5, 1.0]}, scaler=MaxAbsScaler()
+    )

@@ -16,8 +16,12 @@ from sklearn.utils.multiclass import _ovr_decision_function
 
 REFERENCE = "airoad.classic.svm"
 
-KERNELS = [dict(kernel="rbf"), dict(kernel="linear", C=0.1),
-           dict(kernel="poly", degree=2, coef0=1.0, C=0.5), dict(kernel="rbf", C=100.0, gamma=0.01)]
+KERNELS = [
+    dict(kernel="rbf"),
+    dict(kernel="linear", C=0.1),
+    dict(kernel="poly", degree=2, coef0=1.0, C=0.5),
+    dict(kernel="rbf", C=100.0, gamma=0.01),
+]
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +44,9 @@ def _svc_pair(impl, X, y, **kw):
 
 def _sv_sets_close(ours, theirs) -> None:
     a, b = set(ours.support_.tolist()), set(theirs.support_.tolist())
-    assert len(a ^ b) <= max(2, 0.02 * len(b)), \
+    assert len(a ^ b) <= max(2, 0.02 * len(b)), (
         f"support vectors differ from SVC's: {len(a - b)} extra, {len(b - a)} missing of {len(b)}"
+    )
 
 
 def _dense_coef(model, n: int) -> np.ndarray:
@@ -55,9 +60,11 @@ def test_kernel_matrix_matches_sklearn(impl):
     """kernel_matrix(A, B, kernel, gamma, degree, coef0) equals sklearn's linear/poly/rbf kernels."""
     rng = np.random.default_rng(0)
     A, B = rng.normal(size=(7, 4)), rng.normal(size=(5, 4))
-    for name, ref in [("linear", linear_kernel(A, B)),
-                      ("poly", polynomial_kernel(A, B, degree=3, gamma=0.3, coef0=1.5)),
-                      ("rbf", rbf_kernel(A, B, gamma=0.3))]:
+    for name, ref in [
+        ("linear", linear_kernel(A, B)),
+        ("poly", polynomial_kernel(A, B, degree=3, gamma=0.3, coef0=1.5)),
+        ("rbf", rbf_kernel(A, B, gamma=0.3)),
+    ]:
         K = impl.kernel_matrix(A, B, name, gamma=0.3, degree=3, coef0=1.5)
         assert K.shape == (7, 5), f"kernel_matrix returned {K.shape}, expected (len(A), len(B))"
         np.testing.assert_allclose(K, ref, rtol=1e-10, atol=1e-12, err_msg=f"{name} kernel differs")
@@ -75,9 +82,15 @@ def test_smo_binary_solution_matches_libsvm(impl, cancer):
     assert abs(alpha @ sign) < 1e-8, "the constraint sum_i y_i alpha_i = 0 is broken"
     ref = sk_svm.SVC(kernel="rbf", gamma=gamma).fit(X, y)
     assert set(np.flatnonzero(alpha > 0)) == set(ref.support_), "support vectors differ from SVC's"
-    np.testing.assert_allclose(-(alpha * sign)[ref.support_], ref.dual_coef_[0], atol=1e-3,
-                               err_msg="y_i alpha_i differ from SVC's dual_coef_")
-    assert rho == pytest.approx(ref.intercept_[0], abs=1e-3), "rho differs from SVC's (binary sign flip)"
+    np.testing.assert_allclose(
+        -(alpha * sign)[ref.support_],
+        ref.dual_coef_[0],
+        atol=1e-3,
+        err_msg="y_i alpha_i differ from SVC's dual_coef_",
+    )
+    assert rho == pytest.approx(ref.intercept_[0], abs=1e-3), (
+        "rho differs from SVC's (binary sign flip)"
+    )
     assert n_iter > 0
 
 
@@ -88,8 +101,12 @@ def test_binary_svc_matches_sklearn(impl, cancer, kw):
     ours, theirs = _svc_pair(impl, X, y, **kw)
     dec = ours.decision_function(X)
     assert dec.shape == (len(X),), f"binary decision_function returned {dec.shape}, expected (n,)"
-    np.testing.assert_allclose(dec, theirs.decision_function(X), atol=5e-3,
-                               err_msg="decision values differ from SVC's by more than 5 * tol")
+    np.testing.assert_allclose(
+        dec,
+        theirs.decision_function(X),
+        atol=5e-3,
+        err_msg="decision values differ from SVC's by more than 5 * tol",
+    )
     _sv_sets_close(ours, theirs)
     np.testing.assert_array_equal(ours.predict(X), theirs.predict(X))
 
@@ -100,13 +117,18 @@ def test_multiclass_one_vs_one_matches_sklearn(impl, digits_small, kw):
     X, y = digits_small
     ours, theirs = _svc_pair(impl, X, y, **kw)
     _sv_sets_close(ours, theirs)
-    assert np.abs(ours.n_support_ - theirs.n_support_).max() <= 1, \
+    assert np.abs(ours.n_support_ - theirs.n_support_).max() <= 1, (
         f"n_support_ {ours.n_support_} vs SVC's {theirs.n_support_}"
-    assert ours.dual_coef_.shape == (9, len(ours.support_)), \
+    )
+    assert ours.dual_coef_.shape == (9, len(ours.support_)), (
         f"dual_coef_ is {ours.dual_coef_.shape}, expected (n_classes - 1, n_SV)"
-    np.testing.assert_allclose(_dense_coef(ours, len(X)), _dense_coef(theirs, len(X)),
-                               atol=0.02 * kw.get("C", 1.0),
-                               err_msg="dual_coef_ layout or values differ from SVC's")
+    )
+    np.testing.assert_allclose(
+        _dense_coef(ours, len(X)),
+        _dense_coef(theirs, len(X)),
+        atol=0.02 * kw.get("C", 1.0),
+        err_msg="dual_coef_ layout or values differ from SVC's",
+    )
     np.testing.assert_allclose(ours.intercept_, theirs.intercept_, atol=5e-3)
     dec = ours.decision_function(X[:100])
     assert dec.shape == (100, 45), f"ovo decision_function returned {dec.shape}, expected (n, 45)"
@@ -119,10 +141,16 @@ def test_ovr_decision_shape_and_gamma_scale(impl, digits_small):
     ours = impl.SVC().fit(X, y)
     assert ours.gamma_ == pytest.approx(1.0 / (X.shape[1] * X.var()), rel=1e-12)
     dec = ours.decision_function(X[:50])
-    assert dec.shape == (50, 10), f"ovr decision_function returned {dec.shape}, expected (n, n_classes)"
+    assert dec.shape == (50, 10), (
+        f"ovr decision_function returned {dec.shape}, expected (n, n_classes)"
+    )
     ovo = ours.set_params(decision_function_shape="ovo").decision_function(X[:50])
-    np.testing.assert_allclose(dec, _ovr_decision_function(ovo < 0, -ovo, 10), atol=1e-12,
-                               err_msg="ovr scores must be votes + sum of confidences / (3 (|sum| + 1))")
+    np.testing.assert_allclose(
+        dec,
+        _ovr_decision_function(ovo < 0, -ovo, 10),
+        atol=1e-12,
+        err_msg="ovr scores must be votes + sum of confidences / (3 (|sum| + 1))",
+    )
     theirs = sk_svm.SVC().fit(X, y).decision_function(X[:50])
     np.testing.assert_array_equal(dec.argmax(axis=1), theirs.argmax(axis=1))
 
@@ -154,7 +182,9 @@ def test_dual_objective_no_worse_than_libsvm(impl, seed, C):
     ref = sk_svm.SVC(kernel="linear", C=C, tol=1e-4).fit(X, y)
     a_ref = np.zeros(len(X))
     a_ref[ref.support_] = np.abs(ref.dual_coef_[0])
-    assert dual(alpha) <= dual(a_ref) + 1e-3 * max(1.0, abs(dual(a_ref))), "SMO stopped short of the optimum"
+    assert dual(alpha) <= dual(a_ref) + 1e-3 * max(1.0, abs(dual(a_ref))), (
+        "SMO stopped short of the optimum"
+    )
 
 
 def test_pegasos_accuracy_close_to_linear_svc(impl, cancer):
@@ -163,7 +193,9 @@ def test_pegasos_accuracy_close_to_linear_svc(impl, cancer):
     lam = 1e-2
     ours = impl.PegasosSVC(lam=lam, random_state=0).fit(X, y)
     theirs = sk_svm.LinearSVC(C=1.0 / (lam * len(X)), loss="hinge", max_iter=50_000).fit(X, y)
-    assert ours.coef_.shape == (1, X.shape[1]), f"coef_ is {ours.coef_.shape}, expected (1, n_features)"
+    assert ours.coef_.shape == (1, X.shape[1]), (
+        f"coef_ is {ours.coef_.shape}, expected (1, n_features)"
+    )
     assert abs(ours.score(X, y) - theirs.score(X, y)) <= 0.02
 
     def objective(w, b):  # both regularise the bias as the weight of a constant feature
@@ -171,7 +203,9 @@ def test_pegasos_accuracy_close_to_linear_svc(impl, cancer):
         return lam / 2 * (w @ w + b * b) + np.maximum(0, 1 - margins).mean()
 
     ours_obj = objective(ours.coef_[0], ours.intercept_[0])
-    assert ours_obj <= 1.05 * objective(theirs.coef_[0], theirs.intercept_[0]), "Pegasos is far from the optimum"
+    assert ours_obj <= 1.05 * objective(theirs.coef_[0], theirs.intercept_[0]), (
+        "Pegasos is far from the optimum"
+    )
 
 
 def test_pegasos_multiclass_and_seed(impl, digits_small):
@@ -180,7 +214,9 @@ def test_pegasos_multiclass_and_seed(impl, digits_small):
     X = StandardScaler().fit_transform(X)
     a = impl.PegasosSVC(lam=1e-3, random_state=3).fit(X, y)
     assert a.coef_.shape == (10, 64) and a.decision_function(X).shape == (len(X), 10)
-    np.testing.assert_array_equal(a.coef_, impl.PegasosSVC(lam=1e-3, random_state=3).fit(X, y).coef_)
+    np.testing.assert_array_equal(
+        a.coef_, impl.PegasosSVC(lam=1e-3, random_state=3).fit(X, y).coef_
+    )
     assert not np.allclose(a.coef_, impl.PegasosSVC(lam=1e-3, random_state=4).fit(X, y).coef_)
     Xte, yte = load_digits(return_X_y=True)
     scaler = StandardScaler().fit(load_digits().data[:500])

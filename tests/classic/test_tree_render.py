@@ -26,7 +26,9 @@ def test_export_text_matches_sklearn_on_iris(impl, iris_tree):
     model, data = iris_tree
     ours = impl.export_text(model, feature_names=list(data.feature_names))
     theirs = sktree.export_text(model, feature_names=list(data.feature_names))
-    assert ours == theirs, f"export_text differs from sklearn's; ours:\n{ours}\nsklearn's:\n{theirs}"
+    assert ours == theirs, (
+        f"export_text differs from sklearn's; ours:\n{ours}\nsklearn's:\n{theirs}"
+    )
 
 
 def test_export_text_class_names_and_defaults(impl):
@@ -34,8 +36,12 @@ def test_export_text_class_names_and_defaults(impl):
     data = load_wine()
     model = sktree.DecisionTreeClassifier(max_depth=3, random_state=0).fit(data.data, data.target)
     names = list(data.target_names)
-    assert impl.export_text(model, class_names=names) == sktree.export_text(model, class_names=names)
-    assert impl.export_text(model, decimals=4) == sktree.export_text(model, decimals=4), "decimals is ignored"
+    assert impl.export_text(model, class_names=names) == sktree.export_text(
+        model, class_names=names
+    )
+    assert impl.export_text(model, decimals=4) == sktree.export_text(model, decimals=4), (
+        "decimals is ignored"
+    )
 
 
 def test_export_text_regressor(impl):
@@ -50,29 +56,47 @@ def test_node_positions_place_leaves_left_to_right(impl, iris_tree):
     model, _ = iris_tree
     t = model.tree_
     x, depth = impl.node_positions(model)
-    assert np.shape(x) == np.shape(depth) == (t.node_count,), "node_positions returns two (n_nodes,) arrays"
+    assert np.shape(x) == np.shape(depth) == (t.node_count,), (
+        "node_positions returns two (n_nodes,) arrays"
+    )
     leaves = np.flatnonzero(t.children_left == -1)
-    np.testing.assert_allclose(np.sort(x[leaves]), np.arange(len(leaves)), err_msg="leaves must sit at 0, 1, 2, ...")
+    np.testing.assert_allclose(
+        np.sort(x[leaves]), np.arange(len(leaves)), err_msg="leaves must sit at 0, 1, 2, ..."
+    )
     inner = np.flatnonzero(t.children_left != -1)
-    np.testing.assert_allclose(x[inner], (x[t.children_left[inner]] + x[t.children_right[inner]]) / 2,
-                               err_msg="a parent must sit midway between its children")
-    assert np.all(x[t.children_left[inner]] < x[t.children_right[inner]]), "left child must be drawn left"
-    np.testing.assert_array_equal(depth[t.children_left[inner]], depth[inner] + 1, err_msg="depth of a child")
-    assert depth[0] == 0 and depth.max() == model.get_depth(), "depth must count edges from the root"
+    np.testing.assert_allclose(
+        x[inner],
+        (x[t.children_left[inner]] + x[t.children_right[inner]]) / 2,
+        err_msg="a parent must sit midway between its children",
+    )
+    assert np.all(x[t.children_left[inner]] < x[t.children_right[inner]]), (
+        "left child must be drawn left"
+    )
+    np.testing.assert_array_equal(
+        depth[t.children_left[inner]], depth[inner] + 1, err_msg="depth of a child"
+    )
+    assert depth[0] == 0 and depth.max() == model.get_depth(), (
+        "depth must count edges from the root"
+    )
 
 
 def test_node_label_shows_rule_and_counts(impl, iris_tree):
     """A node's label shows its rule with the feature name, its sample count and its class."""
     model, data = iris_tree
     t = model.tree_
-    root = impl.node_label(model, 0, feature_names=list(data.feature_names),
-                           class_names=list(data.target_names))
-    assert f"{data.feature_names[t.feature[0]]} <= {t.threshold[0]:.2f}" in root, f"root label lacks its rule: {root!r}"
+    root = impl.node_label(
+        model, 0, feature_names=list(data.feature_names), class_names=list(data.target_names)
+    )
+    assert f"{data.feature_names[t.feature[0]]} <= {t.threshold[0]:.2f}" in root, (
+        f"root label lacks its rule: {root!r}"
+    )
     assert "samples = 150" in root, f"root label lacks 'samples = 150': {root!r}"
     leaf = int(np.flatnonzero(t.children_left == -1)[0])
     text = impl.node_label(model, leaf, class_names=list(data.target_names))
     assert "<=" not in text, "a leaf has no rule"
-    assert f"class = {data.target_names[np.argmax(t.value[leaf])]}" in text, f"leaf label lacks its class: {text!r}"
+    assert f"class = {data.target_names[np.argmax(t.value[leaf])]}" in text, (
+        f"leaf label lacks its class: {text!r}"
+    )
 
 
 def test_plot_tree_draws_one_box_per_node(impl, iris_tree, tmp_path):
@@ -80,8 +104,12 @@ def test_plot_tree_draws_one_box_per_node(impl, iris_tree, tmp_path):
     model, data = iris_tree
     fig, ax = plt.subplots(figsize=(12, 7))
     boxes = impl.plot_tree(model, feature_names=list(data.feature_names), ax=ax)
-    assert len(boxes) == model.tree_.node_count, f"{len(boxes)} boxes for {model.tree_.node_count} nodes"
-    assert data.feature_names[model.tree_.feature[0]] in boxes[0].get_text(), "first box must be the root's"
+    assert len(boxes) == model.tree_.node_count, (
+        f"{len(boxes)} boxes for {model.tree_.node_count} nodes"
+    )
+    assert data.feature_names[model.tree_.feature[0]] in boxes[0].get_text(), (
+        "first box must be the root's"
+    )
     path = tmp_path / "tree.png"
     fig.savefig(path)
     plt.close(fig)

@@ -41,13 +41,18 @@ def sha(data: bytes) -> str:
 PAYLOAD = {"a.bin": b"alpha" * 1000, "b.bin": b"bravo" * 2000}
 
 
-def fake_dataset(name: str = "fake", served: dict[str, bytes] | None = None,
-                 fail_after: int | None = None) -> Dataset:
+def fake_dataset(
+    name: str = "fake", served: dict[str, bytes] | None = None, fail_after: int | None = None
+) -> Dataset:
     """A dataset whose checksums describe PAYLOAD; `served` lets the source send other bytes."""
     served = PAYLOAD if served is None else served
     return Dataset(
-        name=name, title="fake", licence="none", size_mb=0.01, returns="bytes",
-        source=FakeSource(members={k: k for k in PAYLOAD}, payload=served,
-                          fail_after=fail_after),
+        name=name,
+        title="fake",
+        licence="none",
+        size_mb=0.01,
+        returns="bytes",
+        source=FakeSource(members={k: k for k in PAYLOAD}, payload=served, fail_after=fail_after),
         files={k: sha(v) for k, v in PAYLOAD.items()},
-        loader=lambda folder: {k: (folder / k).read_bytes() for k in PAYLOAD})
+        loader=lambda folder: {k: (folder / k).read_bytes() for k in PAYLOAD},
+    )

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from data_fakes import fake_dataset
 from typer.testing import CliRunner
 
 from airoad.cli_data import data_app
 from airoad.data import store
 from airoad.data.registry import REGISTRY
-from data_fakes import fake_dataset
 
 runner = CliRunner()
 
@@ -82,7 +82,9 @@ def test_cli_module_and_registry_import_light():
     import subprocess
     import sys
 
-    code = ("import sys, airoad.cli_data; from airoad.data import store; store.all_datasets(); "
-            "heavy = {'pandas', 'sklearn', 'torch', 'rdata'} & set(sys.modules); "
-            "assert not heavy, heavy")
+    code = (
+        "import sys, airoad.cli_data; from airoad.data import store; store.all_datasets(); "
+        "heavy = {'pandas', 'sklearn', 'torch', 'rdata'} & set(sys.modules); "
+        "assert not heavy, heavy"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from data_fakes import PAYLOAD, SourceBroke, fake_dataset
 
 from airoad.data import store
 from airoad.errors import AiroadError, DatasetMissing
-
-from data_fakes import PAYLOAD, SourceBroke, fake_dataset
 
 
 @pytest.fixture(autouse=True)

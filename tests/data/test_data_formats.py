@@ -47,12 +47,16 @@ PAYLOAD = b"X\n" + bytes(range(256)) * 10
 FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME}]
 
 
-@pytest.mark.parametrize("body", [
-    zlib.compress(PAYLOAD),
-    b"Z" + lzma.compress(PAYLOAD, format=lzma.FORMAT_RAW, filters=FILTERS),
-    b"2" + bz2.compress(PAYLOAD),
-    b"0" + PAYLOAD,
-], ids=["zlib", "lzma", "bzip2", "none"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        zlib.compress(PAYLOAD),
+        b"Z" + lzma.compress(PAYLOAD, format=lzma.FORMAT_RAW, filters=FILTERS),
+        b"2" + bz2.compress(PAYLOAD),
+        b"0" + PAYLOAD,
+    ],
+    ids=["zlib", "lzma", "bzip2", "none"],
+)
 def test_r_chunk_formats(body):
     assert decompress_chunk(struct.pack(">I", len(PAYLOAD)) + body) == PAYLOAD
 

@@ -34,8 +34,11 @@ def _check_idx(data, train_counts, test_counts):
 
 
 def test_mnist(mnist):
-    _check_idx(mnist, [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949],
-               [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009])
+    _check_idx(
+        mnist,
+        [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949],
+        [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009],
+    )
     assert mnist["y_train"][:5].tolist() == [5, 0, 4, 1, 9]
 
 
@@ -55,7 +58,10 @@ def test_adult():
     assert train["income"].value_counts().to_dict() == {"<=50K": 24720, ">50K": 7841}
     assert test["income"].value_counts().to_dict() == {"<=50K": 12435, ">50K": 3846}
     assert train.isna().sum()[["workclass", "occupation", "native-country"]].tolist() == [
-        1836, 1843, 583]
+        1836,
+        1843,
+        583,
+    ]
     assert test.iloc[0]["age"] == 25 and test.iloc[0]["education"] == "11th"
 
 
@@ -94,8 +100,14 @@ def test_shakespeare():
 
 def test_austen():
     novels = load("austen")
-    assert list(novels) == ["Sense & Sensibility", "Pride & Prejudice", "Mansfield Park",
-                            "Emma", "Northanger Abbey", "Persuasion"]
+    assert list(novels) == [
+        "Sense & Sensibility",
+        "Pride & Prejudice",
+        "Mansfield Park",
+        "Emma",
+        "Northanger Abbey",
+        "Persuasion",
+    ]
     assert "It is a truth universally acknowledged" in novels["Pride & Prejudice"]
     assert novels["Emma"].startswith("EMMA")
     assert 3_900_000 < sum(map(len, novels.values())) < 4_100_000

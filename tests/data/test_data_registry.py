@@ -10,9 +10,27 @@ from airoad.data import store
 from airoad.data.sources import InstalledPackage
 
 DATASETS = store.all_datasets()
-EXPECTED = {"iris", "wine", "digits", "breast-cancer", "diabetes", "mnist-5k", "boston",
-            "titanic", "penguins", "mnist", "fashion-mnist", "adult", "credit", "nyse",
-            "airline", "shakespeare", "austen", "fine-food", "python-docs"}
+EXPECTED = {
+    "iris",
+    "wine",
+    "digits",
+    "breast-cancer",
+    "diabetes",
+    "mnist-5k",
+    "boston",
+    "titanic",
+    "penguins",
+    "mnist",
+    "fashion-mnist",
+    "adult",
+    "credit",
+    "nyse",
+    "airline",
+    "shakespeare",
+    "austen",
+    "fine-food",
+    "python-docs",
+}
 
 
 def test_expected_datasets_registered():

@@ -23,11 +23,13 @@ def _gen(seed: int) -> torch.Generator:
 # ---------------------------------------------------------------- derivatives
 
 FUNCTIONS = {
-    "sin(x) exp(-x^2)": (lambda x: torch.sin(x) * torch.exp(-x ** 2),
-                         lambda x: (torch.cos(x) - 2 * x * torch.sin(x)) * torch.exp(-x ** 2)),
+    "sin(x) exp(-x^2)": (
+        lambda x: torch.sin(x) * torch.exp(-(x**2)),
+        lambda x: (torch.cos(x) - 2 * x * torch.sin(x)) * torch.exp(-(x**2)),
+    ),
     "tanh": (torch.tanh, lambda x: 1 - torch.tanh(x) ** 2),
     "softplus": (torch.nn.functional.softplus, torch.sigmoid),
-    "x^3 - 2x": (lambda x: x ** 3 - 2 * x, lambda x: 3 * x ** 2 - 2),
+    "x^3 - 2x": (lambda x: x**3 - 2 * x, lambda x: 3 * x**2 - 2),
 }
 
 
@@ -37,8 +39,12 @@ def test_derivative_matches_analytic(impl, name):
     f, df = FUNCTIONS[name]
     x = torch.linspace(-3, 3, 101, dtype=F64)
     got = impl.derivative(f, x)
-    assert got.shape == x.shape, f"derivative returned shape {tuple(got.shape)}, expected {tuple(x.shape)}"
-    torch.testing.assert_close(got, df(x), rtol=1e-12, atol=1e-12, msg=f"autograd f'(x) wrong for {name}")
+    assert got.shape == x.shape, (
+        f"derivative returned shape {tuple(got.shape)}, expected {tuple(x.shape)}"
+    )
+    torch.testing.assert_close(
+        got, df(x), rtol=1e-12, atol=1e-12, msg=f"autograd f'(x) wrong for {name}"
+    )
 
 
 @settings(max_examples=20, deadline=None)
@@ -47,27 +53,32 @@ def test_derivative_agrees_with_central_difference(impl, xs):
     """Autograd and central differences agree to ~1e-8 in float64 (Hypothesis over points)."""
     f, _ = FUNCTIONS["sin(x) exp(-x^2)"]
     x = torch.tensor(xs, dtype=F64)
-    torch.testing.assert_close(impl.derivative(f, x), impl.central_difference(f, x), rtol=0, atol=1e-8)
+    torch.testing.assert_close(
+        impl.derivative(f, x), impl.central_difference(f, x), rtol=0, atol=1e-8
+    )
 
 
 def test_central_difference_is_second_order(impl):
     """central_difference of x^3 is exactly 3x^2 + h^2: the symmetric formula, not a one-sided one."""
     x = torch.linspace(-2, 2, 9, dtype=F64)
     h = 1e-3
-    got = impl.central_difference(lambda t: t ** 3, x, h)
-    torch.testing.assert_close(got, 3 * x ** 2 + h ** 2, rtol=0, atol=1e-9,
-                               msg="expected (f(x+h) - f(x-h)) / (2h)")
+    got = impl.central_difference(lambda t: t**3, x, h)
+    torch.testing.assert_close(
+        got, 3 * x**2 + h**2, rtol=0, atol=1e-9, msg="expected (f(x+h) - f(x-h)) / (2h)"
+    )
 
 
 def test_gradient_field_matches_analytic(impl):
     """gradient_field returns (df/dx, df/dy) on a grid with the grid's shape."""
-    x, y = torch.meshgrid(torch.linspace(-2, 2, 20, dtype=F64), torch.linspace(-1, 3, 30, dtype=F64),
-                          indexing="ij")
-    gx, gy = impl.gradient_field(lambda a, b: a ** 2 * b + torch.sin(b), x, y)
+    x, y = torch.meshgrid(
+        torch.linspace(-2, 2, 20, dtype=F64), torch.linspace(-1, 3, 30, dtype=F64), indexing="ij"
+    )
+    gx, gy = impl.gradient_field(lambda a, b: a**2 * b + torch.sin(b), x, y)
     assert gx.shape == x.shape and gy.shape == y.shape, (
-        f"got {tuple(gx.shape)}, {tuple(gy.shape)}, expected (20, 30)")
+        f"got {tuple(gx.shape)}, {tuple(gy.shape)}, expected (20, 30)"
+    )
     torch.testing.assert_close(gx, 2 * x * y, rtol=1e-12, atol=1e-12, msg="df/dx wrong")
-    torch.testing.assert_close(gy, x ** 2 + torch.cos(y), rtol=1e-12, atol=1e-12, msg="df/dy wrong")
+    torch.testing.assert_close(gy, x**2 + torch.cos(y), rtol=1e-12, atol=1e-12, msg="df/dy wrong")
 
 
 # ---------------------------------------------------------------- sampling
@@ -76,7 +87,9 @@ N = 200_000
 
 
 def _within(estimate: float, truth: float, se: float, what: str, k: float = 5.0) -> None:
-    assert abs(estimate - truth) < k * se, f"{what}: got {estimate:.5f}, expected {truth:.5f} +- {k * se:.5f}"
+    assert abs(estimate - truth) < k * se, (
+        f"{what}: got {estimate:.5f}, expected {truth:.5f} +- {k * se:.5f}"
+    )
 
 
 @pytest.mark.parametrize("mu,sigma", [(0.0, 1.0), (1.5, 0.7), (-3.0, 4.0)])
@@ -85,16 +98,20 @@ def test_normal_sampler_moments_and_shape(impl, mu, sigma):
     x = impl.sample_normal(mu, sigma, N, _gen(0))
     assert x.shape == (N,), f"sample_normal returned shape {tuple(x.shape)}, expected ({N},)"
     x = x.double()
-    _within(x.mean().item(), mu, sigma / N ** 0.5, "sample mean")
-    _within(x.var().item(), sigma ** 2, sigma ** 2 * (2 / N) ** 0.5, "sample variance")
-    assert stats.kstest(x.numpy(), "norm", args=(mu, sigma)).pvalue > 1e-3, "samples do not look normal (KS test)"
+    _within(x.mean().item(), mu, sigma / N**0.5, "sample mean")
+    _within(x.var().item(), sigma**2, sigma**2 * (2 / N) ** 0.5, "sample variance")
+    assert stats.kstest(x.numpy(), "norm", args=(mu, sigma)).pvalue > 1e-3, (
+        "samples do not look normal (KS test)"
+    )
 
 
 def test_samplers_are_seeded(impl):
     """The same generator seed gives the same draws; another seed gives others."""
-    for draw in (lambda s: impl.sample_normal(0.0, 1.0, 50, _gen(s)),
-                 lambda s: impl.sample_bernoulli(0.5, 50, _gen(s)),
-                 lambda s: impl.sample_categorical(torch.tensor([0.2, 0.3, 0.5]), 50, _gen(s))):
+    for draw in (
+        lambda s: impl.sample_normal(0.0, 1.0, 50, _gen(s)),
+        lambda s: impl.sample_bernoulli(0.5, 50, _gen(s)),
+        lambda s: impl.sample_categorical(torch.tensor([0.2, 0.3, 0.5]), 50, _gen(s)),
+    ):
         assert torch.equal(draw(3), draw(3)), "same seed must give identical samples"
         assert not torch.equal(draw(3), draw(4)), "different seeds must give different samples"
 
@@ -113,12 +130,15 @@ def test_categorical_sampler_frequencies(impl):
     probs = torch.tensor([0.05, 0.4, 0.0, 0.25, 0.3], dtype=F64)
     k = impl.sample_categorical(probs, N, _gen(2))
     assert k.shape == (N,) and k.dtype == torch.int64, (
-        f"got shape {tuple(k.shape)} dtype {k.dtype}, expected ({N},) int64")
+        f"got shape {tuple(k.shape)} dtype {k.dtype}, expected ({N},) int64"
+    )
     counts = torch.bincount(k, minlength=5).numpy()
     assert len(counts) == 5 and counts[2] == 0, f"class counts {counts}: class 2 has probability 0"
     keep = probs.numpy() > 0
     p_value = stats.chisquare(counts[keep], N * probs.numpy()[keep]).pvalue
-    assert p_value > 1e-3, f"class frequencies {counts / N} do not match {probs.tolist()} (p = {p_value:.1e})"
+    assert p_value > 1e-3, (
+        f"class frequencies {counts / N} do not match {probs.tolist()} (p = {p_value:.1e})"
+    )
 
 
 # ---------------------------------------------------------------- log-densities
@@ -130,8 +150,13 @@ def test_normal_log_prob_matches_scipy(impl, mu, sigma, seed):
     """normal_log_prob equals scipy.stats.norm.logpdf and torch.distributions.Normal.log_prob."""
     x = torch.from_numpy(np.random.default_rng(seed).normal(mu, 3 * sigma, size=50))
     got = impl.normal_log_prob(x, mu, sigma)
-    np.testing.assert_allclose(got.numpy(), stats.norm.logpdf(x.numpy(), mu, sigma),
-                               rtol=1e-10, atol=1e-10, err_msg="differs from scipy.stats.norm.logpdf")
+    np.testing.assert_allclose(
+        got.numpy(),
+        stats.norm.logpdf(x.numpy(), mu, sigma),
+        rtol=1e-10,
+        atol=1e-10,
+        err_msg="differs from scipy.stats.norm.logpdf",
+    )
     # float64 loc/scale: python floats would make torch.distributions compute in float32
     normal = torch.distributions.Normal(torch.tensor(mu, dtype=F64), torch.tensor(sigma, dtype=F64))
     torch.testing.assert_close(got, normal.log_prob(x), rtol=1e-10, atol=1e-10)
@@ -183,7 +208,9 @@ def test_linear_regression_matches_sklearn(impl, diabetes_std):
     w = model.linear.weight.detach().reshape(-1).numpy()
     np.testing.assert_allclose(w, sk.coef_, atol=1e-3, err_msg="coefficients differ from sklearn's")
     assert abs(model.linear.bias.item() - sk.intercept_) < 1e-6, "intercept differs from sklearn's"
-    assert torch.all(torch.diff(losses) <= 1e-12), "full-batch GD with a small lr must never raise the loss"
+    assert torch.all(torch.diff(losses) <= 1e-12), (
+        "full-batch GD with a small lr must never raise the loss"
+    )
 
 
 # ---------------------------------------------------------------- REINFORCE
@@ -218,7 +245,9 @@ def test_reinforce_loss_value_and_gradient(impl):
     assert loss.dim() == 0, f"loss must be a scalar, got shape {tuple(loss.shape)}"
     torch.testing.assert_close(loss, -((r - 0.25) * logp).mean())
     loss.backward()
-    assert logits.grad is not None and logits.grad.abs().sum() > 0, "loss must keep the autograd graph"
+    assert logits.grad is not None and logits.grad.abs().sum() > 0, (
+        "loss must keep the autograd graph"
+    )
 
 
 @settings(max_examples=15, deadline=None)
@@ -227,7 +256,9 @@ def test_policy_gradient_matches_autograd(impl, logit_list):
     """policy_gradient equals autograd's gradient of J = softmax(logits) . means (Hypothesis)."""
     logits = torch.tensor(logit_list, dtype=F64, requires_grad=True)
     (want,) = torch.autograd.grad(torch.softmax(logits, 0) @ torch.tensor(MEANS, dtype=F64), logits)
-    torch.testing.assert_close(impl.policy_gradient(logits.detach(), MEANS), want, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(
+        impl.policy_gradient(logits.detach(), MEANS), want, rtol=1e-10, atol=1e-12
+    )
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -237,8 +268,12 @@ def test_reinforce_estimate_is_unbiased(impl, seed):
     est = impl.reinforce_gradient(logits, MEANS, 200_000, seed)
     assert est.shape == (5,), f"gradient shape {tuple(est.shape)}, expected (5,)"
     exact = impl.policy_gradient(logits, MEANS)
-    np.testing.assert_allclose(est.numpy(), exact.numpy(), atol=0.01,
-                               err_msg="REINFORCE estimate is far from the exact gradient")
+    np.testing.assert_allclose(
+        est.numpy(),
+        exact.numpy(),
+        atol=0.01,
+        err_msg="REINFORCE estimate is far from the exact gradient",
+    )
     assert not torch.allclose(est, torch.zeros(5, dtype=F64)), "estimate must not be zero"
 
 
@@ -246,8 +281,15 @@ def test_reinforce_estimate_is_unbiased(impl, seed):
 def test_reinforce_learns_best_arm(impl, seed):
     """After 3000 pulls the trained policy puts most of its mass on the best arm (seeded)."""
     policy, history = impl.train_reinforce(MEANS, episodes=3000, batch_size=32, lr=1.0, seed=seed)
-    assert history.shape == (3000 // 32, 5), f"history shape {tuple(history.shape)}, expected (93, 5)"
+    assert history.shape == (3000 // 32, 5), (
+        f"history shape {tuple(history.shape)}, expected (93, 5)"
+    )
     p_best = torch.softmax(policy.logits.detach(), 0)[2].item()
-    assert p_best > 0.8, f"best arm (index 2, mean 0.8) has probability {p_best:.3f}, expected > 0.8"
-    torch.testing.assert_close(history[-1], torch.softmax(policy.logits.detach(), 0),
-                               msg="last history row must be the final policy")
+    assert p_best > 0.8, (
+        f"best arm (index 2, mean 0.8) has probability {p_best:.3f}, expected > 0.8"
+    )
+    torch.testing.assert_close(
+        history[-1],
+        torch.softmax(policy.logits.detach(), 0),
+        msg="last history row must be the final policy",
+    )

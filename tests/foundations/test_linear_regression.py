@@ -35,7 +35,8 @@ def _check_fit(model, X, y):
     """Fit `model`, check the fitted attribute shapes, return it."""
     model.fit(X, y)
     assert np.shape(model.coef_) == (X.shape[1],), (
-        f"coef_ has shape {np.shape(model.coef_)}, expected (n_features,) = ({X.shape[1]},)")
+        f"coef_ has shape {np.shape(model.coef_)}, expected (n_features,) = ({X.shape[1]},)"
+    )
     assert np.ndim(model.intercept_) == 0, "intercept_ must be a scalar"
     pred = model.predict(X)
     assert np.shape(pred) == (len(X),), f"predict returned {np.shape(pred)}, expected (n_samples,)"
@@ -43,10 +44,20 @@ def _check_fit(model, X, y):
 
 
 def _assert_same_fit(ours, theirs, rtol, atol, what):
-    np.testing.assert_allclose(ours.coef_, theirs.coef_, rtol=rtol, atol=atol,
-                               err_msg=f"{what}: coef_ differs from sklearn's")
-    np.testing.assert_allclose(ours.intercept_, theirs.intercept_, rtol=rtol, atol=atol,
-                               err_msg=f"{what}: intercept_ differs from sklearn's")
+    np.testing.assert_allclose(
+        ours.coef_,
+        theirs.coef_,
+        rtol=rtol,
+        atol=atol,
+        err_msg=f"{what}: coef_ differs from sklearn's",
+    )
+    np.testing.assert_allclose(
+        ours.intercept_,
+        theirs.intercept_,
+        rtol=rtol,
+        atol=atol,
+        err_msg=f"{what}: intercept_ differs from sklearn's",
+    )
 
 
 @pytest.mark.parametrize("solver", ["lstsq", "normal"])
@@ -62,8 +73,9 @@ def test_ols_without_intercept(impl, diabetes):
     X, y = diabetes
     ours = _check_fit(impl.LinearRegression(fit_intercept=False), X, y)
     assert ours.intercept_ == 0.0, f"intercept_ is {ours.intercept_}, expected 0.0"
-    _assert_same_fit(ours, sk.LinearRegression(fit_intercept=False).fit(X, y), 1e-8, 1e-8,
-                     "fit_intercept=False")
+    _assert_same_fit(
+        ours, sk.LinearRegression(fit_intercept=False).fit(X, y), 1e-8, 1e-8, "fit_intercept=False"
+    )
 
 
 def test_lstsq_gives_minimum_norm_on_collinear_columns(impl, diabetes):
@@ -73,7 +85,8 @@ def test_lstsq_gives_minimum_norm_on_collinear_columns(impl, diabetes):
     ours = _check_fit(impl.LinearRegression(solver="lstsq"), X2, y)
     _assert_same_fit(ours, sk.LinearRegression().fit(X2, y), 1e-6, 1e-6, "collinear columns")
     assert ours.coef_[0] == pytest.approx(ours.coef_[-1], rel=1e-6), (
-        "the minimum-norm solution splits the weight equally between duplicated columns")
+        "the minimum-norm solution splits the weight equally between duplicated columns"
+    )
 
 
 def test_gradient_descent_decreases_loss_and_reaches_normal_equation(impl, diabetes):
@@ -83,11 +96,11 @@ def test_gradient_descent_decreases_loss_and_reaches_normal_equation(impl, diabe
     gd = _check_fit(impl.LinearRegression(solver="gd", max_iter=50_000, tol=1e-10), X, y)
     losses = np.asarray(gd.loss_history_)
     assert losses.ndim == 1 and len(losses) == gd.n_iter_ + 1, (
-        f"loss_history_ must hold n_iter_ + 1 = {gd.n_iter_ + 1} losses, got shape {losses.shape}")
+        f"loss_history_ must hold n_iter_ + 1 = {gd.n_iter_ + 1} losses, got shape {losses.shape}"
+    )
     assert gd.n_iter_ < 50_000, "gd used every step: it should meet tol first"
     assert np.all(np.diff(losses) <= 1e-12 * losses[0]), "the loss went up during gradient descent"
-    _assert_same_fit(gd, impl.LinearRegression(solver="lstsq").fit(X, y), 1e-6, 1e-6,
-                     "gd vs lstsq")
+    _assert_same_fit(gd, impl.LinearRegression(solver="lstsq").fit(X, y), 1e-6, 1e-6, "gd vs lstsq")
 
 
 def test_gradient_descent_respects_max_iter_and_learning_rate(impl, diabetes):
@@ -96,11 +109,16 @@ def test_gradient_descent_respects_max_iter_and_learning_rate(impl, diabetes):
     X = StandardScaler().fit_transform(X)
     gd = impl.LinearRegression(solver="gd", max_iter=1, learning_rate=0.1).fit(X, y)
     assert gd.n_iter_ == 1 and len(gd.loss_history_) == 2, (
-        f"max_iter=1 should give n_iter_=1 and 2 losses, got {gd.n_iter_} and {len(gd.loss_history_)}")
+        f"max_iter=1 should give n_iter_=1 and 2 losses, got {gd.n_iter_} and {len(gd.loss_history_)}"
+    )
     yc = y - y.mean()
     expected = 0.1 * X.T @ yc / len(y)  # one step from w = 0 along minus the gradient
-    np.testing.assert_allclose(gd.coef_, expected, rtol=1e-10,
-                               err_msg="one gd step from zero should be learning_rate * X^T y / n")
+    np.testing.assert_allclose(
+        gd.coef_,
+        expected,
+        rtol=1e-10,
+        err_msg="one gd step from zero should be learning_rate * X^T y / n",
+    )
 
 
 def test_unknown_solver_raises(impl, diabetes):
@@ -114,7 +132,9 @@ def test_ridge_matches_sklearn(impl, diabetes, wide, alpha):
     """Ridge matches sklearn's Ridge on tall (n > p) and wide (n < p) data."""
     for name, (X, y) in {"diabetes": diabetes, "wide": wide}.items():
         ours = _check_fit(impl.Ridge(alpha=alpha), X, y)
-        _assert_same_fit(ours, sk.Ridge(alpha=alpha).fit(X, y), 1e-7, 1e-8, f"{name}, alpha={alpha}")
+        _assert_same_fit(
+            ours, sk.Ridge(alpha=alpha).fit(X, y), 1e-7, 1e-8, f"{name}, alpha={alpha}"
+        )
 
 
 @settings(max_examples=20, deadline=None)
@@ -130,8 +150,12 @@ def test_ridge_shrinks_as_alpha_grows(impl, alpha, factor):
 def test_soft_threshold(impl):
     """soft_threshold(x, t) = sign(x) * max(|x| - t, 0), elementwise."""
     x = np.array([-3.0, -1.0, -0.5, 0.0, 0.5, 1.0, 3.0])
-    np.testing.assert_allclose(impl.soft_threshold(x, 1.0), [-2, 0, 0, 0, 0, 0, 2], atol=0,
-                               err_msg="soft_threshold(x, 1) is wrong")
+    np.testing.assert_allclose(
+        impl.soft_threshold(x, 1.0),
+        [-2, 0, 0, 0, 0, 0, 2],
+        atol=0,
+        err_msg="soft_threshold(x, 1) is wrong",
+    )
 
 
 @pytest.mark.parametrize("precompute", [True, False])
@@ -153,14 +177,14 @@ def test_lasso_duality_gap_matches_sklearn(impl, diabetes):
     r = yc - Xc @ theirs.coef_
     gap = impl.duality_gap(theirs.coef_, r @ r, Xc.T @ r, r @ yc, 0.1 * len(y))
     assert gap == pytest.approx(theirs.dual_gap_ * len(y), rel=1e-6, abs=1e-6), (
-        f"duality_gap gave {gap}, sklearn's gap (x n) is {theirs.dual_gap_ * len(y)}")
+        f"duality_gap gave {gap}, sklearn's gap (x n) is {theirs.dual_gap_ * len(y)}"
+    )
     ours = impl.Lasso(alpha=0.1, tol=1e-3).fit(X, y)
     assert 0 <= ours.dual_gap_ * len(y) <= 1e-3 * (yc @ yc), "Lasso stopped above the tolerance"
 
 
 @settings(max_examples=20, deadline=None)
-@given(arrays(np.float64, (25, 4), elements=st.floats(-10, 10, width=64)),
-       st.floats(0.01, 2.0))
+@given(arrays(np.float64, (25, 4), elements=st.floats(-10, 10, width=64)), st.floats(0.01, 2.0))
 def test_lasso_optimality_conditions(impl, X, scale):
     """At the lasso optimum |X^T r| / n <= alpha, with equality (and matching sign) where coef != 0."""
     if np.any(np.ptp(X, axis=0) < 1e-3):
@@ -171,10 +195,16 @@ def test_lasso_optimality_conditions(impl, X, scale):
     model = impl.Lasso(alpha=alpha, tol=1e-14, max_iter=200_000).fit(X, y)
     corr = Xc.T @ (yc - Xc @ model.coef_) / len(y)
     slack = 1e-5 * max(alpha, 1.0)
-    assert np.all(np.abs(corr) <= alpha + slack), f"|X^T r|/n = {np.abs(corr)} exceeds alpha={alpha}"
+    assert np.all(np.abs(corr) <= alpha + slack), (
+        f"|X^T r|/n = {np.abs(corr)} exceeds alpha={alpha}"
+    )
     on = model.coef_ != 0
-    np.testing.assert_allclose(corr[on], alpha * np.sign(model.coef_[on]), atol=slack,
-                               err_msg="for coef_j != 0, X_j^T r / n must equal alpha * sign(coef_j)")
+    np.testing.assert_allclose(
+        corr[on],
+        alpha * np.sign(model.coef_[on]),
+        atol=slack,
+        err_msg="for coef_j != 0, X_j^T r / n must equal alpha * sign(coef_j)",
+    )
 
 
 def test_lasso_is_all_zero_above_alpha_max(impl, diabetes):
@@ -187,9 +217,15 @@ def test_lasso_is_all_zero_above_alpha_max(impl, diabetes):
 
 
 @settings(max_examples=20, deadline=None)
-@given(arrays(np.float64, st.tuples(st.integers(1, 6), st.integers(1, 4)),
-              elements=st.floats(-3, 3, width=64)),
-       st.integers(0, 4), st.booleans())
+@given(
+    arrays(
+        np.float64,
+        st.tuples(st.integers(1, 6), st.integers(1, 4)),
+        elements=st.floats(-3, 3, width=64),
+    ),
+    st.integers(0, 4),
+    st.booleans(),
+)
 def test_polynomial_features_match_sklearn(impl, X, degree, include_bias):
     """polynomial_features equals sklearn's PolynomialFeatures, columns in the same order."""
     if degree == 0 and not include_bias:
@@ -198,17 +234,25 @@ def test_polynomial_features_match_sklearn(impl, X, degree, include_bias):
     theirs = PolynomialFeatures(degree, include_bias=include_bias).fit_transform(X)
     assert ours.shape == theirs.shape, (
         f"polynomial_features gave {ours.shape}, expected {theirs.shape} "
-        f"(n_samples, C(n_features + degree, degree){'' if include_bias else ' - 1'})")
-    np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-12,
-                               err_msg="monomials (or their column order) differ from sklearn's")
+        f"(n_samples, C(n_features + degree, degree){'' if include_bias else ' - 1'})"
+    )
+    np.testing.assert_allclose(
+        ours,
+        theirs,
+        rtol=1e-12,
+        atol=1e-12,
+        err_msg="monomials (or their column order) differ from sklearn's",
+    )
 
 
 def test_sklearn_api_clone_params(impl, diabetes):
     """get_params/set_params/clone round-trip, and fit returns self."""
     X, y = diabetes
-    for model, key, value in [(impl.LinearRegression(solver="normal"), "solver", "lstsq"),
-                              (impl.Ridge(alpha=2.0), "alpha", 5.0),
-                              (impl.Lasso(alpha=0.3), "alpha", 0.05)]:
+    for model, key, value in [
+        (impl.LinearRegression(solver="normal"), "solver", "lstsq"),
+        (impl.Ridge(alpha=2.0), "alpha", 5.0),
+        (impl.Lasso(alpha=0.3), "alpha", 0.05),
+    ]:
         params = clone(model).get_params()
         assert params == model.get_params(), "clone changed the hyper-parameters"
         model.set_params(**{key: value})
@@ -223,15 +267,27 @@ def test_works_in_pipeline_cross_val_and_grid_search(impl, diabetes):
     def cv(model):
         return cross_val_score(make_pipeline(StandardScaler(), model), X, y, cv=5)
 
-    np.testing.assert_allclose(cv(impl.Ridge(alpha=3.0)), cv(sk.Ridge(alpha=3.0)), atol=1e-9,
-                               err_msg="cross-validated R^2 of Ridge differs from sklearn's")
-    np.testing.assert_allclose(cv(impl.LinearRegression()), cv(sk.LinearRegression()), atol=1e-9,
-                               err_msg="cross-validated R^2 of LinearRegression differs")
+    np.testing.assert_allclose(
+        cv(impl.Ridge(alpha=3.0)),
+        cv(sk.Ridge(alpha=3.0)),
+        atol=1e-9,
+        err_msg="cross-validated R^2 of Ridge differs from sklearn's",
+    )
+    np.testing.assert_allclose(
+        cv(impl.LinearRegression()),
+        cv(sk.LinearRegression()),
+        atol=1e-9,
+        err_msg="cross-validated R^2 of LinearRegression differs",
+    )
     grid = {"alpha": [0.01, 0.1, 1.0, 10.0]}
     ours = GridSearchCV(impl.Lasso(tol=1e-8, max_iter=20_000), grid, cv=3).fit(X, y)
     theirs = GridSearchCV(sk.Lasso(tol=1e-8, max_iter=20_000), grid, cv=3).fit(X, y)
     assert ours.best_params_ == theirs.best_params_, (
-        f"GridSearchCV picked {ours.best_params_}, sklearn's Lasso picks {theirs.best_params_}")
-    np.testing.assert_allclose(ours.cv_results_["mean_test_score"],
-                               theirs.cv_results_["mean_test_score"], atol=1e-6,
-                               err_msg="GridSearchCV scores differ from sklearn's Lasso")
+        f"GridSearchCV picked {ours.best_params_}, sklearn's Lasso picks {theirs.best_params_}"
+    )
+    np.testing.assert_allclose(
+        ours.cv_results_["mean_test_score"],
+        theirs.cv_results_["mean_test_score"],
+        atol=1e-6,
+        err_msg="GridSearchCV scores differ from sklearn's Lasso",
+    )

@@ -42,7 +42,9 @@ def test_matmul_matches_numpy(impl):
     A, B = rng.standard_normal((4, 7)), rng.standard_normal((7, 3))
     C = np.asarray(impl.matmul(A, B))
     assert C.shape == (4, 3), f"matmul returned shape {C.shape}, expected (4, 3)"
-    np.testing.assert_allclose(C, A @ B, rtol=1e-12, atol=1e-12, err_msg="matmul differs from A @ B")
+    np.testing.assert_allclose(
+        C, A @ B, rtol=1e-12, atol=1e-12, err_msg="matmul differs from A @ B"
+    )
 
 
 def test_matmul_rejects_mismatched_shapes(impl):
@@ -67,24 +69,38 @@ def test_solve_matches_numpy_on_random_systems(impl, n, k, seed):
     b = np.random.default_rng(seed + 1).standard_normal((n, k) if k > 1 else n)
     x = np.asarray(impl.solve(A, b))
     assert x.shape == b.shape, f"solve returned shape {x.shape}, expected b's shape {b.shape}"
-    np.testing.assert_allclose(x, np.linalg.solve(A, b), rtol=1e-9, atol=1e-10,
-                               err_msg="solve differs from np.linalg.solve")
+    np.testing.assert_allclose(
+        x,
+        np.linalg.solve(A, b),
+        rtol=1e-9,
+        atol=1e-10,
+        err_msg="solve differs from np.linalg.solve",
+    )
 
 
 def test_solve_needs_pivoting(impl):
     """solve handles a zero in the top-left corner (needs a row swap, i.e. partial pivoting)."""
     A = np.array([[0.0, 2.0, 1.0], [1.0, 1.0, 0.0], [3.0, 0.0, 1.0]])
     b = np.array([3.0, 2.0, 4.0])
-    np.testing.assert_allclose(impl.solve(A, b), np.linalg.solve(A, b), rtol=1e-12, atol=1e-12,
-                               err_msg="solve failed on a matrix with A[0, 0] == 0")
+    np.testing.assert_allclose(
+        impl.solve(A, b),
+        np.linalg.solve(A, b),
+        rtol=1e-12,
+        atol=1e-12,
+        err_msg="solve failed on a matrix with A[0, 0] == 0",
+    )
 
 
 def test_solve_is_accurate_with_tiny_pivot(impl):
     """With a tiny (1e-17) top-left entry, pivoting keeps the solution accurate."""
     A = np.array([[1e-17, 1.0], [1.0, 1.0]])
     b = np.array([1.0, 2.0])
-    np.testing.assert_allclose(impl.solve(A, b), np.linalg.solve(A, b), rtol=1e-12,
-                               err_msg="no pivoting? dividing by 1e-17 ruins the answer")
+    np.testing.assert_allclose(
+        impl.solve(A, b),
+        np.linalg.solve(A, b),
+        rtol=1e-12,
+        err_msg="no pivoting? dividing by 1e-17 ruins the answer",
+    )
 
 
 def test_solve_raises_on_singular(impl):
@@ -100,19 +116,31 @@ def test_forward_eliminate_gives_upper_triangular(impl):
     U, c, n_swaps = impl.forward_eliminate(A, b)
     U = np.asarray(U)
     assert U.shape == (6, 6), f"U has shape {U.shape}, expected (6, 6)"
-    np.testing.assert_allclose(np.tril(U, -1), 0.0, atol=1e-12, err_msg="U has entries below the diagonal")
+    np.testing.assert_allclose(
+        np.tril(U, -1), 0.0, atol=1e-12, err_msg="U has entries below the diagonal"
+    )
     assert isinstance(n_swaps, (int, np.integer)), f"n_swaps should be an int, got {type(n_swaps)}"
-    np.testing.assert_allclose(U @ np.linalg.solve(A, b), c, atol=1e-10,
-                               err_msg="U x = c does not hold for the true solution x")
-    np.testing.assert_array_equal(A, _well_conditioned(6, 3), err_msg="forward_eliminate modified A")
+    np.testing.assert_allclose(
+        U @ np.linalg.solve(A, b),
+        c,
+        atol=1e-10,
+        err_msg="U x = c does not hold for the true solution x",
+    )
+    np.testing.assert_array_equal(
+        A, _well_conditioned(6, 3), err_msg="forward_eliminate modified A"
+    )
 
 
 def test_back_substitute_matches_numpy(impl):
     """back_substitute solves an upper-triangular system like np.linalg.solve."""
     U = np.triu(_well_conditioned(5, 7))
     c = np.arange(1.0, 6.0)
-    np.testing.assert_allclose(impl.back_substitute(U, c), np.linalg.solve(U, c), rtol=1e-12,
-                               err_msg="back_substitute differs from np.linalg.solve")
+    np.testing.assert_allclose(
+        impl.back_substitute(U, c),
+        np.linalg.solve(U, c),
+        rtol=1e-12,
+        err_msg="back_substitute differs from np.linalg.solve",
+    )
 
 
 @FAST
@@ -122,26 +150,35 @@ def test_det_matches_numpy(impl, n, seed):
     A = np.random.default_rng(seed).standard_normal((n, n))
     d = impl.det(A)
     assert np.ndim(d) == 0, "det must return a single number"
-    np.testing.assert_allclose(d, np.linalg.det(A), rtol=1e-9, atol=1e-12,
-                               err_msg="det differs from np.linalg.det")
+    np.testing.assert_allclose(
+        d, np.linalg.det(A), rtol=1e-9, atol=1e-12, err_msg="det differs from np.linalg.det"
+    )
 
 
 def test_det_of_singular_and_permutation(impl):
     """det is 0 for a singular matrix and -1 for a single row swap of the identity."""
-    assert abs(impl.det(np.array([[1.0, 2.0], [2.0, 4.0]]))) < 1e-12, "singular matrix should have det 0"
+    assert abs(impl.det(np.array([[1.0, 2.0], [2.0, 4.0]]))) < 1e-12, (
+        "singular matrix should have det 0"
+    )
     P = np.eye(3)[[1, 0, 2]]
-    np.testing.assert_allclose(impl.det(P), -1.0, atol=1e-12, err_msg="one row swap should give det -1")
+    np.testing.assert_allclose(
+        impl.det(P), -1.0, atol=1e-12, err_msg="one row swap should give det -1"
+    )
 
 
 # ---------------------------------------------------------------- derivatives
 
 
-@pytest.mark.parametrize("f, df", [
-    (np.sin, np.cos),
-    (np.exp, np.exp),
-    (lambda x: x ** 3 - 2 * x, lambda x: 3 * x ** 2 - 2),
-    (lambda x: np.log1p(x ** 2), lambda x: 2 * x / (1 + x ** 2)),
-], ids=["sin", "exp", "cubic", "log1p"])
+@pytest.mark.parametrize(
+    "f, df",
+    [
+        (np.sin, np.cos),
+        (np.exp, np.exp),
+        (lambda x: x**3 - 2 * x, lambda x: 3 * x**2 - 2),
+        (lambda x: np.log1p(x**2), lambda x: 2 * x / (1 + x**2)),
+    ],
+    ids=["sin", "exp", "cubic", "log1p"],
+)
 def test_central_derivative_matches_analytic(impl, f, df):
     """numerical_derivative (central) matches the analytic derivative to about 1e-8."""
     x = np.linspace(-2, 2, 9)
@@ -174,19 +211,26 @@ def test_gradient_of_quadratic(impl, n, seed):
     A, b, x = rng.standard_normal((n, n)), rng.standard_normal(n), rng.standard_normal(n)
     g = np.asarray(impl.numerical_gradient(lambda v: 0.5 * v @ A @ v + b @ v, x))
     assert g.shape == (n,), f"gradient has shape {g.shape}, expected ({n},)"
-    np.testing.assert_allclose(g, 0.5 * (A + A.T) @ x + b, rtol=1e-6, atol=1e-7,
-                               err_msg="numerical gradient differs from the analytic one")
+    np.testing.assert_allclose(
+        g,
+        0.5 * (A + A.T) @ x + b,
+        rtol=1e-6,
+        atol=1e-7,
+        err_msg="numerical gradient differs from the analytic one",
+    )
 
 
 def test_gradient_of_rosenbrock(impl):
     """numerical_gradient of the Rosenbrock function matches its analytic gradient."""
+
     def rosen(v):
         return (1 - v[0]) ** 2 + 100 * (v[1] - v[0] ** 2) ** 2
 
     x = np.array([-1.2, 1.0])
     exact = np.array([-2 * (1 - x[0]) - 400 * x[0] * (x[1] - x[0] ** 2), 200 * (x[1] - x[0] ** 2)])
-    np.testing.assert_allclose(impl.numerical_gradient(rosen, x), exact, rtol=1e-7,
-                               err_msg="Rosenbrock gradient is off")
+    np.testing.assert_allclose(
+        impl.numerical_gradient(rosen, x), exact, rtol=1e-7, err_msg="Rosenbrock gradient is off"
+    )
 
 
 # ---------------------------------------------------------------- pandas
@@ -197,10 +241,17 @@ def test_missing_report_on_penguins(impl, penguins):
     rep = impl.missing_report(penguins)
     assert list(rep.columns) == ["n_missing", "pct_missing"], f"columns are {list(rep.columns)}"
     assert list(rep.index) == list(penguins.columns), "index must be df's columns, in order"
-    np.testing.assert_array_equal(rep["n_missing"].to_numpy(), penguins.isna().sum().to_numpy(),
-                                  err_msg="n_missing differs from df.isna().sum()")
-    np.testing.assert_allclose(rep["pct_missing"].to_numpy(), 100 * penguins.isna().mean().to_numpy(),
-                               rtol=1e-12, err_msg="pct_missing should be 100 * n_missing / rows")
+    np.testing.assert_array_equal(
+        rep["n_missing"].to_numpy(),
+        penguins.isna().sum().to_numpy(),
+        err_msg="n_missing differs from df.isna().sum()",
+    )
+    np.testing.assert_allclose(
+        rep["pct_missing"].to_numpy(),
+        100 * penguins.isna().mean().to_numpy(),
+        rtol=1e-12,
+        err_msg="pct_missing should be 100 * n_missing / rows",
+    )
     assert rep.loc["sex", "n_missing"] == 11, "penguins has 11 missing sex values"
 
 
@@ -209,11 +260,16 @@ def test_impute_matches_simple_imputer(impl, penguins, strategy):
     """impute on the numeric columns equals sklearn's SimpleImputer for each strategy."""
     num = penguins.select_dtypes("number")
     out = impl.impute(num, strategy)
-    assert isinstance(out, pd.DataFrame) and out.shape == num.shape, \
+    assert isinstance(out, pd.DataFrame) and out.shape == num.shape, (
         "impute must return a DataFrame of df's shape"
+    )
     expected = SimpleImputer(strategy=strategy).fit_transform(num)
-    np.testing.assert_allclose(out.to_numpy(dtype=float), expected, rtol=1e-12,
-                               err_msg=f"impute({strategy!r}) differs from SimpleImputer")
+    np.testing.assert_allclose(
+        out.to_numpy(dtype=float),
+        expected,
+        rtol=1e-12,
+        err_msg=f"impute({strategy!r}) differs from SimpleImputer",
+    )
 
 
 def test_impute_most_frequent_on_text(impl, penguins):
@@ -233,8 +289,12 @@ def test_impute_by_group_uses_group_statistic(impl, penguins):
     for row in (0, 3, 200):
         sp = df.loc[row, "species"]
         want = df.loc[df["species"] == sp, "body_mass_g"].mean()
-        np.testing.assert_allclose(out.loc[row, "body_mass_g"], want, rtol=1e-12,
-                                   err_msg=f"row {row} ({sp}) should get the {sp} mean")
+        np.testing.assert_allclose(
+            out.loc[row, "body_mass_g"],
+            want,
+            rtol=1e-12,
+            err_msg=f"row {row} ({sp}) should get the {sp} mean",
+        )
     assert out["body_mass_g"].notna().all(), "some body_mass_g values are still missing"
 
 
@@ -242,7 +302,9 @@ def test_impute_by_group_falls_back_to_overall(impl):
     """A group with no values falls back to the whole column's statistic."""
     df = pd.DataFrame({"g": ["a", "a", "b"], "x": [1.0, 3.0, np.nan]})
     out = impl.impute(df, "mean", by="g")
-    assert out.loc[2, "x"] == 2.0, f"group b has no values; expected overall mean 2.0, got {out.loc[2, 'x']}"
+    assert out.loc[2, "x"] == 2.0, (
+        f"group b has no values; expected overall mean 2.0, got {out.loc[2, 'x']}"
+    )
 
 
 def test_impute_rejects_unknown_strategy(impl, penguins):
@@ -251,21 +313,31 @@ def test_impute_rejects_unknown_strategy(impl, penguins):
         impl.impute(penguins, "mode-ish")
 
 
-@pytest.mark.parametrize("by, cols", [
-    ("species", ["bill_length_mm", "body_mass_g", "flipper_length_mm"]),
-    ("island", ["bill_depth_mm"]),
-])
+@pytest.mark.parametrize(
+    "by, cols",
+    [
+        ("species", ["bill_length_mm", "body_mass_g", "flipper_length_mm"]),
+        ("island", ["bill_depth_mm"]),
+    ],
+)
 def test_group_stats_matches_pandas_on_penguins(impl, penguins, by, cols):
     """group_stats equals df.groupby(by)[cols].agg(count, mean, std, min, max), NaNs skipped."""
     stats = ["count", "mean", "std", "min", "max"]
     got = impl.group_stats(penguins, by, cols)
     want = penguins.groupby(by)[cols].agg(stats)
     want.columns = [f"{c}_{s}" for c, s in want.columns]
-    assert list(got.columns) == list(want.columns), \
+    assert list(got.columns) == list(want.columns), (
         f"columns {list(got.columns)}, expected {list(want.columns)}"
-    assert list(got.index) == list(want.index), f"index {list(got.index)}, expected {list(want.index)}"
-    np.testing.assert_allclose(got.to_numpy(dtype=float), want.to_numpy(dtype=float), rtol=1e-10,
-                               err_msg="group statistics differ from pandas groupby")
+    )
+    assert list(got.index) == list(want.index), (
+        f"index {list(got.index)}, expected {list(want.index)}"
+    )
+    np.testing.assert_allclose(
+        got.to_numpy(dtype=float),
+        want.to_numpy(dtype=float),
+        rtol=1e-10,
+        err_msg="group statistics differ from pandas groupby",
+    )
 
 
 def test_group_stats_on_titanic(impl, titanic):
@@ -273,22 +345,32 @@ def test_group_stats_on_titanic(impl, titanic):
     got = impl.group_stats(titanic, "class", ["fare", "age"], stats=("mean",))
     want = titanic.groupby("class")[["fare", "age"]].mean()
     assert list(got.columns) == ["fare_mean", "age_mean"], f"columns are {list(got.columns)}"
-    np.testing.assert_allclose(got.to_numpy(dtype=float), want.to_numpy(), rtol=1e-10,
-                               err_msg="mean fare/age per class differs from pandas")
+    np.testing.assert_allclose(
+        got.to_numpy(dtype=float),
+        want.to_numpy(),
+        rtol=1e-10,
+        err_msg="mean fare/age per class differs from pandas",
+    )
 
 
 def test_group_stats_is_numerically_stable(impl):
     """std of values near 1e9 stays exact (two-pass formula, not E[x^2] - E[x]^2)."""
     df = pd.DataFrame({"g": ["a"] * 4, "x": 1e9 + np.array([0.0, 1.0, 2.0, 3.0])})
     got = impl.group_stats(df, "g", ["x"], stats=("std",))
-    np.testing.assert_allclose(got["x_std"].iloc[0], np.std([0, 1, 2, 3], ddof=1), rtol=1e-9,
-                               err_msg="std lost precision on large values")
+    np.testing.assert_allclose(
+        got["x_std"].iloc[0],
+        np.std([0, 1, 2, 3], ddof=1),
+        rtol=1e-9,
+        err_msg="std lost precision on large values",
+    )
 
 
-SPECIES = pd.DataFrame({
-    "species": ["Adelie", "Chinstrap", "Gentoo"],
-    "latin_name": ["Pygoscelis adeliae", "Pygoscelis antarcticus", "Pygoscelis papua"],
-})
+SPECIES = pd.DataFrame(
+    {
+        "species": ["Adelie", "Chinstrap", "Gentoo"],
+        "latin_name": ["Pygoscelis adeliae", "Pygoscelis antarcticus", "Pygoscelis papua"],
+    }
+)
 
 
 def test_merge_lookup_keeps_rows(impl, penguins):

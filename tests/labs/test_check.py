@@ -6,10 +6,8 @@ The learner files are made from the reference of `numpy-pandas-basics` (its test
 from __future__ import annotations
 
 import ast
-import json
 from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
 from airoad.catalog.progress import LEARNING, PASSED, load_progress, state_of
@@ -27,10 +25,12 @@ def reference() -> str:
 
 def with_body(source: str, func: str, body: str) -> str:
     """`source` with the body of top-level function `func` (docstring kept) set to `body`."""
-    node = next(n for n in ast.parse(source).body if isinstance(n, ast.FunctionDef) and n.name == func)
+    node = next(
+        n for n in ast.parse(source).body if isinstance(n, ast.FunctionDef) and n.name == func
+    )
     lines = source.splitlines()
     start = node.body[1].lineno if ast.get_docstring(node) else node.body[0].lineno
-    lines[start - 1:node.end_lineno] = [f"    {body}"]
+    lines[start - 1 : node.end_lineno] = [f"    {body}"]
     return "\n".join(lines) + "\n"
 
 
@@ -107,8 +107,9 @@ def test_exception_in_function(tmp_path):
 
 def test_endless_loop_in_function(tmp_path):
     """An endless loop is stopped by the per-test time limit and reported as such."""
-    result = check(tmp_path, with_body(reference(), "transpose", "while True: pass"),
-                   "--timeout", "3")
+    result = check(
+        tmp_path, with_body(reference(), "transpose", "while True: pass"), "--timeout", "3"
+    )
     assert result.exit_code == 1
     assert "took longer than 3 s" in result.output
 

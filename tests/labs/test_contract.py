@@ -25,13 +25,16 @@ def test_overrides_are_typed():
     assert got == {"epochs": 3, "lr": 1e-3, "name": "sgd", "verbose": True, "sizes": (4, 5, 6)}
 
 
-@pytest.mark.parametrize("pair, words", [
-    ("epoch=3", ["unknown config key 'epoch'", "epochs, lr, name, sizes, verbose"]),
-    ("epochs=three", ["'epochs' expects int", "'three'"]),
-    ("verbose=maybe", ["'verbose' expects bool"]),
-    ("sizes=1,x", ["'sizes' expects comma-separated ints"]),
-    ("epochs", ["key=value", "allowed keys"]),
-])
+@pytest.mark.parametrize(
+    "pair, words",
+    [
+        ("epoch=3", ["unknown config key 'epoch'", "epochs, lr, name, sizes, verbose"]),
+        ("epochs=three", ["'epochs' expects int", "'three'"]),
+        ("verbose=maybe", ["'verbose' expects bool"]),
+        ("sizes=1,x", ["'sizes' expects comma-separated ints"]),
+        ("epochs", ["key=value", "allowed keys"]),
+    ],
+)
 def test_bad_overrides_name_the_key(pair, words):
     """A bad key or value is one error that names it (and the allowed keys)."""
     with pytest.raises(ConfigError) as info:

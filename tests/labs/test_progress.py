@@ -45,10 +45,12 @@ def test_failed_write_keeps_the_old_file(monkeypatch):
 
 def test_killed_writer_never_corrupts_the_store():
     """SIGKILL in the middle of a stream of writes leaves valid JSON behind."""
-    code = ("from airoad.catalog import progress\n"
-            "i = 0\n"
-            "while True:\n"
-            "    progress.record(f'lab-{i % 50}', progress.LEARNING, note='x' * 2000); i += 1\n")
+    code = (
+        "from airoad.catalog import progress\n"
+        "i = 0\n"
+        "while True:\n"
+        "    progress.record(f'lab-{i % 50}', progress.LEARNING, note='x' * 2000); i += 1\n"
+    )
     child = subprocess.Popen([sys.executable, "-c", code], env=dict(os.environ))
     deadline = time.time() + 20
     while not progress.progress_path().exists() and time.time() < deadline:

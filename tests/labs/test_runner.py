@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from pathlib import Path
 
 from typer.testing import CliRunner
 
@@ -50,7 +49,10 @@ def test_quick_run_is_deterministic(tmp_path):
     results = []
     for name in ("a", "b"):
         out = tmp_path / name
-        assert runner.invoke(app, ["run", LAB, "--quick", "--no-track", "--out", str(out)]).exit_code == 0
+        assert (
+            runner.invoke(app, ["run", LAB, "--quick", "--no-track", "--out", str(out)]).exit_code
+            == 0
+        )
         results.append(json.loads((out / "metrics.json").read_text())["metrics"])
     assert results[0] == results[1]
 

@@ -76,8 +76,9 @@ def test_signatures_and_decorators_survive():
     ref, stub = _functions(ast.parse(SOURCE)), _functions(ast.parse(make_stub(SOURCE)))
     for name in ("documented", "size", "fit", "helper"):
         assert ast.unparse(ref[name].args) == ast.unparse(stub[name].args)
-        assert [ast.unparse(d) for d in ref[name].decorator_list] == \
-               [ast.unparse(d) for d in stub[name].decorator_list]
+        assert [ast.unparse(d) for d in ref[name].decorator_list] == [
+            ast.unparse(d) for d in stub[name].decorator_list
+        ]
 
 
 def test_stub_runs_and_raises():

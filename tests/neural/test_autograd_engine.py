@@ -32,7 +32,11 @@ UNARY = {
     "neg_pow": (lambda t, torch_: -((t * t + 1.0) ** 0.5)),
     "log_softmax": (lambda t, torch_: t.log_softmax(dim=1) if torch_ else t.log_softmax(axis=1)),
     "log_softmax0": (lambda t, torch_: t.log_softmax(dim=0) if torch_ else t.log_softmax(axis=0)),
-    "sum_keep": (lambda t, torch_: t - (t.sum(dim=1, keepdim=True) if torch_ else t.sum(axis=1, keepdims=True))),
+    "sum_keep": (
+        lambda t, torch_: (
+            t - (t.sum(dim=1, keepdim=True) if torch_ else t.sum(axis=1, keepdims=True))
+        )
+    ),
     "mean0": (lambda t, torch_: t * (t.mean(dim=0) if torch_ else t.mean(axis=0))),
     "reshape": (lambda t, torch_: t.reshape(4, 3).reshape(3, 4)),
     "index": (lambda t, torch_: t * t[np.array([0, 2, 2])][np.array([1, 2, 0])]),
@@ -56,12 +60,17 @@ def _tensor_program(program, a, b, to_leaf, torch_: bool):
     return (x * weights).sum()
 
 
-tensor_programs = st.lists(st.tuples(st.sampled_from(sorted(BINARY)), st.sampled_from(sorted(UNARY))),
-                           min_size=1, max_size=4)
+tensor_programs = st.lists(
+    st.tuples(st.sampled_from(sorted(BINARY)), st.sampled_from(sorted(UNARY))),
+    min_size=1,
+    max_size=4,
+)
 
 
 @FAST
-@given(program=tensor_programs, shape=st.sampled_from(BROADCAST_SHAPES), seed=st.integers(0, 10_000))
+@given(
+    program=tensor_programs, shape=st.sampled_from(BROADCAST_SHAPES), seed=st.integers(0, 10_000)
+)
 def test_tensor_matches_torch_on_random_broadcast_expressions(impl, program, shape, seed):
     """Tensor values and gradients equal torch.autograd's on random expressions with broadcasting."""
     rng = np.random.default_rng(seed)
@@ -73,17 +82,38 @@ def test_tensor_matches_torch_on_random_broadcast_expressions(impl, program, sha
     tb = torch.tensor(b_np, requires_grad=True)
     ref = _tensor_program(program, ta, tb, torch.tensor, torch_=True)
     ref.backward()
-    assert np.shape(out.data) == (), f"sum() returned shape {np.shape(out.data)}, expected a scalar ()"
-    np.testing.assert_allclose(out.data, ref.item(), rtol=1e-8, atol=1e-10,
-                               err_msg=f"forward differs from torch for {program}")
-    assert grad_of(b).shape == shape, f"grad of b has shape {grad_of(b).shape}, expected {shape} (unbroadcast)"
-    np.testing.assert_allclose(grad_of(a), ta.grad.numpy(), rtol=1e-8, atol=1e-10,
-                               err_msg=f"grad of a differs from torch for {program}")
-    np.testing.assert_allclose(grad_of(b), tb.grad.numpy(), rtol=1e-8, atol=1e-10,
-                               err_msg=f"grad of b (shape {shape}) differs from torch for {program}")
+    assert np.shape(out.data) == (), (
+        f"sum() returned shape {np.shape(out.data)}, expected a scalar ()"
+    )
+    np.testing.assert_allclose(
+        out.data,
+        ref.item(),
+        rtol=1e-8,
+        atol=1e-10,
+        err_msg=f"forward differs from torch for {program}",
+    )
+    assert grad_of(b).shape == shape, (
+        f"grad of b has shape {grad_of(b).shape}, expected {shape} (unbroadcast)"
+    )
+    np.testing.assert_allclose(
+        grad_of(a),
+        ta.grad.numpy(),
+        rtol=1e-8,
+        atol=1e-10,
+        err_msg=f"grad of a differs from torch for {program}",
+    )
+    np.testing.assert_allclose(
+        grad_of(b),
+        tb.grad.numpy(),
+        rtol=1e-8,
+        atol=1e-10,
+        err_msg=f"grad of b (shape {shape}) differs from torch for {program}",
+    )
 
 
-@pytest.mark.parametrize("axis, keepdims", [(None, False), (0, False), (1, True), ((0, 2), False), (-1, False)])
+@pytest.mark.parametrize(
+    "axis, keepdims", [(None, False), (0, False), (1, True), ((0, 2), False), (-1, False)]
+)
 def test_sum_and_mean_over_axes(impl, axis, keepdims):
     """sum and mean over any axes (and keepdims) match torch in value and gradient."""
     x_np = np.random.default_rng(1).normal(size=(2, 3, 4))
@@ -93,12 +123,16 @@ def test_sum_and_mean_over_axes(impl, axis, keepdims):
         tx = torch.tensor(x_np, requires_grad=True)
         dim = tuple(range(3)) if axis is None else axis
         ref = getattr(tx, name)(dim=dim, keepdim=keepdims)
-        assert out.data.shape == tuple(ref.shape), f"{name}(axis={axis}) shape {out.data.shape}, expected {tuple(ref.shape)}"
+        assert out.data.shape == tuple(ref.shape), (
+            f"{name}(axis={axis}) shape {out.data.shape}, expected {tuple(ref.shape)}"
+        )
         upstream = np.random.default_rng(2).normal(size=tuple(ref.shape))
         out.backward(upstream)
         ref.backward(torch.tensor(upstream))
         np.testing.assert_allclose(out.data, ref.detach().numpy(), **TOL, err_msg=f"{name} value")
-        np.testing.assert_allclose(grad_of(x), tx.grad.numpy(), **TOL, err_msg=f"{name}(axis={axis}) gradient")
+        np.testing.assert_allclose(
+            grad_of(x), tx.grad.numpy(), **TOL, err_msg=f"{name}(axis={axis}) gradient"
+        )
 
 
 def test_batched_matmul_broadcasts_and_unbroadcasts(impl):
@@ -132,8 +166,11 @@ def test_repeated_index_accumulates(impl):
     """Indexing the same row twice sends both gradients back to it (np.add.at, not assignment)."""
     x = impl.Tensor(np.arange(6.0).reshape(3, 2))
     x[np.array([0, 0, 2])].sum().backward()
-    np.testing.assert_allclose(grad_of(x), [[2, 2], [0, 0], [1, 1]],
-                               err_msg="row 0 was picked twice, so its grad should be 2")
+    np.testing.assert_allclose(
+        grad_of(x),
+        [[2, 2], [0, 0], [1, 1]],
+        err_msg="row 0 was picked twice, so its grad should be 2",
+    )
 
 
 def test_tensor_gradients_match_finite_differences(impl):
@@ -149,9 +186,15 @@ def test_tensor_gradients_match_finite_differences(impl):
     W, b = impl.Tensor(W_np.copy()), impl.Tensor(b_np.copy())
     logits = (impl.Tensor(X) @ W + b).sigmoid() * 3.0
     (-logits.log_softmax(axis=1)[np.arange(5), y].mean()).backward()
-    fd_W, fd_b = finite_difference(lambda w, bb: float(loss(w, bb).data), [W_np.copy(), b_np.copy()])
-    np.testing.assert_allclose(grad_of(W), fd_W, rtol=1e-5, atol=1e-8, err_msg="dW disagrees with finite differences")
-    np.testing.assert_allclose(grad_of(b), fd_b, rtol=1e-5, atol=1e-8, err_msg="db disagrees with finite differences")
+    fd_W, fd_b = finite_difference(
+        lambda w, bb: float(loss(w, bb).data), [W_np.copy(), b_np.copy()]
+    )
+    np.testing.assert_allclose(
+        grad_of(W), fd_W, rtol=1e-5, atol=1e-8, err_msg="dW disagrees with finite differences"
+    )
+    np.testing.assert_allclose(
+        grad_of(b), fd_b, rtol=1e-5, atol=1e-8, err_msg="db disagrees with finite differences"
+    )
 
 
 # ---------------------------------------------------------------- the MLP
@@ -183,7 +226,9 @@ def test_mlp_follows_torch_loss_trajectory_on_iris(impl, iris_std):
     X, y = iris_std
     model = impl.MLP((4, 8, 3), seed=0)
     params = model.parameters()
-    assert [tuple(p.data.shape) for p in params] == [(4, 8), (8,), (8, 3), (3,)], "parameters() order/shapes"
+    assert [tuple(p.data.shape) for p in params] == [(4, 8), (8,), (8, 3), (3,)], (
+        "parameters() order/shapes"
+    )
     torch_params = [torch.tensor(p.data.copy(), requires_grad=True) for p in params]
     ours = impl.train_mlp(model, X, y, lr=0.2, epochs=40)
     assert len(ours) == 40, f"train_mlp returned {len(ours)} losses, expected one per epoch (40)"
@@ -196,5 +241,7 @@ def test_mlp_follows_torch_loss_trajectory_on_iris(impl, iris_std):
         loss.backward()
         opt.step()
         theirs.append(loss.item())
-    np.testing.assert_allclose(ours, theirs, rtol=1e-9, atol=1e-12, err_msg="loss trajectory differs from torch")
+    np.testing.assert_allclose(
+        ours, theirs, rtol=1e-9, atol=1e-12, err_msg="loss trajectory differs from torch"
+    )
     assert ours[-1] < 0.5 * ours[0], "training should at least halve the loss on iris"

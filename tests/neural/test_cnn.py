@@ -28,8 +28,11 @@ def test_im2col_shape_and_content(impl):
     cols = np.asarray(impl.im2col(x, 3, 2, stride=2, padding=1))
     assert cols.shape == (2, 3 * 3 * 2, 3 * 3), f"im2col returned {cols.shape}, expected (2, 18, 9)"
     xp = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
-    np.testing.assert_array_equal(cols[1, :, 4], xp[1, :, 2:5, 2:4].ravel(),
-                                  err_msg="column 4 (output row 1, col 1) is not the patch at (2, 2)")
+    np.testing.assert_array_equal(
+        cols[1, :, 4],
+        xp[1, :, 2:5, 2:4].ravel(),
+        err_msg="column 4 (output row 1, col 1) is not the patch at (2, 2)",
+    )
 
 
 def test_col2im_is_the_adjoint_of_im2col(impl):
@@ -40,22 +43,39 @@ def test_col2im_is_the_adjoint_of_im2col(impl):
     c = rng.normal(size=cols.shape)
     back = np.asarray(impl.col2im(c, x.shape, 3, 3, 2, 1))
     assert back.shape == x.shape, f"col2im returned {back.shape}, expected {x.shape}"
-    assert np.sum(cols * c) == pytest.approx(np.sum(x * back), rel=1e-10), "col2im is not im2col's adjoint"
+    assert np.sum(cols * c) == pytest.approx(np.sum(x * back), rel=1e-10), (
+        "col2im is not im2col's adjoint"
+    )
 
 
 @FAST
-@given(n=st.integers(1, 3), c=st.integers(1, 3), f=st.integers(1, 4), h=st.integers(4, 9),
-       w=st.integers(4, 9), kh=st.integers(1, 3), kw=st.integers(1, 3), stride=st.integers(1, 3),
-       padding=st.integers(0, 2), seed=st.integers(0, 10_000))
-def test_conv2d_matches_torch_values_and_gradients(impl, n, c, f, h, w, kh, kw, stride, padding, seed):
+@given(
+    n=st.integers(1, 3),
+    c=st.integers(1, 3),
+    f=st.integers(1, 4),
+    h=st.integers(4, 9),
+    w=st.integers(4, 9),
+    kh=st.integers(1, 3),
+    kw=st.integers(1, 3),
+    stride=st.integers(1, 3),
+    padding=st.integers(0, 2),
+    seed=st.integers(0, 10_000),
+)
+def test_conv2d_matches_torch_values_and_gradients(
+    impl, n, c, f, h, w, kh, kw, stride, padding, seed
+):
     """conv2d_forward/backward equal F.conv2d and its autograd gradients for any stride/padding."""
     rng = np.random.default_rng(seed)
     x, wt, b = rng.normal(size=(n, c, h, w)), rng.normal(size=(f, c, kh, kw)), rng.normal(size=f)
     out, cache = impl.conv2d_forward(x, wt, b, stride=stride, padding=padding)
     g = rng.normal(size=np.shape(out))
     ref_out, dx_t, dw_t, db_t = _torch_conv(x, wt, b, stride, padding, g)
-    assert np.shape(out) == ref_out.shape, f"conv2d_forward returned {np.shape(out)}, torch {ref_out.shape}"
-    np.testing.assert_allclose(out, ref_out, atol=1e-10, err_msg="conv2d_forward differs from F.conv2d")
+    assert np.shape(out) == ref_out.shape, (
+        f"conv2d_forward returned {np.shape(out)}, torch {ref_out.shape}"
+    )
+    np.testing.assert_allclose(
+        out, ref_out, atol=1e-10, err_msg="conv2d_forward differs from F.conv2d"
+    )
     dx, dw, db = impl.conv2d_backward(g, cache)
     np.testing.assert_allclose(dx, dx_t, atol=1e-10, err_msg="dx differs from torch autograd")
     np.testing.assert_allclose(dw, dw_t, atol=1e-10, err_msg="dw differs from torch autograd")
@@ -68,7 +88,9 @@ def test_conv2d_without_bias(impl):
     x, w = rng.normal(size=(2, 2, 6, 6)), rng.normal(size=(3, 2, 3, 3))
     out, _ = impl.conv2d_forward(x, w, None, stride=1, padding=1)
     expected = F.conv2d(torch.from_numpy(x), torch.from_numpy(w), padding=1).numpy()
-    np.testing.assert_allclose(out, expected, atol=1e-10, err_msg="conv2d_forward with b=None is wrong")
+    np.testing.assert_allclose(
+        out, expected, atol=1e-10, err_msg="conv2d_forward with b=None is wrong"
+    )
 
 
 def test_conv2d_backward_matches_finite_differences(impl):
@@ -80,34 +102,57 @@ def test_conv2d_backward_matches_finite_differences(impl):
     dx, dw, _ = impl.conv2d_backward(g, cache)
     eps = 1e-6
     for arr, grad, name in [(x, dx, "dx"), (w, dw, "dw")]:
-        for idx in [(0, 0, 1, 1), (0, 1, 2, 0), (1, 1, 0, 2)] if name == "dw" else [(0, 0, 0, 0), (0, 1, 2, 3), (0, 0, 4, 4)]:
+        for idx in (
+            [(0, 0, 1, 1), (0, 1, 2, 0), (1, 1, 0, 2)]
+            if name == "dw"
+            else [(0, 0, 0, 0), (0, 1, 2, 3), (0, 0, 4, 4)]
+        ):
             old = arr[idx]
             arr[idx] = old + eps
             up = np.sum(impl.conv2d_forward(x, w, b, 2, 1)[0] * g)
             arr[idx] = old - eps
             down = np.sum(impl.conv2d_forward(x, w, b, 2, 1)[0] * g)
             arr[idx] = old
-            assert (up - down) / (2 * eps) == pytest.approx(grad[idx], abs=1e-6), f"{name}{idx} fails the finite-difference check"
+            assert (up - down) / (2 * eps) == pytest.approx(grad[idx], abs=1e-6), (
+                f"{name}{idx} fails the finite-difference check"
+            )
 
 
 @FAST
-@given(n=st.integers(1, 2), c=st.integers(1, 3), h=st.integers(4, 9), w=st.integers(4, 9),
-       kernel=st.integers(1, 3), stride=st.one_of(st.none(), st.integers(1, 3)), seed=st.integers(0, 10_000))
+@given(
+    n=st.integers(1, 2),
+    c=st.integers(1, 3),
+    h=st.integers(4, 9),
+    w=st.integers(4, 9),
+    kernel=st.integers(1, 3),
+    stride=st.one_of(st.none(), st.integers(1, 3)),
+    seed=st.integers(0, 10_000),
+)
 def test_pooling_matches_torch(impl, n, c, h, w, kernel, stride, seed):
     """max and average pooling (forward and backward) equal F.max_pool2d / F.avg_pool2d."""
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(n, c, h, w))
-    for name, fwd, bwd, lib in [("maxpool2d", impl.maxpool2d_forward, impl.maxpool2d_backward, F.max_pool2d),
-                                ("avgpool2d", impl.avgpool2d_forward, impl.avgpool2d_backward, F.avg_pool2d)]:
+    for name, fwd, bwd, lib in [
+        ("maxpool2d", impl.maxpool2d_forward, impl.maxpool2d_backward, F.max_pool2d),
+        ("avgpool2d", impl.avgpool2d_forward, impl.avgpool2d_backward, F.avg_pool2d),
+    ]:
         out, cache = fwd(x, kernel, stride)
         xt = torch.tensor(x, requires_grad=True)
         ot = lib(xt, kernel, stride)
         g = rng.normal(size=tuple(ot.shape))
         ot.backward(torch.from_numpy(g))
-        assert np.shape(out) == tuple(ot.shape), f"{name} forward returned {np.shape(out)}, torch {tuple(ot.shape)}"
-        np.testing.assert_allclose(out, ot.detach().numpy(), atol=1e-12, err_msg=f"{name} forward differs")
-        np.testing.assert_allclose(bwd(g, cache), xt.grad.numpy(), atol=1e-12,
-                                   err_msg=f"{name} backward differs from torch autograd")
+        assert np.shape(out) == tuple(ot.shape), (
+            f"{name} forward returned {np.shape(out)}, torch {tuple(ot.shape)}"
+        )
+        np.testing.assert_allclose(
+            out, ot.detach().numpy(), atol=1e-12, err_msg=f"{name} forward differs"
+        )
+        np.testing.assert_allclose(
+            bwd(g, cache),
+            xt.grad.numpy(),
+            atol=1e-12,
+            err_msg=f"{name} backward differs from torch autograd",
+        )
 
 
 def test_augment_crops_and_flips_per_image(impl):
@@ -116,16 +161,22 @@ def test_augment_crops_and_flips_per_image(impl):
     x = torch.arange(6 * 1 * 5 * 5, dtype=torch.float32).reshape(6, 1, 5, 5) + 1
     a = impl.augment(x, 2, torch.Generator().manual_seed(3), flip=True)
     b = impl.augment(x, 2, torch.Generator().manual_seed(3), flip=True)
-    assert tuple(a.shape) == (6, 1, 5, 5), f"augment returned {tuple(a.shape)}, expected (6, 1, 5, 5)"
+    assert tuple(a.shape) == (6, 1, 5, 5), (
+        f"augment returned {tuple(a.shape)}, expected (6, 1, 5, 5)"
+    )
     assert torch.equal(a, b), "augment is not reproducible with the same Generator seed"
     xp = F.pad(x, (2, 2, 2, 2))
     windows = xp.unfold(2, 5, 1).unfold(3, 5, 1)  # (N, 1, 5, 5, 5, 5): every 5x5 window
     for i in range(6):
         cands = windows[i, 0].reshape(-1, 5, 5)
-        ok = any(torch.equal(a[i, 0], cand) or torch.equal(a[i, 0], cand.flip(-1)) for cand in cands)
+        ok = any(
+            torch.equal(a[i, 0], cand) or torch.equal(a[i, 0], cand.flip(-1)) for cand in cands
+        )
         assert ok, f"image {i} is not a (mirrored) crop of the padded original"
     plain = impl.augment(x, 0, torch.Generator().manual_seed(0), flip=False)
-    assert torch.equal(plain, x), "augment with padding 0 and no flip must return the images unchanged"
+    assert torch.equal(plain, x), (
+        "augment with padding 0 and no flip must return the images unchanged"
+    )
 
 
 def test_residual_block_is_identity_plus_branch(impl):
@@ -138,7 +189,9 @@ def test_residual_block_is_identity_plus_branch(impl):
     x = torch.randn(2, 4, 6, 6)
     out = block(x)
     assert tuple(out.shape) == (2, 4, 6, 6), f"ResidualBlock returned {tuple(out.shape)}"
-    torch.testing.assert_close(out, torch.relu(x), msg="the shortcut must add x before the final relu")
+    torch.testing.assert_close(
+        out, torch.relu(x), msg="the shortcut must add x before the final relu"
+    )
 
 
 def test_fashion_cnn_shapes_and_gradients(impl):
@@ -148,7 +201,9 @@ def test_fashion_cnn_shapes_and_gradients(impl):
     model = impl.FashionCNN((4, 8), hidden=16)
     x = torch.randn(3, 1, 28, 28)
     logits = model(x)
-    assert tuple(logits.shape) == (3, 10), f"forward returned {tuple(logits.shape)}, expected (3, 10)"
+    assert tuple(logits.shape) == (3, 10), (
+        f"forward returned {tuple(logits.shape)}, expected (3, 10)"
+    )
     shapes = [tuple(f.shape) for f in model.features(x)]
     assert shapes == [(3, 4, 14, 14), (3, 8, 7, 7), (3, 8, 7, 7)], f"features() shapes {shapes}"
     logits.sum().backward()

@@ -45,8 +45,12 @@ def test_log_softmax_matches_torch_and_is_stable(impl):
     got = np.asarray(impl.log_softmax(z))
     assert got.shape == z.shape, f"log_softmax returned {got.shape}, expected {z.shape}"
     assert np.isfinite(got).all(), "log_softmax overflowed: subtract the row max first"
-    np.testing.assert_allclose(got, torch.log_softmax(torch.tensor(z), 1).numpy(), atol=1e-12,
-                               err_msg="log_softmax differs from torch.log_softmax")
+    np.testing.assert_allclose(
+        got,
+        torch.log_softmax(torch.tensor(z), 1).numpy(),
+        atol=1e-12,
+        err_msg="log_softmax differs from torch.log_softmax",
+    )
     np.testing.assert_array_equal(impl.relu(np.array([-2.0, 0.0, 3.0])), [0.0, 0.0, 3.0])
 
 
@@ -58,10 +62,13 @@ def test_softmax_cross_entropy_value_and_gradient(impl):
     t = torch.tensor(logits, requires_grad=True)
     ref = F.cross_entropy(t, torch.tensor(y))
     ref.backward()
-    assert np.shape(grad) == logits.shape, f"gradient shape {np.shape(grad)}, expected {logits.shape}"
+    assert np.shape(grad) == logits.shape, (
+        f"gradient shape {np.shape(grad)}, expected {logits.shape}"
+    )
     assert abs(float(loss) - ref.item()) < 1e-12, f"loss {loss} != torch's {ref.item()}"
-    np.testing.assert_allclose(grad, t.grad.numpy(), atol=1e-12,
-                               err_msg="dloss/dlogits differs from torch autograd")
+    np.testing.assert_allclose(
+        grad, t.grad.numpy(), atol=1e-12, err_msg="dloss/dlogits differs from torch autograd"
+    )
 
 
 def test_forward_matches_torch(impl):
@@ -71,7 +78,9 @@ def test_forward_matches_torch(impl):
     got = model.forward(X)
     assert got.shape == (16, 4), f"forward returned {got.shape}, expected (n_samples, n_classes)"
     want = _torch_forward(_torch_params(model), torch.tensor(X)).detach().numpy()
-    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12, err_msg="logits differ from torch")
+    np.testing.assert_allclose(
+        got, want, rtol=1e-12, atol=1e-12, err_msg="logits differ from torch"
+    )
 
 
 @pytest.mark.parametrize("dtype, tol", [(np.float64, 1e-11), (np.float32, 1e-4)])
@@ -86,12 +95,26 @@ def test_backward_matches_torch_autograd(impl, dtype, tol):
     (_torch_forward(params, torch.tensor(X)) * torch.tensor(upstream)).sum().backward()
     assert len(grads_w) == len(grads_b) == 3, "expected one weight and one bias gradient per layer"
     for i in range(3):
-        assert grads_w[i].shape == model.weights[i].shape, f"grads_w[{i}] has shape {grads_w[i].shape}"
-        np.testing.assert_allclose(grads_w[i], params[2 * i].grad.numpy(), rtol=tol, atol=tol,
-                                   err_msg=f"gradient of weights[{i}] differs from torch")
-        np.testing.assert_allclose(grads_b[i], params[2 * i + 1].grad.numpy(), rtol=tol, atol=tol,
-                                   err_msg=f"gradient of biases[{i}] differs from torch")
-    assert model.grads_w[0] is grads_w[0], "backward must also store the gradients in grads_w/grads_b"
+        assert grads_w[i].shape == model.weights[i].shape, (
+            f"grads_w[{i}] has shape {grads_w[i].shape}"
+        )
+        np.testing.assert_allclose(
+            grads_w[i],
+            params[2 * i].grad.numpy(),
+            rtol=tol,
+            atol=tol,
+            err_msg=f"gradient of weights[{i}] differs from torch",
+        )
+        np.testing.assert_allclose(
+            grads_b[i],
+            params[2 * i + 1].grad.numpy(),
+            rtol=tol,
+            atol=tol,
+            err_msg=f"gradient of biases[{i}] differs from torch",
+        )
+    assert model.grads_w[0] is grads_w[0], (
+        "backward must also store the gradients in grads_w/grads_b"
+    )
 
 
 def test_backward_agrees_with_finite_differences(impl):
@@ -112,7 +135,9 @@ def test_backward_agrees_with_finite_differences(impl):
                 down = impl.softmax_cross_entropy(model.forward(X), y)[0]
                 p[j] = old
                 numeric[j] = (up - down) / (2 * eps)
-            np.testing.assert_allclose(g, numeric, atol=1e-8, err_msg="backward disagrees with finite differences")
+            np.testing.assert_allclose(
+                g, numeric, atol=1e-8, err_msg="backward disagrees with finite differences"
+            )
 
 
 def test_gradient_check_reports_small_error_and_catches_a_bug(impl):
@@ -136,9 +161,14 @@ def test_update_weights_matches_torch_sgd(impl):
     """Three update_weights steps equal torch.optim.SGD with momentum and weight decay."""
     model = impl.MLP(SIZES, seed=5, dtype=np.float64)
     params = _torch_params(model)
-    opt = torch.optim.SGD([{"params": params[0::2], "weight_decay": 1e-2},  # weights decay,
-                           {"params": params[1::2], "weight_decay": 0.0}],  # biases do not
-                          lr=0.1, momentum=0.9)
+    opt = torch.optim.SGD(
+        [
+            {"params": params[0::2], "weight_decay": 1e-2},  # weights decay,
+            {"params": params[1::2], "weight_decay": 0.0},
+        ],  # biases do not
+        lr=0.1,
+        momentum=0.9,
+    )
     X, y = _data(seed=6)
     for _ in range(3):
         _, grad = impl.softmax_cross_entropy(model.forward(X), y)
@@ -148,10 +178,18 @@ def test_update_weights_matches_torch_sgd(impl):
         F.cross_entropy(_torch_forward(params, torch.tensor(X)), torch.tensor(y)).backward()
         opt.step()
     for i in range(3):
-        np.testing.assert_allclose(model.weights[i], params[2 * i].detach().numpy(), atol=1e-10,
-                                   err_msg=f"weights[{i}] after 3 steps differ from torch.optim.SGD")
-        np.testing.assert_allclose(model.biases[i], params[2 * i + 1].detach().numpy(), atol=1e-10,
-                                   err_msg=f"biases[{i}] after 3 steps differ from torch.optim.SGD")
+        np.testing.assert_allclose(
+            model.weights[i],
+            params[2 * i].detach().numpy(),
+            atol=1e-10,
+            err_msg=f"weights[{i}] after 3 steps differ from torch.optim.SGD",
+        )
+        np.testing.assert_allclose(
+            model.biases[i],
+            params[2 * i + 1].detach().numpy(),
+            atol=1e-10,
+            err_msg=f"biases[{i}] after 3 steps differ from torch.optim.SGD",
+        )
 
 
 def test_training_lowers_the_loss_on_real_digits(impl):

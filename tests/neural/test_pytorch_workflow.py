@@ -33,10 +33,18 @@ def test_dataset_items_are_standardised_tensors(impl, fashion):
     ds = impl.ImageDataset(X, y, mean=0.5, std=0.25)
     assert len(ds) == 384, f"len(dataset) = {len(ds)}, expected 384"
     x, label = ds[7]
-    assert tuple(x.shape) == (1, 28, 28), f"item image has shape {tuple(x.shape)}, expected (1, 28, 28)"
-    assert x.dtype == torch.float32 and label.dtype == torch.int64, "expected float32 image, int64 label"
-    np.testing.assert_allclose(x[0].numpy(), (X[7] / 255.0 - 0.5) / 0.25, atol=1e-6,
-                               err_msg="image is not (pixel / 255 - mean) / std")
+    assert tuple(x.shape) == (1, 28, 28), (
+        f"item image has shape {tuple(x.shape)}, expected (1, 28, 28)"
+    )
+    assert x.dtype == torch.float32 and label.dtype == torch.int64, (
+        "expected float32 image, int64 label"
+    )
+    np.testing.assert_allclose(
+        x[0].numpy(),
+        (X[7] / 255.0 - 0.5) / 0.25,
+        atol=1e-6,
+        err_msg="image is not (pixel / 255 - mean) / std",
+    )
     assert int(label) == y[7], "wrong label"
 
 
@@ -46,10 +54,15 @@ def test_loader_batches_and_reproducible_shuffle(impl, fashion):
     first = [y for _, y in impl.make_loader(ds, 64, shuffle=True, seed=3)]
     again = [y for _, y in impl.make_loader(ds, 64, shuffle=True, seed=3)]
     x, _ = next(iter(impl.make_loader(ds, 64, shuffle=False)))
-    assert tuple(x.shape) == (64, 1, 28, 28), f"batch shape {tuple(x.shape)}, expected (64, 1, 28, 28)"
-    assert len(first) == 6 and all(torch.equal(a, b) for a, b in zip(first, again)), \
+    assert tuple(x.shape) == (64, 1, 28, 28), (
+        f"batch shape {tuple(x.shape)}, expected (64, 1, 28, 28)"
+    )
+    assert len(first) == 6 and all(torch.equal(a, b) for a, b in zip(first, again)), (
         "the same seed must give the same shuffle"
-    assert not torch.equal(torch.cat(first), torch.as_tensor(fashion[1])), "shuffle=True did not shuffle"
+    )
+    assert not torch.equal(torch.cat(first), torch.as_tensor(fashion[1])), (
+        "shuffle=True did not shuffle"
+    )
 
 
 def test_model_output_shape(impl):
@@ -75,7 +88,9 @@ def test_train_epoch_equals_a_hand_written_loop(impl, fashion):
         twin_opt.step()
         want.append(loss.item())
     assert len(losses) == len(want), f"{len(losses)} losses, expected one per batch ({len(want)})"
-    np.testing.assert_allclose(losses, want, rtol=1e-5, err_msg="batch losses differ from the hand loop")
+    np.testing.assert_allclose(
+        losses, want, rtol=1e-5, err_msg="batch losses differ from the hand loop"
+    )
     for p, q in zip(model.parameters(), twin.parameters()):
         torch.testing.assert_close(p, q, msg="parameters after one epoch differ from the hand loop")
 
@@ -90,7 +105,9 @@ def test_evaluate_returns_mean_loss_and_accuracy(impl, fashion):
     with torch.no_grad():
         logits = model(torch.stack([ds[i][0] for i in range(len(ds))]))
     labels = torch.as_tensor(fashion[1])
-    assert abs(loss - F.cross_entropy(logits, labels).item()) < 1e-5, "loss is not the per-example mean"
+    assert abs(loss - F.cross_entropy(logits, labels).item()) < 1e-5, (
+        "loss is not the per-example mean"
+    )
     assert abs(acc - (logits.argmax(1) == labels).double().mean().item()) < 1e-12, "wrong accuracy"
 
 
@@ -98,8 +115,10 @@ def test_resumed_run_continues_the_same_loss_curve(impl, fashion, tmp_path):
     """2 epochs in one go == 1 epoch, save_checkpoint, load_checkpoint into fresh objects, 1 more epoch."""
     ds = impl.ImageDataset(*fashion)
     whole, whole_opt, whole_loader = _fresh(impl, ds)
-    straight = [*impl.train_epoch(whole, whole_loader, whole_opt),
-                *impl.train_epoch(whole, whole_loader, whole_opt)]
+    straight = [
+        *impl.train_epoch(whole, whole_loader, whole_opt),
+        *impl.train_epoch(whole, whole_loader, whole_opt),
+    ]
 
     model, optimizer, loader = _fresh(impl, ds)
     first = impl.train_epoch(model, loader, optimizer)
@@ -111,9 +130,13 @@ def test_resumed_run_continues_the_same_loss_curve(impl, fashion, tmp_path):
     assert epoch == 1, f"load_checkpoint returned epoch {epoch}, expected 1"
     np.testing.assert_allclose(history, first, err_msg="the loss history was not restored")
     resumed = history + impl.train_epoch(model2, loader2, optimizer2)
-    np.testing.assert_allclose(resumed, straight, rtol=1e-6,
-                               err_msg="the resumed loss curve differs from the uninterrupted one "
-                                       "(save optimizer state and both RNG states)")
+    np.testing.assert_allclose(
+        resumed,
+        straight,
+        rtol=1e-6,
+        err_msg="the resumed loss curve differs from the uninterrupted one "
+        "(save optimizer state and both RNG states)",
+    )
     for p, q in zip(whole.parameters(), model2.parameters()):
         torch.testing.assert_close(p, q, msg="final weights differ after resuming")
 
@@ -129,5 +152,9 @@ def test_torchscript_export_gives_the_same_outputs(impl, fashion, tmp_path):
     x = torch.stack([impl.ImageDataset(*fashion)[i][0] for i in range(16)])
     model.eval()
     with torch.no_grad():
-        torch.testing.assert_close(loaded(x), model(x), msg="TorchScript outputs differ from the model's")
-        torch.testing.assert_close(loaded(x), loaded(x), msg="the exported module must be in eval mode")
+        torch.testing.assert_close(
+            loaded(x), model(x), msg="TorchScript outputs differ from the model's"
+        )
+        torch.testing.assert_close(
+            loaded(x), loaded(x), msg="the exported module must be in eval mode"
+        )

@@ -26,8 +26,12 @@ def test_dropout_is_inverted_and_seeded(impl):
     assert tuple(a.shape) == (200, 100), f"dropout returned {tuple(a.shape)}"
     assert torch.equal(a, b), "same Generator seed must give the same mask"
     kept = a != 0
-    assert abs(1 - kept.double().mean().item() - 0.3) < 0.02, "about 30% of entries should be dropped"
-    torch.testing.assert_close(a[kept], torch.full_like(a[kept], 1 / 0.7), msg="survivors must be scaled by 1/(1-p)")
+    assert abs(1 - kept.double().mean().item() - 0.3) < 0.02, (
+        "about 30% of entries should be dropped"
+    )
+    torch.testing.assert_close(
+        a[kept], torch.full_like(a[kept], 1 / 0.7), msg="survivors must be scaled by 1/(1-p)"
+    )
     assert abs(a.mean().item() - 1.0) < 0.03, "inverted dropout keeps the expected value"
 
 
@@ -69,7 +73,9 @@ def _paired(impl, shape, seed):
 
 
 @FAST
-@given(shape=st.sampled_from([(8, 5), (32, 3), (4, 3, 5, 5), (2, 6, 3, 4)]), seed=st.integers(0, 1000))
+@given(
+    shape=st.sampled_from([(8, 5), (32, 3), (4, 3, 5, 5), (2, 6, 3, 4)]), seed=st.integers(0, 1000)
+)
 def test_batchnorm_train_mode_matches_torch(impl, shape, seed):
     """BatchNorm in train mode equals nn.BatchNorm1d/2d: outputs, running stats, and gradients."""
     ours, theirs = _paired(impl, shape, seed)
@@ -83,9 +89,14 @@ def test_batchnorm_train_mode_matches_torch(impl, shape, seed):
         a.backward(g)
         b.backward(g)
         torch.testing.assert_close(x.grad, x2.grad, msg="dL/dx differs from torch")
-    torch.testing.assert_close(ours.running_mean, theirs.running_mean, msg="running_mean differs (momentum 0.1)")
-    torch.testing.assert_close(ours.running_var, theirs.running_var,
-                               msg="running_var differs (update it with the UNBIASED batch variance)")
+    torch.testing.assert_close(
+        ours.running_mean, theirs.running_mean, msg="running_mean differs (momentum 0.1)"
+    )
+    torch.testing.assert_close(
+        ours.running_var,
+        theirs.running_var,
+        msg="running_var differs (update it with the UNBIASED batch variance)",
+    )
     torch.testing.assert_close(ours.weight.grad, theirs.weight.grad, msg="dL/dgamma differs")
     torch.testing.assert_close(ours.bias.grad, theirs.bias.grad, msg="dL/dbeta differs")
 
@@ -100,7 +111,9 @@ def test_batchnorm_eval_mode_uses_running_stats(impl):
         ours.eval(), theirs.eval()
         before = ours.running_mean.clone()
         x = torch.randn(shape, dtype=torch.float64)
-        torch.testing.assert_close(ours(x), theirs(x), msg=f"eval-mode output differs for shape {shape}")
+        torch.testing.assert_close(
+            ours(x), theirs(x), msg=f"eval-mode output differs for shape {shape}"
+        )
         assert torch.equal(ours.running_mean, before), "eval mode must not update the running stats"
 
 
@@ -112,8 +125,14 @@ def test_batchnorm_functional_gradcheck(impl):
     beta = torch.randn(3, dtype=torch.float64, requires_grad=True)
 
     def f(x, gamma, beta):
-        return impl.batch_norm(x, gamma, beta, torch.zeros(3, dtype=torch.float64),
-                               torch.ones(3, dtype=torch.float64), True)
+        return impl.batch_norm(
+            x,
+            gamma,
+            beta,
+            torch.zeros(3, dtype=torch.float64),
+            torch.ones(3, dtype=torch.float64),
+            True,
+        )
 
     assert torch.autograd.gradcheck(f, (x, gamma, beta)), "batch_norm gradients fail gradcheck"
 
@@ -127,7 +146,10 @@ def test_l2_penalty_equals_sgd_weight_decay(impl):
     x, y = torch.randn(32, 5), torch.randn(32, 1)
     a, b = nn.Linear(5, 1), nn.Linear(5, 1)
     b.load_state_dict(a.state_dict())
-    opt_a, opt_b = torch.optim.SGD(a.parameters(), lr=0.1), torch.optim.SGD(b.parameters(), lr=0.1, weight_decay=0.05)
+    opt_a, opt_b = (
+        torch.optim.SGD(a.parameters(), lr=0.1),
+        torch.optim.SGD(b.parameters(), lr=0.1, weight_decay=0.05),
+    )
     loss = nn.functional.mse_loss(a(x), y) + impl.l2_penalty(a.parameters(), 0.05)
     loss.backward()
     opt_a.step()
@@ -139,30 +161,46 @@ def test_l2_penalty_equals_sgd_weight_decay(impl):
 
 def test_l1_penalty_value_and_gradient(impl):
     """l1_penalty = lam * sum |w| with gradient lam * sign(w)."""
-    w = [torch.tensor([1.5, -2.0, 0.5], requires_grad=True), torch.tensor([[-1.0, 3.0]], requires_grad=True)]
+    w = [
+        torch.tensor([1.5, -2.0, 0.5], requires_grad=True),
+        torch.tensor([[-1.0, 3.0]], requires_grad=True),
+    ]
     pen = impl.l1_penalty(w, 0.1)
     assert pen.item() == pytest.approx(0.1 * 8.0), "l1_penalty value is wrong"
     pen.backward()
-    torch.testing.assert_close(w[0].grad, 0.1 * torch.sign(w[0].detach()), msg="l1 gradient must be lam * sign(w)")
+    torch.testing.assert_close(
+        w[0].grad, 0.1 * torch.sign(w[0].detach()), msg="l1 gradient must be lam * sign(w)"
+    )
 
 
 def test_early_stopping(impl):
     """EarlyStopping stops after `patience` epochs without improvement and remembers the best."""
     stopper = impl.EarlyStopping(patience=2, min_delta=0.01)
     decisions = [stopper.step(v) for v in [1.0, 0.8, 0.795, 0.9, 0.7, 0.71, 0.705]]
-    assert decisions == [False, False, False, True, False, False, True], f"stop decisions {decisions}"
+    assert decisions == [False, False, False, True, False, False, True], (
+        f"stop decisions {decisions}"
+    )
     assert stopper.best == pytest.approx(0.7) and stopper.best_epoch == 4, "best value/epoch wrong"
     up = impl.EarlyStopping(patience=1, mode="max")
-    assert [up.step(v) for v in [0.5, 0.6, 0.6]] == [False, False, True], "mode='max' should track increases"
+    assert [up.step(v) for v in [0.5, 0.6, 0.6]] == [False, False, True], (
+        "mode='max' should track increases"
+    )
 
 
-@pytest.mark.parametrize("warmup, total, min_lr, start", [(5, 20, 0.01, 0.1), (3, 10, 0.0, 0.25), (1, 8, 0.001, 0.5)])
+@pytest.mark.parametrize(
+    "warmup, total, min_lr, start", [(5, 20, 0.01, 0.1), (3, 10, 0.0, 0.25), (1, 8, 0.001, 0.5)]
+)
 def test_warmup_cosine_matches_torch_schedulers(impl, warmup, total, min_lr, start):
     """warmup_cosine_lr equals SequentialLR(LinearLR, CosineAnnealingLR) at every step."""
     opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.5)
-    sched = torch.optim.lr_scheduler.SequentialLR(opt, [
-        torch.optim.lr_scheduler.LinearLR(opt, start_factor=start, total_iters=warmup),
-        torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total - warmup, eta_min=min_lr)], milestones=[warmup])
+    sched = torch.optim.lr_scheduler.SequentialLR(
+        opt,
+        [
+            torch.optim.lr_scheduler.LinearLR(opt, start_factor=start, total_iters=warmup),
+            torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total - warmup, eta_min=min_lr),
+        ],
+        milestones=[warmup],
+    )
     for step in range(total):
         got = impl.warmup_cosine_lr(step, 0.5, warmup, total, min_lr, start)
         assert got == pytest.approx(opt.param_groups[0]["lr"], abs=1e-12), f"lr at step {step}"
@@ -186,9 +224,13 @@ def test_accumulation_4x16_equals_batch_64(impl):
     for p in model.parameters():
         p.grad.fill_(123.0)  # stale gradients must be cleared by accumulate_gradients
     loss = impl.accumulate_gradients(model, loss_fn, x, y, 16)
-    assert loss == pytest.approx(full.item(), rel=1e-12), "returned loss should be the full-batch mean"
+    assert loss == pytest.approx(full.item(), rel=1e-12), (
+        "returned loss should be the full-batch mean"
+    )
     for p, e in zip(model.parameters(), expected):
-        torch.testing.assert_close(p.grad, e, msg="accumulated gradient differs from the batch-64 gradient")
+        torch.testing.assert_close(
+            p.grad, e, msg="accumulated gradient differs from the batch-64 gradient"
+        )
 
 
 def test_accumulation_with_uneven_chunks(impl):
@@ -200,4 +242,6 @@ def test_accumulation_with_uneven_chunks(impl):
     nn.functional.mse_loss(model(x), y).backward()
     expected = model.weight.grad.clone()
     impl.accumulate_gradients(model, nn.functional.mse_loss, x, y, 16)
-    torch.testing.assert_close(model.weight.grad, expected, msg="weight each chunk by len(chunk) / len(x)")
+    torch.testing.assert_close(
+        model.weight.grad, expected, msg="weight each chunk by len(chunk) / len(x)"
+    )

@@ -38,17 +38,21 @@ def _scalar_program(draw_ops, xs, constant):
     nodes = list(xs)
     for op, i, j in draw_ops:
         nodes.append(SCALAR_OPS[op](nodes[i % len(nodes)], nodes[j % len(nodes)]))
-    return sum(nodes[len(xs):], constant)
+    return sum(nodes[len(xs) :], constant)
 
 
 scalar_programs = st.lists(
     st.tuples(st.sampled_from(sorted(SCALAR_OPS)), st.integers(0, 20), st.integers(0, 20)),
-    min_size=1, max_size=8)
+    min_size=1,
+    max_size=8,
+)
 
 
 @FAST
-@given(program=scalar_programs,
-       values=st.lists(st.floats(-2, 2).filter(lambda v: abs(v) > 1e-3), min_size=3, max_size=3))
+@given(
+    program=scalar_programs,
+    values=st.lists(st.floats(-2, 2).filter(lambda v: abs(v) > 1e-3), min_size=3, max_size=3),
+)
 def test_value_matches_torch_on_random_expressions(impl, program, values):
     """Value gives the same output and input gradients as torch.autograd on random expressions."""
     ours = [impl.Value(v) for v in values]
@@ -57,10 +61,14 @@ def test_value_matches_torch_on_random_expressions(impl, program, values):
     theirs = [torch.tensor(v, dtype=torch.float64, requires_grad=True) for v in values]
     ref = _scalar_program(program, theirs, torch.tensor(0.0, dtype=torch.float64))
     ref.backward()
-    np.testing.assert_allclose(out.data, ref.item(), **TOL, err_msg="Value forward differs from torch")
+    np.testing.assert_allclose(
+        out.data, ref.item(), **TOL, err_msg="Value forward differs from torch"
+    )
     for k, (a, b) in enumerate(zip(ours, theirs)):
         expected = 0.0 if b.grad is None else b.grad.item()
-        np.testing.assert_allclose(a.grad, expected, **TOL, err_msg=f"d out / d x{k} differs from torch")
+        np.testing.assert_allclose(
+            a.grad, expected, **TOL, err_msg=f"d out / d x{k} differs from torch"
+        )
 
 
 def test_value_accumulates_when_a_node_is_reused(impl):
@@ -75,13 +83,19 @@ def test_value_accumulates_when_a_node_is_reused(impl):
 
 def test_value_gradients_match_finite_differences(impl):
     """Value gradients of a neuron tanh(w . x + b) agree with central finite differences."""
+
     def f(w1, w2, b):
         x1, x2 = impl.Value(0.7), impl.Value(-1.3)
         return (x1 * w1 + x2 * w2 + b).tanh()
 
     params = [impl.Value(0.4), impl.Value(-0.2), impl.Value(0.1)]
     f(*params).backward()
-    expected = finite_difference(lambda p: float(f(*(impl.Value(v) for v in p)).data),
-                                  [np.array([0.4, -0.2, 0.1])])[0]
-    np.testing.assert_allclose([p.grad for p in params], expected, rtol=1e-6,
-                               err_msg="Value gradients disagree with finite differences")
+    expected = finite_difference(
+        lambda p: float(f(*(impl.Value(v) for v in p)).data), [np.array([0.4, -0.2, 0.1])]
+    )[0]
+    np.testing.assert_allclose(
+        [p.grad for p in params],
+        expected,
+        rtol=1e-6,
+        err_msg="Value gradients disagree with finite differences",
+    )

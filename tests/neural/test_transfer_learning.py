@@ -36,8 +36,9 @@ def test_freeze_keeps_backbone_fixed_during_training(impl):
     before = {k: v.clone() for k, v in model.backbone.state_dict().items()}
     head_before = model.head.weight.clone()
     X, y = _batch()
-    impl.train_model(model, X, y, epochs=1, lr=1e-2, batch_size=8,
-                     generator=torch.Generator().manual_seed(0))
+    impl.train_model(
+        model, X, y, epochs=1, lr=1e-2, batch_size=8, generator=torch.Generator().manual_seed(0)
+    )
     for name, p in model.backbone.named_parameters():
         assert not p.requires_grad, f"backbone parameter {name} still requires grad"
         assert p.grad is None, f"backbone parameter {name} got a gradient"
@@ -55,12 +56,15 @@ def test_replace_head_shape_and_keeps_backbone(impl):
     out = impl.replace_head(model, 5, seed=3)
     assert out is model, "replace_head should return the model"
     assert isinstance(model.head, torch.nn.Linear) and model.head is not old
-    assert tuple(model.head.weight.shape) == (5, 16), \
+    assert tuple(model.head.weight.shape) == (5, 16), (
         f"head weight {tuple(model.head.weight.shape)}, expected (5, feature_dim=16)"
+    )
     assert model(_batch()[0]).shape == (24, 5)
     assert [id(p) for p in model.backbone.parameters()] == backbone_ids, "backbone was replaced"
-    bound = 1 / 16 ** 0.5
-    assert float(model.head.weight.detach().abs().max()) <= bound, "init should be uniform in +-1/sqrt(fan_in)"
+    bound = 1 / 16**0.5
+    assert float(model.head.weight.detach().abs().max()) <= bound, (
+        "init should be uniform in +-1/sqrt(fan_in)"
+    )
     twin = impl.replace_head(_model(impl), 5, seed=3)
     torch.testing.assert_close(twin.head.weight, model.head.weight, msg="same seed, same head")
 
@@ -74,9 +78,13 @@ def test_stratified_subset_keeps_class_proportions(impl):
     assert idx.min() >= 0 and idx.max() < len(y)
     for c in range(10):
         want = max(1, round(0.01 * int((y == c).sum())))
-        assert int((y[idx] == c).sum()) == want, f"class {c}: {int((y[idx] == c).sum())} picked, want {want}"
+        assert int((y[idx] == c).sum()) == want, (
+            f"class {c}: {int((y[idx] == c).sum())} picked, want {want}"
+        )
     tiny = np.asarray(impl.stratified_subset(np.array([0] * 50 + [1] * 3), 0.01, seed=0))
-    assert sorted(set(np.array([0] * 50 + [1] * 3)[tiny])) == [0, 1], "every class needs >= 1 example"
+    assert sorted(set(np.array([0] * 50 + [1] * 3)[tiny])) == [0, 1], (
+        "every class needs >= 1 example"
+    )
 
 
 def test_stratified_subset_is_seeded(impl):
@@ -96,7 +104,9 @@ def test_images_to_tensor(impl):
     X = np.full((3, 28, 28), 255, dtype=np.uint8)
     X[0] = 0
     t = impl.images_to_tensor(X)
-    assert t.shape == (3, 1, 28, 28) and t.dtype == torch.float32, f"got {tuple(t.shape)}, {t.dtype}"
+    assert t.shape == (3, 1, 28, 28) and t.dtype == torch.float32, (
+        f"got {tuple(t.shape)}, {t.dtype}"
+    )
     assert float(t[0].max()) == 0.0 and float(t[1].min()) == 1.0
 
 
@@ -105,9 +115,16 @@ def test_training_lowers_loss_and_accuracy_is_argmax(impl):
     model = _model(impl, 3)
     X, y = _batch(12, 3)
     seen = []
-    losses = impl.train_model(model, X, y, epochs=40, lr=1e-2, batch_size=12,
-                              generator=torch.Generator().manual_seed(0),
-                              on_epoch=lambda e, m: seen.append(e))
+    losses = impl.train_model(
+        model,
+        X,
+        y,
+        epochs=40,
+        lr=1e-2,
+        batch_size=12,
+        generator=torch.Generator().manual_seed(0),
+        on_epoch=lambda e, m: seen.append(e),
+    )
     assert len(losses) == 40 and seen == list(range(40)), "one loss and one callback per epoch"
     assert losses[-1] < 0.5 * losses[0], f"loss did not fall: {losses[0]:.3f} -> {losses[-1]:.3f}"
     with torch.no_grad():

@@ -14,13 +14,24 @@ from sklearn.metrics import f1_score as sk_f1
 REFERENCE = "airoad.sequence.lstm_sentiment"
 
 FAST = settings(max_examples=25, deadline=None)
-WORDS = st.lists(st.lists(st.sampled_from(["tea", "good", "bad", "dog", "food", "!"]), max_size=8),
-                 min_size=1, max_size=8)
+WORDS = st.lists(
+    st.lists(st.sampled_from(["tea", "good", "bad", "dog", "food", "!"]), max_size=8),
+    min_size=1,
+    max_size=8,
+)
 
 
 def test_tokenize_lowercases_and_keeps_marks(impl):
     """tokenize lower-cases, splits on non-letters, keeps apostrophe words and ! / ?."""
-    assert impl.tokenize("Great taste!! Don't buy?") == ["great", "taste", "!", "!", "don't", "buy", "?"]
+    assert impl.tokenize("Great taste!! Don't buy?") == [
+        "great",
+        "taste",
+        "!",
+        "!",
+        "don't",
+        "buy",
+        "?",
+    ]
     assert impl.tokenize("  ") == []
 
 
@@ -82,8 +93,13 @@ def test_padding_does_not_change_logits(impl):
     alone = model(torch.tensor([seq]), torch.tensor([4]))
     ids, lengths = impl.pad_batch([[5] * 11, seq, [7, 8]], max_len=20)
     batched = model(ids, lengths)
-    torch.testing.assert_close(batched[1:2], alone, atol=1e-6, rtol=1e-6,
-                               msg="padding changed the logits: pack the sequence before the LSTM")
+    torch.testing.assert_close(
+        batched[1:2],
+        alone,
+        atol=1e-6,
+        rtol=1e-6,
+        msg="padding changed the logits: pack the sequence before the LSTM",
+    )
     # and the state really is the last real token's: it differs from reading the pads
     unpacked = model(ids[1:2], torch.tensor([ids.shape[1]]))
     assert not torch.allclose(unpacked, alone, atol=1e-6), "lengths are ignored"
@@ -101,9 +117,12 @@ def test_one_training_step_reduces_loss(impl):
             return torch.nn.functional.cross_entropy(model(ids, lengths), y).item()
 
     before = loss()
-    reported = impl.train_epoch(model, opt, ids, lengths, y, batch_size=4,
-                                generator=torch.Generator().manual_seed(0))
-    assert reported == pytest.approx(before, rel=1e-4), "train_epoch should return the loss it stepped on"
+    reported = impl.train_epoch(
+        model, opt, ids, lengths, y, batch_size=4, generator=torch.Generator().manual_seed(0)
+    )
+    assert reported == pytest.approx(before, rel=1e-4), (
+        "train_epoch should return the loss it stepped on"
+    )
     assert loss() < before, "one Adam step on the batch did not reduce its loss"
 
 
@@ -125,7 +144,9 @@ def test_metrics_match_sklearn(impl, y):
     p = np.array([b for _, b in y])
     assert impl.accuracy(torch.tensor(t), torch.tensor(p)) == pytest.approx(accuracy_score(t, p))
     expected = sk_f1(t, p, pos_label=1, zero_division=0.0)
-    assert impl.f1_score(torch.tensor(t), torch.tensor(p)) == pytest.approx(expected), \
+    assert impl.f1_score(torch.tensor(t), torch.tensor(p)) == pytest.approx(expected), (
         f"F1 differs from sklearn for y_true={t.tolist()}, y_pred={p.tolist()}"
+    )
     assert impl.f1_score(torch.tensor(t), torch.tensor(p), positive=0) == pytest.approx(
-        sk_f1(t, p, pos_label=0, zero_division=0.0)), "f1_score ignores `positive`"
+        sk_f1(t, p, pos_label=0, zero_division=0.0)
+    ), "f1_score ignores `positive`"

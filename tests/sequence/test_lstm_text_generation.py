@@ -32,8 +32,9 @@ def test_split_is_contiguous_by_position(impl):
     """split_by_position keeps order: train is the head, validation the tail."""
     ids = torch.arange(100)
     train, val = impl.split_by_position(ids, 0.2)
-    assert torch.equal(train, torch.arange(80)) and torch.equal(val, torch.arange(80, 100)), \
+    assert torch.equal(train, torch.arange(80)) and torch.equal(val, torch.arange(80, 100)), (
         "expected the first 80% as train and the last 20% as validation, unshuffled"
+    )
 
 
 def test_get_batch_targets_are_inputs_shifted(impl):
@@ -61,8 +62,13 @@ def test_model_shapes_and_state(impl):
     assert logits.shape == (3, 9, 11), f"logits shape {tuple(logits.shape)}, expected (3, 9, 11)"
     first, state = model(x[:, :4])
     rest, _ = model(x[:, 4:], state)
-    torch.testing.assert_close(torch.cat([first, rest], 1), logits, atol=1e-6, rtol=1e-5,
-                               msg="feeding the returned state must continue the sequence")
+    torch.testing.assert_close(
+        torch.cat([first, rest], 1),
+        logits,
+        atol=1e-6,
+        rtol=1e-5,
+        msg="feeding the returned state must continue the sequence",
+    )
 
 
 def test_untrained_loss_is_about_log_vocab(impl):
@@ -71,8 +77,9 @@ def test_untrained_loss_is_about_log_vocab(impl):
     ids = impl.encode(TEXT, stoi)
     model = _model(impl, len(itos))
     loss = impl.evaluate_loss(model, ids, seq_len=16, batch_size=4)
-    assert loss == pytest.approx(math.log(len(itos)), rel=0.05), \
+    assert loss == pytest.approx(math.log(len(itos)), rel=0.05), (
         f"untrained loss {loss:.3f} nats, expected about log(V) = {math.log(len(itos)):.3f}"
+    )
     assert impl.nats_to_bits(loss) == pytest.approx(loss / math.log(2))
     x, y = ids[:-1].view(1, -1), ids[1:].view(1, -1)
     logits, _ = model(x)
@@ -87,12 +94,17 @@ def test_temperature_sharpens_and_flattens(impl, logits):
     z = torch.tensor(logits, dtype=torch.float64)
     p1 = impl.next_char_probs(z, 1.0)
     torch.testing.assert_close(p1, torch.softmax(z, 0))
-    entropy = [float(-(p * p.clamp_min(1e-300).log()).sum())
-               for p in (impl.next_char_probs(z, t) for t in (0.3, 1.0, 3.0))]
-    assert entropy[0] <= entropy[1] + 1e-9 <= entropy[2] + 2e-9, f"entropies {entropy} not increasing in T"
+    entropy = [
+        float(-(p * p.clamp_min(1e-300).log()).sum())
+        for p in (impl.next_char_probs(z, t) for t in (0.3, 1.0, 3.0))
+    ]
+    assert entropy[0] <= entropy[1] + 1e-9 <= entropy[2] + 2e-9, (
+        f"entropies {entropy} not increasing in T"
+    )
     greedy = impl.next_char_probs(z, 0.0)
-    assert float(greedy.sum()) == pytest.approx(1.0) and greedy[z.argmax()] == 1.0, \
+    assert float(greedy.sum()) == pytest.approx(1.0) and greedy[z.argmax()] == 1.0, (
         "temperature 0 must put all mass on the argmax"
+    )
 
 
 def test_sampling_is_deterministic_given_a_seed(impl):

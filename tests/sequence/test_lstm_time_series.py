@@ -33,10 +33,12 @@ def test_make_windows_matches_a_loop(impl, T, F, data):
     feats = np.arange(T * F, dtype=float).reshape(T, F)
     target = np.arange(T, dtype=float) * 10
     X, y = impl.make_windows(feats, target, window)
-    assert X.shape == (T - window, window, F), f"X has shape {X.shape}, expected {(T - window, window, F)}"
+    assert X.shape == (T - window, window, F), (
+        f"X has shape {X.shape}, expected {(T - window, window, F)}"
+    )
     assert y.shape == (T - window,), f"y has shape {y.shape}, expected {(T - window,)}"
     for i in range(T - window):
-        np.testing.assert_array_equal(X[i], feats[i:i + window], err_msg=f"window {i} is wrong")
+        np.testing.assert_array_equal(X[i], feats[i : i + window], err_msg=f"window {i} is wrong")
         assert y[i] == target[i + window], f"y[{i}] should be the day right after window {i}"
 
 
@@ -65,8 +67,13 @@ def test_standardizer_matches_sklearn_and_uses_train_only(impl, nyse):
     scaler = StandardScaler().fit(raw[:500])
     np.testing.assert_allclose(mean, scaler.mean_, rtol=1e-12, err_msg="mean differs from sklearn")
     np.testing.assert_allclose(std, scaler.scale_, rtol=1e-12, err_msg="std differs (use ddof=0)")
-    np.testing.assert_allclose(impl.standardize(raw, mean, std), scaler.transform(raw), rtol=1e-10,
-                               atol=1e-12, err_msg="standardize differs from StandardScaler.transform")
+    np.testing.assert_allclose(
+        impl.standardize(raw, mean, std),
+        scaler.transform(raw),
+        rtol=1e-10,
+        atol=1e-12,
+        err_msg="standardize differs from StandardScaler.transform",
+    )
     _, std_const = impl.fit_standardizer(np.ones((5, 2)))
     np.testing.assert_array_equal(std_const, [1.0, 1.0], err_msg="a constant column needs std 1")
 
@@ -76,11 +83,18 @@ def test_naive_baselines(impl, nyse):
     s = nyse["log_volume"]
     X, y = impl.make_windows(s.to_numpy(), s.to_numpy(), 30)
     hist = X[:, :, 0]
-    np.testing.assert_array_equal(impl.last_value_forecast(hist), s.to_numpy()[29:-1],
-                                  err_msg="last value should be the day before the target")
+    np.testing.assert_array_equal(
+        impl.last_value_forecast(hist),
+        s.to_numpy()[29:-1],
+        err_msg="last value should be the day before the target",
+    )
     expected = s.rolling(5).mean().to_numpy()[29:-1]
-    np.testing.assert_allclose(impl.moving_average_forecast(hist, 5), expected, rtol=1e-12,
-                               err_msg="moving average of the last 5 days differs from pandas")
+    np.testing.assert_allclose(
+        impl.moving_average_forecast(hist, 5),
+        expected,
+        rtol=1e-12,
+        err_msg="moving average of the last 5 days differs from pandas",
+    )
     with pytest.raises(ValueError):
         impl.moving_average_forecast(hist, 31)
 
@@ -95,9 +109,16 @@ def test_linear_ar_matches_sklearn_on_nyse_lags(impl, nyse):
     coef, intercept = impl.fit_linear_ar(L, y)
     sk = LinearRegression().fit(L, y)
     np.testing.assert_allclose(coef, sk.coef_, rtol=1e-7, atol=1e-9, err_msg="coefficients differ")
-    np.testing.assert_allclose(intercept, sk.intercept_, rtol=1e-7, atol=1e-9, err_msg="intercept differs")
-    np.testing.assert_allclose(impl.predict_linear_ar(L, coef, intercept), sk.predict(L), rtol=1e-9,
-                               atol=1e-10, err_msg="predictions differ from sklearn")
+    np.testing.assert_allclose(
+        intercept, sk.intercept_, rtol=1e-7, atol=1e-9, err_msg="intercept differs"
+    )
+    np.testing.assert_allclose(
+        impl.predict_linear_ar(L, coef, intercept),
+        sk.predict(L),
+        rtol=1e-9,
+        atol=1e-10,
+        err_msg="predictions differ from sklearn",
+    )
 
 
 def test_linear_ar_recovers_a_known_ar2(impl):
@@ -129,9 +150,16 @@ def test_forecaster_shapes_and_predict(impl):
     out = model(x)
     assert out.shape == (5,), f"forward returned {tuple(out.shape)}, expected (batch,)"
     pred = impl.predict(model, x.numpy(), batch_size=2)
-    assert pred.shape == (5,) and pred.dtype == np.float64, f"predict gave {pred.shape} {pred.dtype}"
-    np.testing.assert_allclose(pred, out.detach().double().numpy(), rtol=1e-6, atol=1e-6,
-                               err_msg="predict differs from forward")
+    assert pred.shape == (5,) and pred.dtype == np.float64, (
+        f"predict gave {pred.shape} {pred.dtype}"
+    )
+    np.testing.assert_allclose(
+        pred,
+        out.detach().double().numpy(),
+        rtol=1e-6,
+        atol=1e-6,
+        err_msg="predict differs from forward",
+    )
 
 
 def test_training_learns_an_ar1_series_and_keeps_best_epoch(impl):
@@ -139,17 +167,35 @@ def test_training_learns_an_ar1_series_and_keeps_best_epoch(impl):
     rng = np.random.default_rng(2)
     x = np.zeros(700)
     for t in range(1, len(x)):
-        x[t] = 0.2 * x[t - 1] + rng.normal()  # persistence is poor here; the mean reversion is learnable
+        x[t] = (
+            0.2 * x[t - 1] + rng.normal()
+        )  # persistence is poor here; the mean reversion is learnable
     X, y = impl.make_windows(x, x, 8)
     train, val, _ = impl.chronological_split(len(y), 150, 0)
     torch.manual_seed(0)
     model = impl.LSTMForecaster(1, hidden_size=8)
-    hist = impl.train_forecaster(model, X[train], y[train], X[val], y[val], epochs=8, lr=0.01,
-                                 batch_size=32, patience=3, seed=0)
+    hist = impl.train_forecaster(
+        model,
+        X[train],
+        y[train],
+        X[val],
+        y[val],
+        epochs=8,
+        lr=0.01,
+        batch_size=32,
+        patience=3,
+        seed=0,
+    )
     assert len(hist["train_loss"]) == len(hist["val_loss"]) >= 1, "one loss per epoch run"
     best = hist["best_epoch"]
-    assert hist["val_loss"][best] == min(hist["val_loss"]), "best_epoch must have the lowest val loss"
+    assert hist["val_loss"][best] == min(hist["val_loss"]), (
+        "best_epoch must have the lowest val loss"
+    )
     val_mse = np.mean((impl.predict(model, X[val]) - y[val]) ** 2)
-    assert val_mse == pytest.approx(hist["val_loss"][best], rel=1e-5), "model must hold the best weights"
+    assert val_mse == pytest.approx(hist["val_loss"][best], rel=1e-5), (
+        "model must hold the best weights"
+    )
     persistence = np.mean((impl.last_value_forecast(X[val][:, :, 0]) - y[val]) ** 2)
-    assert val_mse < 0.8 * persistence, f"val MSE {val_mse:.3f} should beat persistence {persistence:.3f}"
+    assert val_mse < 0.8 * persistence, (
+        f"val MSE {val_mse:.3f} should beat persistence {persistence:.3f}"
+    )

@@ -22,15 +22,22 @@ def _ours_cell(impl, mode: str, **kw):
 
 
 def _close(ours, theirs, what: str):
-    assert ours.shape == theirs.shape, f"{what}: shape {tuple(ours.shape)}, expected {tuple(theirs.shape)}"
+    assert ours.shape == theirs.shape, (
+        f"{what}: shape {tuple(ours.shape)}, expected {tuple(theirs.shape)}"
+    )
     torch.testing.assert_close(ours, theirs, **TOL, msg=lambda m: f"{what} differs from torch: {m}")
 
 
 def _flat(out) -> torch.Tensor:
     """A scalar that touches every output, with unequal weights so gradients are not symmetric."""
     parts = out if isinstance(out, tuple) else (out,)
-    return sum(((p * torch.linspace(0.5, 1.5, p.numel(), dtype=p.dtype).reshape(p.shape)).sum()
-                for p in parts), torch.zeros((), dtype=torch.float64))
+    return sum(
+        (
+            (p * torch.linspace(0.5, 1.5, p.numel(), dtype=p.dtype).reshape(p.shape)).sum()
+            for p in parts
+        ),
+        torch.zeros((), dtype=torch.float64),
+    )
 
 
 @pytest.mark.parametrize("mode", ["rnn", "lstm", "gru"])
@@ -38,15 +45,22 @@ def test_cell_parameters_have_torch_names_and_shapes(impl, mode):
     """Each cell owns weight_ih (G*H, in), weight_hh (G*H, H), bias_ih, bias_hh (G*H,) like torch."""
     ours = dict(_ours_cell(impl, mode).named_parameters())
     theirs = dict(TORCH_CELLS[mode](IN, H).named_parameters())
-    assert set(ours) == set(theirs), f"{mode} cell parameters {sorted(ours)}, expected {sorted(theirs)}"
+    assert set(ours) == set(theirs), (
+        f"{mode} cell parameters {sorted(ours)}, expected {sorted(theirs)}"
+    )
     for name, p in theirs.items():
-        assert ours[name].shape == p.shape, f"{mode}.{name} has shape {tuple(ours[name].shape)}, expected {tuple(p.shape)}"
+        assert ours[name].shape == p.shape, (
+            f"{mode}.{name} has shape {tuple(ours[name].shape)}, expected {tuple(p.shape)}"
+        )
     no_bias = dict(_ours_cell(impl, mode, bias=False).named_parameters())
-    assert set(no_bias) == {"weight_ih", "weight_hh"}, "bias=False must leave out bias_ih and bias_hh"
+    assert set(no_bias) == {"weight_ih", "weight_hh"}, (
+        "bias=False must leave out bias_ih and bias_hh"
+    )
 
 
-@pytest.mark.parametrize("mode,kw", [("rnn", {}), ("rnn", {"nonlinearity": "relu"}),
-                                     ("lstm", {}), ("gru", {})])
+@pytest.mark.parametrize(
+    "mode,kw", [("rnn", {}), ("rnn", {"nonlinearity": "relu"}), ("lstm", {}), ("gru", {})]
+)
 def test_cell_step_values_and_gradients_match_torch(impl, mode, kw):
     """One cell step equals torch's cell (copied weights), and so do all gradients."""
     torch.manual_seed(0)
@@ -59,15 +73,22 @@ def test_cell_step_values_and_gradients_match_torch(impl, mode, kw):
     results = []
     for model in (ours, theirs):
         xi = x.clone().requires_grad_(True)
-        si = tuple(s.clone().requires_grad_(True) for s in state) if mode == "lstm" \
+        si = (
+            tuple(s.clone().requires_grad_(True) for s in state)
+            if mode == "lstm"
             else state.clone().requires_grad_(True)
+        )
         out = model(xi, si)
         inputs = [xi, *(si if mode == "lstm" else (si,)), *model.parameters()]
         results.append((out, torch.autograd.grad(_flat(out), inputs)))
     (o_out, o_grads), (t_out, t_grads) = results
     for a, b in zip(o_out if mode == "lstm" else (o_out,), t_out if mode == "lstm" else (t_out,)):
         _close(a, b, f"{mode} cell output")
-    names = ["x", *(["h", "c"] if mode == "lstm" else ["h"]), *(n for n, _ in theirs.named_parameters())]
+    names = [
+        "x",
+        *(["h", "c"] if mode == "lstm" else ["h"]),
+        *(n for n, _ in theirs.named_parameters()),
+    ]
     for name, a, b in zip(names, o_grads, t_grads):
         _close(a, b, f"{mode} cell gradient w.r.t. {name}")
 
@@ -81,7 +102,9 @@ def test_cell_starts_from_zeros_and_passes_gradcheck(impl, mode):
     zeros = torch.zeros(2, H, dtype=torch.float64)
     explicit = cell(x, (zeros, zeros) if mode == "lstm" else zeros)
     implicit = cell(x)
-    for a, b in zip(implicit if mode == "lstm" else (implicit,), explicit if mode == "lstm" else (explicit,)):
+    for a, b in zip(
+        implicit if mode == "lstm" else (implicit,), explicit if mode == "lstm" else (explicit,)
+    ):
         _close(a, b, f"{mode} cell with state=None vs explicit zeros")
     assert torch.autograd.gradcheck(lambda inp: cell(inp), (x,)), f"{mode} cell fails gradcheck"
 
@@ -96,7 +119,9 @@ def test_run_sequence_matches_torch_rnn_forward_and_reverse(impl):
     expected, h_n = theirs(x)
     out_f, last_f = impl.run_sequence(fwd, x)
     out_b, last_b = impl.run_sequence(bwd, x, reverse=True)
-    assert out_f.shape == (T, B, H), f"run_sequence returned {tuple(out_f.shape)}, expected (T, B, H)"
+    assert out_f.shape == (T, B, H), (
+        f"run_sequence returned {tuple(out_f.shape)}, expected (T, B, H)"
+    )
     _close(out_f, expected[..., :H], "forward outputs")
     _close(out_b, expected[..., H:], "reverse outputs (position t = state after reading x[t])")
     _close(last_f, h_n[0], "forward final state")
@@ -111,8 +136,14 @@ def _cell_view(net: nn.Module, suffix: str, layer: int = 0) -> nn.Module:
     return view
 
 
-CASES = [("rnn", 1, False, False), ("rnn", 2, True, True), ("lstm", 1, False, True),
-         ("lstm", 2, True, False), ("gru", 1, True, False), ("gru", 2, False, True)]
+CASES = [
+    ("rnn", 1, False, False),
+    ("rnn", 2, True, True),
+    ("lstm", 1, False, True),
+    ("lstm", 2, True, False),
+    ("gru", 1, True, False),
+    ("gru", 2, False, True),
+]
 
 
 @pytest.mark.parametrize("mode,layers,bidirectional,batch_first", CASES)
@@ -129,24 +160,31 @@ def test_recurrent_matches_torch_with_gradients(impl, mode, layers, bidirectiona
     results = []
     for model in (ours, theirs):
         xi = x.clone().requires_grad_(True)
-        si = tuple(s.clone().requires_grad_(True) for s in state) if mode == "lstm" \
+        si = (
+            tuple(s.clone().requires_grad_(True) for s in state)
+            if mode == "lstm"
             else state.clone().requires_grad_(True)
+        )
         out, final = model(xi, si)
         params = dict(model.named_parameters())
         results.append((out, final, xi, si, params))
     o_out, o_fin, o_x, o_s, o_params = results[0]
     t_out, t_fin, t_x, t_s, t_params = results[1]
     _close(o_out, t_out, f"{mode} output")
-    for a, b, name in zip(o_fin if mode == "lstm" else (o_fin,),
-                          t_fin if mode == "lstm" else (t_fin,), ("h_n", "c_n")):
+    for a, b, name in zip(
+        o_fin if mode == "lstm" else (o_fin,), t_fin if mode == "lstm" else (t_fin,), ("h_n", "c_n")
+    ):
         _close(a, b, f"{mode} final {name}")
     ours_by_torch_name = {}
     for key, cell in ours.cells.items():
         for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
             ours_by_torch_name[f"{name}_{key}"] = getattr(cell, name)
-    assert set(ours_by_torch_name) == set(t_params), \
+    assert set(ours_by_torch_name) == set(t_params), (
         f"cells {sorted(ours.cells)} do not cover torch's parameters {sorted(t_params)}"
-    inputs_o = [o_x, *(o_s if mode == "lstm" else (o_s,))] + [ours_by_torch_name[n] for n in t_params]
+    )
+    inputs_o = [o_x, *(o_s if mode == "lstm" else (o_s,))] + [
+        ours_by_torch_name[n] for n in t_params
+    ]
     inputs_t = [t_x, *(t_s if mode == "lstm" else (t_s,))] + list(t_params.values())
     g_o = torch.autograd.grad(_flat(o_out) + _flat(o_fin), inputs_o)
     g_t = torch.autograd.grad(_flat(t_out) + _flat(t_fin), inputs_t)
@@ -159,7 +197,9 @@ def test_recurrent_defaults_to_zero_state(impl):
     """Recurrent(x) with no state equals torch's run from zeros."""
     torch.manual_seed(4)
     theirs = nn.LSTM(IN, H, bidirectional=True).double()
-    ours = impl.copy_weights_from(impl.Recurrent("lstm", IN, H, bidirectional=True).double(), theirs)
+    ours = impl.copy_weights_from(
+        impl.Recurrent("lstm", IN, H, bidirectional=True).double(), theirs
+    )
     x = torch.randn(T, B, IN, dtype=torch.float64)
     (o_out, (o_h, o_c)), (t_out, (t_h, t_c)) = ours(x), theirs(x)
     _close(o_out, t_out, "bidirectional LSTM output from zero state")
@@ -180,8 +220,9 @@ def test_gradient_norms_match_torch_input_gradients(impl):
     cell = impl.copy_weights_from(impl.RNNCell(IN, H).double(), _cell_view(theirs, ""))
     x = torch.randn(T, B, IN, dtype=torch.float64)
     h_norms, x_norms = impl.gradient_norms_over_time(cell, x)
-    assert h_norms.shape == (T,) and x_norms.shape == (T,), \
+    assert h_norms.shape == (T,) and x_norms.shape == (T,), (
         f"got shapes {tuple(h_norms.shape)}, {tuple(x_norms.shape)}, expected (T,) each"
+    )
     xt = x.clone().requires_grad_(True)
     out, _ = theirs(xt)
     (gx,) = torch.autograd.grad(out[-1].sum(), xt)
@@ -197,6 +238,10 @@ def test_gradient_vanishes_in_rnn_with_small_recurrent_weights(impl):
         cell.weight_hh.copy_(0.5 * torch.eye(8, dtype=torch.float64))
     x = torch.randn(30, 4, 1, dtype=torch.float64)
     h_norms, _ = impl.gradient_norms_over_time(cell, x)
-    ratio = (h_norms[:-1] / h_norms[1:])
-    assert torch.all(ratio <= 0.5 + 1e-12), "each step back must multiply the gradient by <= 0.5 here"
-    assert h_norms[0] < 1e-8 * h_norms[-1], "after 29 steps the gradient should have all but vanished"
+    ratio = h_norms[:-1] / h_norms[1:]
+    assert torch.all(ratio <= 0.5 + 1e-12), (
+        "each step back must multiply the gradient by <= 0.5 here"
+    )
+    assert h_norms[0] < 1e-8 * h_norms[-1], (
+        "after 29 steps the gradient should have all but vanished"
+    )

@@ -94,8 +94,7 @@ def test_count_matrix_counts_terms(impl):
     np.testing.assert_array_equal(X, [[2, 1, 0], [0, 0, 0], [0, 1, 3]])
 
 
-@pytest.mark.parametrize("kw", [{}, {"sublinear_tf": True}, {"smooth_idf": False},
-                                {"norm": None}])
+@pytest.mark.parametrize("kw", [{}, {"sublinear_tf": True}, {"smooth_idf": False}, {"norm": None}])
 def test_tfidf_matches_sklearn_on_reviews(impl, reviews, kw):
     """TfidfVectorizer equals sklearn's (same tokenizer) on 300 reviews, for each option."""
     ours = impl.TfidfVectorizer(tokenizer=impl.tokenize, **kw).fit(reviews[:200])
@@ -105,8 +104,12 @@ def test_tfidf_matches_sklearn_on_reviews(impl, reviews, kw):
     X = ours.transform(reviews[200:])
     assert sp.issparse(X), "transform should return a scipy sparse matrix by default"
     assert X.shape == (100, len(vec.vocabulary_)), f"transform returned {X.shape}"
-    np.testing.assert_allclose(_dense(X), vec.transform(reviews[200:]).toarray(), atol=1e-12,
-                               err_msg="TF-IDF values differ from sklearn's")
+    np.testing.assert_allclose(
+        _dense(X),
+        vec.transform(reviews[200:]).toarray(),
+        atol=1e-12,
+        err_msg="TF-IDF values differ from sklearn's",
+    )
 
 
 def test_tfidf_dense_output_and_fit_transform(impl, reviews):

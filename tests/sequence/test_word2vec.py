@@ -27,8 +27,16 @@ def _direct_loss(v, u, n):
 
 def test_tokenize_keeps_lowercase_words(impl):
     """tokenize lower-cases and keeps words (with inner apostrophes), dropping digits/punctuation."""
-    assert impl.tokenize("To be, or NOT to be: 'tis 2 o'clock!") == \
-        ["to", "be", "or", "not", "to", "be", "tis", "o'clock"]
+    assert impl.tokenize("To be, or NOT to be: 'tis 2 o'clock!") == [
+        "to",
+        "be",
+        "or",
+        "not",
+        "to",
+        "be",
+        "tis",
+        "o'clock",
+    ]
 
 
 def test_vocabulary_min_count_and_order(impl):
@@ -69,7 +77,7 @@ def test_noise_distribution_and_negatives(impl):
     """noise_distribution is count**0.75 normalised; sample_negatives draws (B, K) ids from it."""
     counts = np.array([100, 10, 1, 0])
     p = impl.noise_distribution(counts)
-    np.testing.assert_allclose(p, counts ** 0.75 / (counts ** 0.75).sum(), rtol=1e-12)
+    np.testing.assert_allclose(p, counts**0.75 / (counts**0.75).sum(), rtol=1e-12)
     g = torch.Generator().manual_seed(0)
     neg = impl.sample_negatives(torch.tensor(p), (2000, 5), g)
     assert tuple(neg.shape) == (2000, 5), f"negatives shape {tuple(neg.shape)}, expected (2000, 5)"
@@ -80,7 +88,10 @@ def test_noise_distribution_and_negatives(impl):
 def test_sgns_loss_value_and_gradients_match_direct(impl):
     """sgns_loss and its gradients equal the written-out -log sig(u.v) - sum log sig(-n.v)."""
     g = torch.Generator().manual_seed(1)
-    v, u = torch.randn(4, 3, generator=g, dtype=torch.float64), torch.randn(4, 3, generator=g, dtype=torch.float64)
+    v, u = (
+        torch.randn(4, 3, generator=g, dtype=torch.float64),
+        torch.randn(4, 3, generator=g, dtype=torch.float64),
+    )
     n = torch.randn(4, 2, 3, generator=g, dtype=torch.float64)
     args = [t.clone().requires_grad_() for t in (v, u, n)]
     ref_args = [t.clone().requires_grad_() for t in (v, u, n)]
@@ -91,7 +102,9 @@ def test_sgns_loss_value_and_gradients_match_direct(impl):
     ref.backward()
     for a, b in zip(args, ref_args):
         torch.testing.assert_close(a.grad, b.grad, rtol=1e-10, atol=1e-12)
-    assert torch.autograd.gradcheck(impl.sgns_loss, tuple(t.clone().requires_grad_() for t in (v, u, n)))
+    assert torch.autograd.gradcheck(
+        impl.sgns_loss, tuple(t.clone().requires_grad_() for t in (v, u, n))
+    )
 
 
 def test_sgns_loss_is_finite_for_large_scores(impl):
@@ -133,11 +146,17 @@ def test_nearest_neighbours_by_cosine(impl):
 def test_analogy_accuracy_on_hand_made_embedding(impl):
     """analogy_accuracy: 3CosAdd with a, b, c excluded, only questions fully in the vocabulary."""
     vocab = {w: i for i, w in enumerate(["man", "woman", "king", "queen", "boy", "girl", "x"])}
-    vecs = np.array([[1, 0, 0], [1, 1, 0], [1, 0, 1], [1, 1, 1],
-                     [2, 0, 0.1], [2, 2, 0.1], [0, 0, 5]], dtype=float)
-    qs = [("s", "man", "woman", "king", "queen"), ("s", "man", "woman", "boy", "girl"),
-          ("s", "king", "queen", "man", "woman"), ("s", "man", "woman", "king", "x"),
-          ("s", "man", "woman", "prince", "princess")]  # the last one is not in the vocabulary
+    vecs = np.array(
+        [[1, 0, 0], [1, 1, 0], [1, 0, 1], [1, 1, 1], [2, 0, 0.1], [2, 2, 0.1], [0, 0, 5]],
+        dtype=float,
+    )
+    qs = [
+        ("s", "man", "woman", "king", "queen"),
+        ("s", "man", "woman", "boy", "girl"),
+        ("s", "king", "queen", "man", "woman"),
+        ("s", "man", "woman", "king", "x"),
+        ("s", "man", "woman", "prince", "princess"),
+    ]  # the last one is not in the vocabulary
     acc, n = impl.analogy_accuracy(vecs, vocab, qs)
     assert n == 4, f"{n} questions used; only those with all 4 words in the vocabulary count"
     assert acc == pytest.approx(0.75)

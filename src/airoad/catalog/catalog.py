@@ -34,12 +34,24 @@ _MODULE = re.compile(r"^airoad(\.[a-z_][a-z0-9_]*)+$")
 _TEST = re.compile(r"^tests/([a-z_][a-z0-9_]*/)*test_[a-z0-9_]+\.py$")
 
 _PHASE_KEYS: dict[str, type | tuple[type, ...]] = {
-    "id": str, "title": str, "order": int, "summary": str,
+    "id": str,
+    "title": str,
+    "order": int,
+    "summary": str,
 }
 _LAB_KEYS: dict[str, type | tuple[type, ...]] = {
-    "id": str, "title": str, "phase": str, "layer": str, "roadmaps": list,
-    "prerequisites": list, "reference": list, "tests": list, "datasets": list,
-    "cpu_minutes": (int, float), "status": str, "summary": str,
+    "id": str,
+    "title": str,
+    "phase": str,
+    "layer": str,
+    "roadmaps": list,
+    "prerequisites": list,
+    "reference": list,
+    "tests": list,
+    "datasets": list,
+    "cpu_minutes": (int, float),
+    "status": str,
+    "summary": str,
 }
 
 
@@ -145,7 +157,9 @@ def _load(path: Path) -> Catalog:
 def _build(raw: dict[str, Any], where: str) -> Catalog:
     extra = sorted(set(raw) - {"phase", "lab"})
     if extra:
-        raise AiroadError(f"{where}: unknown top-level key '{extra[0]}' (expected [[phase]], [[lab]])")
+        raise AiroadError(
+            f"{where}: unknown top-level key '{extra[0]}' (expected [[phase]], [[lab]])"
+        )
     phase_rows = _table_list(raw, "phase", where)
     phases = tuple(_phase(row, i, where) for i, row in enumerate(phase_rows))
     _check_phases(phases, where)
@@ -197,11 +211,18 @@ def _lab(row: dict[str, Any], index: int, where: str) -> LabEntry:
     who = _name("lab", row, index)
     _check_keys(row, _LAB_KEYS, who, where)
     return LabEntry(
-        id=row["id"], title=row["title"], phase=row["phase"], layer=row["layer"],
-        roadmaps=tuple(row["roadmaps"]), prerequisites=tuple(row["prerequisites"]),
-        reference=tuple(row["reference"]), tests=tuple(row["tests"]),
-        datasets=tuple(row["datasets"]), cpu_minutes=float(row["cpu_minutes"]),
-        status=row["status"], summary=row["summary"],
+        id=row["id"],
+        title=row["title"],
+        phase=row["phase"],
+        layer=row["layer"],
+        roadmaps=tuple(row["roadmaps"]),
+        prerequisites=tuple(row["prerequisites"]),
+        reference=tuple(row["reference"]),
+        tests=tuple(row["tests"]),
+        datasets=tuple(row["datasets"]),
+        cpu_minutes=float(row["cpu_minutes"]),
+        status=row["status"],
+        summary=row["summary"],
     )
 
 
@@ -212,8 +233,10 @@ def _check_phases(phases: tuple[Phase, ...], where: str) -> None:
         if phase.id in seen:
             raise AiroadError(f"{where}: phase '{phase.id}': key 'id' is used twice")
         if phase.order in orders:
-            raise AiroadError(f"{where}: phase '{phase.id}': key 'order' {phase.order} "
-                              f"is also used by phase '{orders[phase.order]}'")
+            raise AiroadError(
+                f"{where}: phase '{phase.id}': key 'order' {phase.order} "
+                f"is also used by phase '{orders[phase.order]}'"
+            )
         seen[phase.id] = phase
         orders[phase.order] = phase.id
 
@@ -225,7 +248,7 @@ def _check_labs(labs: tuple[LabEntry, ...], phase_ids: set[str], where: str) -> 
         who = f"lab '{lab.id}'"
 
         def bad(key: str, why: str) -> AiroadError:
-            return AiroadError(f"{where}: {who}: key '{key}' {why}")
+            return AiroadError(f"{where}: {who}: key '{key}' {why}")  # noqa: B023 (called before the loop moves on)
 
         if not _KEBAB.match(lab.id):
             raise bad("id", "must be kebab-case (lowercase words joined by '-')")
@@ -233,7 +256,10 @@ def _check_labs(labs: tuple[LabEntry, ...], phase_ids: set[str], where: str) -> 
             raise bad("id", "is used twice (lab ids must be unique)")
         ids.add(lab.id)
         if lab.phase not in phase_ids:
-            raise bad("phase", f"names unknown phase '{lab.phase}' (known: {', '.join(sorted(phase_ids))})")
+            raise bad(
+                "phase",
+                f"names unknown phase '{lab.phase}' (known: {', '.join(sorted(phase_ids))})",
+            )
         if lab.layer not in LAYERS:
             raise bad("layer", f"must be one of {'/'.join(LAYERS)}, got '{lab.layer}'")
         if lab.status not in STATUSES:
@@ -263,8 +289,9 @@ def _check_labs(labs: tuple[LabEntry, ...], phase_ids: set[str], where: str) -> 
     for lab in labs:
         for pre in lab.prerequisites:
             if pre not in ids:
-                raise AiroadError(f"{where}: lab '{lab.id}': key 'prerequisites' names "
-                                  f"unknown lab '{pre}'")
+                raise AiroadError(
+                    f"{where}: lab '{lab.id}': key 'prerequisites' names unknown lab '{pre}'"
+                )
     _check_acyclic(labs, where)
 
 
@@ -278,9 +305,11 @@ def _check_acyclic(labs: tuple[LabEntry, ...], where: str) -> None:
         path.append(node)
         for nxt in graph[node]:
             if state.get(nxt) == 1:
-                cycle = path[path.index(nxt):] + [nxt]
-                raise AiroadError(f"{where}: lab '{nxt}': key 'prerequisites' forms a cycle "
-                                  f"({' -> '.join(cycle)})")
+                cycle = path[path.index(nxt) :] + [nxt]
+                raise AiroadError(
+                    f"{where}: lab '{nxt}': key 'prerequisites' forms a cycle "
+                    f"({' -> '.join(cycle)})"
+                )
             if nxt not in state:
                 visit(nxt, path)
         path.pop()

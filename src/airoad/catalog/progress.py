@@ -8,7 +8,7 @@ States: `not started` (no record), `learning` (an exercise was written or a chec
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from airoad.errors import AiroadError
@@ -49,8 +49,11 @@ def record(lab_id: str, state: str, **details: str) -> dict:
         progress.pop(lab_id, None)
         entry: dict = {}
     else:
-        entry = {"state": state, "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                 **details}
+        entry = {
+            "state": state,
+            "at": datetime.now(UTC).isoformat(timespec="seconds"),
+            **details,
+        }
         progress[lab_id] = entry
     write_json_atomic(progress_path(), {"version": 1, "labs": progress})
     return entry

@@ -29,8 +29,9 @@ def squared_distances(X: np.ndarray, C: np.ndarray, x_sq: np.ndarray | None = No
     return np.maximum(D, 0.0, out=D)
 
 
-def kmeans_plusplus(X: np.ndarray, n_clusters: int, rng: np.random.Generator,
-                    n_local_trials: int | None = None) -> np.ndarray:
+def kmeans_plusplus(
+    X: np.ndarray, n_clusters: int, rng: np.random.Generator, n_local_trials: int | None = None
+) -> np.ndarray:
     """Greedy k-means++ seeding (as scikit-learn): the first centre is a random point; each
     next one is the best of 2 + ln(k) candidates drawn with probability D(x)^2 / sum D^2,
     "best" meaning the one that lowers the potential sum_i min_j ||x_i - c_j||^2 the most.
@@ -54,8 +55,9 @@ def kmeans_plusplus(X: np.ndarray, n_clusters: int, rng: np.random.Generator,
     return X[idx].copy()
 
 
-def lloyd(X: np.ndarray, centers: np.ndarray, max_iter: int = 300,
-          tol: float = 0.0) -> tuple[np.ndarray, np.ndarray, float, int]:
+def lloyd(
+    X: np.ndarray, centers: np.ndarray, max_iter: int = 300, tol: float = 0.0
+) -> tuple[np.ndarray, np.ndarray, float, int]:
     """Lloyd's iterations from the given centres (k, d), stopping like scikit-learn: when the
     labels stop changing, or when the summed squared centre shift is <= tol (absolute).
 
@@ -67,7 +69,7 @@ def lloyd(X: np.ndarray, centers: np.ndarray, max_iter: int = 300,
     labels = np.full(len(X), -1)
     x_sq = (X * X).sum(axis=1)
     n_iter = 0
-    for n_iter in range(1, max_iter + 1):
+    for n_iter in range(1, max_iter + 1):  # noqa: B007 (used after the loop)
         D = squared_distances(X, centers, x_sq)
         new_labels = D.argmin(axis=1)
         onehot = np.zeros((len(X), k))
@@ -76,7 +78,7 @@ def lloyd(X: np.ndarray, centers: np.ndarray, max_iter: int = 300,
         counts = onehot.sum(axis=0)
         empty = np.flatnonzero(counts == 0)
         if len(empty):  # steal the points worst served by their current centre
-            far = np.argsort(-D[np.arange(len(X)), new_labels], kind="stable")[:len(empty)]
+            far = np.argsort(-D[np.arange(len(X)), new_labels], kind="stable")[: len(empty)]
             for e, f in zip(empty, far):
                 sums[new_labels[f]] -= X[f]
                 counts[new_labels[f]] -= 1
@@ -105,8 +107,15 @@ class KMeans(TransformerMixin, ClusterMixin, BaseEstimator):
     Fitted: cluster_centers_ (k, d), labels_ (n,), inertia_, n_iter_.
     """
 
-    def __init__(self, n_clusters: int = 8, init: str | np.ndarray = "k-means++", n_init: int = 1,
-                 max_iter: int = 300, tol: float = 1e-4, random_state: int | None = None):
+    def __init__(
+        self,
+        n_clusters: int = 8,
+        init: str | np.ndarray = "k-means++",
+        n_init: int = 1,
+        max_iter: int = 300,
+        tol: float = 1e-4,
+        random_state: int | None = None,
+    ):
         self.n_clusters = n_clusters
         self.init = init
         self.n_init = n_init
@@ -114,7 +123,7 @@ class KMeans(TransformerMixin, ClusterMixin, BaseEstimator):
         self.tol = tol
         self.random_state = random_state
 
-    def fit(self, X, y=None) -> "KMeans":
+    def fit(self, X, y=None) -> KMeans:
         """Run Lloyd from n_init seedings (one if init is an array) and keep the lowest inertia."""
         X = validate_data(self, X, dtype=np.float64)
         if not 1 <= self.n_clusters <= len(X):
@@ -127,14 +136,18 @@ class KMeans(TransformerMixin, ClusterMixin, BaseEstimator):
             if given:
                 centers = np.array(self.init, dtype=np.float64)
                 if centers.shape != (self.n_clusters, X.shape[1]):
-                    raise ValueError(f"init has shape {centers.shape}, expected "
-                                     f"({self.n_clusters}, {X.shape[1]})")
+                    raise ValueError(
+                        f"init has shape {centers.shape}, expected "
+                        f"({self.n_clusters}, {X.shape[1]})"
+                    )
             elif self.init == "k-means++":
                 centers = kmeans_plusplus(X, self.n_clusters, rng)
             elif self.init == "random":
                 centers = X[rng.choice(len(X), self.n_clusters, replace=False)].copy()
             else:
-                raise ValueError(f"init must be 'k-means++', 'random' or an array, got {self.init!r}")
+                raise ValueError(
+                    f"init must be 'k-means++', 'random' or an array, got {self.init!r}"
+                )
             run = lloyd(X, centers, self.max_iter, tol)
             if best is None or run[2] < best[2]:
                 best = run
@@ -212,7 +225,7 @@ class DBSCAN(ClusterMixin, BaseEstimator):
         self.eps = eps
         self.min_samples = min_samples
 
-    def fit(self, X, y=None) -> "DBSCAN":
+    def fit(self, X, y=None) -> DBSCAN:
         """Neighbourhoods from the distance matrix, core points, their components, then borders."""
         X = validate_data(self, X, dtype=np.float64)
         if self.eps <= 0:
@@ -249,11 +262,13 @@ class AgglomerativeClustering(ClusterMixin, BaseEstimator):
         self.n_clusters = n_clusters
         self.linkage = linkage
 
-    def fit(self, X, y=None) -> "AgglomerativeClustering":
+    def fit(self, X, y=None) -> AgglomerativeClustering:
         """Build the full merge tree, reading the labels off after n - n_clusters merges."""
         X = validate_data(self, X, dtype=np.float64, ensure_min_samples=2)
         if self.linkage not in ("single", "complete", "average", "ward"):
-            raise ValueError(f"linkage must be single, complete, average or ward, got {self.linkage!r}")
+            raise ValueError(
+                f"linkage must be single, complete, average or ward, got {self.linkage!r}"
+            )
         n = len(X)
         if not 1 <= self.n_clusters <= n:
             raise ValueError(f"n_clusters={self.n_clusters} must be in [1, n_samples={n}]")
@@ -298,8 +313,9 @@ class AgglomerativeClustering(ClusterMixin, BaseEstimator):
         self.n_leaves_, self.n_clusters_ = n, self.n_clusters
         return self
 
-    def _lance_williams(self, d_a: np.ndarray, d_b: np.ndarray, n_a: float, n_b: float,
-                        n_k: np.ndarray, d_ab: float) -> np.ndarray:
+    def _lance_williams(
+        self, d_a: np.ndarray, d_b: np.ndarray, n_a: float, n_b: float, n_k: np.ndarray, d_ab: float
+    ) -> np.ndarray:
         """Distance from the merged cluster (a + b) to every cluster k: (n,)."""
         if self.linkage == "single":
             return np.minimum(d_a, d_b)

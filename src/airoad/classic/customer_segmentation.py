@@ -47,7 +47,9 @@ def silhouette_samples(X: np.ndarray, labels: np.ndarray) -> np.ndarray:
     if X.ndim != 2 or X.shape[0] != n:
         raise ValueError(f"X must be (n_samples, n_features) with n_samples = len(labels) = {n}")
     if not 2 <= k <= n - 1:
-        raise ValueError(f"silhouette needs 2 <= n_clusters <= n_samples - 1, got {k} clusters for {n} samples")
+        raise ValueError(
+            f"silhouette needs 2 <= n_clusters <= n_samples - 1, got {k} clusters for {n} samples"
+        )
     one_hot = np.zeros((n, k))
     one_hot[np.arange(n), idx] = 1.0
     sums = pairwise_distances(X) @ one_hot  # (n, k) summed distance to each cluster
@@ -85,8 +87,9 @@ def elbow_index(ks: np.ndarray, inertias: np.ndarray) -> int:
     return int(np.argmax(dist))
 
 
-def choose_k(ks: np.ndarray, inertias: np.ndarray, silhouettes: np.ndarray,
-             tolerance: float = 0.02) -> tuple[int, str]:
+def choose_k(
+    ks: np.ndarray, inertias: np.ndarray, silhouettes: np.ndarray, tolerance: float = 0.02
+) -> tuple[int, str]:
     """Pick the number of clusters from the elbow and the silhouette; return (k, reason).
 
     Rule: take the elbow k when its silhouette is within `tolerance` of the best silhouette
@@ -97,10 +100,14 @@ def choose_k(ks: np.ndarray, inertias: np.ndarray, silhouettes: np.ndarray,
     sil = np.asarray(silhouettes, dtype=float)
     e, best = elbow_index(ks, inertias), int(np.argmax(sil))
     if sil[e] >= sil[best] - tolerance:
-        return int(ks[e]), (f"elbow at k={ks[e]} (silhouette {sil[e]:.3f}) is within {tolerance} "
-                            f"of the best silhouette {sil[best]:.3f} (k={ks[best]})")
-    return int(ks[best]), (f"elbow at k={ks[e]} has silhouette {sil[e]:.3f}, more than {tolerance} "
-                           f"below the best {sil[best]:.3f}, so k={ks[best]}")
+        return int(ks[e]), (
+            f"elbow at k={ks[e]} (silhouette {sil[e]:.3f}) is within {tolerance} "
+            f"of the best silhouette {sil[best]:.3f} (k={ks[best]})"
+        )
+    return int(ks[best]), (
+        f"elbow at k={ks[e]} has silhouette {sil[e]:.3f}, more than {tolerance} "
+        f"below the best {sil[best]:.3f}, so k={ks[best]}"
+    )
 
 
 def centroid_zscores(X: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -120,8 +127,9 @@ def centroid_zscores(X: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.
     return segments, np.where(std > 0, z, 0.0)
 
 
-def name_segments(z: np.ndarray, feature_names: list[str], threshold: float = 0.5,
-                  max_terms: int = 2) -> list[str]:
+def name_segments(
+    z: np.ndarray, feature_names: list[str], threshold: float = 0.5, max_terms: int = 2
+) -> list[str]:
     """A short name per segment built from its centroid z-scores, e.g. "high income, low age".
 
     z: (k, d) as from centroid_zscores. For each segment, take the features with
@@ -137,7 +145,9 @@ def name_segments(z: np.ndarray, feature_names: list[str], threshold: float = 0.
         picked = [j for j in order[s] if not strict or abs(z[s, j]) >= threshold][:n_terms]
         if not picked:
             return "average"
-        return ", ".join(f"{'high' if z[s, j] > 0 else 'low'} {feature_names[j].lower()}" for j in picked)
+        return ", ".join(
+            f"{'high' if z[s, j] > 0 else 'low'} {feature_names[j].lower()}" for j in picked
+        )
 
     names = [words(s, max_terms, True) for s in range(len(z))]
     for n_terms in range(max_terms + 1, z.shape[1] + 1):

@@ -47,7 +47,9 @@ class Tree:
     weighted_n_node_samples: np.ndarray  # (n_nodes,) float64 (sum of sample weights)
 
 
-def target_stats(y: np.ndarray, sample_weight: np.ndarray, criterion: str, n_classes: int = 0) -> np.ndarray:
+def target_stats(
+    y: np.ndarray, sample_weight: np.ndarray, criterion: str, n_classes: int = 0
+) -> np.ndarray:
     """Per-sample statistics whose sums over a node are all the split search needs -> (c, n).
 
     Classification (y int codes 0..n_classes-1): row k holds ``w * (y == k)``, c = n_classes.
@@ -91,9 +93,16 @@ def children_cost(left: np.ndarray, right: np.ndarray, criterion: str) -> np.nda
             return -(left[1] ** 2 / left[0] + right[1] ** 2 / right[0])
         w_l, w_r = sum(left), sum(right)  # rows added one by one (c is small)
         if criterion == "gini":
-            return w_l + w_r - sum(row * row for row in left) / w_l - sum(row * row for row in right) / w_r
+            return (
+                w_l
+                + w_r
+                - sum(row * row for row in left) / w_l
+                - sum(row * row for row in right) / w_r
+            )
     if criterion == "entropy":
-        plogp = xlogy(w_l, w_l) + xlogy(w_r, w_r) - sum(xlogy(left, left)) - sum(xlogy(right, right))
+        plogp = (
+            xlogy(w_l, w_l) + xlogy(w_r, w_r) - sum(xlogy(left, left)) - sum(xlogy(right, right))
+        )
         return plogp / np.log(2.0)
     raise ValueError(f"unknown criterion {criterion!r}")
 
@@ -104,8 +113,9 @@ def draw_features(known_constant: np.ndarray, k: int, rng: np.random.Generator) 
     return np.argsort(rng.random(known_constant.shape) + known_constant, axis=1)[:, :k]
 
 
-def sort_within_nodes(sid0: np.ndarray, node: np.ndarray, feats: np.ndarray, XT: np.ndarray,
-                      rank: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def sort_within_nodes(
+    sid0: np.ndarray, node: np.ndarray, feats: np.ndarray, XT: np.ndarray, rank: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """The samples of every node sorted by each of its k features -> sid, vals: (k, m).
 
     sid0 (m,) lists the level's samples grouped by node (node (m,) says which); rank (d, n) is
@@ -119,8 +129,16 @@ def sort_within_nodes(sid0: np.ndarray, node: np.ndarray, feats: np.ndarray, XT:
     return sid, np.take(XT, fcol * n + sid)  # fcol is constant inside a node, so still aligned
 
 
-def best_splits(sid: np.ndarray, vals: np.ndarray, stats: np.ndarray, totals: np.ndarray,
-                starts: np.ndarray, feats: np.ndarray, criterion: str, min_samples_leaf: int):
+def best_splits(
+    sid: np.ndarray,
+    vals: np.ndarray,
+    stats: np.ndarray,
+    totals: np.ndarray,
+    starts: np.ndarray,
+    feats: np.ndarray,
+    criterion: str,
+    min_samples_leaf: int,
+):
     """Best split of every node of one level, all nodes and all cuts evaluated at once.
 
     sid: (k, m) sample ids; in row j each node's samples are sorted by its slot-j feature
@@ -151,7 +169,11 @@ def best_splits(sid: np.ndarray, vals: np.ndarray, stats: np.ndarray, totals: np
     hits = np.flatnonzero(cost == node_cost[at])
     nodes, first = np.unique(at[hits], return_index=True)  # first best cut of each node
     best = hits[first]
-    feature, threshold, n_left_best = np.full(n_nodes, UNDEFINED), np.full(n_nodes, np.nan), np.zeros(n_nodes, np.int64)
+    feature, threshold, n_left_best = (
+        np.full(n_nodes, UNDEFINED),
+        np.full(n_nodes, np.nan),
+        np.zeros(n_nodes, np.int64),
+    )
     j, p = slot[best], col[best]
     feature[nodes] = feats[nodes, j]
     threshold[nodes] = vals[j, p] / 2.0 + vals[j, p + 1] / 2.0  # midpoint, as sklearn computes it
@@ -167,10 +189,18 @@ def presort(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return order, np.take_along_axis(XT, order, axis=1)
 
 
-def grow_tree(order: np.ndarray, values: np.ndarray, stats: np.ndarray, criterion: str,
-              max_depth: int | None = None, min_samples_split: int = 2, min_samples_leaf: int = 1,
-              max_features: int | None = None, rng: np.random.Generator | None = None,
-              keep: np.ndarray | None = None) -> Tree:
+def grow_tree(
+    order: np.ndarray,
+    values: np.ndarray,
+    stats: np.ndarray,
+    criterion: str,
+    max_depth: int | None = None,
+    min_samples_split: int = 2,
+    min_samples_leaf: int = 1,
+    max_features: int | None = None,
+    rng: np.random.Generator | None = None,
+    keep: np.ndarray | None = None,
+) -> Tree:
     """Grow a CART tree level by level from presorted features (order, values: (d, m), see
     presort; they may list only some of the samples) and per-sample stats (c, n) (target_stats).
 
@@ -187,7 +217,9 @@ def grow_tree(order: np.ndarray, values: np.ndarray, stats: np.ndarray, criterio
     np.put_along_axis(XT, order, values, axis=1)
     if k < d:  # a forest tries a few features per node: sort only those, level by level
         rank = np.zeros((d, n), dtype=np.int64)
-        np.put_along_axis(rank, order, np.broadcast_to(np.arange(order.shape[1]), order.shape), axis=1)
+        np.put_along_axis(
+            rank, order, np.broadcast_to(np.arange(order.shape[1]), order.shape), axis=1
+        )
         order, values = order[:1], values[:1]  # one row keeps the samples grouped by node
         known_constant = np.zeros((1, d), dtype=bool)
     if keep is not None:
@@ -202,8 +234,12 @@ def grow_tree(order: np.ndarray, values: np.ndarray, stats: np.ndarray, criterio
         imp, _ = node_impurity(totals, criterion)
         feature = np.full(len(starts), UNDEFINED)
         threshold = np.full(len(starts), float(UNDEFINED))
-        split = ((depth < max_depth) & (counts >= min_samples_split)
-                 & (counts >= 2 * min_samples_leaf) & (imp > EPS))
+        split = (
+            (depth < max_depth)
+            & (counts >= min_samples_split)
+            & (counts >= 2 * min_samples_leaf)
+            & (imp > EPS)
+        )
         order, values, starts, kept = _keep_nodes(order, values, counts, split)
         if len(starts):
             if k < d:
@@ -214,11 +250,14 @@ def grow_tree(order: np.ndarray, values: np.ndarray, stats: np.ndarray, criterio
                 # A feature constant here stays constant below: children will not draw it.
                 ends = np.append(starts[1:], order.shape[1]) - 1
                 flat = np.repeat(np.arange(len(starts)), k)
-                known_constant[flat, feats.ravel()] = (vals[:, ends] <= vals[:, starts] + FEATURE_TOL).T.ravel()
+                known_constant[flat, feats.ravel()] = (
+                    vals[:, ends] <= vals[:, starts] + FEATURE_TOL
+                ).T.ravel()
             else:
                 feats, sid, vals = np.broadcast_to(np.arange(d), (len(starts), d)), order, values
-            cost, f, t, n_left = best_splits(sid, vals, stats, totals[:, split], starts, feats,
-                                             criterion, min_samples_leaf)
+            cost, f, t, n_left = best_splits(
+                sid, vals, stats, totals[:, split], starts, feats, criterion, min_samples_leaf
+            )
             found = np.isfinite(cost)
             split[split] = found  # a node with no valid cut becomes a leaf
             order, values, starts, kept = _keep_nodes(order, values, kept, found)
@@ -230,8 +269,9 @@ def grow_tree(order: np.ndarray, values: np.ndarray, stats: np.ndarray, criterio
             if k < d:
                 known_constant = np.tile(known_constant[found], (2, 1))  # left children, right ones
             # Children at max_depth are leaves: they only need one row, for their sums.
-            order, values, starts = _partition(order, values, kept, n_left[found], goes_left,
-                                               all_rows=depth + 1 < max_depth)
+            order, values, starts = _partition(
+                order, values, kept, n_left[found], goes_left, all_rows=depth + 1 < max_depth
+            )
         left = np.full(len(split), LEAF)
         n_split = int(split.sum())  # the next level lists all left children, then all right ones
         left[split] = n_created + np.arange(n_split)
@@ -256,8 +296,14 @@ def _keep_nodes(order: np.ndarray, values: np.ndarray, counts: np.ndarray, keep:
     return order, values, np.cumsum(counts) - counts, counts
 
 
-def _partition(order: np.ndarray, values: np.ndarray, counts: np.ndarray, n_left: np.ndarray,
-               goes_left: np.ndarray, all_rows: bool = True):
+def _partition(
+    order: np.ndarray,
+    values: np.ndarray,
+    counts: np.ndarray,
+    n_left: np.ndarray,
+    goes_left: np.ndarray,
+    all_rows: bool = True,
+):
     """Send every node's samples to its left or right child, keeping each row sorted.
 
     The children's layout is all left children (in node order), then all right children:
@@ -270,7 +316,9 @@ def _partition(order: np.ndarray, values: np.ndarray, counts: np.ndarray, n_left
     g = goes_left[order]  # (rows, m): every row has the same number of left-goers
     rows = len(order)
     # Flat positions of the left-goers then the right-goers of each row, in their sorted order.
-    moved = np.concatenate([np.flatnonzero(g).reshape(rows, -1), np.flatnonzero(~g).reshape(rows, -1)], axis=1)
+    moved = np.concatenate(
+        [np.flatnonzero(g).reshape(rows, -1), np.flatnonzero(~g).reshape(rows, -1)], axis=1
+    )
     sizes = np.concatenate([n_left, counts - n_left])
     return np.take(order, moved), np.take(values, moved), np.cumsum(sizes) - sizes
 
@@ -310,15 +358,22 @@ def resolve_max_features(max_features: int | float | str | None, n_features: int
         return min(int(max_features), n_features)
     elif isinstance(max_features, float) and 0.0 < max_features <= 1.0:
         return max(1, int(max_features * n_features))
-    raise ValueError(f"max_features must be None, 'sqrt', 'log2', an int >= 1 or a float in (0, 1], "
-                     f"got {max_features!r}")
+    raise ValueError(
+        f"max_features must be None, 'sqrt', 'log2', an int >= 1 or a float in (0, 1], "
+        f"got {max_features!r}"
+    )
 
 
 class _BaseTree(BaseEstimator):
     """What the classifier and the regressor share: growing, applying and validating."""
 
-    def _grow(self, X: np.ndarray, stats: np.ndarray, sample_weight: np.ndarray,
-              presorted: tuple[np.ndarray, np.ndarray] | None) -> None:
+    def _grow(
+        self,
+        X: np.ndarray,
+        stats: np.ndarray,
+        sample_weight: np.ndarray,
+        presorted: tuple[np.ndarray, np.ndarray] | None,
+    ) -> None:
         """Grow ``self.tree_`` on the rows with positive weight and set the fitted attributes."""
         if self.max_depth is not None and self.max_depth < 1:
             raise ValueError(f"max_depth must be None or >= 1, got {self.max_depth}")
@@ -328,8 +383,18 @@ class _BaseTree(BaseEstimator):
         keep = sample_weight > 0  # like sklearn, zero-weight rows take no part in the tree
         rng = np.random.default_rng(self.random_state)
         k = resolve_max_features(self.max_features, X.shape[1])
-        self.tree_ = grow_tree(order, values, stats, self.criterion, self.max_depth, self.min_samples_split,
-                               self.min_samples_leaf, k, rng, None if keep.all() else keep)
+        self.tree_ = grow_tree(
+            order,
+            values,
+            stats,
+            self.criterion,
+            self.max_depth,
+            self.min_samples_split,
+            self.min_samples_leaf,
+            k,
+            rng,
+            None if keep.all() else keep,
+        )
         self.feature_importances_ = feature_importances(self.tree_, X.shape[1])
 
     def _weights(self, sample_weight: np.ndarray | None, n: int) -> np.ndarray:
@@ -338,7 +403,9 @@ class _BaseTree(BaseEstimator):
             return np.ones(n)
         w = np.asarray(sample_weight, dtype=np.float64)
         if w.shape != (n,) or np.any(w < 0) or not np.all(np.isfinite(w)):
-            raise ValueError(f"sample_weight must be {n} finite non-negative numbers, got shape {w.shape}")
+            raise ValueError(
+                f"sample_weight must be {n} finite non-negative numbers, got shape {w.shape}"
+            )
         return w
 
     def apply(self, X: np.ndarray) -> np.ndarray:
@@ -368,9 +435,15 @@ class DecisionTreeClassifier(ClassifierMixin, _BaseTree):
     feature_importances_ (n_features,).
     """
 
-    def __init__(self, criterion: str = "gini", max_depth: int | None = None, min_samples_split: int = 2,
-                 min_samples_leaf: int = 1, max_features: int | float | str | None = None,
-                 random_state: int | None = None):
+    def __init__(
+        self,
+        criterion: str = "gini",
+        max_depth: int | None = None,
+        min_samples_split: int = 2,
+        min_samples_leaf: int = 1,
+        max_features: int | float | str | None = None,
+        random_state: int | None = None,
+    ):
         self.criterion = criterion
         self.max_depth = max_depth
         self.min_samples_split = min_samples_split
@@ -378,8 +451,13 @@ class DecisionTreeClassifier(ClassifierMixin, _BaseTree):
         self.max_features = max_features
         self.random_state = random_state
 
-    def fit(self, X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None,
-            presorted: tuple[np.ndarray, np.ndarray] | None = None) -> DecisionTreeClassifier:
+    def fit(
+        self,
+        X: np.ndarray,
+        y: np.ndarray,
+        sample_weight: np.ndarray | None = None,
+        presorted: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> DecisionTreeClassifier:
         """Grow the tree on X (n, d) and labels y (n,); returns self.
 
         sample_weight: (n,) non-negative weights (None = all 1). presorted: presort(X), when
@@ -412,9 +490,15 @@ class DecisionTreeRegressor(RegressorMixin, _BaseTree):
     feature_importances_ (n_features,).
     """
 
-    def __init__(self, criterion: str = "squared_error", max_depth: int | None = None,
-                 min_samples_split: int = 2, min_samples_leaf: int = 1,
-                 max_features: int | float | str | None = None, random_state: int | None = None):
+    def __init__(
+        self,
+        criterion: str = "squared_error",
+        max_depth: int | None = None,
+        min_samples_split: int = 2,
+        min_samples_leaf: int = 1,
+        max_features: int | float | str | None = None,
+        random_state: int | None = None,
+    ):
         self.criterion = criterion
         self.max_depth = max_depth
         self.min_samples_split = min_samples_split
@@ -422,8 +506,13 @@ class DecisionTreeRegressor(RegressorMixin, _BaseTree):
         self.max_features = max_features
         self.random_state = random_state
 
-    def fit(self, X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None,
-            presorted: tuple[np.ndarray, np.ndarray] | None = None) -> DecisionTreeRegressor:
+    def fit(
+        self,
+        X: np.ndarray,
+        y: np.ndarray,
+        sample_weight: np.ndarray | None = None,
+        presorted: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> DecisionTreeRegressor:
         """Grow the tree on X (n, d) and targets y (n,); returns self (arguments as in the classifier)."""
         if self.criterion != "squared_error":
             raise ValueError(f"criterion must be 'squared_error', got {self.criterion!r}")

@@ -28,8 +28,9 @@ from sklearn.feature_selection import SelectorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 
-def histogram_codes(X: np.ndarray, n_bins: int, lo: np.ndarray | None = None,
-                    hi: np.ndarray | None = None) -> np.ndarray:
+def histogram_codes(
+    X: np.ndarray, n_bins: int, lo: np.ndarray | None = None, hi: np.ndarray | None = None
+) -> np.ndarray:
     """Cut every column of X into `n_bins` equal-width bins: int codes in 0..n_bins-1.
 
     X: (n_samples, n_features). Column j's bins span [lo[j], hi[j]] (default: its own min and
@@ -62,8 +63,12 @@ def mutual_information(x_codes: np.ndarray, y: np.ndarray) -> np.ndarray:
     scores = np.empty(x_codes.shape[1])
     for j in range(x_codes.shape[1]):  # one pass over the samples per feature
         n_levels = int(x_codes[:, j].max()) + 1
-        joint = np.bincount(x_codes[:, j] * n_classes + y_idx,
-                            minlength=n_levels * n_classes).reshape(n_levels, n_classes) / n
+        joint = (
+            np.bincount(x_codes[:, j] * n_classes + y_idx, minlength=n_levels * n_classes).reshape(
+                n_levels, n_classes
+            )
+            / n
+        )
         p_x = joint.sum(axis=1, keepdims=True)
         nz = joint > 0  # 0 * log 0 counts as 0
         ratio = joint[nz] / (p_x * p_y)[nz]
@@ -94,7 +99,7 @@ class MutualInfoSelector(SelectorMixin, BaseEstimator):
         self.k = k
         self.n_bins = n_bins
 
-    def fit(self, X, y) -> "MutualInfoSelector":
+    def fit(self, X, y) -> MutualInfoSelector:
         """Bin X (n_samples, n_features), score every feature against y, keep the top k."""
         X, y = validate_data(self, X, y)
         if not (isinstance(self.k, Integral) and 1 <= self.k <= X.shape[1]):
@@ -147,7 +152,7 @@ class RFE(MetaEstimatorMixin, SelectorMixin, BaseEstimator):
         self.n_features_to_select = n_features_to_select
         self.step = step
 
-    def fit(self, X, y) -> "RFE":
+    def fit(self, X, y) -> RFE:
         """Run the elimination on X (n_samples, n_features), y (n_samples,). Returns self."""
         X, y = validate_data(self, X, y, ensure_min_features=2)
         n_features = X.shape[1]

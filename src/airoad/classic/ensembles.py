@@ -18,7 +18,7 @@ The trees come from the decision-tree lab (``airoad.classic.decision_tree``).
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 from scipy.special import expit, softmax
@@ -26,7 +26,12 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from airoad.classic.decision_tree import LEAF, DecisionTreeClassifier, DecisionTreeRegressor, presort
+from airoad.classic.decision_tree import (
+    LEAF,
+    DecisionTreeClassifier,
+    DecisionTreeRegressor,
+    presort,
+)
 
 
 def bootstrap_counts(n: int, rng: np.random.Generator) -> np.ndarray:
@@ -54,13 +59,21 @@ class _Forest(BaseEstimator):
         self.estimators_ = []
         for _ in range(self.n_estimators):
             # A bootstrap sample as weights: a row drawn c times weighs c (0 = out of bag).
-            counts = bootstrap_counts(len(X), rng) if self.bootstrap else np.ones(len(X), dtype=np.int64)
-            tree = tree_class(criterion=self.criterion, max_depth=self.max_depth,
-                              min_samples_split=self.min_samples_split,
-                              min_samples_leaf=self.min_samples_leaf,
-                              max_features=self.max_features, random_state=_seed(rng))
+            counts = (
+                bootstrap_counts(len(X), rng) if self.bootstrap else np.ones(len(X), dtype=np.int64)
+            )
+            tree = tree_class(
+                criterion=self.criterion,
+                max_depth=self.max_depth,
+                min_samples_split=self.min_samples_split,
+                min_samples_leaf=self.min_samples_leaf,
+                max_features=self.max_features,
+                random_state=_seed(rng),
+            )
             self.estimators_.append(tree.fit(X, target, sample_weight=counts, presorted=presorted))
-        self.feature_importances_ = np.mean([t.feature_importances_ for t in self.estimators_], axis=0)
+        self.feature_importances_ = np.mean(
+            [t.feature_importances_ for t in self.estimators_], axis=0
+        )
 
 
 class RandomForestClassifier(ClassifierMixin, _Forest):
@@ -70,10 +83,17 @@ class RandomForestClassifier(ClassifierMixin, _Forest):
     class codes 0..K-1), feature_importances_ (n_features,).
     """
 
-    def __init__(self, n_estimators: int = 100, criterion: str = "gini", max_depth: int | None = None,
-                 min_samples_split: int = 2, min_samples_leaf: int = 1,
-                 max_features: int | float | str | None = "sqrt", bootstrap: bool = True,
-                 random_state: int | None = None):
+    def __init__(
+        self,
+        n_estimators: int = 100,
+        criterion: str = "gini",
+        max_depth: int | None = None,
+        min_samples_split: int = 2,
+        min_samples_leaf: int = 1,
+        max_features: int | float | str | None = "sqrt",
+        bootstrap: bool = True,
+        random_state: int | None = None,
+    ):
         self.n_estimators = n_estimators
         self.criterion = criterion
         self.max_depth = max_depth
@@ -112,10 +132,17 @@ class RandomForestRegressor(RegressorMixin, _Forest):
     Fitted: n_features_in_, estimators_ (list of DecisionTreeRegressor), feature_importances_.
     """
 
-    def __init__(self, n_estimators: int = 100, criterion: str = "squared_error",
-                 max_depth: int | None = None, min_samples_split: int = 2, min_samples_leaf: int = 1,
-                 max_features: int | float | str | None = 1.0, bootstrap: bool = True,
-                 random_state: int | None = None):
+    def __init__(
+        self,
+        n_estimators: int = 100,
+        criterion: str = "squared_error",
+        max_depth: int | None = None,
+        min_samples_split: int = 2,
+        min_samples_leaf: int = 1,
+        max_features: int | float | str | None = 1.0,
+        bootstrap: bool = True,
+        random_state: int | None = None,
+    ):
         self.n_estimators = n_estimators
         self.criterion = criterion
         self.max_depth = max_depth
@@ -154,8 +181,12 @@ class _GradientBoosting(BaseEstimator):
         presorted = presort(X)  # X never changes between stages: sort it once
         self.estimators_, self.train_score_ = [], np.empty(self.n_estimators)
         for m in range(self.n_estimators):
-            tree = DecisionTreeRegressor(max_depth=self.max_depth, min_samples_split=self.min_samples_split,
-                                         min_samples_leaf=self.min_samples_leaf, random_state=_seed(rng))
+            tree = DecisionTreeRegressor(
+                max_depth=self.max_depth,
+                min_samples_split=self.min_samples_split,
+                min_samples_leaf=self.min_samples_leaf,
+                random_state=_seed(rng),
+            )
             tree.fit(X, self._negative_gradient(y, raw), presorted=presorted)
             leaves = tree.apply(X)
             self._update_leaves(tree, leaves, y, raw)
@@ -163,8 +194,9 @@ class _GradientBoosting(BaseEstimator):
             self.estimators_.append(tree)
             self.train_score_[m] = self._loss(y, raw)
 
-    def _update_leaves(self, tree: DecisionTreeRegressor, leaves: np.ndarray, y: np.ndarray,
-                       raw: np.ndarray) -> None:
+    def _update_leaves(
+        self, tree: DecisionTreeRegressor, leaves: np.ndarray, y: np.ndarray, raw: np.ndarray
+    ) -> None:
         """Replace leaf values after the tree is grown; squared loss keeps the leaf means."""
 
     def staged_raw(self, X: np.ndarray) -> Iterator[np.ndarray]:
@@ -178,7 +210,7 @@ class _GradientBoosting(BaseEstimator):
 
     def _raw(self, X: np.ndarray) -> np.ndarray:
         """Raw predictions of the full ensemble: init_ + lr * sum of the trees -> (n,)."""
-        for raw in self.staged_raw(X):
+        for raw in self.staged_raw(X):  # noqa: B007 (used after the loop)
             pass
         return raw
 
@@ -190,8 +222,15 @@ class GradientBoostingRegressor(RegressorMixin, _GradientBoosting):
     (n_estimators,) mean squared error on the training data after each stage.
     """
 
-    def __init__(self, n_estimators: int = 100, learning_rate: float = 0.1, max_depth: int | None = 3,
-                 min_samples_split: int = 2, min_samples_leaf: int = 1, random_state: int | None = None):
+    def __init__(
+        self,
+        n_estimators: int = 100,
+        learning_rate: float = 0.1,
+        max_depth: int | None = 3,
+        min_samples_split: int = 2,
+        min_samples_leaf: int = 1,
+        random_state: int | None = None,
+    ):
         self.n_estimators = n_estimators
         self.learning_rate = learning_rate
         self.max_depth = max_depth
@@ -233,8 +272,15 @@ class GradientBoostingClassifier(ClassifierMixin, _GradientBoosting):
     leaf values hold the Newton steps), train_score_ (n_estimators,) binomial deviance.
     """
 
-    def __init__(self, n_estimators: int = 100, learning_rate: float = 0.1, max_depth: int | None = 3,
-                 min_samples_split: int = 2, min_samples_leaf: int = 1, random_state: int | None = None):
+    def __init__(
+        self,
+        n_estimators: int = 100,
+        learning_rate: float = 0.1,
+        max_depth: int | None = 3,
+        min_samples_split: int = 2,
+        min_samples_leaf: int = 1,
+        random_state: int | None = None,
+    ):
         self.n_estimators = n_estimators
         self.learning_rate = learning_rate
         self.max_depth = max_depth
@@ -248,7 +294,9 @@ class GradientBoostingClassifier(ClassifierMixin, _GradientBoosting):
         check_classification_targets(y)
         self.classes_, codes = np.unique(y, return_inverse=True)
         if len(self.classes_) != 2:
-            raise ValueError(f"GradientBoostingClassifier here is binary; got {len(self.classes_)} classes")
+            raise ValueError(
+                f"GradientBoostingClassifier here is binary; got {len(self.classes_)} classes"
+            )
         self._boost(X, codes.astype(np.float64))
         return self
 
@@ -261,8 +309,9 @@ class GradientBoostingClassifier(ClassifierMixin, _GradientBoosting):
         """-d/dF of the log loss = y - sigmoid(F)."""
         return y - expit(raw)
 
-    def _update_leaves(self, tree: DecisionTreeRegressor, leaves: np.ndarray, y: np.ndarray,
-                       raw: np.ndarray) -> None:
+    def _update_leaves(
+        self, tree: DecisionTreeRegressor, leaves: np.ndarray, y: np.ndarray, raw: np.ndarray
+    ) -> None:
         """One Newton step per leaf: sum(y - p) / sum(p (1 - p)) over its samples (0 if the sum is ~0)."""
         p = expit(raw)
         n_nodes = len(tree.tree_.feature)
@@ -314,8 +363,13 @@ class AdaBoostClassifier(ClassifierMixin, BaseEstimator):
     estimator_weights_ (alphas), estimator_errors_ (weighted errors), one per estimator.
     """
 
-    def __init__(self, n_estimators: int = 50, learning_rate: float = 1.0, max_depth: int = 1,
-                 random_state: int | None = None):
+    def __init__(
+        self,
+        n_estimators: int = 50,
+        learning_rate: float = 1.0,
+        max_depth: int = 1,
+        random_state: int | None = None,
+    ):
         self.n_estimators = n_estimators
         self.learning_rate = learning_rate
         self.max_depth = max_depth
@@ -337,7 +391,9 @@ class AdaBoostClassifier(ClassifierMixin, BaseEstimator):
             error = float(np.sum(w[miss]) / np.sum(w))
             if error >= 1.0 - 1.0 / k:  # no better than chance: discard it and stop
                 if not self.estimators_:
-                    raise ValueError("the first weak learner is no better than chance; cannot boost")
+                    raise ValueError(
+                        "the first weak learner is no better than chance; cannot boost"
+                    )
                 break
             self.estimators_.append(stump)
             errors.append(error)
@@ -373,13 +429,13 @@ class AdaBoostClassifier(ClassifierMixin, BaseEstimator):
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:
         """Weighted votes of all stages (see staged_decision_function)."""
-        for scores in self.staged_decision_function(X):
+        for scores in self.staged_decision_function(X):  # noqa: B007 (used after the loop)
             pass
         return scores
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """The class with the most weighted votes -> (n,)."""
-        for pred in self.staged_predict(X):
+        for pred in self.staged_predict(X):  # noqa: B007 (used after the loop)
             pass
         return pred
 

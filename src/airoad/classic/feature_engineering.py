@@ -46,8 +46,10 @@ class SimpleImputer(TransformerMixin, BaseEstimator):
         numeric = X.dtype.kind in "fiub"
         if self.strategy in ("mean", "median"):
             if not numeric:
-                raise ValueError(f"strategy={self.strategy!r} needs numeric columns; use "
-                                 "'most_frequent' or 'constant' for strings")
+                raise ValueError(
+                    f"strategy={self.strategy!r} needs numeric columns; use "
+                    "'most_frequent' or 'constant' for strings"
+                )
             empty = np.flatnonzero(miss.all(axis=0))
             if empty.size:
                 raise ValueError(f"columns {empty.tolist()} have no observed value to average")
@@ -161,7 +163,9 @@ class OneHotEncoder(TransformerMixin, BaseEstimator):
         """Learn the categories of each column. X: (n, d) strings or numbers, no missing value."""
         X = validate_data(self, X, dtype=None)
         if self.handle_unknown not in ("error", "ignore"):
-            raise ValueError(f"handle_unknown must be 'error' or 'ignore', got {self.handle_unknown!r}")
+            raise ValueError(
+                f"handle_unknown must be 'error' or 'ignore', got {self.handle_unknown!r}"
+            )
         self.categories_ = _learn_categories(X, "auto")
         return self
 
@@ -173,8 +177,10 @@ class OneHotEncoder(TransformerMixin, BaseEstimator):
         for j, cats in enumerate(self.categories_):
             codes, known = _category_codes(X[:, j], cats)
             if not known.all() and self.handle_unknown == "error":
-                raise ValueError(f"column {j} has unknown categories {np.unique(X[~known, j])[:5]}; "
-                                 "use handle_unknown='ignore'")
+                raise ValueError(
+                    f"column {j} has unknown categories {np.unique(X[~known, j])[:5]}; "
+                    "use handle_unknown='ignore'"
+                )
             blocks.append((codes[:, None] == np.arange(len(cats))) & known[:, None])
         return np.hstack(blocks).astype(float)
 
@@ -182,8 +188,10 @@ class OneHotEncoder(TransformerMixin, BaseEstimator):
         """``"<input name>_<category>"`` for every output column."""
         check_is_fitted(self)
         names = _check_feature_names_in(self, input_features)
-        return np.array([f"{name}_{cat}" for name, cats in zip(names, self.categories_)
-                         for cat in cats], dtype=object)
+        return np.array(
+            [f"{name}_{cat}" for name, cats in zip(names, self.categories_) for cat in cats],
+            dtype=object,
+        )
 
 
 class OrdinalEncoder(TransformerMixin, BaseEstimator):
@@ -216,7 +224,9 @@ class OrdinalEncoder(TransformerMixin, BaseEstimator):
             codes, known = _category_codes(X[:, j], cats)
             if not known.all() and self.handle_unknown != "use_encoded_value":
                 raise ValueError(f"column {j} has unknown categories {np.unique(X[~known, j])[:5]}")
-            out[:, j] = np.where(known, codes, np.nan if self.unknown_value is None else self.unknown_value)
+            out[:, j] = np.where(
+                known, codes, np.nan if self.unknown_value is None else self.unknown_value
+            )
         return out
 
     def get_feature_names_out(self, input_features=None):
@@ -237,8 +247,14 @@ class TargetEncoder(TransformerMixin, BaseEstimator):
     label. ``fit`` + ``transform`` use statistics of all rows (for new data).
     """
 
-    def __init__(self, smooth="auto", target_type: str = "auto", cv: int = 5,
-                 shuffle: bool = True, random_state: int | None = None):
+    def __init__(
+        self,
+        smooth="auto",
+        target_type: str = "auto",
+        cv: int = 5,
+        shuffle: bool = True,
+        random_state: int | None = None,
+    ):
         self.smooth = smooth
         self.target_type = target_type
         self.cv = cv
@@ -254,8 +270,10 @@ class TargetEncoder(TransformerMixin, BaseEstimator):
             fractional = y.dtype.kind == "f" and np.any(y != np.round(y))
             kind = "continuous" if fractional else "binary" if len(np.unique(y)) <= 2 else None
             if kind is None:
-                raise ValueError("y has more than two classes; multiclass target encoding is not "
-                                 "covered here (use target_type='continuous' for a numeric y)")
+                raise ValueError(
+                    "y has more than two classes; multiclass target encoding is not "
+                    "covered here (use target_type='continuous' for a numeric y)"
+                )
         self.target_type_ = kind
         if kind == "binary":
             self.classes_ = np.unique(y)
@@ -264,7 +282,9 @@ class TargetEncoder(TransformerMixin, BaseEstimator):
             self.classes_ = None
             y = y.astype(float)
         self.categories_ = _learn_categories(X, "auto")
-        codes = np.column_stack([_category_codes(X[:, j], c)[0] for j, c in enumerate(self.categories_)])
+        codes = np.column_stack(
+            [_category_codes(X[:, j], c)[0] for j, c in enumerate(self.categories_)]
+        )
         return codes, y
 
     def _encodings(self, codes: np.ndarray, y: np.ndarray) -> tuple[list[np.ndarray], float]:
@@ -278,7 +298,9 @@ class TargetEncoder(TransformerMixin, BaseEstimator):
             with np.errstate(invalid="ignore", divide="ignore"):
                 if isinstance(self.smooth, str) and self.smooth == "auto":
                     means = sums / counts
-                    ss = np.bincount(codes[:, j], weights=(y - means[codes[:, j]]) ** 2, minlength=k)
+                    ss = np.bincount(
+                        codes[:, j], weights=(y - means[codes[:, j]]) ** 2, minlength=k
+                    )
                     lam = y_var * counts / (y_var * counts + ss / counts)
                     enc = lam * means + (1 - lam) * y_mean
                 else:

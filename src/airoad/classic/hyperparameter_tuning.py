@@ -64,8 +64,11 @@ def sample_parameters(param_distributions: dict, n_iter: int, random_state=None)
         params = {}
         for name in names:
             space = param_distributions[name]
-            params[name] = (space.rvs(random_state=rng) if hasattr(space, "rvs")
-                            else space[int(rng.integers(len(space)))])
+            params[name] = (
+                space.rvs(random_state=rng)
+                if hasattr(space, "rvs")
+                else space[int(rng.integers(len(space)))]
+            )
         out.append(params)
     return out
 
@@ -97,7 +100,7 @@ class _BaseSearch(MetaEstimatorMixin, BaseEstimator):
         """The configurations to try, in order."""
         raise NotImplementedError
 
-    def fit(self, X, y) -> "_BaseSearch":
+    def fit(self, X, y) -> _BaseSearch:
         """Score every candidate by k-fold CV, keep the best, refit it on all of X, y.
 
         Sets cv_results_ = {"params": [...], "split<i>_test_score": (n_candidates,) for every
@@ -109,14 +112,22 @@ class _BaseSearch(MetaEstimatorMixin, BaseEstimator):
         candidates = self._candidates()
         if not candidates:
             raise ValueError("the search space is empty")
-        folds = [np.asarray(cross_val_scores(clone(self.estimator).set_params(**p), X, y, self.cv, self.scoring))
-                 for p in candidates]
+        folds = [
+            np.asarray(
+                cross_val_scores(clone(self.estimator).set_params(**p), X, y, self.cv, self.scoring)
+            )
+            for p in candidates
+        ]
         scores = np.vstack(folds)  # (n_candidates, n_splits)
         mean = scores.mean(axis=1)
         # Rank: 1 + how many candidates score strictly higher ("min" ranking, ties share).
         rank = 1 + (mean[None, :] > mean[:, None]).sum(axis=1)
-        self.cv_results_ = {"params": candidates, "mean_test_score": mean,
-                            "std_test_score": scores.std(axis=1), "rank_test_score": rank}
+        self.cv_results_ = {
+            "params": candidates,
+            "mean_test_score": mean,
+            "std_test_score": scores.std(axis=1),
+            "rank_test_score": rank,
+        }
         for i in range(scores.shape[1]):
             self.cv_results_[f"split{i}_test_score"] = scores[:, i]
         self.n_splits_ = scores.shape[1]
@@ -135,7 +146,9 @@ class _BaseSearch(MetaEstimatorMixin, BaseEstimator):
     def score(self, X, y) -> float:
         """best_estimator_'s score on X, y with the search's own scoring."""
         check_is_fitted(self, "best_estimator_")
-        return float(check_scoring(self.best_estimator_, scoring=self.scoring)(self.best_estimator_, X, y))
+        return float(
+            check_scoring(self.best_estimator_, scoring=self.scoring)(self.best_estimator_, X, y)
+        )
 
 
 class GridSearch(_BaseSearch):
@@ -166,8 +179,16 @@ class RandomSearch(_BaseSearch):
     refit; random_state (seeds the draws). Fitted attributes as GridSearch.
     """
 
-    def __init__(self, estimator=None, param_distributions=None, n_iter=10, scoring=None, cv=5,
-                 refit=True, random_state=None):
+    def __init__(
+        self,
+        estimator=None,
+        param_distributions=None,
+        n_iter=10,
+        scoring=None,
+        cv=5,
+        refit=True,
+        random_state=None,
+    ):
         self.estimator = estimator
         self.param_distributions = param_distributions
         self.n_iter = n_iter
@@ -191,10 +212,12 @@ def suggest_params(trial) -> dict:
     min_samples_leaf: int in [2, 200], log; l2_regularization: float in [1e-4, 10], log.
     Returns {name: value} with exactly those four names.
     """
-    return {"learning_rate": trial.suggest_float("learning_rate", 0.01, 0.5, log=True),
-            "max_leaf_nodes": trial.suggest_int("max_leaf_nodes", 4, 128, log=True),
-            "min_samples_leaf": trial.suggest_int("min_samples_leaf", 2, 200, log=True),
-            "l2_regularization": trial.suggest_float("l2_regularization", 1e-4, 10.0, log=True)}
+    return {
+        "learning_rate": trial.suggest_float("learning_rate", 0.01, 0.5, log=True),
+        "max_leaf_nodes": trial.suggest_int("max_leaf_nodes", 4, 128, log=True),
+        "min_samples_leaf": trial.suggest_int("min_samples_leaf", 2, 200, log=True),
+        "l2_regularization": trial.suggest_float("l2_regularization", 1e-4, 10.0, log=True),
+    }
 
 
 def make_booster(params: dict, categorical: np.ndarray, max_iter: int = 100, seed: int = 0):
@@ -202,13 +225,26 @@ def make_booster(params: dict, categorical: np.ndarray, max_iter: int = 100, see
     the boolean mask `categorical` (n_features,) as categorical_features and random_state=seed."""
     from sklearn.ensemble import HistGradientBoostingClassifier
 
-    return HistGradientBoostingClassifier(max_iter=max_iter, early_stopping=False,
-                                          categorical_features=np.asarray(categorical, dtype=bool),
-                                          random_state=seed, **params)
+    return HistGradientBoostingClassifier(
+        max_iter=max_iter,
+        early_stopping=False,
+        categorical_features=np.asarray(categorical, dtype=bool),
+        random_state=seed,
+        **params,
+    )
 
 
-def optuna_worker(storage: str, study_name: str, data_path: str, n_trials: int, worker: int,
-                  seed: int = 0, cv: int = 3, scoring: str = "roc_auc", max_iter: int = 100) -> int:
+def optuna_worker(
+    storage: str,
+    study_name: str,
+    data_path: str,
+    n_trials: int,
+    worker: int,
+    seed: int = 0,
+    cv: int = 3,
+    scoring: str = "roc_auc",
+    max_iter: int = 100,
+) -> int:
     """What one worker PROCESS runs: load the shared study and add `n_trials` trials to it.
 
     data_path: an .npz with X (n, d) float, y (n,) and categorical (d,) bool. Each trial asks
@@ -222,8 +258,11 @@ def optuna_worker(storage: str, study_name: str, data_path: str, n_trials: int, 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     data = np.load(data_path)
     X, y, categorical = data["X"], data["y"], data["categorical"]
-    study = optuna.load_study(study_name=study_name, storage=storage,
-                              sampler=optuna.samplers.TPESampler(seed=seed + worker))
+    study = optuna.load_study(
+        study_name=study_name,
+        storage=storage,
+        sampler=optuna.samplers.TPESampler(seed=seed + worker),
+    )
 
     def objective(trial) -> float:
         trial.set_user_attr("worker", worker)
@@ -235,8 +274,15 @@ def optuna_worker(storage: str, study_name: str, data_path: str, n_trials: int, 
     return n_trials
 
 
-def run_optuna_workers(storage: str, study_name: str, data_path: str, n_workers: int = 2,
-                       n_trials_per_worker: int = 10, timeout: float = 3600.0, **worker_kwargs):
+def run_optuna_workers(
+    storage: str,
+    study_name: str,
+    data_path: str,
+    n_workers: int = 2,
+    n_trials_per_worker: int = 10,
+    timeout: float = 3600.0,
+    **worker_kwargs,
+):
     """Create the study (maximise) in `storage`, then run `n_workers` worker processes at once.
 
     storage: an Optuna storage URL such as "sqlite:////abs/run/study.db". Each worker is a new
@@ -247,18 +293,33 @@ def run_optuna_workers(storage: str, study_name: str, data_path: str, n_workers:
     """
     import optuna
 
-    optuna.create_study(storage=storage, study_name=study_name, direction="maximize", load_if_exists=True)
-    launcher = ("import importlib.util, json, sys\n"
-                "spec = importlib.util.spec_from_file_location('hpt_worker', sys.argv[1])\n"
-                "mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)\n"
-                "mod.optuna_worker(**json.loads(sys.argv[2]))\n")
+    optuna.create_study(
+        storage=storage, study_name=study_name, direction="maximize", load_if_exists=True
+    )
+    launcher = (
+        "import importlib.util, json, sys\n"
+        "spec = importlib.util.spec_from_file_location('hpt_worker', sys.argv[1])\n"
+        "mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)\n"
+        "mod.optuna_worker(**json.loads(sys.argv[2]))\n"
+    )
     procs = []
     for worker in range(n_workers):
-        kwargs = dict(worker_kwargs, storage=storage, study_name=study_name, data_path=str(data_path),
-                      n_trials=n_trials_per_worker, worker=worker)
-        procs.append(subprocess.Popen([sys.executable, "-c", launcher, str(Path(__file__).resolve()),
-                                       json.dumps(kwargs)], stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.PIPE, text=True))
+        kwargs = dict(
+            worker_kwargs,
+            storage=storage,
+            study_name=study_name,
+            data_path=str(data_path),
+            n_trials=n_trials_per_worker,
+            worker=worker,
+        )
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-c", launcher, str(Path(__file__).resolve()), json.dumps(kwargs)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     errors = []
     for worker, proc in enumerate(procs):  # wait for all, even when one fails
         _, err = proc.communicate(timeout=timeout)

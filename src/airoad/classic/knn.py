@@ -28,7 +28,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 WEIGHTS = ("uniform", "distance")
-CHUNK_ELEMENTS = 2 ** 22  # distances held at once per chunk of queries (32 MB of float64)
+CHUNK_ELEMENTS = 2**22  # distances held at once per chunk of queries (32 MB of float64)
 
 
 def squared_distances(A: np.ndarray, B: np.ndarray) -> np.ndarray:
@@ -99,7 +99,7 @@ class KNeighborsClassifier(ClassifierMixin, BaseEstimator):
         self.n_neighbors = n_neighbors
         self.weights = weights
 
-    def fit(self, X, y) -> "KNeighborsClassifier":
+    def fit(self, X, y) -> KNeighborsClassifier:
         """Store X (n, d) and y (n,) (labels of any type); kNN learns nothing else. Return self.
 
         Raise ValueError for an unknown weights value or n_neighbors < 1.
@@ -114,8 +114,7 @@ class KNeighborsClassifier(ClassifierMixin, BaseEstimator):
         self.n_samples_fit_ = X.shape[0]
         return self
 
-    def kneighbors(self, X, n_neighbors: int | None = None,
-                   return_distance: bool = True):
+    def kneighbors(self, X, n_neighbors: int | None = None, return_distance: bool = True):
         """Distances (n, k) and indices (n, k) into the training set of each row's k nearest
         training points, nearest first; only the indices when return_distance is False.
 
@@ -139,7 +138,9 @@ class KNeighborsClassifier(ClassifierMixin, BaseEstimator):
     def predict_proba(self, X) -> np.ndarray:
         """Vote shares (n_samples, K), columns in the order of classes_; rows sum to 1."""
         dist, ind = self.kneighbors(X)
-        votes = class_votes(self.y_index_[ind], vote_weights(dist, self.weights), len(self.classes_))
+        votes = class_votes(
+            self.y_index_[ind], vote_weights(dist, self.weights), len(self.classes_)
+        )
         return votes / votes.sum(axis=1, keepdims=True)
 
     def predict(self, X) -> np.ndarray:

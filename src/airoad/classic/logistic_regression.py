@@ -64,8 +64,9 @@ def _penalty_mask(p: int, fit_intercept: bool) -> np.ndarray:
     return mask
 
 
-def binary_loss_grad(w: np.ndarray, X1: np.ndarray, y: np.ndarray, C: float,
-                     fit_intercept: bool) -> tuple[float, np.ndarray]:
+def binary_loss_grad(
+    w: np.ndarray, X1: np.ndarray, y: np.ndarray, C: float, fit_intercept: bool
+) -> tuple[float, np.ndarray]:
     """Binary objective F(w) and its gradient.
 
     w: (p,), X1: (n, p) (intercept column included when fit_intercept), y: (n,) in {0, 1}.
@@ -90,8 +91,9 @@ def binary_hessian(w: np.ndarray, X1: np.ndarray, C: float, fit_intercept: bool)
     return H
 
 
-def multinomial_loss_grad(W: np.ndarray, X1: np.ndarray, y: np.ndarray, C: float,
-                          fit_intercept: bool) -> tuple[float, np.ndarray]:
+def multinomial_loss_grad(
+    W: np.ndarray, X1: np.ndarray, y: np.ndarray, C: float, fit_intercept: bool
+) -> tuple[float, np.ndarray]:
     """Multinomial objective F(W) and its gradient.
 
     W: (K, p), X1: (n, p), y: (n, K) one-hot labels Y.
@@ -106,8 +108,7 @@ def multinomial_loss_grad(W: np.ndarray, X1: np.ndarray, y: np.ndarray, C: float
     return float(loss), grad
 
 
-def multinomial_hessian(W: np.ndarray, X1: np.ndarray, C: float,
-                        fit_intercept: bool) -> np.ndarray:
+def multinomial_hessian(W: np.ndarray, X1: np.ndarray, C: float, fit_intercept: bool) -> np.ndarray:
     """Hessian of the multinomial objective for the flattened W (row k is block k), (Kp, Kp).
 
     Block (k, l) is ``C X1^T diag(P_k (delta_kl - P_l)) X1``, plus ``diag(mask)`` on the
@@ -120,7 +121,7 @@ def multinomial_hessian(W: np.ndarray, X1: np.ndarray, C: float,
     A = (P[:, :, None] * X1[:, None, :]).reshape(n, K * p)
     H = -(A.T @ A)
     for k in range(K):  # a loop over classes, each block vectorised over samples
-        H[k * p:(k + 1) * p, k * p:(k + 1) * p] += X1.T @ (X1 * P[:, k:k + 1])
+        H[k * p : (k + 1) * p, k * p : (k + 1) * p] += X1.T @ (X1 * P[:, k : k + 1])
     H *= C
     H[np.diag_indices_from(H)] += np.tile(_penalty_mask(p, fit_intercept), K)
     return H
@@ -159,15 +160,21 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
     n_features_in_.
     """
 
-    def __init__(self, C: float = 1.0, solver: str = "newton", fit_intercept: bool = True,
-                 max_iter: int = 100, tol: float = 1e-10):
+    def __init__(
+        self,
+        C: float = 1.0,
+        solver: str = "newton",
+        fit_intercept: bool = True,
+        max_iter: int = 100,
+        tol: float = 1e-10,
+    ):
         self.C = C
         self.solver = solver
         self.fit_intercept = fit_intercept
         self.max_iter = max_iter
         self.tol = tol
 
-    def fit(self, X, y) -> "LogisticRegression":
+    def fit(self, X, y) -> LogisticRegression:
         """Fit on X (n_samples, n_features) and labels y (n_samples,) of any type; return self.
 
         Raise ValueError for an unknown solver, C <= 0, or fewer than two classes.
@@ -220,8 +227,11 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         self.n_iter_ = 0
         while np.abs(grad).max() / scale > self.tol:
             if self.n_iter_ == self.max_iter:
-                warnings.warn(f"newton did not reach tol={self.tol} in {self.max_iter} "
-                              "iterations", ConvergenceWarning, stacklevel=3)
+                warnings.warn(
+                    f"newton did not reach tol={self.tol} in {self.max_iter} iterations",
+                    ConvergenceWarning,
+                    stacklevel=3,
+                )
                 break
             H = hessian(params)
             if multinomial and self.fit_intercept:
@@ -257,12 +267,24 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
             self.loss_history_.append(loss / scale)
             return loss / scale, grad.ravel() / scale
 
-        result = minimize(scaled, params.ravel(), method="L-BFGS-B", jac=True,
-                          options={"maxiter": self.max_iter, "gtol": self.tol, "maxls": 50,
-                                   "ftol": 64 * np.finfo(float).eps})
+        result = minimize(
+            scaled,
+            params.ravel(),
+            method="L-BFGS-B",
+            jac=True,
+            options={
+                "maxiter": self.max_iter,
+                "gtol": self.tol,
+                "maxls": 50,
+                "ftol": 64 * np.finfo(float).eps,
+            },
+        )
         if not result.success:
-            warnings.warn(f"lbfgs stopped before tol={self.tol}: {result.message}",
-                          ConvergenceWarning, stacklevel=3)
+            warnings.warn(
+                f"lbfgs stopped before tol={self.tol}: {result.message}",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
         self.n_iter_ = int(result.nit)
         return result.x.reshape(shape)
 
@@ -273,9 +295,12 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         self.n_iter_ = 0
         while np.abs(grad).max() / scale > self.tol:
             if self.n_iter_ == self.max_iter:
-                warnings.warn(f"gd did not reach tol={self.tol} in {self.max_iter} steps; "
-                              "raise max_iter or use solver='newton'", ConvergenceWarning,
-                              stacklevel=3)
+                warnings.warn(
+                    f"gd did not reach tol={self.tol} in {self.max_iter} steps; "
+                    "raise max_iter or use solver='newton'",
+                    ConvergenceWarning,
+                    stacklevel=3,
+                )
                 break
             params = params - lr * grad
             loss, grad = objective(params)

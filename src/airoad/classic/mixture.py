@@ -38,16 +38,18 @@ def gaussian_log_density(X: np.ndarray, means: np.ndarray, chol: np.ndarray) -> 
     return out
 
 
-def e_step(X: np.ndarray, weights: np.ndarray, means: np.ndarray,
-           chol: np.ndarray) -> tuple[float, np.ndarray]:
+def e_step(
+    X: np.ndarray, weights: np.ndarray, means: np.ndarray, chol: np.ndarray
+) -> tuple[float, np.ndarray]:
     """Mean log-likelihood (1/n) sum_i log p(x_i) and the log-responsibilities (n, K)."""
     weighted = gaussian_log_density(X, means, chol) + np.log(weights)
     log_px = logsumexp(weighted, axis=1)
     return float(log_px.mean()), weighted - log_px[:, None]
 
 
-def m_step(X: np.ndarray, resp: np.ndarray,
-           reg_covar: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def m_step(
+    X: np.ndarray, resp: np.ndarray, reg_covar: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Weights (K,), means (K, d) and covariances (K, d, d) from responsibilities resp (n, K).
 
     reg_covar is added to every diagonal so a component that collapses on a few points keeps
@@ -60,7 +62,7 @@ def m_step(X: np.ndarray, resp: np.ndarray,
     for k in range(len(nk)):
         diff = X - means[k]
         covs[k] = (resp[:, k, None] * diff).T @ diff / nk[k]
-        covs[k].flat[::d + 1] += reg_covar
+        covs[k].flat[:: d + 1] += reg_covar
     return nk / nk.sum(), means, covs
 
 
@@ -83,9 +85,18 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     converged_, n_iter_, lower_bound_ (the mean log-likelihood at the last E-step).
     """
 
-    def __init__(self, n_components: int = 1, tol: float = 1e-3, reg_covar: float = 1e-6,
-                 max_iter: int = 100, init_params: str = "kmeans", weights_init=None,
-                 means_init=None, precisions_init=None, random_state: int | None = None):
+    def __init__(
+        self,
+        n_components: int = 1,
+        tol: float = 1e-3,
+        reg_covar: float = 1e-6,
+        max_iter: int = 100,
+        init_params: str = "kmeans",
+        weights_init=None,
+        means_init=None,
+        precisions_init=None,
+        random_state: int | None = None,
+    ):
         self.n_components = n_components
         self.tol = tol
         self.reg_covar = reg_covar
@@ -116,12 +127,16 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         if self.precisions_init is not None:
             P = np.asarray(self.precisions_init, dtype=float)
             # Sigma = P^{-1}, once, through P's Cholesky factor (a solve, not an inverse).
-            covs = np.stack([cho_solve((np.linalg.cholesky(p), True), np.eye(p.shape[0])) for p in P])
+            covs = np.stack(
+                [cho_solve((np.linalg.cholesky(p), True), np.eye(p.shape[0])) for p in P]
+            )
         if means.shape != (K, X.shape[1]) or weights.shape != (K,) or covs.shape[0] != K:
-            raise ValueError(f"initial parameters must describe {K} components in {X.shape[1]} dims")
+            raise ValueError(
+                f"initial parameters must describe {K} components in {X.shape[1]} dims"
+            )
         return weights, means, covs
 
-    def fit(self, X, y=None) -> "GaussianMixture":
+    def fit(self, X, y=None) -> GaussianMixture:
         """EM from the initial parameters until the mean log-likelihood gains less than tol."""
         X = validate_data(self, X, dtype=np.float64, ensure_min_samples=2)
         if not 1 <= self.n_components <= len(X):
@@ -130,7 +145,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         chol = cholesky_factors(covs)
         lower_bound, self.converged_ = -np.inf, False
         n_iter = 0
-        for n_iter in range(1, self.max_iter + 1):
+        for n_iter in range(1, self.max_iter + 1):  # noqa: B007 (used after the loop)
             previous = lower_bound
             lower_bound, log_resp = e_step(X, weights, means, chol)
             weights, means, covs = m_step(X, np.exp(log_resp), self.reg_covar)
@@ -139,7 +154,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 self.converged_ = True
                 break
         if not self.converged_:
-            warnings.warn("EM did not converge: raise max_iter or tol", ConvergenceWarning, stacklevel=2)
+            warnings.warn(
+                "EM did not converge: raise max_iter or tol", ConvergenceWarning, stacklevel=2
+            )
         self.weights_, self.means_, self.covariances_ = weights, means, covs
         self._chol = chol
         self.lower_bound_, self.n_iter_ = lower_bound, n_iter
@@ -149,7 +166,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         """log p(x_i) under the fitted mixture: (n,)."""
         check_is_fitted(self)
         X = validate_data(self, X, dtype=np.float64, reset=False)
-        return logsumexp(gaussian_log_density(X, self.means_, self._chol) + np.log(self.weights_), axis=1)
+        return logsumexp(
+            gaussian_log_density(X, self.means_, self._chol) + np.log(self.weights_), axis=1
+        )
 
     def score(self, X, y=None) -> float:
         """Mean log-likelihood of X."""

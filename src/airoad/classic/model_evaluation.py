@@ -10,7 +10,8 @@ matches ``sklearn.metrics``; the tests check both. Later labs import ``cross_val
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -20,8 +21,9 @@ Folds = list[tuple[np.ndarray, np.ndarray]]  # (train indices, test indices), bo
 # ---------------------------------------------------------------- splits
 
 
-def kfold_indices(n_samples: int, n_splits: int = 5, shuffle: bool = False,
-                  random_state: int | None = None) -> Folds:
+def kfold_indices(
+    n_samples: int, n_splits: int = 5, shuffle: bool = False, random_state: int | None = None
+) -> Folds:
     """Split ``0..n_samples-1`` into n_splits test folds of near-equal size, like sklearn's KFold.
 
     The first ``n_samples % n_splits`` folds get one extra sample. With shuffle, the order is
@@ -39,14 +41,15 @@ def kfold_indices(n_samples: int, n_splits: int = 5, shuffle: bool = False,
     folds, start = [], 0
     for size in sizes:
         test = np.zeros(n_samples, dtype=bool)
-        test[order[start:start + size]] = True
+        test[order[start : start + size]] = True
         folds.append((np.flatnonzero(~test), np.flatnonzero(test)))
         start += size
     return folds
 
 
-def stratified_kfold_indices(y: np.ndarray, n_splits: int = 5, shuffle: bool = False,
-                             random_state: int | None = None) -> Folds:
+def stratified_kfold_indices(
+    y: np.ndarray, n_splits: int = 5, shuffle: bool = False, random_state: int | None = None
+) -> Folds:
     """K folds that keep each class's share in every test fold, like sklearn's StratifiedKFold.
 
     Classes are numbered by first appearance in y. Sort those codes and deal them round-robin
@@ -63,8 +66,9 @@ def stratified_kfold_indices(y: np.ndarray, n_splits: int = 5, shuffle: bool = F
     if np.all(n_splits > counts):
         raise ValueError(f"n_splits={n_splits} is larger than the size of every class {counts}")
     ordered = np.sort(codes)
-    allocation = np.array([np.bincount(ordered[i::n_splits], minlength=n_classes)
-                           for i in range(n_splits)])  # (n_splits, n_classes)
+    allocation = np.array(
+        [np.bincount(ordered[i::n_splits], minlength=n_classes) for i in range(n_splits)]
+    )  # (n_splits, n_classes)
     rng = np.random.RandomState(random_state)
     test_fold = np.empty(len(y), dtype=int)
     for k in range(n_classes):
@@ -72,7 +76,9 @@ def stratified_kfold_indices(y: np.ndarray, n_splits: int = 5, shuffle: bool = F
         if shuffle:
             rng.shuffle(fold_of)
         test_fold[codes == k] = fold_of
-    return [(np.flatnonzero(test_fold != i), np.flatnonzero(test_fold == i)) for i in range(n_splits)]
+    return [
+        (np.flatnonzero(test_fold != i), np.flatnonzero(test_fold == i)) for i in range(n_splits)
+    ]
 
 
 # ---------------------------------------------------------------- label metrics
@@ -96,8 +102,13 @@ def accuracy_score(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     return float(np.mean(np.asarray(y_true) == np.asarray(y_pred)))
 
 
-def precision_recall_f1(y_true: np.ndarray, y_pred: np.ndarray, average: str | None = "binary",
-                        pos_label: Any = 1, zero_division: float = 0.0):
+def precision_recall_f1(
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    average: str | None = "binary",
+    pos_label: Any = 1,
+    zero_division: float = 0.0,
+):
     """Precision ``tp/(tp+fp)``, recall ``tp/(tp+fn)`` and F1 ``2tp/(2tp+fp+fn)``.
 
     Per class from the confusion matrix (one class against the rest). ``average``:
@@ -120,7 +131,9 @@ def precision_recall_f1(y_true: np.ndarray, y_pred: np.ndarray, average: str | N
         tp, fp, fn = tp.sum(), fp.sum(), fn.sum()
     elif average == "binary":
         if len(labels) > 2:
-            raise ValueError(f"average='binary' needs 2 labels, got {labels}; pick macro/micro/weighted")
+            raise ValueError(
+                f"average='binary' needs 2 labels, got {labels}; pick macro/micro/weighted"
+            )
         hit = np.flatnonzero(labels == pos_label)
         if hit.size == 0 and len(labels) == 2:
             raise ValueError(f"pos_label={pos_label!r} is not one of the labels {labels}")
@@ -136,7 +149,9 @@ def precision_recall_f1(y_true: np.ndarray, y_pred: np.ndarray, average: str | N
         return tuple(float(np.sum(s * support) / support.sum()) for s in scores)
     if average in ("macro", "micro", "binary"):
         return tuple(float(np.mean(s)) for s in scores)
-    raise ValueError(f"average must be 'binary', 'macro', 'micro', 'weighted' or None, got {average!r}")
+    raise ValueError(
+        f"average must be 'binary', 'macro', 'micro', 'weighted' or None, got {average!r}"
+    )
 
 
 # ---------------------------------------------------------------- score metrics
@@ -234,7 +249,9 @@ def log_loss(y_true: np.ndarray, y_prob: np.ndarray) -> float:
     return float(-np.mean(np.log(np.clip(picked, eps, 1 - eps))))
 
 
-def binary_metrics(y_true: np.ndarray, proba: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
+def binary_metrics(
+    y_true: np.ndarray, proba: np.ndarray, threshold: float = 0.5
+) -> dict[str, float]:
     """All metrics of one evaluation: accuracy, precision, recall, f1, roc_auc, log_loss.
 
     y_true: (n,) 0/1; proba: (n,) P(y = 1). The hard label is ``proba > threshold`` (at 0.5
@@ -243,8 +260,14 @@ def binary_metrics(y_true: np.ndarray, proba: np.ndarray, threshold: float = 0.5
     y_true = np.asarray(y_true).astype(int)
     y_pred = (np.asarray(proba) > threshold).astype(int)
     p, r, f1 = precision_recall_f1(y_true, y_pred, average="binary", pos_label=1)
-    return {"accuracy": accuracy_score(y_true, y_pred), "precision": p, "recall": r, "f1": f1,
-            "roc_auc": roc_auc_score(y_true, proba), "log_loss": log_loss(y_true, proba)}
+    return {
+        "accuracy": accuracy_score(y_true, y_pred),
+        "precision": p,
+        "recall": r,
+        "f1": f1,
+        "roc_auc": roc_auc_score(y_true, proba),
+        "log_loss": log_loss(y_true, proba),
+    }
 
 
 # ---------------------------------------------------------------- cross-validation
@@ -275,8 +298,9 @@ def cross_val_proba(make_model: Callable[[], Any], X: Any, y: np.ndarray, folds:
     return proba, np.array(seconds)
 
 
-def summarize_folds(y: np.ndarray, proba: np.ndarray, folds: Folds,
-                    fit_seconds: np.ndarray | None = None) -> dict[str, float]:
+def summarize_folds(
+    y: np.ndarray, proba: np.ndarray, folds: Folds, fit_seconds: np.ndarray | None = None
+) -> dict[str, float]:
     """Score each test fold with ``binary_metrics`` and return ``<metric>_mean``/``<metric>_std``.
 
     std is over folds with ddof=0 (as ``np.std`` of sklearn's cross_validate scores). Adds
@@ -295,9 +319,15 @@ def summarize_folds(y: np.ndarray, proba: np.ndarray, folds: Folds,
     return out
 
 
-def cross_validate(make_model: Callable[[], Any], X: Any, y: np.ndarray, n_splits: int = 5,
-                   stratified: bool = True, shuffle: bool = True,
-                   random_state: int | None = 0) -> dict[str, float]:
+def cross_validate(
+    make_model: Callable[[], Any],
+    X: Any,
+    y: np.ndarray,
+    n_splits: int = 5,
+    stratified: bool = True,
+    shuffle: bool = True,
+    random_state: int | None = 0,
+) -> dict[str, float]:
     """K-fold cross-validation of a binary classifier in one call: one flat dict of metrics.
 
     Builds the folds (stratified or plain, same as sklearn's splitters with these arguments),

@@ -68,7 +68,7 @@ class GaussianNB(_NaiveBayes):
         self.priors = priors
         self.var_smoothing = var_smoothing
 
-    def fit(self, X, y) -> "GaussianNB":
+    def fit(self, X, y) -> GaussianNB:
         """Per-class means, variances and priors from X (n, d) and labels y (n,); return self.
 
         Raise ValueError when priors do not match the classes or do not sum to 1.
@@ -82,13 +82,19 @@ class GaussianNB(_NaiveBayes):
         self.theta_ = (Y.T @ X) / self.class_count_[:, None]
         self.epsilon_ = float(self.var_smoothing * np.var(X, axis=0).max())
         centred = X - self.theta_[y_index]
-        self.var_ = (Y.T @ centred ** 2) / self.class_count_[:, None] + self.epsilon_
+        self.var_ = (Y.T @ centred**2) / self.class_count_[:, None] + self.epsilon_
         if self.priors is None:
             self.class_prior_ = self.class_count_ / self.class_count_.sum()
         else:
             priors = np.asarray(self.priors, dtype=np.float64)
-            if priors.shape != self.classes_.shape or not np.isclose(priors.sum(), 1.0) or np.any(priors < 0):
-                raise ValueError(f"priors must be {len(self.classes_)} non-negative numbers summing to 1")
+            if (
+                priors.shape != self.classes_.shape
+                or not np.isclose(priors.sum(), 1.0)
+                or np.any(priors < 0)
+            ):
+                raise ValueError(
+                    f"priors must be {len(self.classes_)} non-negative numbers summing to 1"
+                )
             self.class_prior_ = priors
         return self
 
@@ -121,7 +127,7 @@ class MultinomialNB(_NaiveBayes):
         self.fit_prior = fit_prior
         self.class_prior = class_prior
 
-    def fit(self, X, y) -> "MultinomialNB":
+    def fit(self, X, y) -> MultinomialNB:
         """Count features per class and smooth them; X (n, d) non-negative, y (n,). Return self.
 
         Raise ValueError for negative counts, alpha < 0, or a class_prior of the wrong length.

@@ -24,8 +24,14 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 TAU = 1e-12  # libsvm's floor for a non-positive curvature K_ii + K_jj - 2 K_ij
 
 
-def kernel_matrix(A: np.ndarray, B: np.ndarray, kernel: str = "rbf", gamma: float = 1.0,
-                  degree: int = 3, coef0: float = 0.0) -> np.ndarray:
+def kernel_matrix(
+    A: np.ndarray,
+    B: np.ndarray,
+    kernel: str = "rbf",
+    gamma: float = 1.0,
+    degree: int = 3,
+    coef0: float = 0.0,
+) -> np.ndarray:
     """Gram matrix K[i, j] = k(A[i], B[j]) for A (n, d) and B (m, d) -> (n, m).
 
     linear: a.b;  poly: (gamma a.b + coef0)^degree;  rbf: exp(-gamma ||a - b||^2), with
@@ -42,7 +48,7 @@ def kernel_matrix(A: np.ndarray, B: np.ndarray, kernel: str = "rbf", gamma: floa
             for _ in range(int(degree) - 1):
                 K *= base
             return K
-        return K ** degree
+        return K**degree
     if kernel == "rbf":  # in place: these matrices are large, temporaries cost more than math
         K *= -2.0
         K += (A * A).sum(axis=1)[:, None]
@@ -53,8 +59,9 @@ def kernel_matrix(A: np.ndarray, B: np.ndarray, kernel: str = "rbf", gamma: floa
     raise ValueError(f"kernel must be 'linear', 'poly' or 'rbf', got {kernel!r}")
 
 
-def smo_solve(K: np.ndarray, y: np.ndarray, C: float, tol: float = 1e-3,
-              max_iter: int = -1) -> tuple[np.ndarray, float, int]:
+def smo_solve(
+    K: np.ndarray, y: np.ndarray, C: float, tol: float = 1e-3, max_iter: int = -1
+) -> tuple[np.ndarray, float, int]:
     """Solve the binary soft-margin dual by SMO with libsvm's second-order working set.
 
     K: (n, n) kernel matrix, y: (n,) in {-1, +1}. Keeps the gradient G = Q a - 1. Each step:
@@ -126,8 +133,11 @@ def smo_solve(K: np.ndarray, y: np.ndarray, C: float, tol: float = 1e-3,
             up_pen[t] = 0.0 if (at < C if yt > 0 else at > 0) else -np.inf
             low_pen[t] = 0.0 if (at > 0 if yt > 0 else at < C) else -np.inf
     else:
-        warnings.warn(f"SMO stopped after max_iter={limit} steps before reaching tol={tol}",
-                      ConvergenceWarning, stacklevel=2)
+        warnings.warn(
+            f"SMO stopped after max_iter={limit} steps before reaching tol={tol}",
+            ConvergenceWarning,
+            stacklevel=2,
+        )
     return alpha, _rho(alpha, y, -y * myG, C), it
 
 
@@ -154,9 +164,17 @@ class SVC(ClassifierMixin, BaseEstimator):
     one-vs-one layout, intercept_ (one -rho per pair), n_iter_ (per pair), gamma_.
     """
 
-    def __init__(self, C: float = 1.0, kernel: str = "rbf", degree: int = 3,
-                 gamma: float | str = "scale", coef0: float = 0.0, tol: float = 1e-3,
-                 max_iter: int = -1, decision_function_shape: str = "ovr"):
+    def __init__(
+        self,
+        C: float = 1.0,
+        kernel: str = "rbf",
+        degree: int = 3,
+        gamma: float | str = "scale",
+        coef0: float = 0.0,
+        tol: float = 1e-3,
+        max_iter: int = -1,
+        decision_function_shape: str = "ovr",
+    ):
         self.C = C
         self.kernel = kernel
         self.degree = degree
@@ -170,7 +188,7 @@ class SVC(ClassifierMixin, BaseEstimator):
         """k(A, B) with this model's kernel and hyper-parameters -> (len(A), len(B))."""
         return kernel_matrix(A, B, self.kernel, self.gamma_, self.degree, self.coef0)
 
-    def fit(self, X, y) -> "SVC":
+    def fit(self, X, y) -> SVC:
         """Solve one dual per pair of classes (class a as +1, class b as -1) on one shared
         kernel matrix, then gather every sample that is a support vector in any pair."""
         X, y = validate_data(self, X, y, dtype=np.float64)
@@ -209,7 +227,7 @@ class SVC(ClassifierMixin, BaseEstimator):
             coef[b - 1, idx[:na]] = alpha[:na]  # a's coefficients sit in row b - 1
             coef[a, idx[na:]] = -alpha[na:]  # b's coefficients sit in row a
             is_sv[idx[alpha > 0]] = True
-        members = [np.sort(order[edges[c]:edges[c + 1]]) for c in range(k)]
+        members = [np.sort(order[edges[c] : edges[c + 1]]) for c in range(k)]
         self.support_ = np.concatenate([m[is_sv[m]] for m in members])
         self.n_support_ = np.array([is_sv[m].sum() for m in members], dtype=np.int32)
         self.support_vectors_ = X[self.support_]
@@ -229,8 +247,11 @@ class SVC(ClassifierMixin, BaseEstimator):
         cols = []
         for p, (a, b) in enumerate(combinations(range(k), 2)):
             sa, sb = slice(bounds[a], bounds[a + 1]), slice(bounds[b], bounds[b + 1])
-            cols.append(Kx[:, sa] @ self._dual_coef[b - 1, sa]
-                        + Kx[:, sb] @ self._dual_coef[a, sb] + self._intercept[p])
+            cols.append(
+                Kx[:, sa] @ self._dual_coef[b - 1, sa]
+                + Kx[:, sb] @ self._dual_coef[a, sb]
+                + self._intercept[p]
+            )
         return np.column_stack(cols)
 
     def decision_function(self, X) -> np.ndarray:
@@ -276,8 +297,15 @@ class PegasosSVC(ClassifierMixin, BaseEstimator):
     Fitted: classes_, coef_ (n_classes or 1, d), intercept_, n_iter_ (steps).
     """
 
-    def __init__(self, lam: float = 1e-3, n_epochs: int = 30, batch_size: int = 32,
-                 fit_intercept: bool = True, average: bool = True, random_state: int | None = 0):
+    def __init__(
+        self,
+        lam: float = 1e-3,
+        n_epochs: int = 30,
+        batch_size: int = 32,
+        fit_intercept: bool = True,
+        average: bool = True,
+        random_state: int | None = 0,
+    ):
         self.lam = lam
         self.n_epochs = n_epochs
         self.batch_size = batch_size
@@ -285,7 +313,7 @@ class PegasosSVC(ClassifierMixin, BaseEstimator):
         self.average = average
         self.random_state = random_state
 
-    def fit(self, X, y) -> "PegasosSVC":
+    def fit(self, X, y) -> PegasosSVC:
         """Shuffle each epoch (seeded), take Pegasos steps on mini-batches, average the tail."""
         X, y = validate_data(self, X, y, dtype=np.float64)
         check_classification_targets(y)
@@ -308,7 +336,7 @@ class PegasosSVC(ClassifierMixin, BaseEstimator):
             order = rng.permutation(n)
             for start in range(0, n, self.batch_size):
                 t += 1
-                batch = order[start:start + self.batch_size]
+                batch = order[start : start + self.batch_size]
                 Xb, Yb = X[batch], Y[batch]
                 violated = (Yb * (Xb @ W + b) < 1.0) * Yb  # y_i where the margin is broken
                 eta = 1.0 / (self.lam * t)
@@ -316,7 +344,9 @@ class PegasosSVC(ClassifierMixin, BaseEstimator):
                 W = shrink * W + step * (Xb.T @ violated)
                 if self.fit_intercept:  # b is the weight of a constant feature 1, shrunk alike
                     b = shrink * b + step * violated.sum(axis=0)
-                scale = np.minimum(1.0, radius / np.maximum(np.sqrt((W * W).sum(0) + b * b), 1e-300))
+                scale = np.minimum(
+                    1.0, radius / np.maximum(np.sqrt((W * W).sum(0) + b * b), 1e-300)
+                )
                 W, b = W * scale, b * scale
                 if self.average and t > total // 2:
                     n_avg += 1

@@ -9,7 +9,8 @@ stratified folds (our evaluation pipeline from the model-evaluation lab), one ro
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -17,7 +18,11 @@ from sklearn.compose import ColumnTransformer
 from sklearn.pipeline import Pipeline
 
 from airoad.classic.feature_engineering import OneHotEncoder, StandardScaler
-from airoad.classic.model_evaluation import cross_val_proba, stratified_kfold_indices, summarize_folds
+from airoad.classic.model_evaluation import (
+    cross_val_proba,
+    stratified_kfold_indices,
+    summarize_folds,
+)
 
 PASSENGER_CLASSES = ("1st", "2nd", "3rd")  # every other class value is a crew department
 NUMERIC = ("age", "log_fare", "sibsp", "parch", "family_size")
@@ -41,34 +46,50 @@ def add_features(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def make_preprocessor(numeric: tuple[str, ...] = NUMERIC,
-                      categorical: tuple[str, ...] = CATEGORICAL) -> ColumnTransformer:
+def make_preprocessor(
+    numeric: tuple[str, ...] = NUMERIC, categorical: tuple[str, ...] = CATEGORICAL
+) -> ColumnTransformer:
     """A ColumnTransformer: our StandardScaler on `numeric`, our OneHotEncoder
     (handle_unknown="ignore") on `categorical`; every other column is dropped.
 
     Output columns: the scaled numbers first, then the indicator blocks, named like
     ``num__age`` and ``cat__gender_female`` by ``get_feature_names_out``.
     """
-    return ColumnTransformer([("num", StandardScaler(), list(numeric)),
-                              ("cat", OneHotEncoder(handle_unknown="ignore"), list(categorical))])
+    return ColumnTransformer(
+        [
+            ("num", StandardScaler(), list(numeric)),
+            ("cat", OneHotEncoder(handle_unknown="ignore"), list(categorical)),
+        ]
+    )
 
 
-def make_pipeline_factory(make_model: Callable[[], Any], numeric: tuple[str, ...] = NUMERIC,
-                          categorical: tuple[str, ...] = CATEGORICAL) -> Callable[[], Pipeline]:
+def make_pipeline_factory(
+    make_model: Callable[[], Any],
+    numeric: tuple[str, ...] = NUMERIC,
+    categorical: tuple[str, ...] = CATEGORICAL,
+) -> Callable[[], Pipeline]:
     """Wrap a model factory: the result builds a FRESH ``Pipeline([("features", preprocessor),
     ("model", make_model())])`` each time it is called, so every fold refits the
     preprocessing on its own training rows (no leakage from the test fold).
     """
+
     def build() -> Pipeline:
-        return Pipeline([("features", make_preprocessor(numeric, categorical)), ("model", make_model())])
+        return Pipeline(
+            [("features", make_preprocessor(numeric, categorical)), ("model", make_model())]
+        )
 
     return build
 
 
-def compare_models(factories: dict[str, Callable[[], Any]], X: pd.DataFrame, y: np.ndarray,
-                   n_splits: int = 5, random_state: int = 0,
-                   numeric: tuple[str, ...] = NUMERIC, categorical: tuple[str, ...] = CATEGORICAL
-                   ) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
+def compare_models(
+    factories: dict[str, Callable[[], Any]],
+    X: pd.DataFrame,
+    y: np.ndarray,
+    n_splits: int = 5,
+    random_state: int = 0,
+    numeric: tuple[str, ...] = NUMERIC,
+    categorical: tuple[str, ...] = CATEGORICAL,
+) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
     """Cross-validate every model behind the same preprocessing, on one set of folds.
 
     factories: name -> zero-argument callable returning an unfitted classifier. X: the

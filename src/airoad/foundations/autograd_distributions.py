@@ -15,7 +15,7 @@ Randomness always comes from an explicit `torch.Generator`, never from the globa
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -42,8 +42,9 @@ def central_difference(f: Fn, x: torch.Tensor, h: float = 1e-5) -> torch.Tensor:
     return (f(x + h) - f(x - h)) / (2 * h)
 
 
-def gradient_field(f: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x: torch.Tensor,
-                   y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def gradient_field(
+    f: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(df/dx, df/dy) of a scalar field f(x, y) at every grid point; x, y and both outputs share a shape.
 
     f must be elementwise over the grid (e.g. x**2 + torch.sin(y)), so one backward pass of
@@ -121,8 +122,9 @@ class LinearRegression(nn.Module):
         return self.linear(X).squeeze(-1)
 
 
-def fit_linear_regression(X: torch.Tensor, y: torch.Tensor, lr: float = 0.1,
-                          epochs: int = 1000) -> tuple[LinearRegression, torch.Tensor]:
+def fit_linear_regression(
+    X: torch.Tensor, y: torch.Tensor, lr: float = 0.1, epochs: int = 1000
+) -> tuple[LinearRegression, torch.Tensor]:
     """Full-batch gradient descent on the MSE, gradients from loss.backward(); no torch.optim.
 
     Returns the trained model and the loss before each update (shape (epochs,)).
@@ -168,7 +170,9 @@ class SoftmaxPolicy(nn.Module):
         return Categorical(logits=self.logits)
 
 
-def reinforce_loss(log_probs: torch.Tensor, rewards: torch.Tensor, baseline: float = 0.0) -> torch.Tensor:
+def reinforce_loss(
+    log_probs: torch.Tensor, rewards: torch.Tensor, baseline: float = 0.0
+) -> torch.Tensor:
     """Scalar surrogate -mean((r - baseline) * log pi(a)); its gradient is minus the REINFORCE estimate.
 
     log_probs and rewards have shape (n,); minimising this ascends the expected reward.
@@ -176,8 +180,9 @@ def reinforce_loss(log_probs: torch.Tensor, rewards: torch.Tensor, baseline: flo
     return -torch.mean((rewards - baseline) * log_probs)
 
 
-def reinforce_gradient(logits: torch.Tensor, means: Sequence[float] | torch.Tensor, n_samples: int,
-                       seed: int) -> torch.Tensor:
+def reinforce_gradient(
+    logits: torch.Tensor, means: Sequence[float] | torch.Tensor, n_samples: int, seed: int
+) -> torch.Tensor:
     """Monte-Carlo REINFORCE estimate of grad_logits J, J = sum_a pi(a) means[a]; shape (K,).
 
     Draw n_samples arms from pi (torch.multinomial with a Generator seeded by `seed`), pull them
@@ -200,9 +205,14 @@ def policy_gradient(logits: torch.Tensor, means: Sequence[float] | torch.Tensor)
     return pi * (mu - pi @ mu)
 
 
-def train_reinforce(means: Sequence[float] | torch.Tensor, episodes: int, batch_size: int = 32,
-                    lr: float = 0.5, seed: int = 0,
-                    baseline: bool = True) -> tuple[SoftmaxPolicy, torch.Tensor]:
+def train_reinforce(
+    means: Sequence[float] | torch.Tensor,
+    episodes: int,
+    batch_size: int = 32,
+    lr: float = 0.5,
+    seed: int = 0,
+    baseline: bool = True,
+) -> tuple[SoftmaxPolicy, torch.Tensor]:
     """Train a SoftmaxPolicy on BernoulliBandit(means) with REINFORCE; one episode is one pull.
 
     Each of the episodes // batch_size updates samples batch_size arms from the policy

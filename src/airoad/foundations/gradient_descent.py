@@ -19,7 +19,7 @@ once after every optimizer step.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -39,8 +39,13 @@ class SGD:
         p <- p - lr * d
     """
 
-    def __init__(self, lr: float = 1e-3, momentum: float = 0.0, nesterov: bool = False,
-                 weight_decay: float = 0.0):
+    def __init__(
+        self,
+        lr: float = 1e-3,
+        momentum: float = 0.0,
+        nesterov: bool = False,
+        weight_decay: float = 0.0,
+    ):
         self.lr = lr
         self.momentum = momentum
         self.nesterov = nesterov
@@ -68,8 +73,14 @@ class RMSprop:
         p <- p - lr * u
     """
 
-    def __init__(self, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
-                 weight_decay: float = 0.0, momentum: float = 0.0):
+    def __init__(
+        self,
+        lr: float = 1e-2,
+        alpha: float = 0.99,
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        momentum: float = 0.0,
+    ):
         self.lr = lr
         self.alpha = alpha
         self.eps = eps
@@ -102,8 +113,13 @@ class Adam:
         p <- p - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
     """
 
-    def __init__(self, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 0.0):
+    def __init__(
+        self,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+    ):
         self.lr = lr
         self.betas = betas
         self.eps = eps
@@ -123,8 +139,8 @@ class Adam:
         self.m = beta1 * self.m + (1 - beta1) * g
         self.v = beta2 * self.v + (1 - beta2) * g * g
         # Zero-initialised averages are biased towards 0 early on; dividing by 1 - beta^t fixes it.
-        step_size = self.lr / (1 - beta1 ** self.t)
-        denom = np.sqrt(self.v) / math.sqrt(1 - beta2 ** self.t) + self.eps
+        step_size = self.lr / (1 - beta1**self.t)
+        denom = np.sqrt(self.v) / math.sqrt(1 - beta2**self.t) + self.eps
         return params - step_size * self.m / denom
 
 
@@ -147,7 +163,9 @@ def cosine_annealing(step: int, base_lr: float, t_max: int, eta_min: float = 0.0
     return eta_min + (base_lr - eta_min) * (1 + math.cos(math.pi * step / t_max)) / 2
 
 
-def linear_warmup(step: int, base_lr: float, warmup_steps: int, start_factor: float = 1 / 3) -> float:
+def linear_warmup(
+    step: int, base_lr: float, warmup_steps: int, start_factor: float = 1 / 3
+) -> float:
     """Ramp linearly from start_factor * base_lr (step 0) to base_lr (step >= warmup_steps).
 
     Same values as torch's LinearLR(start_factor, end_factor=1.0, total_iters=warmup_steps).
@@ -156,8 +174,14 @@ def linear_warmup(step: int, base_lr: float, warmup_steps: int, start_factor: fl
     return base_lr * (start_factor + (1 - start_factor) * frac)
 
 
-def warmup_cosine(step: int, base_lr: float, warmup_steps: int, total_steps: int,
-                  start_factor: float = 0.1, eta_min: float = 0.0) -> float:
+def warmup_cosine(
+    step: int,
+    base_lr: float,
+    warmup_steps: int,
+    total_steps: int,
+    start_factor: float = 0.1,
+    eta_min: float = 0.0,
+) -> float:
     """Linear warm-up for `warmup_steps` updates, then cosine annealing over the rest.
 
     Same values as torch's SequentialLR([LinearLR(start_factor, total_iters=warmup_steps),
@@ -194,14 +218,20 @@ def batch_indices(n: int, batch_size: int, epochs: int, seed: int) -> list[np.nd
     batches: list[np.ndarray] = []
     for _ in range(epochs):
         order = rng.permutation(n)
-        batches += [order[i:i + batch_size] for i in range(0, n, batch_size)]
+        batches += [order[i : i + batch_size] for i in range(0, n, batch_size)]
     return batches
 
 
-def fit_line(x: np.ndarray, y: np.ndarray, optimizer: SGD | RMSprop | Adam,
-             batch_size: int | None = None, epochs: int = 100, seed: int = 0,
-             schedule: Schedule | None = None,
-             theta0: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def fit_line(
+    x: np.ndarray,
+    y: np.ndarray,
+    optimizer: SGD | RMSprop | Adam,
+    batch_size: int | None = None,
+    epochs: int = 100,
+    seed: int = 0,
+    schedule: Schedule | None = None,
+    theta0: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Fit y = m x + b by gradient descent; return (theta = [m, b], loss history).
 
     batch_size None (or >= n) is batch GD, 1 is stochastic GD, anything between is mini-batch.

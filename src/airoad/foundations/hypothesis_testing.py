@@ -109,7 +109,7 @@ def welch_t_test(a: np.ndarray, b: np.ndarray) -> TTestResult:
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
     t = (a.mean() - b.mean()) / np.sqrt(va + vb)
-    df = (va + vb) ** 2 / (va ** 2 / (a.size - 1) + vb ** 2 / (b.size - 1))
+    df = (va + vb) ** 2 / (va**2 / (a.size - 1) + vb**2 / (b.size - 1))
     p = 2.0 * t_sf(abs(t), df)
     return TTestResult(float(t), float(df), float(min(p, 1.0)))
 
@@ -142,8 +142,9 @@ def chi2_independence(table: np.ndarray) -> Chi2Result:
     return Chi2Result(stat, int(dof), float(chi2_sf(stat, dof)), expected)
 
 
-def permutation_test(a: np.ndarray, b: np.ndarray, n_permutations: int = 10_000,
-                     seed: int = 0) -> float:
+def permutation_test(
+    a: np.ndarray, b: np.ndarray, n_permutations: int = 10_000, seed: int = 0
+) -> float:
     """Two-sided permutation p-value for ``mean(a) - mean(b)``, no distribution assumed.
 
     Under H0 the group labels are exchangeable: shuffle the pooled values n_permutations
@@ -171,8 +172,9 @@ def permutation_test(a: np.ndarray, b: np.ndarray, n_permutations: int = 10_000,
 # ---------------------------------------------------------------- Bayes
 
 
-def bayes_posterior(prior: np.ndarray, likelihood: np.ndarray,
-                    likelihood_if_not: np.ndarray) -> np.ndarray:
+def bayes_posterior(
+    prior: np.ndarray, likelihood: np.ndarray, likelihood_if_not: np.ndarray
+) -> np.ndarray:
     """Bayes' theorem: ``P(A | B) = P(B | A) P(A) / P(B)``.
 
     prior = P(A), likelihood = P(B | A), likelihood_if_not = P(B | not A); the evidence comes

@@ -38,15 +38,21 @@ class LinearRegression(RegressorMixin, BaseEstimator):
     before every step, then the final loss).
     """
 
-    def __init__(self, solver: str = "lstsq", fit_intercept: bool = True,
-                 learning_rate: float | None = None, max_iter: int = 20_000, tol: float = 1e-10):
+    def __init__(
+        self,
+        solver: str = "lstsq",
+        fit_intercept: bool = True,
+        learning_rate: float | None = None,
+        max_iter: int = 20_000,
+        tol: float = 1e-10,
+    ):
         self.solver = solver
         self.fit_intercept = fit_intercept
         self.learning_rate = learning_rate
         self.max_iter = max_iter
         self.tol = tol
 
-    def fit(self, X, y) -> "LinearRegression":
+    def fit(self, X, y) -> LinearRegression:
         """Fit coef_ and intercept_ on X (n_samples, n_features), y (n_samples,); return self.
 
         Raise ValueError for an unknown solver.
@@ -61,7 +67,8 @@ class LinearRegression(RegressorMixin, BaseEstimator):
             self.coef_ = np.linalg.solve(X.T @ X, X.T @ y)
         else:
             self.coef_, self.loss_history_ = gradient_descent(
-                X, y, self.learning_rate, self.max_iter, self.tol)
+                X, y, self.learning_rate, self.max_iter, self.tol
+            )
             self.n_iter_ = len(self.loss_history_) - 1
         self.intercept_ = float(y_mean - x_mean @ self.coef_)
         return self
@@ -83,7 +90,7 @@ class Ridge(LinearRegression):
         self.alpha = alpha
         self.fit_intercept = fit_intercept
 
-    def fit(self, X, y) -> "Ridge":
+    def fit(self, X, y) -> Ridge:
         """Fit coef_ and intercept_ with the closed form (never an explicit inverse); return self."""
         X, y, x_mean, y_mean = center(X, y, self.fit_intercept)
         n_samples, n_features = X.shape
@@ -116,20 +123,27 @@ class Lasso(LinearRegression):
     divided by n, as in sklearn).
     """
 
-    def __init__(self, alpha: float = 1.0, fit_intercept: bool = True, max_iter: int = 1000,
-                 tol: float = 1e-4, precompute: bool | str = "auto"):
+    def __init__(
+        self,
+        alpha: float = 1.0,
+        fit_intercept: bool = True,
+        max_iter: int = 1000,
+        tol: float = 1e-4,
+        precompute: bool | str = "auto",
+    ):
         self.alpha = alpha
         self.fit_intercept = fit_intercept
         self.max_iter = max_iter
         self.tol = tol
         self.precompute = precompute
 
-    def fit(self, X, y) -> "Lasso":
+    def fit(self, X, y) -> Lasso:
         """Fit coef_, intercept_, n_iter_ and dual_gap_ by coordinate descent; return self."""
         X, y, x_mean, y_mean = center(X, y, self.fit_intercept)
         gram = X.shape[0] > X.shape[1] if self.precompute == "auto" else bool(self.precompute)
         self.coef_, gap, self.n_iter_ = lasso_coordinate_descent(
-            X, y, self.alpha * X.shape[0], self.tol, self.max_iter, gram)
+            X, y, self.alpha * X.shape[0], self.tol, self.max_iter, gram
+        )
         self.dual_gap_ = gap / X.shape[0]
         self.intercept_ = float(y_mean - x_mean @ self.coef_)
         return self
@@ -143,16 +157,18 @@ def center(X, y, fit_intercept: bool) -> tuple[np.ndarray, np.ndarray, np.ndarra
     """
     X, y = np.array(X, dtype=np.float64), np.array(y, dtype=np.float64)
     if X.ndim != 2 or y.ndim != 1 or len(X) != len(y):
-        raise ValueError(f"expected X (n_samples, n_features) and y (n_samples,), "
-                         f"got {X.shape} and {y.shape}")
+        raise ValueError(
+            f"expected X (n_samples, n_features) and y (n_samples,), got {X.shape} and {y.shape}"
+        )
     if not fit_intercept:
         return X, y, np.zeros(X.shape[1]), 0.0
     x_mean, y_mean = X.mean(axis=0), float(y.mean())
     return X - x_mean, y - y_mean, x_mean, y_mean
 
 
-def gradient_descent(X: np.ndarray, y: np.ndarray, learning_rate: float | None,
-                     max_iter: int, tol: float) -> tuple[np.ndarray, np.ndarray]:
+def gradient_descent(
+    X: np.ndarray, y: np.ndarray, learning_rate: float | None, max_iter: int, tol: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Minimise ||X w - y||^2 / (2 n) from w = 0; return (w (n_features,), losses).
 
     Gradient: X^T (X w - y) / n. Default step 1/L, L = sigma_max(X)^2 / n: the largest step
@@ -160,7 +176,9 @@ def gradient_descent(X: np.ndarray, y: np.ndarray, learning_rate: float | None,
     or after max_iter steps. losses holds the loss at every visited w (length n_steps + 1).
     """
     n = X.shape[0]
-    step = learning_rate if learning_rate is not None else n / max(np.linalg.norm(X, 2) ** 2, 1e-300)
+    step = (
+        learning_rate if learning_rate is not None else n / max(np.linalg.norm(X, 2) ** 2, 1e-300)
+    )
     scale = 1.0 + np.max(np.abs(X.T @ y), initial=0.0) / n
     w = np.zeros(X.shape[1])
     losses = []
@@ -179,8 +197,9 @@ def soft_threshold(x, t: float):
     return np.sign(x) * np.maximum(np.abs(x) - t, 0.0)
 
 
-def lasso_coordinate_descent(X: np.ndarray, y: np.ndarray, l1: float, tol: float,
-                             max_iter: int, gram: bool) -> tuple[np.ndarray, float, int]:
+def lasso_coordinate_descent(
+    X: np.ndarray, y: np.ndarray, l1: float, tol: float, max_iter: int, gram: bool
+) -> tuple[np.ndarray, float, int]:
     """Minimise ||y - X w||^2 / 2 + l1 ||w||_1 (X, y already centred); return (w, gap, sweeps).
 
     One sweep updates every coordinate in order. After each sweep compute the duality gap
@@ -200,7 +219,7 @@ def lasso_coordinate_descent(X: np.ndarray, y: np.ndarray, l1: float, tol: float
         vecs, state = list(np.asfortranarray(X).T), y.copy()
     active = [j for j, d in enumerate(col_sq) if d > 0]  # an all-zero column keeps w_j = 0
     gap, sweep = np.inf, 0
-    for sweep in range(1, max_iter + 1):
+    for sweep in range(1, max_iter + 1):  # noqa: B007 (used after the loop)
         for j in active:
             w_j, d_j = w[j], col_sq[j]
             x_j_dot_r = state.item(j) if gram else float(vecs[j] @ state)

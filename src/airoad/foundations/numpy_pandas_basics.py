@@ -14,7 +14,7 @@ Everything here is plain NumPy / pandas; the tests compare it with ``np.linalg``
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -73,10 +73,10 @@ def forward_eliminate(A: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndar
             U[[j, p]] = U[[p, j]]
             c[[j, p]] = c[[p, j]]
             n_swaps += 1
-        factors = U[j + 1:, j] / U[j, j]  # one multiplier per row below the pivot
-        U[j + 1:, j:] -= np.outer(factors, U[j, j:])  # every row update at once
-        c[j + 1:] -= factors.reshape(-1, *([1] * (c.ndim - 1))) * c[j]
-        U[j + 1:, j] = 0.0  # exact zeros, not rounding leftovers
+        factors = U[j + 1 :, j] / U[j, j]  # one multiplier per row below the pivot
+        U[j + 1 :, j:] -= np.outer(factors, U[j, j:])  # every row update at once
+        c[j + 1 :] -= factors.reshape(-1, *([1] * (c.ndim - 1))) * c[j]
+        U[j + 1 :, j] = 0.0  # exact zeros, not rounding leftovers
     return U, c, n_swaps
 
 
@@ -92,7 +92,7 @@ def back_substitute(U: np.ndarray, c: np.ndarray) -> np.ndarray:
     for i in range(n - 1, -1, -1):
         if U[i, i] == 0.0:
             raise np.linalg.LinAlgError("matrix is singular: zero pivot")
-        x[i] = (x[i] - U[i, i + 1:] @ x[i + 1:]) / U[i, i]
+        x[i] = (x[i] - U[i, i + 1 :] @ x[i + 1 :]) / U[i, i]
     return x
 
 
@@ -119,8 +119,9 @@ def det(A: np.ndarray) -> float:
 # ---------------------------------------------------------------- derivatives
 
 
-def numerical_derivative(f: Callable[[np.ndarray], np.ndarray], x: np.ndarray,
-                         h: float = 1e-5, method: str = "central") -> np.ndarray:
+def numerical_derivative(
+    f: Callable[[np.ndarray], np.ndarray], x: np.ndarray, h: float = 1e-5, method: str = "central"
+) -> np.ndarray:
     """Finite-difference derivative of an elementwise function ``f`` at every point of x.
 
     central: ``(f(x + h) - f(x - h)) / (2h)``, error O(h**2);
@@ -135,8 +136,9 @@ def numerical_derivative(f: Callable[[np.ndarray], np.ndarray], x: np.ndarray,
     raise ValueError(f"method must be 'central' or 'forward', got {method!r}")
 
 
-def numerical_gradient(f: Callable[[np.ndarray], float], x: np.ndarray,
-                       h: float = 1e-5) -> np.ndarray:
+def numerical_gradient(
+    f: Callable[[np.ndarray], float], x: np.ndarray, h: float = 1e-5
+) -> np.ndarray:
     """Central-difference gradient of a scalar function of a vector.
 
     ``g[i] = (f(x + h e_i) - f(x - h e_i)) / (2h)`` with ``e_i`` the i-th unit vector.
@@ -158,8 +160,9 @@ def missing_report(df: pd.DataFrame) -> pd.DataFrame:
     """
     n_missing = df.isna().to_numpy().sum(axis=0)
     pct = 100.0 * n_missing / max(len(df), 1)
-    return pd.DataFrame({"n_missing": n_missing.astype(int), "pct_missing": pct},
-                        index=pd.Index(df.columns))
+    return pd.DataFrame(
+        {"n_missing": n_missing.astype(int), "pct_missing": pct}, index=pd.Index(df.columns)
+    )
 
 
 def _fill_value(s: pd.Series, strategy: str):
@@ -179,8 +182,12 @@ def _fill_value(s: pd.Series, strategy: str):
     return min(counts.index[counts == counts.max()])
 
 
-def impute(df: pd.DataFrame, strategy: str = "mean", columns: Sequence[str] | None = None,
-           by: str | None = None) -> pd.DataFrame:
+def impute(
+    df: pd.DataFrame,
+    strategy: str = "mean",
+    columns: Sequence[str] | None = None,
+    by: str | None = None,
+) -> pd.DataFrame:
     """Fill missing values; returns a new DataFrame (df is left unchanged).
 
     strategy: ``"mean"``, ``"median"`` or ``"most_frequent"`` (anything else: ValueError).
@@ -202,8 +209,12 @@ def impute(df: pd.DataFrame, strategy: str = "mean", columns: Sequence[str] | No
     return out
 
 
-def group_stats(df: pd.DataFrame, by: str, cols: Sequence[str],
-                stats: Sequence[str] = ("count", "mean", "std", "min", "max")) -> pd.DataFrame:
+def group_stats(
+    df: pd.DataFrame,
+    by: str,
+    cols: Sequence[str],
+    stats: Sequence[str] = ("count", "mean", "std", "min", "max"),
+) -> pd.DataFrame:
     """Per-group statistics with NumPy, the way ``df.groupby(by)[cols].agg(stats)`` works.
 
     Split: map each row's group to an integer code. Apply: sum per code with ``np.bincount``

@@ -47,7 +47,7 @@ class PCA(TransformerMixin, BaseEstimator):
         self.n_components = n_components
         self.solver = solver
 
-    def fit(self, X, y=None) -> "PCA":
+    def fit(self, X, y=None) -> PCA:
         """Learn mean_, components_ and the explained variances from X (n_samples, n_features).
 
         Raise ValueError for an unknown solver, or when n_components is not an int in
@@ -57,8 +57,10 @@ class PCA(TransformerMixin, BaseEstimator):
         n_samples, n_features = X.shape
         k = min(n_samples, n_features) if self.n_components is None else self.n_components
         if not (isinstance(k, (int, np.integer)) and 1 <= k <= min(n_samples, n_features)):
-            raise ValueError(f"n_components={self.n_components!r} must be an int between 1 and "
-                             f"min(n_samples, n_features) = {min(n_samples, n_features)}")
+            raise ValueError(
+                f"n_components={self.n_components!r} must be an int between 1 and "
+                f"min(n_samples, n_features) = {min(n_samples, n_features)}"
+            )
         if self.solver not in SOLVERS:
             raise ValueError(f"solver={self.solver!r}; expected one of {SOLVERS}")
 

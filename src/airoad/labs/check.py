@@ -25,15 +25,15 @@ from airoad.labs.runner import built_entry, check_datasets
 class TestOutcome:
     name: str
     passed: bool
-    hint: str = ""      # what the test checks (its docstring)
-    reason: str = ""    # why it failed, one line
+    hint: str = ""  # what the test checks (its docstring)
+    reason: str = ""  # why it failed, one line
 
 
 @dataclass
 class CheckReport:
     lab_id: str
     files: dict[str, Path]
-    problem: str = ""                       # set when the file could not even be loaded
+    problem: str = ""  # set when the file could not even be loaded
     outcomes: list[TestOutcome] = field(default_factory=list)
 
     @property
@@ -67,7 +67,9 @@ def suite_hash(test_paths: list[Path]) -> str:
 def _hints(test_path: Path) -> dict[str, str]:
     hints = {}
     for node in ast.walk(ast.parse(test_path.read_text(encoding="utf-8"))):
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name.startswith("test"):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name.startswith(
+            "test"
+        ):
             doc = ast.get_docstring(node) or ""
             hints[node.name] = doc.strip().splitlines()[0] if doc.strip() else ""
     return hints
@@ -80,7 +82,7 @@ def _reason(element: ET.Element, per_test_timeout: float) -> str:
     first = message.splitlines()[0] if message else element.tag
     for prefix in ('failed on setup with "', 'failed on teardown with "'):
         if first.startswith(prefix):
-            first = first[len(prefix):].rstrip('"')
+            first = first[len(prefix) :].rstrip('"')
     return first if len(first) <= 200 else first[:197] + "..."
 
 
@@ -94,8 +96,9 @@ def parse_junit(xml_path: Path, hints: dict[str, str], timeout: float) -> list[T
         if case.find("skipped") is not None:
             continue
         hint = hints.get(name.split("[")[0], "")
-        outcomes.append(TestOutcome(name, bad is None, hint,
-                                    "" if bad is None else _reason(bad, timeout)))
+        outcomes.append(
+            TestOutcome(name, bad is None, hint, "" if bad is None else _reason(bad, timeout))
+        )
     return outcomes
 
 
@@ -110,12 +113,19 @@ def _child_env(files: dict[str, Path]) -> dict[str, str]:
 def _preflight(files: dict[str, Path], timeout: float) -> str:
     for module, path in files.items():
         try:
-            done = subprocess.run([sys.executable, "-m", "airoad.labs.preflight", str(path), module],
-                                  capture_output=True, text=True, timeout=timeout,
-                                  env=_child_env({}), cwd=repo_root())
+            done = subprocess.run(
+                [sys.executable, "-m", "airoad.labs.preflight", str(path), module],
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                env=_child_env({}),
+                cwd=repo_root(),
+            )
         except subprocess.TimeoutExpired:
-            return (f"importing {path.name} did not finish within {timeout:g} s: "
-                    f"is there an endless loop at module level?")
+            return (
+                f"importing {path.name} did not finish within {timeout:g} s: "
+                f"is there an endless loop at module level?"
+            )
         lines = done.stdout.strip().splitlines()
         if done.returncode != 0 or not lines:
             return f"{path.name} crashed the Python process while loading (exit code {done.returncode})"
@@ -125,8 +135,13 @@ def _preflight(files: dict[str, Path], timeout: float) -> str:
     return ""
 
 
-def run_check(lab_id: str, directory: Path | None = None, file: Path | None = None,
-              per_test_timeout: float = 60.0, total_timeout: float = 900.0) -> CheckReport:
+def run_check(
+    lab_id: str,
+    directory: Path | None = None,
+    file: Path | None = None,
+    per_test_timeout: float = 60.0,
+    total_timeout: float = 900.0,
+) -> CheckReport:
     entry = built_entry(lab_id)
     files = learner_files(lab_id, directory, file)
     check_datasets(entry)  # one line naming the fetch command, not one per test
@@ -139,14 +154,31 @@ def run_check(lab_id: str, directory: Path | None = None, file: Path | None = No
             hints.update(_hints(t))
         with tempfile.TemporaryDirectory(prefix="airoad-check-") as tmp:
             xml_path = Path(tmp) / "junit.xml"
-            cmd = [sys.executable, "-m", "pytest", *map(str, tests), "-q", "-p", "no:cacheprovider",
-                   f"--junitxml={xml_path}", f"--timeout={per_test_timeout:g}"]
+            cmd = [
+                sys.executable,
+                "-m",
+                "pytest",
+                *map(str, tests),
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                f"--junitxml={xml_path}",
+                f"--timeout={per_test_timeout:g}",
+            ]
             try:
-                subprocess.run(cmd, capture_output=True, text=True, timeout=total_timeout,
-                               env=_child_env(files), cwd=repo_root())
+                subprocess.run(
+                    cmd,
+                    capture_output=True,
+                    text=True,
+                    timeout=total_timeout,
+                    env=_child_env(files),
+                    cwd=repo_root(),
+                )
             except subprocess.TimeoutExpired:
-                report.problem = (f"the tests did not finish within {total_timeout:g} s; "
-                                  f"look for an endless loop in your code")
+                report.problem = (
+                    f"the tests did not finish within {total_timeout:g} s; "
+                    f"look for an endless loop in your code"
+                )
             if not report.problem:
                 if not xml_path.exists():
                     report.problem = "the test run crashed before reporting (your code may have killed the process)"

@@ -12,10 +12,11 @@ Runners load real data through ``airoad.data.load`` and never fall back to synth
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence, get_type_hints
+from typing import Any, get_type_hints
 
 from airoad.errors import ConfigError
 
@@ -144,7 +145,9 @@ def parse_overrides(config_cls: type, pairs: Sequence[str]) -> dict[str, Any]:
     return out
 
 
-def make_config(config_cls: type, quick: dict[str, Any], use_quick: bool, overrides: dict[str, Any]):
+def make_config(
+    config_cls: type, quick: dict[str, Any], use_quick: bool, overrides: dict[str, Any]
+):
     """Full defaults, then the quick overrides if asked, then the user's --set overrides."""
     values = dict(quick) if use_quick else {}
     values.update(overrides)

@@ -33,14 +33,17 @@ def write_exercise(lab_id: str, workspace: Path, force: bool = False) -> list[Pa
     if existing and not force:
         raise AiroadError(
             f"{', '.join(existing)} already exists and may hold your work; "
-            f"check it with `airoad check {lab_id}` or pass --force to overwrite")
+            f"check it with `airoad check {lab_id}` or pass --force to overwrite"
+        )
     written = []
     for module, path in targets:
         _, source = reference_source(module)
-        header = (f"# Exercise for the airoad lab '{lab_id}', generated from {module}.\n"
-                  f"# Replace every `raise NotImplementedError` with your code, keeping the names\n"
-                  f"# and signatures, then grade it with: airoad check {lab_id}"
-                  f"{'' if workspace == Path('workspace') else f' --dir {workspace}'}\n")
+        header = (
+            f"# Exercise for the airoad lab '{lab_id}', generated from {module}.\n"
+            f"# Replace every `raise NotImplementedError` with your code, keeping the names\n"
+            f"# and signatures, then grade it with: airoad check {lab_id}"
+            f"{'' if workspace == Path('workspace') else f' --dir {workspace}'}\n"
+        )
         write_atomic(path, make_stub(source, header))
         written.append(path)
     mark_learning(lab_id)

@@ -27,8 +27,10 @@ def diagnose(path: Path, reference: str) -> dict:
     except BaseException as exc:  # the learner's code may raise anything, SystemExit included
         frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == str(path)]
         where = f" (line {frames[-1].lineno})" if frames else ""
-        return {"ok": False,
-                "problem": f"importing {path.name} raised {type(exc).__name__}: {exc}{where}"}
+        return {
+            "ok": False,
+            "problem": f"importing {path.name} raised {type(exc).__name__}: {exc}{where}",
+        }
     _, ref_source = reference_source(reference)
     missing = []
     for qualname in public_names(ref_source):
@@ -39,8 +41,11 @@ def diagnose(path: Path, reference: str) -> dict:
                 missing.append(qualname)
                 break
     if missing:
-        return {"ok": False, "problem": f"{path.name} does not define {', '.join(missing)} "
-                                        f"(the lab's tests call these names)"}
+        return {
+            "ok": False,
+            "problem": f"{path.name} does not define {', '.join(missing)} "
+            f"(the lab's tests call these names)",
+        }
     return {"ok": True, "problem": ""}
 
 

@@ -7,11 +7,12 @@ import importlib
 import json
 import random
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Sequence
+from typing import Any
 
 from airoad.catalog import LabEntry, load_catalog
 from airoad.errors import AiroadError, DatasetMissing
@@ -32,7 +33,9 @@ class RunRecord:
 def built_entry(lab_id: str) -> LabEntry:
     entry = load_catalog().get(lab_id)
     if not entry.built:
-        raise AiroadError(f"lab '{lab_id}' is planned, not built yet (`airoad roadmap` shows what is)")
+        raise AiroadError(
+            f"lab '{lab_id}' is planned, not built yet (`airoad roadmap` shows what is)"
+        )
     return entry
 
 
@@ -73,8 +76,14 @@ def _new_run_dir(lab_id: str) -> Path:
     return out
 
 
-def run_lab(lab_id: str, quick: bool = False, pairs: Sequence[str] = (), out: Path | None = None,
-            track: bool = True, progress: Any = None) -> RunRecord:
+def run_lab(
+    lab_id: str,
+    quick: bool = False,
+    pairs: Sequence[str] = (),
+    out: Path | None = None,
+    track: bool = True,
+    progress: Any = None,
+) -> RunRecord:
     entry = built_entry(lab_id)
     config = resolve_config(entry, quick, pairs)
     check_datasets(entry)
@@ -92,10 +101,15 @@ def run_lab(lab_id: str, quick: bool = False, pairs: Sequence[str] = (), out: Pa
     seconds = time.perf_counter() - start
 
     payload = {
-        "lab": lab_id, "quick": quick, "seconds": round(seconds, 3),
+        "lab": lab_id,
+        "quick": quick,
+        "seconds": round(seconds, 3),
         "finished_at": datetime.now().isoformat(timespec="seconds"),
-        "key_metric": result.key_metric, "library_metric": result.library_metric,
-        "metrics": result.metrics, "tables": result.tables, "notes": result.notes,
+        "key_metric": result.key_metric,
+        "library_metric": result.library_metric,
+        "metrics": result.metrics,
+        "tables": result.tables,
+        "notes": result.notes,
         "figures": [Path(f).name for f in result.figures],
     }
     write_json_atomic(out_dir / "metrics.json", payload)
@@ -108,12 +122,19 @@ def run_lab(lab_id: str, quick: bool = False, pairs: Sequence[str] = (), out: Pa
     return RunRecord(lab_id, out_dir, seconds, result, config_dict, run_id)
 
 
-def _append_index(lab_id: str, out_dir: Path, seconds: float, quick: bool,
-                  result: LabResult) -> None:
+def _append_index(
+    lab_id: str, out_dir: Path, seconds: float, quick: bool, result: LabResult
+) -> None:
     """One JSON line per run, so `airoad runs` also finds runs written with --out."""
-    line = {"lab": lab_id, "dir": str(out_dir.resolve()), "seconds": round(seconds, 3),
-            "quick": quick, "at": datetime.now().isoformat(timespec="seconds"),
-            "key_metric": result.key_metric, "key_value": result.metrics[result.key_metric]}
+    line = {
+        "lab": lab_id,
+        "dir": str(out_dir.resolve()),
+        "seconds": round(seconds, 3),
+        "quick": quick,
+        "at": datetime.now().isoformat(timespec="seconds"),
+        "key_metric": result.key_metric,
+        "key_value": result.metrics[result.key_metric],
+    }
     index = runs_dir() / "index.jsonl"
     index.parent.mkdir(parents=True, exist_ok=True)
     with open(index, "a", encoding="utf-8") as fh:

@@ -29,8 +29,12 @@ def _stub_targets(tree: ast.Module) -> list[tuple[ast.FunctionDef | ast.AsyncFun
 
 def _has_docstring(node: ast.AST) -> bool:
     body = node.body  # type: ignore[attr-defined]
-    return bool(body) and isinstance(body[0], ast.Expr) and isinstance(
-        getattr(body[0], "value", None), ast.Constant) and isinstance(body[0].value.value, str)
+    return (
+        bool(body)
+        and isinstance(body[0], ast.Expr)
+        and isinstance(getattr(body[0], "value", None), ast.Constant)
+        and isinstance(body[0].value.value, str)
+    )
 
 
 def make_stub(source: str, header: str = "") -> str:
@@ -49,7 +53,7 @@ def make_stub(source: str, header: str = "") -> str:
         start = node.body[0].end_lineno + 1 if documented else rest[0].lineno
         edits.append((start, node.end_lineno, " " * anchor.col_offset, qualname))
     for start, end, indent, qualname in sorted(edits, reverse=True):
-        lines[start - 1:end] = [f'{indent}raise NotImplementedError("{qualname}: write this")']
+        lines[start - 1 : end] = [f'{indent}raise NotImplementedError("{qualname}: write this")']
     text = "\n".join(lines) + "\n"
     ast.parse(text)  # the stub must itself be valid Python
     return header + text
@@ -60,11 +64,16 @@ def public_names(source: str) -> list[str]:
     tree = ast.parse(source)
     names = []
     for node in tree.body:
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and not node.name.startswith("_"):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and not node.name.startswith(
+            "_"
+        ):
             names.append(node.name)
         elif isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
             names.append(node.name)
-            names += [f"{node.name}.{m.name}" for m in node.body
-                      if isinstance(m, (ast.FunctionDef, ast.AsyncFunctionDef))
-                      and not m.name.startswith("_")]
+            names += [
+                f"{node.name}.{m.name}"
+                for m in node.body
+                if isinstance(m, (ast.FunctionDef, ast.AsyncFunctionDef))
+                and not m.name.startswith("_")
+            ]
     return names

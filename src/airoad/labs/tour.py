@@ -27,13 +27,30 @@ def run_tour(console: Console, quick: bool = True, track: bool = True) -> list[d
             with progress_bars(console) as bars:
                 rec = run_lab(entry.id, quick=quick, track=track, progress=bars)
         except Exception as exc:  # report it and go on: one broken lab must not hide the others
-            why = str(exc) if isinstance(exc, AiroadError) else f"crashed: {type(exc).__name__}: {exc}"
-            rows.append({"lab": entry.id, "ours": "-", "library": "-",
-                         "seconds": time.perf_counter() - start, "status": why})
+            why = (
+                str(exc)
+                if isinstance(exc, AiroadError)
+                else f"crashed: {type(exc).__name__}: {exc}"
+            )
+            rows.append(
+                {
+                    "lab": entry.id,
+                    "ours": "-",
+                    "library": "-",
+                    "seconds": time.perf_counter() - start,
+                    "status": why,
+                }
+            )
             continue
         res = rec.result
         lib = res.library_metric
-        rows.append({"lab": entry.id, "ours": _fmt(res.key_metric, res.metrics[res.key_metric]),
-                     "library": _fmt(lib, res.metrics[lib]) if lib else "-",
-                     "seconds": rec.seconds, "status": "ok"})
+        rows.append(
+            {
+                "lab": entry.id,
+                "ours": _fmt(res.key_metric, res.metrics[res.key_metric]),
+                "library": _fmt(lib, res.metrics[lib]) if lib else "-",
+                "seconds": rec.seconds,
+                "status": "ok",
+            }
+        )
     return rows

@@ -24,8 +24,9 @@ def artifact_root() -> Path:
     return home() / "mlartifacts"
 
 
-def log_run(lab_id: str, quick: bool, config: dict[str, Any], metrics: dict[str, Any],
-            run_dir: Path) -> str:
+def log_run(
+    lab_id: str, quick: bool, config: dict[str, Any], metrics: dict[str, Any], run_dir: Path
+) -> str:
     """Record params, numeric metrics and the run folder's files; returns the MLflow run id."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     import mlflow
@@ -37,12 +38,16 @@ def log_run(lab_id: str, quick: bool, config: dict[str, Any], metrics: dict[str,
     mlflow.set_tracking_uri(tracking_uri())
     experiment = mlflow.get_experiment_by_name(EXPERIMENT)
     if experiment is None:
-        experiment_id = mlflow.create_experiment(EXPERIMENT,
-                                                 artifact_location=artifact_root().as_uri())
+        experiment_id = mlflow.create_experiment(
+            EXPERIMENT, artifact_location=artifact_root().as_uri()
+        )
     else:
         experiment_id = experiment.experiment_id
-    numeric = {k: float(v) for k, v in metrics.items()
-               if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    numeric = {
+        k: float(v)
+        for k, v in metrics.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool)
+    }
     with mlflow.start_run(experiment_id=experiment_id, run_name=run_dir.name) as active:
         mlflow.set_tags({"lab": lab_id, "quick": str(quick), "run_dir": str(run_dir)})
         mlflow.log_params({k: str(v)[:250] for k, v in config.items()})

@@ -178,8 +178,13 @@ def _distance(a: np.ndarray, b: np.ndarray, eps: float) -> tuple[np.ndarray, np.
     return np.sqrt((diff * diff).sum(axis=1)), diff
 
 
-def triplet(anchor: np.ndarray, positive: np.ndarray, negative: np.ndarray,
-            margin: float = 1.0, eps: float = 1e-6) -> float:
+def triplet(
+    anchor: np.ndarray,
+    positive: np.ndarray,
+    negative: np.ndarray,
+    margin: float = 1.0,
+    eps: float = 1e-6,
+) -> float:
     """Triplet margin loss (as ``F.triplet_margin_loss``); all three inputs (n, d).
 
     ``mean(max(0, d(a, p) - d(a, n) + margin))`` with Euclidean d: pull each anchor closer to
@@ -190,8 +195,13 @@ def triplet(anchor: np.ndarray, positive: np.ndarray, negative: np.ndarray,
     return float(np.maximum(0.0, d_pos - d_neg + margin).mean())
 
 
-def triplet_backward(anchor: np.ndarray, positive: np.ndarray, negative: np.ndarray,
-                     margin: float = 1.0, eps: float = 1e-6) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def triplet_backward(
+    anchor: np.ndarray,
+    positive: np.ndarray,
+    negative: np.ndarray,
+    margin: float = 1.0,
+    eps: float = 1e-6,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Gradients (d anchor, d positive, d negative), each (n, d).
 
     ``d ||u|| / d u = u / ||u||``; only triplets with a positive loss contribute, each 1/n.

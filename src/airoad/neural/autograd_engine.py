@@ -252,8 +252,9 @@ class MLP:
         self.layers = []
         for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
             bound = 1.0 / np.sqrt(fan_in)
-            self.layers.append((Tensor(rng.uniform(-bound, bound, (fan_in, fan_out))),
-                                Tensor(np.zeros(fan_out))))
+            self.layers.append(
+                (Tensor(rng.uniform(-bound, bound, (fan_in, fan_out))), Tensor(np.zeros(fan_out)))
+            )
 
     def parameters(self) -> list[Tensor]:
         """Every weight and bias Tensor, layer by layer: [W1, b1, W2, b2, ...]."""
@@ -269,8 +270,9 @@ class MLP:
         return h
 
 
-def train_mlp(model: MLP, X: np.ndarray, y: np.ndarray, lr: float = 0.1,
-              epochs: int = 100) -> list[float]:
+def train_mlp(
+    model: MLP, X: np.ndarray, y: np.ndarray, lr: float = 0.1, epochs: int = 100
+) -> list[float]:
     """Full-batch gradient descent on `cross_entropy`; returns the loss BEFORE each update.
 
     Each epoch: zero the grads, forward, backward, then ``p -= lr * p.grad`` for every parameter.

@@ -34,8 +34,9 @@ def im2col(x: np.ndarray, kh: int, kw: int, stride: int = 1, padding: int = 0) -
     return win.transpose(0, 1, 4, 5, 2, 3).reshape(n, c * kh * kw, oh * ow)
 
 
-def col2im(cols: np.ndarray, x_shape: tuple[int, ...], kh: int, kw: int, stride: int = 1,
-           padding: int = 0) -> np.ndarray:
+def col2im(
+    cols: np.ndarray, x_shape: tuple[int, ...], kh: int, kw: int, stride: int = 1, padding: int = 0
+) -> np.ndarray:
     """Adjoint of im2col: add columns (N, C*kh*kw, OH*OW) back into an array of `x_shape`.
 
     Positions covered by several patches receive the sum; padding is cropped off at the end.
@@ -47,19 +48,20 @@ def col2im(cols: np.ndarray, x_shape: tuple[int, ...], kh: int, kw: int, stride:
     # One strided add per kernel offset (kh*kw of them), each over every sample at once.
     for i in range(kh):
         for j in range(kw):
-            xp[:, :, i:i + stride * oh:stride, j:j + stride * ow:stride] += cols[:, :, i, j]
-    return xp[:, :, padding:padding + h, padding:padding + w]
+            xp[:, :, i : i + stride * oh : stride, j : j + stride * ow : stride] += cols[:, :, i, j]
+    return xp[:, :, padding : padding + h, padding : padding + w]
 
 
-def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, stride: int = 1,
-                   padding: int = 0) -> tuple[np.ndarray, tuple]:
+def conv2d_forward(
+    x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, stride: int = 1, padding: int = 0
+) -> tuple[np.ndarray, tuple]:
     """Cross-correlation like ``F.conv2d``: x (N, C, H, W), w (F, C, KH, KW), b (F,) or None.
 
     Returns (out (N, F, OH, OW), cache) where cache holds what the backward pass needs.
     """
     n = x.shape[0]
     f, _, kh, kw = w.shape
-    cols = im2col(x, kh, kw, stride, padding)                      # (N, CKK, L)
+    cols = im2col(x, kh, kw, stride, padding)  # (N, CKK, L)
     out = np.einsum("fk,nkl->nfl", w.reshape(f, -1), cols, optimize=True)
     if b is not None:
         out = out + b[None, :, None]
@@ -75,7 +77,7 @@ def conv2d_backward(dout: np.ndarray, cache: tuple) -> tuple[np.ndarray, np.ndar
     """
     x_shape, cols, w, stride, padding = cache
     n, f = dout.shape[:2]
-    d = dout.reshape(n, f, -1)                                     # (N, F, L)
+    d = dout.reshape(n, f, -1)  # (N, F, L)
     dw = np.einsum("nfl,nkl->fk", d, cols, optimize=True).reshape(w.shape)
     dcols = np.einsum("fk,nfl->nkl", w.reshape(f, -1), d, optimize=True)
     dx = col2im(dcols, x_shape, w.shape[2], w.shape[3], stride, padding)
@@ -89,8 +91,9 @@ def _pool_cols(x: np.ndarray, kernel: int, stride: int) -> np.ndarray:
     return cols.reshape(n, c, kernel * kernel, -1)
 
 
-def maxpool2d_forward(x: np.ndarray, kernel: int = 2, stride: int | None = None
-                      ) -> tuple[np.ndarray, tuple]:
+def maxpool2d_forward(
+    x: np.ndarray, kernel: int = 2, stride: int | None = None
+) -> tuple[np.ndarray, tuple]:
     """Max over each kernel x kernel window (stride defaults to kernel), like ``F.max_pool2d``.
 
     x (N, C, H, W) -> (out (N, C, OH, OW), cache with the argmax of every window).
@@ -99,7 +102,7 @@ def maxpool2d_forward(x: np.ndarray, kernel: int = 2, stride: int | None = None
     n, c, h, w = x.shape
     oh, ow = conv_output_size(h, kernel, stride), conv_output_size(w, kernel, stride)
     cols = _pool_cols(x, kernel, stride)
-    arg = cols.argmax(axis=2)                                      # (N, C, L): first max wins, like torch
+    arg = cols.argmax(axis=2)  # (N, C, L): first max wins, like torch
     out = np.take_along_axis(cols, arg[:, :, None], axis=2)[:, :, 0]
     return out.reshape(n, c, oh, ow), (x.shape, arg, kernel, stride)
 
@@ -114,8 +117,9 @@ def maxpool2d_backward(dout: np.ndarray, cache: tuple) -> np.ndarray:
     return dx.reshape(x_shape)
 
 
-def avgpool2d_forward(x: np.ndarray, kernel: int = 2, stride: int | None = None
-                      ) -> tuple[np.ndarray, tuple]:
+def avgpool2d_forward(
+    x: np.ndarray, kernel: int = 2, stride: int | None = None
+) -> tuple[np.ndarray, tuple]:
     """Mean over each kernel x kernel window (stride defaults to kernel), like ``F.avg_pool2d``."""
     stride = kernel if stride is None else stride
     n, c, h, w = x.shape
@@ -137,8 +141,9 @@ def avgpool2d_backward(dout: np.ndarray, cache: tuple) -> np.ndarray:
 # ---------------------------------------------------------------- the PyTorch CNN
 
 
-def augment(x: torch.Tensor, padding: int, generator: torch.Generator, flip: bool = True
-            ) -> torch.Tensor:
+def augment(
+    x: torch.Tensor, padding: int, generator: torch.Generator, flip: bool = True
+) -> torch.Tensor:
     """Random crop (zero-pad by `padding`, cut back to H x W at a random offset) + random
     horizontal flip with probability 1/2, independently per image. x (N, C, H, W) -> same shape.
     """
@@ -146,8 +151,8 @@ def augment(x: torch.Tensor, padding: int, generator: torch.Generator, flip: boo
     xp = nn.functional.pad(x, (padding, padding, padding, padding))
     dy = torch.randint(0, 2 * padding + 1, (n,), generator=generator)
     dx = torch.randint(0, 2 * padding + 1, (n,), generator=generator)
-    rows = (dy[:, None] + torch.arange(h))[:, :, None]             # (N, H, 1)
-    cols = (dx[:, None] + torch.arange(w))[:, None, :]             # (N, 1, W)
+    rows = (dy[:, None] + torch.arange(h))[:, :, None]  # (N, H, 1)
+    cols = (dx[:, None] + torch.arange(w))[:, None, :]  # (N, 1, W)
     if flip:
         mirror = torch.rand(n, generator=generator) < 0.5
         cols = torch.where(mirror[:, None, None], cols.flip(-1), cols)
@@ -178,17 +183,35 @@ class FashionCNN(nn.Module):
     Input (N, 1, 28, 28) -> 14x14 -> 7x7 feature maps -> logits (N, n_classes).
     """
 
-    def __init__(self, channels: tuple[int, int] = (32, 64), hidden: int = 128,
-                 n_classes: int = 10, dropout: float = 0.3):
+    def __init__(
+        self,
+        channels: tuple[int, int] = (32, 64),
+        hidden: int = 128,
+        n_classes: int = 10,
+        dropout: float = 0.3,
+    ):
         super().__init__()
         c1, c2 = channels
-        self.stage1 = nn.Sequential(nn.Conv2d(1, c1, 3, padding=1, bias=False), nn.BatchNorm2d(c1),
-                                    nn.ReLU(), nn.MaxPool2d(2))
-        self.stage2 = nn.Sequential(nn.Conv2d(c1, c2, 3, padding=1, bias=False), nn.BatchNorm2d(c2),
-                                    nn.ReLU(), nn.MaxPool2d(2))
+        self.stage1 = nn.Sequential(
+            nn.Conv2d(1, c1, 3, padding=1, bias=False),
+            nn.BatchNorm2d(c1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+        )
+        self.stage2 = nn.Sequential(
+            nn.Conv2d(c1, c2, 3, padding=1, bias=False),
+            nn.BatchNorm2d(c2),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+        )
         self.residual = ResidualBlock(c2)
-        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(c2 * 7 * 7, hidden),
-                                  nn.ReLU(), nn.Linear(hidden, n_classes))
+        self.head = nn.Sequential(
+            nn.Flatten(),
+            nn.Dropout(dropout),
+            nn.Linear(c2 * 7 * 7, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, n_classes),
+        )
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Feature maps after stage 1 (N, c1, 14, 14), stage 2 (N, c2, 7, 7) and the residual block."""

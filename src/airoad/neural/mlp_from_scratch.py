@@ -48,8 +48,10 @@ class MLP:
         rng = np.random.default_rng(seed)
         self.layer_sizes = tuple(int(s) for s in layer_sizes)
         self.dtype = np.dtype(dtype)
-        self.weights = [(rng.standard_normal((a, b)) * np.sqrt(2.0 / a)).astype(self.dtype)
-                        for a, b in zip(self.layer_sizes[:-1], self.layer_sizes[1:])]
+        self.weights = [
+            (rng.standard_normal((a, b)) * np.sqrt(2.0 / a)).astype(self.dtype)
+            for a, b in zip(self.layer_sizes[:-1], self.layer_sizes[1:])
+        ]
         self.biases = [np.zeros(b, dtype=self.dtype) for b in self.layer_sizes[1:]]
         # Momentum buffers, one per parameter, and what forward/backward leave behind.
         self.velocity_w = [np.zeros_like(w) for w in self.weights]
@@ -100,8 +102,9 @@ class MLP:
         """One SGD-with-momentum step from the stored gradients, the same rule as
         ``torch.optim.SGD``: g = grad + weight_decay * W (weights only), v = momentum * v + g,
         W -= lr * v."""
-        for w, b, vw, vb, gw, gb in zip(self.weights, self.biases, self.velocity_w,
-                                        self.velocity_b, self.grads_w, self.grads_b):
+        for w, b, vw, vb, gw, gb in zip(
+            self.weights, self.biases, self.velocity_w, self.velocity_b, self.grads_w, self.grads_b
+        ):
             vw *= momentum
             vw += gw
             if weight_decay:
@@ -113,19 +116,28 @@ class MLP:
 
     def predict(self, X: np.ndarray, batch_size: int = 4096) -> np.ndarray:
         """Predicted class (n,) int64: argmax of the logits, computed in batches."""
-        out = [self.forward(X[i:i + batch_size]).argmax(axis=1) for i in range(0, len(X), batch_size)]
+        out = [
+            self.forward(X[i : i + batch_size]).argmax(axis=1) for i in range(0, len(X), batch_size)
+        ]
         return np.concatenate(out).astype(np.int64)
 
 
-def train_epoch(model: MLP, X: np.ndarray, y: np.ndarray, lr: float, batch_size: int = 128,
-                momentum: float = 0.9, weight_decay: float = 0.0,
-                rng: np.random.Generator | None = None) -> list[float]:
+def train_epoch(
+    model: MLP,
+    X: np.ndarray,
+    y: np.ndarray,
+    lr: float,
+    batch_size: int = 128,
+    momentum: float = 0.9,
+    weight_decay: float = 0.0,
+    rng: np.random.Generator | None = None,
+) -> list[float]:
     """One pass over (X, y) in shuffled mini-batches (no shuffle when rng is None):
     forward, softmax cross-entropy, backward, update. Returns the loss of every batch."""
     order = rng.permutation(len(X)) if rng is not None else np.arange(len(X))
     losses = []
     for start in range(0, len(X), batch_size):
-        idx = order[start:start + batch_size]
+        idx = order[start : start + batch_size]
         loss, grad = softmax_cross_entropy(model.forward(X[idx]), y[idx])
         model.backward(grad)
         model.update_weights(lr, momentum, weight_decay)
@@ -133,8 +145,9 @@ def train_epoch(model: MLP, X: np.ndarray, y: np.ndarray, lr: float, batch_size:
     return losses
 
 
-def gradient_check(model: MLP, X: np.ndarray, y: np.ndarray, n_checks: int = 20,
-                   eps: float = 1e-6, seed: int = 0) -> float:
+def gradient_check(
+    model: MLP, X: np.ndarray, y: np.ndarray, n_checks: int = 20, eps: float = 1e-6, seed: int = 0
+) -> float:
     """Largest relative error between backward's gradient and the central difference
     (L(w + eps) - L(w - eps)) / (2 eps) over ``n_checks`` random entries of every weight
     matrix and bias. Use a float64 model: in float32 the differences drown in rounding.

@@ -28,8 +28,13 @@ class ImageDataset(Dataset):
     Item i is ``(x, y)``: x float32 (1, 28, 28) = (pixel / 255 - mean) / std, y int64 scalar.
     """
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, mean: float = FASHION_MEAN,
-                 std: float = FASHION_STD):
+    def __init__(
+        self,
+        images: np.ndarray,
+        labels: np.ndarray,
+        mean: float = FASHION_MEAN,
+        std: float = FASHION_STD,
+    ):
         if len(images) != len(labels):
             raise ValueError(f"{len(images)} images but {len(labels)} labels")
         self.images = torch.as_tensor(np.asarray(images, dtype=np.uint8))
@@ -60,8 +65,14 @@ class SmallNet(nn.Module):
     def __init__(self, hidden: int = 256, dropout: float = 0.2):
         super().__init__()
         self.body = nn.Sequential(
-            nn.Flatten(), nn.Linear(784, hidden), nn.ReLU(), nn.Dropout(dropout),
-            nn.Linear(hidden, hidden // 2), nn.ReLU(), nn.Dropout(dropout))
+            nn.Flatten(),
+            nn.Linear(784, hidden),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, hidden // 2),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+        )
         self.head = nn.Linear(hidden // 2, 10)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -69,7 +80,9 @@ class SmallNet(nn.Module):
         return self.head(self.body(x))
 
 
-def train_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer) -> list[float]:
+def train_epoch(
+    model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer
+) -> list[float]:
     """One pass over `loader` in training mode (dropout on): for each batch zero the gradients,
     compute the cross-entropy of the logits, backpropagate, step. Returns every batch's loss."""
     model.train()
@@ -97,18 +110,33 @@ def evaluate(model: nn.Module, loader: DataLoader) -> tuple[float, float]:
     return total_loss / n, correct / n
 
 
-def save_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer,
-                    epoch: int, generator: torch.Generator, history: list[float] | None = None) -> None:
+def save_checkpoint(
+    path: str | Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    epoch: int,
+    generator: torch.Generator,
+    history: list[float] | None = None,
+) -> None:
     """Write everything needed to resume exactly to `path` with ``torch.save``: model and
     optimizer state dicts, the number of finished epochs, the loader's generator state, torch's
     global RNG state and the loss history so far."""
-    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "epoch": int(epoch), "generator": generator.get_state(),
-                "torch_rng": torch.get_rng_state(), "history": list(history or [])}, path)
+    torch.save(
+        {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "epoch": int(epoch),
+            "generator": generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "history": list(history or []),
+        },
+        path,
+    )
 
 
-def load_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer,
-                    generator: torch.Generator) -> tuple[int, list[float]]:
+def load_checkpoint(
+    path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer, generator: torch.Generator
+) -> tuple[int, list[float]]:
     """Restore a ``save_checkpoint`` file into existing (fresh) objects, RNG states included;
     returns (finished epochs, loss history)."""
     state = torch.load(path, weights_only=True)  # plain tensors and numbers: no pickle needed

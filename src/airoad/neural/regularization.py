@@ -12,14 +12,15 @@
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 from torch import nn
 
 
-def dropout(x: torch.Tensor, p: float, training: bool = True,
-            generator: torch.Generator | None = None) -> torch.Tensor:
+def dropout(
+    x: torch.Tensor, p: float, training: bool = True, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Inverted dropout: keep each entry with probability 1-p and divide kept entries by 1-p.
 
     Identity when not training or p == 0; all zeros when p == 1. Same shape as x.
@@ -47,9 +48,16 @@ class Dropout(nn.Module):
         return dropout(x, self.p, self.training, self.generator)
 
 
-def batch_norm(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor,
-               running_mean: torch.Tensor, running_var: torch.Tensor, training: bool,
-               momentum: float = 0.1, eps: float = 1e-5) -> torch.Tensor:
+def batch_norm(
+    x: torch.Tensor,
+    gamma: torch.Tensor,
+    beta: torch.Tensor,
+    running_mean: torch.Tensor,
+    running_var: torch.Tensor,
+    training: bool,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+) -> torch.Tensor:
     """Batch norm over every axis except 1 (x is (N, C) or (N, C, H, W); gamma, beta (C,)).
 
     Training: normalise with the batch mean and biased variance, and update the running
@@ -57,7 +65,7 @@ def batch_norm(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor,
     Eval: normalise with the running buffers. Returns a tensor shaped like x.
     """
     axes = [0] + list(range(2, x.dim()))
-    shape = [1, -1] + [1] * (x.dim() - 2)     # broadcast (C,) over (N, C, ...)
+    shape = [1, -1] + [1] * (x.dim() - 2)  # broadcast (C,) over (N, C, ...)
     if training:
         mean = x.mean(dim=axes)
         var = x.var(dim=axes, unbiased=False)
@@ -84,8 +92,16 @@ class BatchNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Batch statistics in train mode (updating the running buffers), running ones in eval."""
-        return batch_norm(x, self.weight, self.bias, self.running_mean, self.running_var,
-                          self.training, self.momentum, self.eps)
+        return batch_norm(
+            x,
+            self.weight,
+            self.bias,
+            self.running_mean,
+            self.running_var,
+            self.training,
+            self.momentum,
+            self.eps,
+        )
 
 
 def l1_penalty(params: Iterable[torch.Tensor], lam: float) -> torch.Tensor:
@@ -125,8 +141,14 @@ class EarlyStopping:
         return self.bad_epochs >= self.patience
 
 
-def warmup_cosine_lr(step: int, base_lr: float, warmup_steps: int, total_steps: int,
-                     min_lr: float = 0.0, start_factor: float = 0.1) -> float:
+def warmup_cosine_lr(
+    step: int,
+    base_lr: float,
+    warmup_steps: int,
+    total_steps: int,
+    min_lr: float = 0.0,
+    start_factor: float = 0.1,
+) -> float:
     """Learning rate at `step` (0-based): linear warm-up, then cosine annealing to min_lr.
 
     step < warmup: base_lr * (start_factor + (1 - start_factor) * step / warmup_steps)
@@ -139,8 +161,13 @@ def warmup_cosine_lr(step: int, base_lr: float, warmup_steps: int, total_steps: 
     return min_lr + (base_lr - min_lr) * (1.0 + math.cos(math.pi * min(t, period) / period)) / 2.0
 
 
-def accumulate_gradients(model: nn.Module, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-                         x: torch.Tensor, y: torch.Tensor, micro_batch: int) -> float:
+def accumulate_gradients(
+    model: nn.Module,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    micro_batch: int,
+) -> float:
     """Zero the gradients, then backprop x, y in chunks of `micro_batch` rows.
 
     Each chunk's mean loss is weighted by len(chunk) / len(x), so the summed .grad equals the
@@ -150,7 +177,7 @@ def accumulate_gradients(model: nn.Module, loss_fn: Callable[[torch.Tensor, torc
     model.zero_grad()
     total = 0.0
     for start in range(0, len(x), micro_batch):
-        xb, yb = x[start:start + micro_batch], y[start:start + micro_batch]
+        xb, yb = x[start : start + micro_batch], y[start : start + micro_batch]
         loss = loss_fn(model(xb), yb) * (len(xb) / len(x))
         loss.backward()
         total += loss.item()

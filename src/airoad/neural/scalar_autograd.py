@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import math
 
+
 def topological_order(root) -> list:
     """Nodes reachable from `root` (via `_prev`), each listed after all of its inputs."""
     order, seen = [], set()
     stack = [(root, False)]
-    while stack:  # iterative DFS: a deep graph (a long training loop) must not hit the recursion limit
+    while (
+        stack
+    ):  # iterative DFS: a deep graph (a long training loop) must not hit the recursion limit
         node, expanded = stack.pop()
         if expanded:
             order.append(node)
@@ -28,7 +31,6 @@ def topological_order(root) -> list:
         stack.append((node, True))
         stack.extend((child, False) for child in node._prev if id(child) not in seen)
     return order
-
 
 
 class Value:

@@ -30,9 +30,16 @@ class SmallCNN(nn.Module):
     def __init__(self, n_classes: int = 10, width: int = 16, feature_dim: int = 64):
         super().__init__()
         self.backbone = nn.Sequential(
-            nn.Conv2d(1, width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(width, 2 * width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Flatten(), nn.Linear(2 * width * 7 * 7, feature_dim), nn.ReLU())
+            nn.Conv2d(1, width, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(width, 2 * width, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(2 * width * 7 * 7, feature_dim),
+            nn.ReLU(),
+        )
         self.head = nn.Linear(feature_dim, n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -63,7 +70,7 @@ def replace_head(model: SmallCNN, n_classes: int, seed: int = 0) -> SmallCNN:
     fan_in = model.head.in_features
     head = nn.Linear(fan_in, n_classes)
     gen = torch.Generator().manual_seed(seed)
-    bound = 1.0 / fan_in ** 0.5
+    bound = 1.0 / fan_in**0.5
     with torch.no_grad():
         head.weight.copy_(torch.rand(head.weight.shape, generator=gen) * 2 * bound - bound)
         head.bias.copy_(torch.rand(head.bias.shape, generator=gen) * 2 * bound - bound)
@@ -92,9 +99,16 @@ def images_to_tensor(X: np.ndarray) -> torch.Tensor:
     return torch.as_tensor(np.asarray(X), dtype=torch.float32).unsqueeze(1) / 255.0
 
 
-def train_model(model: nn.Module, X: torch.Tensor, y: torch.Tensor, epochs: int = 1,
-                lr: float = 1e-3, batch_size: int = 64, generator: torch.Generator | None = None,
-                on_epoch=None) -> list[float]:
+def train_model(
+    model: nn.Module,
+    X: torch.Tensor,
+    y: torch.Tensor,
+    epochs: int = 1,
+    lr: float = 1e-3,
+    batch_size: int = 64,
+    generator: torch.Generator | None = None,
+    on_epoch=None,
+) -> list[float]:
     """Adam (learning rate `lr`) on the parameters with requires_grad only, cross-entropy,
     shuffled mini-batches drawn with `generator`. After each epoch calls on_epoch(epoch, model)
     if given. Returns the mean training loss of each epoch."""
@@ -106,7 +120,7 @@ def train_model(model: nn.Module, X: torch.Tensor, y: torch.Tensor, epochs: int 
         order = torch.randperm(len(y), generator=generator)
         total = 0.0
         for s in range(0, len(y), batch_size):
-            idx = order[s:s + batch_size]
+            idx = order[s : s + batch_size]
             opt.zero_grad()
             loss = nn.functional.cross_entropy(model(X[idx]), y[idx])
             loss.backward()
@@ -122,6 +136,8 @@ def train_model(model: nn.Module, X: torch.Tensor, y: torch.Tensor, epochs: int 
 def accuracy(model: nn.Module, X: torch.Tensor, y: torch.Tensor, batch_size: int = 1000) -> float:
     """Fraction of X whose argmax logit equals y, computed in eval mode batch by batch."""
     model.eval()
-    correct = sum(int((model(X[s:s + batch_size]).argmax(1) == y[s:s + batch_size]).sum())
-                  for s in range(0, len(y), batch_size))
+    correct = sum(
+        int((model(X[s : s + batch_size]).argmax(1) == y[s : s + batch_size]).sum())
+        for s in range(0, len(y), batch_size)
+    )
     return correct / len(y)

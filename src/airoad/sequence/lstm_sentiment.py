@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 from torch import nn
@@ -34,8 +34,9 @@ def tokenize(text: str) -> list[str]:
     return _TOKEN.findall(text.lower())
 
 
-def build_vocab(token_lists: Iterable[Sequence[str]], min_count: int = 2,
-                max_size: int | None = None) -> dict[str, int]:
+def build_vocab(
+    token_lists: Iterable[Sequence[str]], min_count: int = 2, max_size: int | None = None
+) -> dict[str, int]:
     """Map word -> id. Ids 0 and 1 are PAD and UNK; then every word seen at least `min_count`
     times, most frequent first (ties broken alphabetically), at most `max_size` words in all
     (counting PAD and UNK). Ids are contiguous 0..len(vocab)-1."""
@@ -52,8 +53,9 @@ def encode(tokens: Sequence[str], vocab: dict[str, int]) -> list[int]:
     return [vocab.get(t, unk) for t in tokens]
 
 
-def pad_batch(sequences: Sequence[Sequence[int]], max_len: int, pad_id: int = 0
-              ) -> tuple[torch.Tensor, torch.Tensor]:
+def pad_batch(
+    sequences: Sequence[Sequence[int]], max_len: int, pad_id: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Truncate each id list to its first `max_len` ids and right-pad with `pad_id`.
 
     Returns ids: LongTensor (n, L) with L = min(max_len, longest sequence) and lengths:
@@ -73,8 +75,14 @@ def pad_batch(sequences: Sequence[Sequence[int]], max_len: int, pad_id: int = 0
 class LSTMClassifier(nn.Module):
     """Embedding (padding_idx=0) -> single-layer LSTM -> dropout -> Linear(hidden, n_classes)."""
 
-    def __init__(self, vocab_size: int, embed_dim: int = 64, hidden_size: int = 64,
-                 n_classes: int = 2, dropout: float = 0.0):
+    def __init__(
+        self,
+        vocab_size: int,
+        embed_dim: int = 64,
+        hidden_size: int = 64,
+        n_classes: int = 2,
+        dropout: float = 0.0,
+    ):
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
         self.lstm = nn.LSTM(embed_dim, hidden_size, batch_first=True)
@@ -93,9 +101,16 @@ class LSTMClassifier(nn.Module):
         return self.head(self.dropout(h_n[-1]))
 
 
-def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, ids: torch.Tensor,
-                lengths: torch.Tensor, y: torch.Tensor, batch_size: int = 64,
-                generator: torch.Generator | None = None, clip: float = 1.0) -> float:
+def train_epoch(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    ids: torch.Tensor,
+    lengths: torch.Tensor,
+    y: torch.Tensor,
+    batch_size: int = 64,
+    generator: torch.Generator | None = None,
+    clip: float = 1.0,
+) -> float:
     """One pass over the data in shuffled mini-batches (order drawn with `generator`): cross-
     entropy, backward, clip the gradient norm to `clip`, optimizer step. Returns the mean
     training loss over samples."""
@@ -103,7 +118,7 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, ids: torch.T
     order = torch.randperm(len(y), generator=generator)
     total = 0.0
     for start in range(0, len(y), batch_size):
-        idx = order[start:start + batch_size]
+        idx = order[start : start + batch_size]
         optimizer.zero_grad()
         loss = nn.functional.cross_entropy(model(ids[idx], lengths[idx]), y[idx])
         loss.backward()
@@ -114,12 +129,15 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, ids: torch.T
 
 
 @torch.no_grad()
-def predict(model: nn.Module, ids: torch.Tensor, lengths: torch.Tensor,
-            batch_size: int = 256) -> torch.Tensor:
+def predict(
+    model: nn.Module, ids: torch.Tensor, lengths: torch.Tensor, batch_size: int = 256
+) -> torch.Tensor:
     """Class predictions (n,) long: argmax of the logits, in eval mode, batch by batch."""
     model.eval()
-    out = [model(ids[s:s + batch_size], lengths[s:s + batch_size]).argmax(1)
-           for s in range(0, len(ids), batch_size)]
+    out = [
+        model(ids[s : s + batch_size], lengths[s : s + batch_size]).argmax(1)
+        for s in range(0, len(ids), batch_size)
+    ]
     return torch.cat(out) if out else torch.empty(0, dtype=torch.long)
 
 

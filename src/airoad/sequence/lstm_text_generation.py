@@ -37,8 +37,9 @@ def decode(ids: torch.Tensor, itos: list[str]) -> str:
     return "".join(itos[int(i)] for i in ids)
 
 
-def split_by_position(ids: torch.Tensor, val_fraction: float = 0.1
-                      ) -> tuple[torch.Tensor, torch.Tensor]:
+def split_by_position(
+    ids: torch.Tensor, val_fraction: float = 0.1
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Contiguous split: the first (1 - val_fraction) of the ids train, the rest validate.
     Returns (train, val) whose concatenation is `ids`."""
     if not 0.0 < val_fraction < 1.0:
@@ -47,8 +48,9 @@ def split_by_position(ids: torch.Tensor, val_fraction: float = 0.1
     return ids[:cut], ids[cut:]
 
 
-def get_batch(data: torch.Tensor, seq_len: int, batch_size: int, generator: torch.Generator
-              ) -> tuple[torch.Tensor, torch.Tensor]:
+def get_batch(
+    data: torch.Tensor, seq_len: int, batch_size: int, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Draw `batch_size` random start positions s (with `generator`) and return
     x = data[s : s + seq_len] and y = data[s + 1 : s + seq_len + 1], both (batch_size, seq_len)."""
     if len(data) <= seq_len:
@@ -62,16 +64,28 @@ def get_batch(data: torch.Tensor, seq_len: int, batch_size: int, generator: torc
 class CharLSTM(nn.Module):
     """Embedding(vocab, embed_dim) -> LSTM(n_layers, batch_first) -> Linear(hidden, vocab)."""
 
-    def __init__(self, vocab_size: int, embed_dim: int = 32, hidden_size: int = 128,
-                 n_layers: int = 1, dropout: float = 0.0):
+    def __init__(
+        self,
+        vocab_size: int,
+        embed_dim: int = 32,
+        hidden_size: int = 128,
+        n_layers: int = 1,
+        dropout: float = 0.0,
+    ):
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, embed_dim)
-        self.lstm = nn.LSTM(embed_dim, hidden_size, n_layers, batch_first=True,
-                            dropout=dropout if n_layers > 1 else 0.0)
+        self.lstm = nn.LSTM(
+            embed_dim,
+            hidden_size,
+            n_layers,
+            batch_first=True,
+            dropout=dropout if n_layers > 1 else 0.0,
+        )
         self.head = nn.Linear(hidden_size, vocab_size)
 
-    def forward(self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None = None
-                ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+    def forward(
+        self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         """x (B, T) ids -> (logits (B, T, vocab), (h, c) to continue from)."""
         out, state = self.lstm(self.embedding(x), state)
         return self.head(out), state
@@ -84,8 +98,9 @@ def sequence_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.T
 
 
 @torch.no_grad()
-def evaluate_loss(model: nn.Module, data: torch.Tensor, seq_len: int = 128,
-                  batch_size: int = 64) -> float:
+def evaluate_loss(
+    model: nn.Module, data: torch.Tensor, seq_len: int = 128, batch_size: int = 64
+) -> float:
     """Mean nats per character over `data` cut into consecutive non-overlapping windows
     (the ragged tail is dropped), in eval mode, each window read from a fresh state."""
     model.eval()
@@ -93,10 +108,12 @@ def evaluate_loss(model: nn.Module, data: torch.Tensor, seq_len: int = 128,
     if n == 0:
         raise ValueError(f"data has {len(data)} ids; need more than seq_len={seq_len}")
     x = data[: n * seq_len].view(n, seq_len)
-    y = data[1: n * seq_len + 1].view(n, seq_len)
+    y = data[1 : n * seq_len + 1].view(n, seq_len)
     total = 0.0
     for s in range(0, n, batch_size):
-        total += sequence_loss(model, x[s:s + batch_size], y[s:s + batch_size]).item() * len(x[s:s + batch_size])
+        total += sequence_loss(model, x[s : s + batch_size], y[s : s + batch_size]).item() * len(
+            x[s : s + batch_size]
+        )
     model.train()
     return total / n
 
@@ -117,8 +134,13 @@ def next_char_probs(logits: torch.Tensor, temperature: float) -> torch.Tensor:
 
 
 @torch.no_grad()
-def sample(model: nn.Module, prompt: torch.Tensor, n: int, temperature: float = 1.0,
-           generator: torch.Generator | None = None) -> torch.Tensor:
+def sample(
+    model: nn.Module,
+    prompt: torch.Tensor,
+    n: int,
+    temperature: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Continue the 1-D id tensor `prompt` (length >= 1) by `n` ids and return only those n.
 
     Feed the prompt once to get the state, then repeatedly draw the next id from

@@ -22,8 +22,9 @@ import torch
 from torch import nn
 
 
-def make_windows(features: np.ndarray, target: np.ndarray, window: int
-                 ) -> tuple[np.ndarray, np.ndarray]:
+def make_windows(
+    features: np.ndarray, target: np.ndarray, window: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Slide a window over time: X[i] = features[i : i + window], y[i] = target[i + window].
 
     features: (T, F) (a 1-D series is treated as F = 1); target: (T,).
@@ -42,8 +43,9 @@ def make_windows(features: np.ndarray, target: np.ndarray, window: int
     return features[idx], target[window:]
 
 
-def chronological_split(n_samples: int, val_size: int, test_size: int
-                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def chronological_split(
+    n_samples: int, val_size: int, test_size: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Index arrays (train, val, test): the first n - val - test samples, then val, then test.
 
     Time order is kept: every training sample comes before every validation sample, which
@@ -51,10 +53,12 @@ def chronological_split(n_samples: int, val_size: int, test_size: int
     """
     n_train = n_samples - val_size - test_size
     if n_train < 1 or val_size < 0 or test_size < 0:
-        raise ValueError(f"cannot split {n_samples} samples into val {val_size} + test {test_size}"
-                         " and leave a training set")
+        raise ValueError(
+            f"cannot split {n_samples} samples into val {val_size} + test {test_size}"
+            " and leave a training set"
+        )
     idx = np.arange(n_samples)
-    return idx[:n_train], idx[n_train:n_train + val_size], idx[n_train + val_size:]
+    return idx[:n_train], idx[n_train : n_train + val_size], idx[n_train + val_size :]
 
 
 def fit_standardizer(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -118,11 +122,17 @@ def mean_absolute_error(y: np.ndarray, y_hat: np.ndarray) -> float:
 class LSTMForecaster(nn.Module):
     """An LSTM reads the window; a linear layer maps its last hidden state to tomorrow's value."""
 
-    def __init__(self, n_features: int, hidden_size: int = 32, num_layers: int = 1,
-                 dropout: float = 0.0):
+    def __init__(
+        self, n_features: int, hidden_size: int = 32, num_layers: int = 1, dropout: float = 0.0
+    ):
         super().__init__()
-        self.lstm = nn.LSTM(n_features, hidden_size, num_layers=num_layers, batch_first=True,
-                            dropout=dropout if num_layers > 1 else 0.0)
+        self.lstm = nn.LSTM(
+            n_features,
+            hidden_size,
+            num_layers=num_layers,
+            batch_first=True,
+            dropout=dropout if num_layers > 1 else 0.0,
+        )
         self.head = nn.Linear(hidden_size, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -136,13 +146,25 @@ def predict(model: nn.Module, X: np.ndarray, batch_size: int = 1024) -> np.ndarr
     model.eval()
     with torch.no_grad():
         xs = torch.as_tensor(np.asarray(X), dtype=torch.float32)
-        return torch.cat([model(xs[i:i + batch_size]) for i in range(0, len(xs), batch_size)]
-                         ).double().numpy()
+        return (
+            torch.cat([model(xs[i : i + batch_size]) for i in range(0, len(xs), batch_size)])
+            .double()
+            .numpy()
+        )
 
 
-def train_forecaster(model: nn.Module, X_train: np.ndarray, y_train: np.ndarray,
-                     X_val: np.ndarray, y_val: np.ndarray, epochs: int = 30, lr: float = 1e-3,
-                     batch_size: int = 64, patience: int = 5, seed: int = 0) -> dict:
+def train_forecaster(
+    model: nn.Module,
+    X_train: np.ndarray,
+    y_train: np.ndarray,
+    X_val: np.ndarray,
+    y_val: np.ndarray,
+    epochs: int = 30,
+    lr: float = 1e-3,
+    batch_size: int = 64,
+    patience: int = 5,
+    seed: int = 0,
+) -> dict:
     """Train with Adam on the MSE; keep the weights of the epoch with the lowest validation MSE.
 
     Mini-batches are drawn by shuffling the training WINDOWS (each is a self-contained sample
@@ -160,7 +182,7 @@ def train_forecaster(model: nn.Module, X_train: np.ndarray, y_train: np.ndarray,
         model.train()
         order, total = torch.randperm(len(xt), generator=gen), 0.0
         for start in range(0, len(xt), batch_size):
-            batch = order[start:start + batch_size]
+            batch = order[start : start + batch_size]
             opt.zero_grad()
             loss = torch.mean((model(xt[batch]) - yt[batch]) ** 2)
             loss.backward()

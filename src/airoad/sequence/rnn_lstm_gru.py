@@ -55,8 +55,9 @@ class RNNCell(_Cell):
 
     n_gates = 1
 
-    def __init__(self, input_size: int, hidden_size: int, bias: bool = True,
-                 nonlinearity: str = "tanh"):
+    def __init__(
+        self, input_size: int, hidden_size: int, bias: bool = True, nonlinearity: str = "tanh"
+    ):
         super().__init__(input_size, hidden_size, bias)
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
@@ -78,9 +79,9 @@ class LSTMCell(_Cell):
 
     n_gates = 4
 
-    def forward(self, x: torch.Tensor,
-                state: tuple[torch.Tensor, torch.Tensor] | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """x: (B, input_size), state (h, c) each (B, H) or None -> (h', c') each (B, H)."""
         if state is None:
             zeros = x.new_zeros(x.shape[0], self.hidden_size)
@@ -112,8 +113,9 @@ class GRUCell(_Cell):
         return (1 - z) * n + z * h
 
 
-def run_sequence(cell: nn.Module, x: torch.Tensor, state: State | None = None,
-                 reverse: bool = False) -> tuple[torch.Tensor, State]:
+def run_sequence(
+    cell: nn.Module, x: torch.Tensor, state: State | None = None, reverse: bool = False
+) -> tuple[torch.Tensor, State]:
     """Unroll `cell` over time.
 
     x: (T, B, input_size), time-major. With reverse=True the cell reads t = T-1 down to 0, and
@@ -138,9 +140,17 @@ class Recurrent(nn.Module):
     l > 0 reads the concatenated [forward, backward] outputs of layer l - 1 (width D * H).
     """
 
-    def __init__(self, mode: str, input_size: int, hidden_size: int, num_layers: int = 1,
-                 bidirectional: bool = False, batch_first: bool = False, bias: bool = True,
-                 nonlinearity: str = "tanh"):
+    def __init__(
+        self,
+        mode: str,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bidirectional: bool = False,
+        batch_first: bool = False,
+        bias: bool = True,
+        nonlinearity: str = "tanh",
+    ):
         super().__init__()
         if mode not in CELLS:
             raise ValueError(f"mode must be one of {sorted(CELLS)}, got {mode!r}")
@@ -174,14 +184,18 @@ class Recurrent(nn.Module):
                 start = None
                 if state is not None:
                     start = (state[0][k], state[1][k]) if self.mode == "lstm" else state[k]
-                out, final = run_sequence(self.cells[f"l{layer}{suffix}"], layer_input, start,
-                                          reverse=d == 1)
+                out, final = run_sequence(
+                    self.cells[f"l{layer}{suffix}"], layer_input, start, reverse=d == 1
+                )
                 outs.append(out)
                 finals.append(final)
             layer_input = torch.cat(outs, dim=-1)
         output = layer_input.transpose(0, 1) if self.batch_first else layer_input
         if self.mode == "lstm":
-            return output, (torch.stack([f[0] for f in finals]), torch.stack([f[1] for f in finals]))
+            return output, (
+                torch.stack([f[0] for f in finals]),
+                torch.stack([f[1] for f in finals]),
+            )
         return output, torch.stack(finals)
 
 
@@ -207,14 +221,17 @@ def copy_weights_from(module: nn.Module, torch_module: nn.Module) -> nn.Module:
                 continue
             theirs = getattr(torch_module, name + suffix)
             if ours.shape != theirs.shape:
-                raise ValueError(f"{name + suffix}: shape {tuple(theirs.shape)} does not match "
-                                 f"ours {tuple(ours.shape)}")
+                raise ValueError(
+                    f"{name + suffix}: shape {tuple(theirs.shape)} does not match "
+                    f"ours {tuple(ours.shape)}"
+                )
             ours.copy_(theirs)
     return module
 
 
-def gradient_norms_over_time(cell: nn.Module, x: torch.Tensor,
-                             state: State | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def gradient_norms_over_time(
+    cell: nn.Module, x: torch.Tensor, state: State | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """How strongly the loss at the LAST step depends on each earlier step.
 
     Unrolls `cell` over x: (T, B, input_size), takes loss = sum of the final hidden state h_T

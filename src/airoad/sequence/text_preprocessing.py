@@ -58,8 +58,9 @@ def lemmatize(texts: Sequence[str], nlp, batch_size: int = 64) -> list[list[str]
     NER disabled (lemmas need only the tagger). Punctuation and whitespace tokens are dropped.
     """
     docs = nlp.pipe(texts, batch_size=batch_size, disable=["parser", "ner"])
-    return [[tok.lemma_.lower() for tok in doc if not (tok.is_punct or tok.is_space)]
-            for doc in docs]
+    return [
+        [tok.lemma_.lower() for tok in doc if not (tok.is_punct or tok.is_space)] for doc in docs
+    ]
 
 
 def build_vocabulary(token_lists: Sequence[Sequence[str]]) -> dict[str, int]:
@@ -104,8 +105,14 @@ class TfidfVectorizer(TransformerMixin, BaseEstimator):
     ndarray. Fitted: `vocabulary_` (term -> column, sorted terms), `idf_` (n_terms,).
     """
 
-    def __init__(self, tokenizer: Callable[[str], list[str]] | None = None, smooth_idf: bool = True,
-                 sublinear_tf: bool = False, norm: str | None = "l2", sparse: bool = True):
+    def __init__(
+        self,
+        tokenizer: Callable[[str], list[str]] | None = None,
+        smooth_idf: bool = True,
+        sublinear_tf: bool = False,
+        norm: str | None = "l2",
+        sparse: bool = True,
+    ):
         self.tokenizer = tokenizer
         self.smooth_idf = smooth_idf
         self.sublinear_tf = sublinear_tf
@@ -125,8 +132,9 @@ class TfidfVectorizer(TransformerMixin, BaseEstimator):
         self.vocabulary_ = build_vocabulary(tokens)
         if not self.vocabulary_:
             raise ValueError("empty vocabulary: the documents contain no tokens")
-        self.idf_ = inverse_document_frequency(count_matrix(tokens, self.vocabulary_),
-                                               self.smooth_idf)
+        self.idf_ = inverse_document_frequency(
+            count_matrix(tokens, self.vocabulary_), self.smooth_idf
+        )
         return self
 
     def transform(self, docs: Iterable[str]):

@@ -28,7 +28,9 @@ def tokenize(text: str) -> list[str]:
     return WORD_RE.findall(text.lower())
 
 
-def build_vocabulary(tokens: Sequence[str], min_count: int = 5) -> tuple[dict[str, int], np.ndarray]:
+def build_vocabulary(
+    tokens: Sequence[str], min_count: int = 5
+) -> tuple[dict[str, int], np.ndarray]:
     """(word -> id, counts) for words seen at least `min_count` times.
 
     Ids go by descending count, ties alphabetically; counts is int64 of shape (n_words,).
@@ -70,14 +72,17 @@ def noise_distribution(counts: np.ndarray, power: float = 0.75) -> np.ndarray:
     return p / p.sum()
 
 
-def sample_negatives(probs: torch.Tensor, shape: tuple[int, int],
-                     generator: torch.Generator | None = None) -> torch.Tensor:
+def sample_negatives(
+    probs: torch.Tensor, shape: tuple[int, int], generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Word ids of `shape` (batch, k) drawn i.i.d. from `probs` (with replacement)."""
     flat = torch.multinomial(probs, shape[0] * shape[1], replacement=True, generator=generator)
     return flat.view(shape)
 
 
-def sgns_loss(v_center: torch.Tensor, u_context: torch.Tensor, u_negative: torch.Tensor) -> torch.Tensor:
+def sgns_loss(
+    v_center: torch.Tensor, u_context: torch.Tensor, u_negative: torch.Tensor
+) -> torch.Tensor:
     """Mean SGNS loss over the batch.
 
     v_center (B, D), u_context (B, D), u_negative (B, K, D). Uses F.logsigmoid, which stays finite
@@ -104,7 +109,9 @@ class SkipGram(nn.Module):
             self.inp.weight.copy_((torch.rand(n_words, dim, generator=g) - 0.5) / dim)
             self.out.weight.zero_()
 
-    def forward(self, center: torch.Tensor, context: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, center: torch.Tensor, context: torch.Tensor, negatives: torch.Tensor
+    ) -> torch.Tensor:
         """center, context (B,) and negatives (B, K) word ids -> scalar mean SGNS loss."""
         return sgns_loss(self.inp(center), self.out(context), self.out(negatives))
 
@@ -119,8 +126,9 @@ def _unit(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.where(norms == 0, 1.0, norms)
 
 
-def nearest_neighbours(vectors: np.ndarray, vocab: dict[str, int], word: str,
-                       k: int = 5) -> list[tuple[str, float]]:
+def nearest_neighbours(
+    vectors: np.ndarray, vocab: dict[str, int], word: str, k: int = 5
+) -> list[tuple[str, float]]:
     """The k words of highest cosine similarity to `word` (itself excluded), best first."""
     unit = _unit(vectors)
     sims = unit @ unit[vocab[word]]
@@ -130,14 +138,17 @@ def nearest_neighbours(vectors: np.ndarray, vocab: dict[str, int], word: str,
     return [(str(words[i]), float(sims[i])) for i in best]
 
 
-def restrict_questions(questions: Sequence[Sequence[str]], vocab) -> list[tuple[str, str, str, str]]:
+def restrict_questions(
+    questions: Sequence[Sequence[str]], vocab
+) -> list[tuple[str, str, str, str]]:
     """The (a, b, c, d) of each question (the last four fields) whose 4 words are all in vocab."""
     out = [tuple(q[-4:]) for q in questions]
     return [q for q in out if all(w in vocab for w in q)]
 
 
-def analogy_accuracy(vectors: np.ndarray, vocab: dict[str, int],
-                     questions: Sequence[Sequence[str]], batch: int = 512) -> tuple[float, int]:
+def analogy_accuracy(
+    vectors: np.ndarray, vocab: dict[str, int], questions: Sequence[Sequence[str]], batch: int = 512
+) -> tuple[float, int]:
     """(accuracy, n_questions used) of 3CosAdd on the questions whose 4 words are in `vocab`.
 
     Answer to a:b :: c:? is argmax over the vocabulary of cos(x, b - a + c) on unit vectors,
@@ -150,7 +161,7 @@ def analogy_accuracy(vectors: np.ndarray, vocab: dict[str, int],
     unit = _unit(vectors)
     correct = 0
     for start in range(0, len(ids), batch):  # batches of questions, not one at a time
-        q = ids[start:start + batch]
+        q = ids[start : start + batch]
         target = unit[q[:, 1]] - unit[q[:, 0]] + unit[q[:, 2]]
         sims = _unit(target) @ unit.T
         rows = np.arange(len(q))[:, None]

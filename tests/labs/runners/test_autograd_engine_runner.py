@@ -16,7 +16,9 @@ def result(tmp_path_factory) -> LabResult:
 
 def test_quick_run_matches_torch_trajectory(result):
     m = result.metrics
-    assert result.key_metric == "ours_test_accuracy" and result.library_metric == "torch_test_accuracy"
+    assert (
+        result.key_metric == "ours_test_accuracy" and result.library_metric == "torch_test_accuracy"
+    )
     assert (m["n_train"], m["n_test"]) == (105, 45)
     assert m["max_abs_loss_diff"] < 1e-10  # same weights, same data, float64: the same curve
     assert m["ours_test_accuracy"] == m["torch_test_accuracy"]

@@ -16,7 +16,9 @@ def result(tmp_path_factory) -> LabResult:
 
 def test_curves_equal_sklearn(result):
     m = result.metrics
-    assert result.key_metric == "ours_best_val_r2" and result.library_metric == "sklearn_best_val_r2"
+    assert (
+        result.key_metric == "ours_best_val_r2" and result.library_metric == "sklearn_best_val_r2"
+    )
     assert m["ours_best_val_r2"] == m["sklearn_best_val_r2"]
     assert m["validation_curve_max_abs_diff"] < 1e-12 and m["learning_curve_max_abs_diff"] < 1e-12
     assert m["ridge_path_max_abs_diff"] < 1e-8 and m["lasso_path_max_abs_diff"] < 1e-3
@@ -31,7 +33,9 @@ def test_regions_from_the_numbers(result):
     assert m["ridge_good_alpha_min"] <= m["ridge_best_alpha"] <= m["ridge_good_alpha_max"]
     for row in result.tables["curves"]:
         assert row["label"] in {"under-fitting", "good", "over-fitting"}, row
-        assert row["train_r2"] >= row["val_r2"] - 0.05, row  # training data is (almost) always fitted better
+        assert row["train_r2"] >= row["val_r2"] - 0.05, (
+            row
+        )  # training data is (almost) always fitted better
 
 
 def test_lasso_path_first_feature(result):
@@ -39,7 +43,10 @@ def test_lasso_path_first_feature(result):
 
 
 def test_figures_are_written(result):
-    assert {p.name for p in result.figures} == {"validation_curves.png", "learning_curves.png",
-                                                "regularisation_paths.png"}
+    assert {p.name for p in result.figures} == {
+        "validation_curves.png",
+        "learning_curves.png",
+        "regularisation_paths.png",
+    }
     for path in result.figures:
         assert path.stat().st_size > 5_000, f"{path.name} looks empty"

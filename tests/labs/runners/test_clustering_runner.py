@@ -10,12 +10,17 @@ from airoad.labs.runners import clustering as runner
 
 @pytest.fixture(scope="module")
 def result(tmp_path_factory) -> LabResult:
-    return runner.run(runner.Config(**runner.QUICK), RunContext(tmp_path_factory.mktemp("clustering")))
+    return runner.run(
+        runner.Config(**runner.QUICK), RunContext(tmp_path_factory.mktemp("clustering"))
+    )
 
 
 def test_key_metric_is_digits_inertia_beside_sklearn(result):
     m = result.metrics
-    assert result.key_metric == "ours_digits_inertia" and result.library_metric == "sklearn_digits_inertia"
+    assert (
+        result.key_metric == "ours_digits_inertia"
+        and result.library_metric == "sklearn_digits_inertia"
+    )
     assert m["n_digits"] == runner.QUICK["max_digits"]
     assert m["ours_digits_inertia"] == pytest.approx(m["sklearn_digits_inertia"], rel=0.03)
 

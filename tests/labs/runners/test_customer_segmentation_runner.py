@@ -29,7 +29,9 @@ def test_silhouette_beside_sklearn_for_every_k(result):
 def test_k_is_chosen_by_the_rule(result):
     rows, m = result.tables["choose_k"], result.metrics
     ks = [r["k"] for r in rows]
-    k, _ = ref.choose_k(ks, [r["inertia"] for r in rows], [r["ours_silhouette"] for r in rows], tolerance=0.02)
+    k, _ = ref.choose_k(
+        ks, [r["inertia"] for r in rows], [r["ours_silhouette"] for r in rows], tolerance=0.02
+    )
     assert m["chosen_k"] == k == 3  # students with balances, affluent customers, the rest
     assert m["elbow_k"] == 5 and m["best_silhouette_k"] == 3
     assert m["n_customers"] == 400
@@ -46,13 +48,19 @@ def test_profile_names_come_from_the_centroids(result):
             if term == "average":
                 continue
             level, feature = term.split(" ", 1)
-            z = next(v for key, v in p.items() if key.startswith("z ") and key[2:].lower() == feature)
+            z = next(
+                v for key, v in p.items() if key.startswith("z ") and key[2:].lower() == feature
+            )
             assert (z > 0) == (level == "high") and abs(z) >= 0.35, (p["name"], z)
     assert any("student" in n for n in names) and any("high income" in n for n in names)
 
 
 def test_figures_are_written(result):
-    assert {p.name for p in result.figures} == {"choose_k.png", "silhouette_plot.png", "segments_2d.png",
-                                                "segment_profiles.png"}
+    assert {p.name for p in result.figures} == {
+        "choose_k.png",
+        "silhouette_plot.png",
+        "segments_2d.png",
+        "segment_profiles.png",
+    }
     for path in result.figures:
         assert path.stat().st_size > 5_000, f"{path.name} looks empty"

@@ -20,7 +20,8 @@ def test_quick_run_reports_ours_beside_sklearn(result):
     assert 0.85 < m["ours_acc"] <= 1.0 and 0.85 < m["sklearn_acc"] <= 1.0
     rows = result.tables["accuracy"]
     assert {(r["dataset"], r["criterion"]) for r in rows} == {
-        (d, c) for d in ("iris", "wine", "breast-cancer") for c in ("gini", "entropy")}
+        (d, c) for d in ("iris", "wine", "breast-cancer") for c in ("gini", "entropy")
+    }
     for r in rows:  # ties make single splits noisy; a quick run still stays within a few points
         assert abs(r["diff_points"]) < 6.0, r
 
@@ -40,7 +41,12 @@ def test_regression_tree_fits_like_sklearn(result):
 
 def test_figures_and_text_are_written(result, tmp_path):
     names = {p.name for p in result.figures}
-    assert names == {"iris_tree.png", "iris_regions.png", "depth_curve.png", "feature_importances.png"}
+    assert names == {
+        "iris_tree.png",
+        "iris_regions.png",
+        "depth_curve.png",
+        "feature_importances.png",
+    }
     for path in result.figures:
         assert path.stat().st_size > 5_000, f"{path.name} looks empty"
     text = (result.figures[0].parent / "iris_tree.txt").read_text()

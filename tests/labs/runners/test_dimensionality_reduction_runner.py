@@ -16,7 +16,9 @@ def result(tmp_path_factory) -> LabResult:
 
 def test_selection_matches_sklearn(result):
     m = result.metrics
-    assert result.key_metric == "ours_rfe_accuracy" and result.library_metric == "sklearn_rfe_accuracy"
+    assert (
+        result.key_metric == "ours_rfe_accuracy" and result.library_metric == "sklearn_rfe_accuracy"
+    )
     assert m["rfe_same_as_sklearn"] and m["mi_same_as_sklearn"]
     assert m["ours_rfe_accuracy"] == m["sklearn_rfe_accuracy"]
     assert m["ours_mi_accuracy"] == m["sklearn_mi_accuracy"]
@@ -26,7 +28,8 @@ def test_selection_matches_sklearn(result):
 def test_comparison_table_covers_every_method_and_k(result):
     rows = result.tables["selection_vs_extraction"]
     assert {(r["k"], r["method"].split(" ")[0]) for r in rows} == {
-        (k, name) for k in runner.QUICK["ks"] for name in ("mutual", "RFE,", "PCA")}
+        (k, name) for k in runner.QUICK["ks"] for name in ("mutual", "RFE,", "PCA")
+    }
     for r in rows:
         assert r["same_as_sklearn"], r
         assert 0.3 < r["ours_accuracy"] <= 1.0, r
@@ -43,6 +46,10 @@ def test_tsne_separates_digits_better_than_pca(result):
 
 
 def test_figures_are_written(result):
-    assert {p.name for p in result.figures} == {"pca_vs_tsne.png", "selected_pixels.png", "accuracy_vs_k.png"}
+    assert {p.name for p in result.figures} == {
+        "pca_vs_tsne.png",
+        "selected_pixels.png",
+        "accuracy_vs_k.png",
+    }
     for path in result.figures:
         assert path.stat().st_size > 5_000, f"{path.name} looks empty"

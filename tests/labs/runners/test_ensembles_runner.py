@@ -21,7 +21,11 @@ def test_every_model_runs_on_both_datasets(result):
     for ds in ("titanic", "adult"):
         for family in ("random forest", "gradient boosting", "adaboost"):
             assert (ds, family, "ours") in impls and (ds, family, "sklearn") in impls
-        assert (ds, "gradient boosting", "xgboost") in impls and (ds, "gradient boosting", "lightgbm") in impls
+        assert (ds, "gradient boosting", "xgboost") in impls and (
+            ds,
+            "gradient boosting",
+            "lightgbm",
+        ) in impls
     for r in rows:
         assert 0.75 < r["accuracy"] < 0.9, r
 
@@ -45,7 +49,11 @@ def test_encoding_lines_up_train_and_test():
 
 def test_figures_are_written(result):
     names = {p.name for p in result.figures}
-    assert names == {"titanic_staged_accuracy.png", "adult_staged_accuracy.png",
-                     "accuracy_and_time.png", "forest_importances.png"}
+    assert names == {
+        "titanic_staged_accuracy.png",
+        "adult_staged_accuracy.png",
+        "accuracy_and_time.png",
+        "forest_importances.png",
+    }
     for path in result.figures:
         assert path.stat().st_size > 5_000, f"{path.name} looks empty"

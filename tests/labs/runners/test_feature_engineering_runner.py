@@ -17,7 +17,9 @@ def result(tmp_path_factory) -> LabResult:
 def test_our_transformers_reproduce_sklearns_pipeline(result):
     m = result.metrics
     assert result.key_metric == "ours_adult_test_accuracy"
-    assert m["ours_adult_test_accuracy"] == pytest.approx(m["sklearn_adult_test_accuracy"], abs=1e-12)
+    assert m["ours_adult_test_accuracy"] == pytest.approx(
+        m["sklearn_adult_test_accuracy"], abs=1e-12
+    )
     assert m["max_abs_diff_transformed_vs_sklearn"] < 1e-9
     assert m["feature_names_match_sklearn"] is True
     assert m["target_encoder_max_abs_diff_vs_sklearn"] < 1e-12
@@ -28,7 +30,9 @@ def test_our_transformers_reproduce_sklearns_pipeline(result):
 def test_leakage_is_measured(result):
     m = result.metrics
     assert abs(m["leak_scaler_roc_auc_gap"]) < 0.01  # a scaler learns no label: tiny either way
-    assert m["leak_target_encoder_roc_auc_gap"] > 0.05  # encoding rare categories on all rows leaks y
+    assert (
+        m["leak_target_encoder_roc_auc_gap"] > 0.05
+    )  # encoding rare categories on all rows leaks y
     assert len(result.tables["leakage"]) == 4
     assert any("leak" in note for note in result.notes)
 

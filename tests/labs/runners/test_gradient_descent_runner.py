@@ -15,7 +15,9 @@ def test_quick_run_matches_torch_and_least_squares(tmp_path):
     result = run(Config(**QUICK), RunContext(tmp_path))
     m = result.metrics
     assert result.key_metric == "ours_adam_mse" and result.library_metric == "torch_adam_mse"
-    assert abs(m["ours_adam_mse"] - m["torch_adam_mse"]) < 1e-12, "Adam must replay torch.optim exactly"
+    assert abs(m["ours_adam_mse"] - m["torch_adam_mse"]) < 1e-12, (
+        "Adam must replay torch.optim exactly"
+    )
     assert m["max_loss_diff_vs_torch"] < 1e-12, "some variant drifted from torch.optim"
     assert abs(m["ls_m"] - 0.5865) < 1e-3, "least-squares slope of bmi on target (standardised)"
     # mini-batch variants are within a small excess MSE of the least-squares floor

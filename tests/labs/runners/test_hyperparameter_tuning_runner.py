@@ -19,7 +19,10 @@ def result(tmp_path_factory) -> LabResult:
 
 def test_grid_search_equals_gridsearchcv(result):
     m = result.metrics
-    assert result.key_metric == "ours_grid_best_score" and result.library_metric == "sklearn_grid_best_score"
+    assert (
+        result.key_metric == "ours_grid_best_score"
+        and result.library_metric == "sklearn_grid_best_score"
+    )
     assert m["grid_same_best_params"] and m["grid_max_abs_score_diff"] < 1e-12
     assert math.isclose(m["ours_grid_best_score"], m["sklearn_grid_best_score"], abs_tol=1e-12)
     for row in result.tables["grid_vs_sklearn"]:

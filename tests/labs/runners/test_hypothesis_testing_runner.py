@@ -52,8 +52,13 @@ def test_bayes_equals_direct_frequency(result):
 
 def test_figures_are_written(result):
     names = {p.name for p in result.figures}
-    assert names == {"fare_by_survival.png", "survival_by_class_gender.png",
-                     "survival_by_fare_bin.png", "permutation_null.png", "distributions.png"}
+    assert names == {
+        "fare_by_survival.png",
+        "survival_by_class_gender.png",
+        "survival_by_fare_bin.png",
+        "permutation_null.png",
+        "distributions.png",
+    }
     for path in result.figures:
         assert path.stat().st_size > 5_000, f"{path.name} looks empty"
 

@@ -34,7 +34,11 @@ def test_scaling_matters_on_wine(result):
 
 def test_figures_are_written(result):
     names = {p.name for p in result.figures}
-    assert names == {"accuracy_vs_k.png", "decision_boundaries.png",
-                     "misclassified_neighbours.png", "wine_scaling.png"}
+    assert names == {
+        "accuracy_vs_k.png",
+        "decision_boundaries.png",
+        "misclassified_neighbours.png",
+        "wine_scaling.png",
+    }
     for path in result.figures:
         assert path.stat().st_size > 5_000, f"{path.name} looks empty"

@@ -15,7 +15,9 @@ def test_quick_run_matches_sklearn(tmp_path):
     m = result.metrics
     assert result.key_metric == "ours_test_r2" and result.library_metric == "sklearn_test_r2"
     assert m["ours_test_r2"] == pytest.approx(m["sklearn_test_r2"], abs=1e-10)
-    assert 0.6 < m["ours_test_r2"] < 0.9, "OLS on Boston explains roughly three quarters of the variance"
+    assert 0.6 < m["ours_test_r2"] < 0.9, (
+        "OLS on Boston explains roughly three quarters of the variance"
+    )
     rows = result.tables["comparison"]
     assert {r["dataset"] for r in rows} == {"boston", "diabetes"}
     for row in rows:
@@ -26,7 +28,11 @@ def test_quick_run_matches_sklearn(tmp_path):
     bv = result.tables["bias_variance"]
     assert len(bv) == lr.QUICK["bv_max_degree"]
     assert bv[-1]["variance"] > bv[0]["variance"], "variance should grow with the degree"
-    assert {p.name for p in result.figures} == {"coefficients.png", "gd_loss.png", "bias_variance.png"}
+    assert {p.name for p in result.figures} == {
+        "coefficients.png",
+        "gd_loss.png",
+        "bias_variance.png",
+    }
     for path in result.figures:
         assert path.exists() and path.stat().st_size > 1000, f"{path} is missing or empty"
 

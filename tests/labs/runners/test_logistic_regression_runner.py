@@ -17,10 +17,15 @@ def result(tmp_path_factory) -> LabResult:
 
 def test_newton_matches_sklearn_on_every_dataset(result):
     m = result.metrics
-    assert result.key_metric == "ours_cancer_test_acc" and result.library_metric == "sklearn_cancer_test_acc"
+    assert (
+        result.key_metric == "ours_cancer_test_acc"
+        and result.library_metric == "sklearn_cancer_test_acc"
+    )
     for name in DATASETS:
         assert m[f"{name}_ours_max_abs_diff"] < 1e-4, name
-        assert m[f"{name}_ours_test_acc"] == pytest.approx(m[f"{name}_sklearn_test_acc"], abs=0.01), name
+        assert m[f"{name}_ours_test_acc"] == pytest.approx(
+            m[f"{name}_sklearn_test_acc"], abs=0.01
+        ), name
         ours_loss, sk_loss = m[f"{name}_ours_test_log_loss"], m[f"{name}_sklearn_test_log_loss"]
         assert ours_loss == pytest.approx(sk_loss, rel=1e-4), name
         assert m[f"{name}_ours_iterations"] < 30, name

@@ -28,10 +28,18 @@ def test_quick_run_compares_lstm_with_tfidf(result):
 
 def test_table_and_notes(result):
     rows = result.tables["comparison"]
-    assert [r["model"] for r in rows] == ["LSTM (ours)", "TF-IDF + LogisticRegression", "always 'great'"]
+    assert [r["model"] for r in rows] == [
+        "LSTM (ours)",
+        "TF-IDF + LogisticRegression",
+        "always 'great'",
+    ]
     for row in rows:
         assert math.isclose(row["f1_great"], row["sklearn_f1_check"], rel_tol=1e-9)
-    verdict = "does not beat" if result.metrics["ours_accuracy"] <= result.metrics["library_accuracy"] else "beats"
+    verdict = (
+        "does not beat"
+        if result.metrics["ours_accuracy"] <= result.metrics["library_accuracy"]
+        else "beats"
+    )
     assert verdict in result.notes[0]
     assert len(result.tables["history"]) == runner.QUICK["epochs"]
 

@@ -25,7 +25,9 @@ def test_split_is_the_islp_one(result):
 
 def test_linear_models_match_sklearn_and_beat_naive(result):
     m = result.metrics
-    assert result.key_metric == "lstm_test_mae" and result.library_metric == "sklearn_linear_test_mae"
+    assert (
+        result.key_metric == "lstm_test_mae" and result.library_metric == "sklearn_linear_test_mae"
+    )
     assert m["max_coef_diff_vs_sklearn"] < 1e-8
     assert math.isclose(m["ours_linear_test_mae"], m["sklearn_linear_test_mae"], rel_tol=1e-9)
     assert 0.13 < m["ours_linear_test_mae"] < 0.14  # about 0.1348 (R^2 0.416, as in the ISLP book)

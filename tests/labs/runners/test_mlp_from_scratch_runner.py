@@ -16,7 +16,9 @@ def result(tmp_path_factory) -> LabResult:
 
 def test_quick_run_learns_digits_like_torch(result):
     m = result.metrics
-    assert result.key_metric == "ours_test_accuracy" and result.library_metric == "torch_test_accuracy"
+    assert (
+        result.key_metric == "ours_test_accuracy" and result.library_metric == "torch_test_accuracy"
+    )
     assert m["n_train"] == runner.QUICK["n_train"] and m["architecture"] == "784-128-10"
     assert m["ours_test_accuracy"] > 0.90  # 0.927 after two epochs on 6000 images
     # Same start, same batches, same update rule: only float32 rounding separates the two.

@@ -10,7 +10,9 @@ from airoad.labs.runners import naive_bayes as runner
 
 @pytest.fixture(scope="module")
 def result(tmp_path_factory) -> LabResult:
-    return runner.run(runner.Config(**runner.QUICK), RunContext(tmp_path_factory.mktemp("naive-bayes")))
+    return runner.run(
+        runner.Config(**runner.QUICK), RunContext(tmp_path_factory.mktemp("naive-bayes"))
+    )
 
 
 def test_gaussian_matches_sklearn_on_wine_and_iris(result):

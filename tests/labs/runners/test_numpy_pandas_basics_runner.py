@@ -49,7 +49,11 @@ def test_pandas_part_matches_libraries(result):
 
 def test_figures_are_written(result):
     names = {p.name for p in result.figures}
-    assert names == {"solver_accuracy.png", "derivative_error.png", "penguins_missing.png",
-                     "penguins_by_species.png"}
+    assert names == {
+        "solver_accuracy.png",
+        "derivative_error.png",
+        "penguins_missing.png",
+        "penguins_by_species.png",
+    }
     for path in result.figures:
         assert path.stat().st_size > 5_000, f"{path.name} looks empty"

@@ -14,7 +14,9 @@ def test_quick_run_matches_sklearn(tmp_path):
     m = result.metrics
     assert result.key_metric == "ours_evr_2" and result.library_metric == "sklearn_evr_2"
     assert m["ours_evr_2"] == pytest.approx(m["sklearn_evr_2"], abs=1e-10)
-    assert 0.10 < m["ours_evr_2"] < 0.30, "two MNIST components keep roughly a sixth of the variance"
+    assert 0.10 < m["ours_evr_2"] < 0.30, (
+        "two MNIST components keep roughly a sixth of the variance"
+    )
     assert m["iris_evr_2"] == pytest.approx(0.9777, abs=1e-3)
     assert m["iris_max_component_diff"] < 1e-8 and m["mnist_max_component_diff"] < 1e-8
     assert 20 < m["mnist_components_for_90pct"] < 200

@@ -28,7 +28,10 @@ def test_resumed_curve_equals_uninterrupted(result):
 
 def test_quick_run_learns_and_torchscript_agrees(result):
     m = result.metrics
-    assert result.key_metric == "test_accuracy" and result.library_metric == "torchscript_test_accuracy"
+    assert (
+        result.key_metric == "test_accuracy"
+        and result.library_metric == "torchscript_test_accuracy"
+    )
     assert m["n_train"] == 3000 and m["n_test"] == 2000
     assert m["test_accuracy"] > 0.72  # 0.779 after two epochs on 3000 images
     assert m["torchscript_test_accuracy"] == m["test_accuracy"]

@@ -18,7 +18,10 @@ def result(tmp_path_factory) -> LabResult:
 
 def test_quick_run_reports_ours_beside_torch(result):
     m = result.metrics
-    assert result.key_metric == "ours_lstm_train_mse" and result.library_metric == "torch_lstm_train_mse"
+    assert (
+        result.key_metric == "ours_lstm_train_mse"
+        and result.library_metric == "torch_lstm_train_mse"
+    )
     assert m["n_months"] == 144 and m["n_windows"] == 144 - runner.QUICK["seq_len"]
     assert m["max_output_diff_vs_torch"] < 1e-5  # same weights, float32
     for mode in runner.MODES:

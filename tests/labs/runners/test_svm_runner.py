@@ -15,7 +15,10 @@ def result(tmp_path_factory) -> LabResult:
 
 def test_key_metric_is_digits_rbf_accuracy_beside_svc(result):
     m = result.metrics
-    assert result.key_metric == "ours_digits_rbf_acc" and result.library_metric == "sklearn_digits_rbf_acc"
+    assert (
+        result.key_metric == "ours_digits_rbf_acc"
+        and result.library_metric == "sklearn_digits_rbf_acc"
+    )
     assert m["n_digits"] == runner.QUICK["max_digits"]
     assert m["ours_digits_rbf_acc"] == m["sklearn_digits_rbf_acc"] > 0.95
 
@@ -38,7 +41,9 @@ def test_pegasos_within_two_points_of_linear_svc(result):
 def test_c_sweep_and_figures(result):
     sweep = result.tables["c_sweep"]
     assert [r["C"] for r in sweep] == list(runner.QUICK["c_grid"])
-    assert sweep[0]["ours_n_sv"] > sweep[-1]["ours_n_sv"], "a softer margin keeps more support vectors"
+    assert sweep[0]["ours_n_sv"] > sweep[-1]["ours_n_sv"], (
+        "a softer margin keeps more support vectors"
+    )
     assert all(r["ours_n_sv"] == r["sklearn_n_sv"] for r in sweep)
     assert {p.name for p in result.figures} == {"margin_2d.png", "c_sweep.png"}
     for path in result.figures:

@@ -16,7 +16,10 @@ def result(tmp_path_factory) -> LabResult:
 
 def test_every_family_is_compared_on_the_same_folds(result):
     m = result.metrics
-    assert result.key_metric == "ours_best_cv_accuracy" and result.library_metric == "sklearn_best_cv_accuracy"
+    assert (
+        result.key_metric == "ours_best_cv_accuracy"
+        and result.library_metric == "sklearn_best_cv_accuracy"
+    )
     assert m["rows"] == 2207 and m["train_rows"] + m["test_rows"] == 2207
     models = [row["model"] for row in result.tables["models"]]
     for family in runner.FAMILIES:
@@ -27,12 +30,21 @@ def test_every_family_is_compared_on_the_same_folds(result):
 
 def test_ours_match_sklearn_where_available(result):
     rows = {row["model"]: row for row in result.tables["models"]}
-    if "logistic regression (ours)" in rows:  # same L2 objective: same predictions on the same folds
+    if (
+        "logistic regression (ours)" in rows
+    ):  # same L2 objective: same predictions on the same folds
         assert rows["logistic regression (ours)"]["cv_accuracy"] == pytest.approx(
-            rows["logistic regression (sklearn)"]["cv_accuracy"], abs=0.01)
+            rows["logistic regression (sklearn)"]["cv_accuracy"], abs=0.01
+        )
     for family in ("random forest", "gradient boosting"):
         if f"{family} (ours)" in rows:
-            assert abs(rows[f"{family} (ours)"]["cv_accuracy"] - rows[f"{family} (sklearn)"]["cv_accuracy"]) < 0.04
+            assert (
+                abs(
+                    rows[f"{family} (ours)"]["cv_accuracy"]
+                    - rows[f"{family} (sklearn)"]["cv_accuracy"]
+                )
+                < 0.04
+            )
 
 
 def test_honest_test_score_and_figures(result):

@@ -31,7 +31,9 @@ def test_only_the_head_trains_in_feature_extraction(result):
     rows = {r["strategy"]: r for r in result.tables["strategies"]}
     head = 64 * 10 + 10
     assert rows["feature extraction"]["trainable_params"] == head
-    assert rows["fine-tuning"]["trainable_params"] == rows["from scratch"]["trainable_params"] > head
+    assert (
+        rows["fine-tuning"]["trainable_params"] == rows["from scratch"]["trainable_params"] > head
+    )
 
 
 def test_curves_figure(result):

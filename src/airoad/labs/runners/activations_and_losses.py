@@ -34,7 +34,6 @@ class Config:
 QUICK = {"n_train": 1_000, "n_test": 500, "epochs": 2, "hidden": (64, 64)}
 
 
-
 def _torch_pieces():
     """autograd.Functions that run our NumPy forward and hand-written backward inside torch."""
     import torch
@@ -45,7 +44,9 @@ def _torch_pieces():
         def forward(fctx, x, name):
             fctx.save_for_backward(x)
             fctx.name = name
-            return torch.from_numpy(np.asarray(getattr(ref, name)(x.detach().numpy()), dtype=np.float32))
+            return torch.from_numpy(
+                np.asarray(getattr(ref, name)(x.detach().numpy()), dtype=np.float32)
+            )
 
         @staticmethod
         def backward(fctx, grad_out):
@@ -57,7 +58,9 @@ def _torch_pieces():
         @staticmethod
         def forward(fctx, logits, labels):
             fctx.save_for_backward(logits, labels)
-            return torch.tensor(ref.cross_entropy(logits.detach().numpy(), labels.numpy()), dtype=logits.dtype)
+            return torch.tensor(
+                ref.cross_entropy(logits.detach().numpy(), labels.numpy()), dtype=logits.dtype
+            )
 
         @staticmethod
         def backward(fctx, grad_out):
@@ -96,14 +99,16 @@ def _train(act: str, opt_name: str, ours: bool, data, config: Config, pieces) ->
     if opt_name == "adam":
         opt = torch.optim.Adam(model.parameters(), lr=config.lr_adam)
     else:
-        opt = torch.optim.SGD(model.parameters(), lr=config.lr_sgd, momentum=0.9 if opt_name == "momentum" else 0.0)
+        opt = torch.optim.SGD(
+            model.parameters(), lr=config.lr_sgd, momentum=0.9 if opt_name == "momentum" else 0.0
+        )
     criterion = loss_fn(ours)
     gen = torch.Generator().manual_seed(config.seed)  # the same batch order too
     losses, accs = [], []
     for _ in range(config.epochs):
         order, total = torch.randperm(len(X_tr), generator=gen), 0.0
         for start in range(0, len(X_tr), config.batch_size):
-            idx = order[start:start + config.batch_size]
+            idx = order[start : start + config.batch_size]
             opt.zero_grad()
             loss = criterion(model(X_tr[idx]), y_tr[idx])
             loss.backward()
@@ -121,7 +126,9 @@ def _function_table(X: np.ndarray, y: np.ndarray, seed: int) -> list[dict]:
     import torch.nn.functional as F
 
     rng = np.random.default_rng(seed)
-    z = X @ rng.normal(scale=1.0 / np.sqrt(X.shape[1]), size=(X.shape[1], 10)) * 3.0  # (n, 10) float64
+    z = (
+        X @ rng.normal(scale=1.0 / np.sqrt(X.shape[1]), size=(X.shape[1], 10)) * 3.0
+    )  # (n, 10) float64
     up = rng.normal(size=z.shape)
     rows = []
 
@@ -130,30 +137,69 @@ def _function_table(X: np.ndarray, y: np.ndarray, seed: int) -> list[dict]:
         out = torch_fn(*leaves)
         out.backward(torch.tensor(up) if out.dim() else None)
         ours_g = ours_g if isinstance(ours_g, tuple) else (ours_g,)
-        rows.append({"function": name,
-                     "max |value - torch|": float(np.max(np.abs(np.asarray(ours_v) - out.detach().numpy()))),
-                     "max |grad - torch|": float(max(np.abs(g - t.grad.numpy()).max() for g, t in zip(ours_g, leaves)))})
+        rows.append(
+            {
+                "function": name,
+                "max |value - torch|": float(
+                    np.max(np.abs(np.asarray(ours_v) - out.detach().numpy()))
+                ),
+                "max |grad - torch|": float(
+                    max(np.abs(g - t.grad.numpy()).max() for g, t in zip(ours_g, leaves))
+                ),
+            }
+        )
 
-    for name, kw, fn in [("sigmoid", {}, torch.sigmoid), ("tanh", {}, torch.tanh), ("relu", {}, F.relu),
-                         ("gelu", {"approximate": "none"}, F.gelu),
-                         ("gelu", {"approximate": "tanh"}, lambda t: F.gelu(t, approximate="tanh"))]:
+    for name, kw, fn in [
+        ("sigmoid", {}, torch.sigmoid),
+        ("tanh", {}, torch.tanh),
+        ("relu", {}, F.relu),
+        ("gelu", {"approximate": "none"}, F.gelu),
+        ("gelu", {"approximate": "tanh"}, lambda t: F.gelu(t, approximate="tanh")),
+    ]:
         label = name + (" (tanh approx.)" if kw.get("approximate") == "tanh" else "")
-        compare(label, getattr(ref, name)(z, **kw), getattr(ref, name + "_backward")(z, up, **kw), fn, z)
-    compare("softmax", ref.softmax(z), ref.softmax_backward(z, up), lambda t: torch.softmax(t, 1), z)
+        compare(
+            label, getattr(ref, name)(z, **kw), getattr(ref, name + "_backward")(z, up, **kw), fn, z
+        )
+    compare(
+        "softmax", ref.softmax(z), ref.softmax_backward(z, up), lambda t: torch.softmax(t, 1), z
+    )
     onehot = np.eye(10)[y]
-    compare("mse (softmax vs one-hot)", ref.mse(ref.softmax(z), onehot), ref.mse_backward(ref.softmax(z), onehot),
-            lambda t: F.mse_loss(t, torch.tensor(onehot)), ref.softmax(z))
+    compare(
+        "mse (softmax vs one-hot)",
+        ref.mse(ref.softmax(z), onehot),
+        ref.mse_backward(ref.softmax(z), onehot),
+        lambda t: F.mse_loss(t, torch.tensor(onehot)),
+        ref.softmax(z),
+    )
     ty = torch.tensor(y)
-    compare("cross-entropy", ref.cross_entropy(z, y), ref.cross_entropy_backward(z, y),
-            lambda t: F.cross_entropy(t, ty), z)
-    compare("hinge (multi-class)", ref.hinge(z, y), ref.hinge_backward(z, y), lambda t: F.multi_margin_loss(t, ty), z)
+    compare(
+        "cross-entropy",
+        ref.cross_entropy(z, y),
+        ref.cross_entropy_backward(z, y),
+        lambda t: F.cross_entropy(t, ty),
+        z,
+    )
+    compare(
+        "hinge (multi-class)",
+        ref.hinge(z, y),
+        ref.hinge_backward(z, y),
+        lambda t: F.multi_margin_loss(t, ty),
+        z,
+    )
     # Triplets: the positive is a random image of the anchor's class, the negative one of another class.
     by_class = {c: np.flatnonzero(y == c) for c in range(10)}
     pos = np.array([rng.choice(by_class[c]) for c in y])
     neg = np.array([rng.choice(np.flatnonzero(y != c)) for c in y])
     a, p, n = z, z[pos], z[neg]
-    compare("triplet", ref.triplet(a, p, n), ref.triplet_backward(a, p, n),
-            lambda u, v, w: F.triplet_margin_loss(u, v, w), a, p, n)
+    compare(
+        "triplet",
+        ref.triplet(a, p, n),
+        ref.triplet_backward(a, p, n),
+        lambda u, v, w: F.triplet_margin_loss(u, v, w),
+        a,
+        p,
+        n,
+    )
     return rows
 
 
@@ -168,12 +214,14 @@ def run(config: Config, ctx: RunContext) -> LabResult:
     unknown = set(config.activations) - {"sigmoid", "tanh", "relu", "gelu"}
     unknown |= set(config.optimizers) - {"sgd", "momentum", "adam"}
     if unknown:
-        raise ValueError(f"unknown activation/optimizer {sorted(unknown)}; use sigmoid, tanh, relu, gelu "
-                         "and sgd, momentum, adam")
+        raise ValueError(
+            f"unknown activation/optimizer {sorted(unknown)}; use sigmoid, tanh, relu, gelu "
+            "and sgd, momentum, adam"
+        )
     data = load("fashion-mnist")
     rng = np.random.default_rng(config.seed)
-    tr = rng.permutation(len(data["y_train"]))[:config.n_train]
-    te = rng.permutation(len(data["y_test"]))[:config.n_test]
+    tr = rng.permutation(len(data["y_train"]))[: config.n_train]
+    te = rng.permutation(len(data["y_test"]))[: config.n_test]
     X_tr = data["X_train"][tr].reshape(len(tr), -1) / 255.0
     X_te = data["X_test"][te].reshape(len(te), -1) / 255.0
     mu, sd = X_tr.mean(), X_tr.std()  # one pixel mean and scale, from the training subset
@@ -182,8 +230,12 @@ def run(config: Config, ctx: RunContext) -> LabResult:
 
     fn_rows = _function_table(X_te[:512], y_te[:512], config.seed)
 
-    tensors = (torch.tensor(X_tr, dtype=torch.float32), torch.tensor(y_tr), torch.tensor(X_te, dtype=torch.float32),
-               torch.tensor(y_te))
+    tensors = (
+        torch.tensor(X_tr, dtype=torch.float32),
+        torch.tensor(y_tr),
+        torch.tensor(X_te, dtype=torch.float32),
+        torch.tensor(y_te),
+    )
     pieces = _torch_pieces()
     cells = [(a, o) for a in config.activations for o in config.optimizers]
     curves, rows, seconds = {}, [], {"ours": 0.0, "torch": 0.0}
@@ -193,46 +245,72 @@ def run(config: Config, ctx: RunContext) -> LabResult:
             curves[act, opt, who] = _train(act, opt, ours, tensors, config, pieces)
             seconds[who] += time.perf_counter() - t0
         o, t = curves[act, opt, "ours"], curves[act, opt, "torch"]
-        rows.append({"activation": act, "optimizer": opt, "test acc ours": o["acc"][-1], "test acc torch": t["acc"][-1],
-                     "train loss ours": o["loss"][-1], "train loss torch": t["loss"][-1]})
+        rows.append(
+            {
+                "activation": act,
+                "optimizer": opt,
+                "test acc ours": o["acc"][-1],
+                "test acc torch": t["acc"][-1],
+                "train loss ours": o["loss"][-1],
+                "train loss torch": t["loss"][-1],
+            }
+        )
 
     best = max(rows, key=lambda r: r["test acc ours"])
     worst = min(rows, key=lambda r: r["test acc ours"])
     best_torch = max(rows, key=lambda r: r["test acc torch"])
     metrics = {
-        "n_train": len(tr), "n_test": len(te), "epochs": config.epochs,
-        "ours_best_test_accuracy": best["test acc ours"], "torch_best_test_accuracy": best_torch["test acc torch"],
+        "n_train": len(tr),
+        "n_test": len(te),
+        "epochs": config.epochs,
+        "ours_best_test_accuracy": best["test acc ours"],
+        "torch_best_test_accuracy": best_torch["test acc torch"],
         "best_cell": f"{best['activation']}+{best['optimizer']}",
-        "worst_cell": f"{worst['activation']}+{worst['optimizer']}", "worst_test_accuracy": worst["test acc ours"],
+        "worst_cell": f"{worst['activation']}+{worst['optimizer']}",
+        "worst_test_accuracy": worst["test acc ours"],
         "max_abs_acc_diff": max(abs(r["test acc ours"] - r["test acc torch"]) for r in rows),
         "max_fn_value_diff": max(r["max |value - torch|"] for r in fn_rows),
         "max_fn_grad_diff": max(r["max |grad - torch|"] for r in fn_rows),
-        "ours_seconds": seconds["ours"], "torch_seconds": seconds["torch"],
+        "ours_seconds": seconds["ours"],
+        "torch_seconds": seconds["torch"],
         **{f"acc_{r['activation']}_{r['optimizer']}": r["test acc ours"] for r in rows},
     }
 
     figures = []
     x = np.linspace(-4, 4, 161)
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for name, torch_fn in [("sigmoid", torch.sigmoid), ("tanh", torch.tanh), ("relu", F.relu), ("gelu", F.gelu)]:
+    for name, torch_fn in [
+        ("sigmoid", torch.sigmoid),
+        ("tanh", torch.tanh),
+        ("relu", F.relu),
+        ("gelu", F.gelu),
+    ]:
         tx = torch.tensor(x, requires_grad=True)
         out = torch_fn(tx)
         out.sum().backward()
-        line, = axes[0].plot(x, getattr(ref, name)(x), lw=3, alpha=0.6, label=name)
+        (line,) = axes[0].plot(x, getattr(ref, name)(x), lw=3, alpha=0.6, label=name)
         axes[0].plot(x[::8], out.detach().numpy()[::8], "k.", ms=3)
-        axes[1].plot(x, getattr(ref, name + "_backward")(x, np.ones_like(x)), lw=3, alpha=0.6, color=line.get_color())
+        axes[1].plot(
+            x,
+            getattr(ref, name + "_backward")(x, np.ones_like(x)),
+            lw=3,
+            alpha=0.6,
+            color=line.get_color(),
+        )
         axes[1].plot(x[::8], tx.grad.numpy()[::8], "k.", ms=3)
     axes[0].set(title="activations (lines ours, dots torch)", xlabel="x")
     axes[1].set(title="derivatives (our backward, dots torch autograd)", xlabel="x")
     axes[0].legend()
     figures.append(ctx.save_figure(fig, "activations"))
 
-    fig, axes = plt.subplots(2, len(config.optimizers), figsize=(4.2 * len(config.optimizers), 7), squeeze=False)
+    fig, axes = plt.subplots(
+        2, len(config.optimizers), figsize=(4.2 * len(config.optimizers), 7), squeeze=False
+    )
     epochs = np.arange(1, config.epochs + 1)
     for j, opt in enumerate(config.optimizers):
         for act in config.activations:
             o, t = curves[act, opt, "ours"], curves[act, opt, "torch"]
-            line, = axes[0, j].plot(epochs, o["loss"], "-o", ms=3, label=act)
+            (line,) = axes[0, j].plot(epochs, o["loss"], "-o", ms=3, label=act)
             axes[0, j].plot(epochs, t["loss"], "k:", lw=1)
             axes[1, j].plot(epochs, o["acc"], "-o", ms=3, color=line.get_color(), label=act)
             axes[1, j].plot(epochs, t["acc"], "k:", lw=1)
@@ -241,15 +319,30 @@ def run(config: Config, ctx: RunContext) -> LabResult:
         axes[1, j].legend(fontsize=8)
     figures.append(ctx.save_figure(fig, "training_curves"))
 
-    grid = np.array([[next(r["test acc ours"] for r in rows if r["activation"] == a and r["optimizer"] == o)
-                      for o in config.optimizers] for a in config.activations])
-    fig, ax = plt.subplots(figsize=(1.6 * len(config.optimizers) + 2, 0.7 * len(config.activations) + 1.5))
+    grid = np.array(
+        [
+            [
+                next(
+                    r["test acc ours"] for r in rows if r["activation"] == a and r["optimizer"] == o
+                )
+                for o in config.optimizers
+            ]
+            for a in config.activations
+        ]
+    )
+    fig, ax = plt.subplots(
+        figsize=(1.6 * len(config.optimizers) + 2, 0.7 * len(config.activations) + 1.5)
+    )
     ax.imshow(grid, cmap="viridis")
     for i, j in np.ndindex(grid.shape):
         ax.text(j, i, f"{grid[i, j]:.3f}", ha="center", va="center", color="w")
-    ax.set(xticks=range(len(config.optimizers)), xticklabels=config.optimizers,
-           yticks=range(len(config.activations)), yticklabels=config.activations,
-           title=f"test accuracy after {config.epochs} epochs")
+    ax.set(
+        xticks=range(len(config.optimizers)),
+        xticklabels=config.optimizers,
+        yticks=range(len(config.activations)),
+        yticklabels=config.activations,
+        title=f"test accuracy after {config.epochs} epochs",
+    )
     figures.append(ctx.save_figure(fig, "accuracy_grid"))
 
     notes = [
@@ -263,6 +356,15 @@ def run(config: Config, ctx: RunContext) -> LabResult:
     ]
     for opt in config.optimizers:
         col = {r["activation"]: r["test acc ours"] for r in rows if r["optimizer"] == opt}
-        notes.append(f"{opt}: " + ", ".join(f"{a} {v:.3f}" for a, v in sorted(col.items(), key=lambda kv: -kv[1])))
-    return LabResult(metrics=metrics, key_metric="ours_best_test_accuracy", library_metric="torch_best_test_accuracy",
-                     tables={"experiment": rows, "functions": fn_rows}, figures=figures, notes=notes)
+        notes.append(
+            f"{opt}: "
+            + ", ".join(f"{a} {v:.3f}" for a, v in sorted(col.items(), key=lambda kv: -kv[1]))
+        )
+    return LabResult(
+        metrics=metrics,
+        key_metric="ours_best_test_accuracy",
+        library_metric="torch_best_test_accuracy",
+        tables={"experiment": rows, "functions": fn_rows},
+        figures=figures,
+        notes=notes,
+    )

@@ -18,12 +18,12 @@ from airoad.labs.contract import LabResult, RunContext
 @dataclass(frozen=True)
 class Config:
     dataset: str = "diabetes"
-    n_samples: int = 100_000     # draws per distribution
-    linreg_epochs: int = 5000    # full-batch GD steps (the problem's condition number is ~470)
-    linreg_lr: float = 0.2       # below 2 / L = 0.25 for standardised diabetes
+    n_samples: int = 100_000  # draws per distribution
+    linreg_epochs: int = 5000  # full-batch GD steps (the problem's condition number is ~470)
+    linreg_lr: float = 0.2  # below 2 / L = 0.25 for standardised diabetes
     n_arms: int = 10
-    episodes: int = 20_000       # bandit pulls
-    batch_size: int = 32         # pulls per REINFORCE update
+    episodes: int = 20_000  # bandit pulls
+    batch_size: int = 32  # pulls per REINFORCE update
     policy_lr: float = 1.0
     seed: int = 0
 
@@ -45,8 +45,10 @@ def _derivatives(ctx: RunContext) -> tuple[list[dict], dict[str, float], list]:
 
     plt = _plt()
     funcs = {
-        "sin(x) exp(-x^2)": (lambda x: torch.sin(x) * torch.exp(-x ** 2),
-                             lambda x: (torch.cos(x) - 2 * x * torch.sin(x)) * torch.exp(-x ** 2)),
+        "sin(x) exp(-x^2)": (
+            lambda x: torch.sin(x) * torch.exp(-(x**2)),
+            lambda x: (torch.cos(x) - 2 * x * torch.sin(x)) * torch.exp(-(x**2)),
+        ),
         "tanh(x)": (torch.tanh, lambda x: 1 - torch.tanh(x) ** 2),
         "softplus(x)": (torch.nn.functional.softplus, torch.sigmoid),
     }
@@ -57,8 +59,13 @@ def _derivatives(ctx: RunContext) -> tuple[list[dict], dict[str, float], list]:
         auto = (ad.derivative(f, x) - exact).abs().max().item()
         fd = (ad.central_difference(f, x) - exact).abs().max().item()
         worst = max(worst, auto)
-        rows.append({"f": name, "max |autograd - analytic|": f"{auto:.1e}",
-                     "max |central diff - analytic|": f"{fd:.1e}"})
+        rows.append(
+            {
+                "f": name,
+                "max |autograd - analytic|": f"{auto:.1e}",
+                "max |central diff - analytic|": f"{fd:.1e}",
+            }
+        )
 
     # Error against step size: truncation falls with h, rounding grows as eps / h.
     f, df = funcs["sin(x) exp(-x^2)"]
@@ -70,7 +77,9 @@ def _derivatives(ctx: RunContext) -> tuple[list[dict], dict[str, float], list]:
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.loglog(hs, np.maximum(forward, 1e-18), label="forward (f(x+h) - f(x)) / h")
     ax.loglog(hs, np.maximum(central, 1e-18), label="central (f(x+h) - f(x-h)) / 2h")
-    ax.axhline(max(abs(ad.derivative(f, x0).item() - exact), 1e-17), color="k", ls="--", label="autograd")
+    ax.axhline(
+        max(abs(ad.derivative(f, x0).item() - exact), 1e-17), color="k", ls="--", label="autograd"
+    )
     ax.set_xlabel("step h")
     ax.set_ylabel("|error| at x = 0.7")
     ax.set_title("finite differences vs autograd")
@@ -81,29 +90,43 @@ def _derivatives(ctx: RunContext) -> tuple[list[dict], dict[str, float], list]:
     best_h = float(hs[int(np.argmin(central))])
 
     # Himmelblau's function: four minima, so the arrows of -grad f point to four basins.
-    gx, gy = torch.meshgrid(torch.linspace(-5, 5, 25, dtype=torch.float64),
-                            torch.linspace(-5, 5, 25, dtype=torch.float64), indexing="ij")
+    gx, gy = torch.meshgrid(
+        torch.linspace(-5, 5, 25, dtype=torch.float64),
+        torch.linspace(-5, 5, 25, dtype=torch.float64),
+        indexing="ij",
+    )
+
     def himmelblau(a, b):
-        return (a ** 2 + b - 11) ** 2 + (a + b ** 2 - 7) ** 2
+        return (a**2 + b - 11) ** 2 + (a + b**2 - 7) ** 2
+
     dx, dy = ad.gradient_field(himmelblau, gx, gy)
     fine = torch.linspace(-5, 5, 200, dtype=torch.float64)
     fx, fy = torch.meshgrid(fine, fine, indexing="ij")
     fig, ax = plt.subplots(figsize=(6, 5.5))
-    ax.contour(fx.numpy(), fy.numpy(), np.log1p(himmelblau(fx, fy).numpy()), levels=20, cmap="viridis")
-    norm = torch.sqrt(dx ** 2 + dy ** 2) + 1e-12  # unit arrows: direction only, the contours show size
-    ax.quiver(gx.numpy(), gy.numpy(), (-dx / norm).numpy(), (-dy / norm).numpy(), scale=40, width=0.003)
+    ax.contour(
+        fx.numpy(), fy.numpy(), np.log1p(himmelblau(fx, fy).numpy()), levels=20, cmap="viridis"
+    )
+    norm = torch.sqrt(dx**2 + dy**2) + 1e-12  # unit arrows: direction only, the contours show size
+    ax.quiver(
+        gx.numpy(), gy.numpy(), (-dx / norm).numpy(), (-dy / norm).numpy(), scale=40, width=0.003
+    )
     ax.set_title("-grad f by autograd on Himmelblau's function")
     ax.set_xlabel("x")
     ax.set_ylabel("y")
     fig.tight_layout()
     fig.savefig(ctx.figure_path("gradient_field"), dpi=110)
     plt.close(fig)
-    metrics = {"max_autograd_error": worst, "best_central_difference_h": best_h,
-               "best_central_difference_error": float(min(central))}
+    metrics = {
+        "max_autograd_error": worst,
+        "best_central_difference_h": best_h,
+        "best_central_difference_error": float(min(central)),
+    }
     return rows, metrics, [ctx.figure_path("finite_differences"), ctx.figure_path("gradient_field")]
 
 
-def _distributions(ctx: RunContext, cfg: Config) -> tuple[list[dict], list[dict], dict[str, float], list]:
+def _distributions(
+    ctx: RunContext, cfg: Config
+) -> tuple[list[dict], list[dict], dict[str, float], list]:
     import torch
     from scipy import stats
     from torch.distributions import Bernoulli, Categorical, Normal
@@ -112,23 +135,39 @@ def _distributions(ctx: RunContext, cfg: Config) -> tuple[list[dict], list[dict]
     g = torch.Generator().manual_seed(cfg.seed)
     n, mu, sigma, p = cfg.n_samples, 1.5, 0.7, 0.3
     probs = torch.tensor([0.1, 0.25, 0.05, 0.4, 0.2], dtype=torch.float64)
-    ours = {"normal": ad.sample_normal(mu, sigma, n, g), "bernoulli": ad.sample_bernoulli(p, n, g),
-            "categorical": ad.sample_categorical(probs, n, g)}
+    ours = {
+        "normal": ad.sample_normal(mu, sigma, n, g),
+        "bernoulli": ad.sample_bernoulli(p, n, g),
+        "categorical": ad.sample_categorical(probs, n, g),
+    }
     with torch.random.fork_rng():  # torch.distributions draws from the global generator
         torch.manual_seed(cfg.seed)
-        lib = {"normal": Normal(torch.tensor(mu, dtype=torch.float64), sigma).sample((n,)),
-               "bernoulli": Bernoulli(torch.tensor(p, dtype=torch.float64)).sample((n,)),
-               "categorical": Categorical(probs=probs).sample((n,))}
+        lib = {
+            "normal": Normal(torch.tensor(mu, dtype=torch.float64), sigma).sample((n,)),
+            "bernoulli": Bernoulli(torch.tensor(p, dtype=torch.float64)).sample((n,)),
+            "categorical": Categorical(probs=probs).sample((n,)),
+        }
     k = torch.arange(5, dtype=torch.float64)
     cat_mean = float(probs @ k)
-    exact = {"normal": (mu, sigma ** 2), "bernoulli": (p, p * (1 - p)),
-             "categorical": (cat_mean, float(probs @ k ** 2) - cat_mean ** 2)}
+    exact = {
+        "normal": (mu, sigma**2),
+        "bernoulli": (p, p * (1 - p)),
+        "categorical": (cat_mean, float(probs @ k**2) - cat_mean**2),
+    }
     moment_rows = []
     for name, (m, v) in exact.items():
         a, b = ours[name].double(), lib[name].double()
-        moment_rows.append({"distribution": name, "exact mean": round(m, 4), "ours mean": round(a.mean().item(), 4),
-                            "torch mean": round(b.mean().item(), 4), "exact var": round(v, 4),
-                            "ours var": round(a.var().item(), 4), "torch var": round(b.var().item(), 4)})
+        moment_rows.append(
+            {
+                "distribution": name,
+                "exact mean": round(m, 4),
+                "ours mean": round(a.mean().item(), 4),
+                "torch mean": round(b.mean().item(), 4),
+                "exact var": round(v, 4),
+                "ours var": round(a.var().item(), 4),
+                "torch var": round(b.var().item(), 4),
+            }
+        )
 
     xs = torch.linspace(-2, 5, 200, dtype=torch.float64)
     x01 = torch.tensor([0.0, 1.0], dtype=torch.float64)
@@ -136,26 +175,45 @@ def _distributions(ctx: RunContext, cfg: Config) -> tuple[list[dict], list[dict]
     logits = torch.log(probs)
     scipy_cat = np.log(probs.numpy())
     diffs = {
-        "normal": (ad.normal_log_prob(xs, mu, sigma).numpy(), Normal(torch.tensor(mu, dtype=torch.float64),
-                   sigma).log_prob(xs).numpy(), stats.norm.logpdf(xs.numpy(), mu, sigma)),
-        "bernoulli": (ad.bernoulli_log_prob(x01, p).numpy(),
-                      Bernoulli(torch.tensor(p, dtype=torch.float64)).log_prob(x01).numpy(),
-                      stats.bernoulli.logpmf([0, 1], p)),
-        "categorical": (ad.categorical_log_prob(ks, logits).numpy(), Categorical(logits=logits).log_prob(ks).numpy(),
-                        scipy_cat),
+        "normal": (
+            ad.normal_log_prob(xs, mu, sigma).numpy(),
+            Normal(torch.tensor(mu, dtype=torch.float64), sigma).log_prob(xs).numpy(),
+            stats.norm.logpdf(xs.numpy(), mu, sigma),
+        ),
+        "bernoulli": (
+            ad.bernoulli_log_prob(x01, p).numpy(),
+            Bernoulli(torch.tensor(p, dtype=torch.float64)).log_prob(x01).numpy(),
+            stats.bernoulli.logpmf([0, 1], p),
+        ),
+        "categorical": (
+            ad.categorical_log_prob(ks, logits).numpy(),
+            Categorical(logits=logits).log_prob(ks).numpy(),
+            scipy_cat,
+        ),
     }
-    logprob_rows = [{"distribution": name, "max |ours - scipy|": f"{np.max(np.abs(o - s)):.1e}",
-                     "max |torch.distributions - scipy|": f"{np.max(np.abs(t - s)):.1e}"}
-                    for name, (o, t, s) in diffs.items()]
+    logprob_rows = [
+        {
+            "distribution": name,
+            "max |ours - scipy|": f"{np.max(np.abs(o - s)):.1e}",
+            "max |torch.distributions - scipy|": f"{np.max(np.abs(t - s)):.1e}",
+        }
+        for name, (o, t, s) in diffs.items()
+    ]
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-    axes[0].hist(ours["normal"].numpy(), bins=80, density=True, alpha=0.5, label="ours (Box-Muller)")
-    axes[0].hist(lib["normal"].numpy(), bins=80, density=True, histtype="step", label="torch.distributions")
+    axes[0].hist(
+        ours["normal"].numpy(), bins=80, density=True, alpha=0.5, label="ours (Box-Muller)"
+    )
+    axes[0].hist(
+        lib["normal"].numpy(), bins=80, density=True, histtype="step", label="torch.distributions"
+    )
     axes[0].plot(xs, stats.norm.pdf(xs.numpy(), mu, sigma), "k", label="scipy pdf")
     axes[0].set_title(f"Normal({mu}, {sigma}^2), n = {n}")
     width = 0.25
-    for ax, name, support, truth in ((axes[1], "bernoulli", np.arange(2), np.array([1 - p, p])),
-                                     (axes[2], "categorical", np.arange(5), probs.numpy())):
+    for ax, name, support, truth in (
+        (axes[1], "bernoulli", np.arange(2), np.array([1 - p, p])),
+        (axes[2], "categorical", np.arange(5), probs.numpy()),
+    ):
         for j, (label, s) in enumerate((("ours", ours[name]), ("torch.distributions", lib[name]))):
             freq = np.bincount(s.long().numpy(), minlength=len(support)) / n
             ax.bar(support + (j - 0.5) * width, freq, width, label=label)
@@ -169,8 +227,12 @@ def _distributions(ctx: RunContext, cfg: Config) -> tuple[list[dict], list[dict]
     plt.close(fig)
     worst = max(np.max(np.abs(o - s)) for o, _, s in diffs.values())
     normal_z = (ours["normal"].mean().item() - mu) / (sigma / math.sqrt(n))
-    return moment_rows, logprob_rows, {"max_log_prob_error_vs_scipy": float(worst),
-                                       "normal_mean_z_score": normal_z}, [ctx.figure_path("samples")]
+    return (
+        moment_rows,
+        logprob_rows,
+        {"max_log_prob_error_vs_scipy": float(worst), "normal_mean_z_score": normal_z},
+        [ctx.figure_path("samples")],
+    )
 
 
 def _regression(ctx: RunContext, cfg: Config) -> tuple[list[dict], dict[str, float], list]:
@@ -185,15 +247,23 @@ def _regression(ctx: RunContext, cfg: Config) -> tuple[list[dict], dict[str, flo
     X = (X - X.mean(0)) / X.std(0)  # standardise so one lr suits every coefficient
     y = (y - y.mean()) / y.std()
     with ctx.step("autograd gradient descent"):
-        model, losses = ad.fit_linear_regression(torch.from_numpy(X), torch.from_numpy(y),
-                                                 cfg.linreg_lr, cfg.linreg_epochs)
+        model, losses = ad.fit_linear_regression(
+            torch.from_numpy(X), torch.from_numpy(y), cfg.linreg_lr, cfg.linreg_epochs
+        )
     sk = LinearRegression().fit(X, y)
     w = model.linear.weight.detach().reshape(-1).numpy()
     with torch.no_grad():
         ours_mse = float(torch.mean((model(torch.from_numpy(X)) - torch.from_numpy(y)) ** 2))
     sk_mse = float(np.mean((sk.predict(X) - y) ** 2))
-    rows = [{"feature": f, "ours (autograd GD)": round(float(a), 5), "sklearn": round(float(b), 5),
-             "|diff|": f"{abs(a - b):.1e}"} for f, a, b in zip(names, w, sk.coef_)]
+    rows = [
+        {
+            "feature": f,
+            "ours (autograd GD)": round(float(a), 5),
+            "sklearn": round(float(b), 5),
+            "|diff|": f"{abs(a - b):.1e}",
+        }
+        for f, a, b in zip(names, w, sk.coef_)
+    ]
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.semilogy(np.maximum(losses.numpy() - sk_mse, 1e-16))
     ax.set_xlabel("gradient step")
@@ -202,8 +272,11 @@ def _regression(ctx: RunContext, cfg: Config) -> tuple[list[dict], dict[str, flo
     fig.tight_layout()
     fig.savefig(ctx.figure_path("linreg_loss"), dpi=110)
     plt.close(fig)
-    metrics = {"ours_linreg_mse": ours_mse, "sklearn_linreg_mse": sk_mse,
-               "linreg_max_coef_diff": float(np.max(np.abs(w - sk.coef_)))}
+    metrics = {
+        "ours_linreg_mse": ours_mse,
+        "sklearn_linreg_mse": sk_mse,
+        "linreg_max_coef_diff": float(np.max(np.abs(w - sk.coef_))),
+    }
     return rows, metrics, [ctx.figure_path("linreg_loss")]
 
 
@@ -216,7 +289,9 @@ def _bandit(ctx: RunContext, cfg: Config) -> tuple[list[dict], dict[str, Any], l
     best = int(torch.argmax(means))
     runs = {}
     for with_baseline in ctx.track([True, False], "REINFORCE on the bandit"):
-        _, hist = ad.train_reinforce(means, cfg.episodes, cfg.batch_size, cfg.policy_lr, cfg.seed, with_baseline)
+        _, hist = ad.train_reinforce(
+            means, cfg.episodes, cfg.batch_size, cfg.policy_lr, cfg.seed, with_baseline
+        )
         runs[with_baseline] = hist
 
     logits = torch.linspace(-1, 1, cfg.n_arms, dtype=torch.float64)
@@ -224,8 +299,13 @@ def _bandit(ctx: RunContext, cfg: Config) -> tuple[list[dict], dict[str, Any], l
     grad_rows, grad_err = [], 0.0
     for n in (1_000, 10_000, 100_000):
         grad_err = (ad.reinforce_gradient(logits, means, n, cfg.seed) - exact).abs().max().item()
-        grad_rows.append({"pulls": n, "max |REINFORCE - exact|": f"{grad_err:.4f}",
-                          "|exact| max": f"{exact.abs().max().item():.4f}"})
+        grad_rows.append(
+            {
+                "pulls": n,
+                "max |REINFORCE - exact|": f"{grad_err:.4f}",
+                "|exact| max": f"{exact.abs().max().item():.4f}",
+            }
+        )
 
     pulls = (np.arange(len(runs[True])) + 1) * cfg.batch_size
     fig, axes = plt.subplots(1, 2, figsize=(12, 4))
@@ -246,12 +326,19 @@ def _bandit(ctx: RunContext, cfg: Config) -> tuple[list[dict], dict[str, Any], l
 
     second = float(torch.sort(means).values[-2])
     p_best = float(runs[True][-1, best])
-    metrics = {"ours_best_arm_prob": p_best, "ours_best_arm_prob_no_baseline": float(runs[False][-1, best]),
-               "best_arm": best, "best_arm_mean": float(means[best]), "second_arm_mean": second,
-               "policy_expected_reward": float(runs[True][-1] @ means),
-               "reinforce_grad_error_100k": grad_err}
-    note = (f"bandit (simulated, seeded means): best arm {best} pays {means[best]:.3f} vs {second:.3f} for "
-            f"the runner-up; after {cfg.episodes} pulls the policy picks it with probability {p_best:.3f}")
+    metrics = {
+        "ours_best_arm_prob": p_best,
+        "ours_best_arm_prob_no_baseline": float(runs[False][-1, best]),
+        "best_arm": best,
+        "best_arm_mean": float(means[best]),
+        "second_arm_mean": second,
+        "policy_expected_reward": float(runs[True][-1] @ means),
+        "reinforce_grad_error_100k": grad_err,
+    }
+    note = (
+        f"bandit (simulated, seeded means): best arm {best} pays {means[best]:.3f} vs {second:.3f} for "
+        f"the runner-up; after {cfg.episodes} pulls the policy picks it with probability {p_best:.3f}"
+    )
     return grad_rows, metrics, [ctx.figure_path("bandit")], [note]
 
 
@@ -261,12 +348,25 @@ def run(config: Config, ctx: RunContext) -> LabResult:
     coef_rows, m3, f3 = _regression(ctx, config)
     grad_rows, m4, f4, notes = _bandit(ctx, config)
     metrics = {**metrics, **m2, **m3, **m4}
-    notes = [f"autograd derivatives match the analytic ones to {metrics['max_autograd_error']:.0e}; "
-             f"central differences are best near h = {metrics['best_central_difference_h']:.0e}",
-             f"linear regression by autograd GD: MSE {metrics['ours_linreg_mse']:.6f} vs sklearn "
-             f"{metrics['sklearn_linreg_mse']:.6f} (largest coefficient gap "
-             f"{metrics['linreg_max_coef_diff']:.1e})", *notes]
-    return LabResult(metrics=metrics, key_metric="ours_linreg_mse", library_metric="sklearn_linreg_mse",
-                     tables={"derivatives": deriv_rows, "moments": moment_rows, "log_prob_vs_scipy": logprob_rows,
-                             "regression_coefficients": coef_rows, "reinforce_gradient": grad_rows},
-                     figures=[*figures, *f2, *f3, *f4], notes=notes)
+    notes = [
+        f"autograd derivatives match the analytic ones to {metrics['max_autograd_error']:.0e}; "
+        f"central differences are best near h = {metrics['best_central_difference_h']:.0e}",
+        f"linear regression by autograd GD: MSE {metrics['ours_linreg_mse']:.6f} vs sklearn "
+        f"{metrics['sklearn_linreg_mse']:.6f} (largest coefficient gap "
+        f"{metrics['linreg_max_coef_diff']:.1e})",
+        *notes,
+    ]
+    return LabResult(
+        metrics=metrics,
+        key_metric="ours_linreg_mse",
+        library_metric="sklearn_linreg_mse",
+        tables={
+            "derivatives": deriv_rows,
+            "moments": moment_rows,
+            "log_prob_vs_scipy": logprob_rows,
+            "regression_coefficients": coef_rows,
+            "reinforce_gradient": grad_rows,
+        },
+        figures=[*figures, *f2, *f3, *f4],
+        notes=notes,
+    )

@@ -31,7 +31,6 @@ class Config:
 QUICK = {"epochs": 60, "scalar_samples": 5}
 
 
-
 def _torch_mlp(params: list[np.ndarray]):
     """Leaf tensors holding copies of our initial weights, and the same forward as ref.MLP."""
     import torch
@@ -51,7 +50,9 @@ def _torch_mlp(params: list[np.ndarray]):
 
 def _scalar_loss(params: list[np.ndarray], X: np.ndarray, y: np.ndarray):
     """The MLP's mean cross-entropy built from scalar Values, one sample at a time."""
-    weights = [[[scalar_autograd.Value(v) for v in row] for row in np.atleast_2d(p)] for p in params]
+    weights = [
+        [[scalar_autograd.Value(v) for v in row] for row in np.atleast_2d(p)] for p in params
+    ]
     total = scalar_autograd.Value(0.0)
     for x, label in zip(X, y):
         h = [scalar_autograd.Value(v) for v in x]
@@ -76,8 +77,9 @@ def run(config: Config, ctx: RunContext) -> LabResult:
 
     df = load("iris")
     X_all, y_all = df.drop(columns="target").to_numpy(), df["target"].to_numpy()
-    X_tr, X_te, y_tr, y_te = train_test_split(X_all, y_all, test_size=config.test_size,
-                                              stratify=y_all, random_state=config.seed)
+    X_tr, X_te, y_tr, y_te = train_test_split(
+        X_all, y_all, test_size=config.test_size, stratify=y_all, random_state=config.seed
+    )
     mu, sd = X_tr.mean(0), X_tr.std(0)  # standardise with training statistics only
     X_tr, X_te = (X_tr - mu) / sd, (X_te - mu) / sd
 
@@ -110,7 +112,9 @@ def run(config: Config, ctx: RunContext) -> LabResult:
     scalar_loss, scalar_w = _scalar_loss(init, X_tr[:n], y_tr[:n])
     scalar_loss.backward()
     sec_scalar = time.perf_counter() - t0
-    g_scalar = np.concatenate([np.array([[v.grad for v in row] for row in w]).ravel() for w in scalar_w])
+    g_scalar = np.concatenate(
+        [np.array([[v.grad for v in row] for row in w]).ravel() for w in scalar_w]
+    )
     fresh = ref.MLP((X_tr.shape[1], config.hidden, 3), seed=config.seed)
     t0 = time.perf_counter()
     tensor_loss = ref.cross_entropy(fresh(X_tr[:n]), y_tr[:n])
@@ -118,40 +122,66 @@ def run(config: Config, ctx: RunContext) -> LabResult:
     sec_tensor = time.perf_counter() - t0
     g_tensor = np.concatenate([p.grad.ravel() for p in fresh.parameters()])
     t_leaves, t_forward = _torch_mlp(init)
-    torch.nn.functional.cross_entropy(t_forward(torch.tensor(X_tr[:n])), torch.tensor(y_tr[:n])).backward()
+    torch.nn.functional.cross_entropy(
+        t_forward(torch.tensor(X_tr[:n])), torch.tensor(y_tr[:n])
+    ).backward()
     g_torch = np.concatenate([p.grad.numpy().ravel() for p in t_leaves])
     n_nodes = len(scalar_autograd.topological_order(scalar_loss))
 
     grad_rows = [
-        {"engine": "scalar Value", "loss": scalar_loss.data, "max |grad - torch|": float(np.abs(g_scalar - g_torch).max()),
-         "graph nodes": n_nodes, "seconds": sec_scalar},
-        {"engine": "array Tensor", "loss": float(tensor_loss.data),
-         "max |grad - torch|": float(np.abs(g_tensor - g_torch).max()),
-         "graph nodes": len(scalar_autograd.topological_order(tensor_loss)), "seconds": sec_tensor},
+        {
+            "engine": "scalar Value",
+            "loss": scalar_loss.data,
+            "max |grad - torch|": float(np.abs(g_scalar - g_torch).max()),
+            "graph nodes": n_nodes,
+            "seconds": sec_scalar,
+        },
+        {
+            "engine": "array Tensor",
+            "loss": float(tensor_loss.data),
+            "max |grad - torch|": float(np.abs(g_tensor - g_torch).max()),
+            "graph nodes": len(scalar_autograd.topological_order(tensor_loss)),
+            "seconds": sec_tensor,
+        },
     ]
     metrics = {
-        "n_train": len(X_tr), "n_test": len(X_te), "epochs": config.epochs,
+        "n_train": len(X_tr),
+        "n_test": len(X_te),
+        "epochs": config.epochs,
         "ours_test_accuracy": float((pred_ours == y_te).mean()),
         "torch_test_accuracy": float((pred_torch == y_te).mean()),
-        "ours_final_loss": ours[-1], "torch_final_loss": theirs[-1],
+        "ours_final_loss": ours[-1],
+        "torch_final_loss": theirs[-1],
         "max_abs_loss_diff": float(diff.max()),
-        "ours_seconds": sec_ours, "torch_seconds": sec_torch,
+        "ours_seconds": sec_ours,
+        "torch_seconds": sec_torch,
         "scalar_grad_max_abs_diff": grad_rows[0]["max |grad - torch|"],
         "tensor_grad_max_abs_diff": grad_rows[1]["max |grad - torch|"],
-        "scalar_graph_nodes": n_nodes, "scalar_seconds": sec_scalar, "tensor_seconds": sec_tensor,
+        "scalar_graph_nodes": n_nodes,
+        "scalar_seconds": sec_scalar,
+        "tensor_seconds": sec_tensor,
     }
     checkpoints = sorted({0, config.epochs // 10, config.epochs // 2, config.epochs - 1})
-    trajectory = [{"epoch": e + 1, "loss ours": ours[e], "loss torch": theirs[e], "abs diff": float(diff[e])}
-                  for e in checkpoints]
+    trajectory = [
+        {"epoch": e + 1, "loss ours": ours[e], "loss torch": theirs[e], "abs diff": float(diff[e])}
+        for e in checkpoints
+    ]
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     epochs = np.arange(1, config.epochs + 1)
     left.plot(epochs, ours, lw=4, alpha=0.5, label="ours (NumPy engine)")
     left.plot(epochs, theirs, "k--", label="torch, same initial weights")
-    left.set(xlabel="epoch (full batch)", ylabel="cross-entropy", yscale="log", title="training loss on iris")
+    left.set(
+        xlabel="epoch (full batch)",
+        ylabel="cross-entropy",
+        yscale="log",
+        title="training loss on iris",
+    )
     left.legend()
     right.semilogy(epochs, np.maximum(diff, 1e-18))
-    right.set(xlabel="epoch", ylabel="|loss ours - loss torch|", title="trajectory difference (float64)")
+    right.set(
+        xlabel="epoch", ylabel="|loss ours - loss torch|", title="trajectory difference (float64)"
+    )
     figures = [ctx.save_figure(fig, "loss_curves")]
 
     fig, axes = plt.subplots(1, 2, figsize=(8, 3.6))
@@ -161,8 +191,13 @@ def run(config: Config, ctx: RunContext) -> LabResult:
         ax.imshow(cm, cmap="Blues")
         for i, j in np.ndindex(cm.shape):
             ax.text(j, i, cm[i, j], ha="center", va="center")
-        ax.set(xlabel="predicted", ylabel="true", title=f"{name}: test accuracy {(pred == y_te).mean():.3f}",
-               xticks=range(3), yticks=range(3))
+        ax.set(
+            xlabel="predicted",
+            ylabel="true",
+            title=f"{name}: test accuracy {(pred == y_te).mean():.3f}",
+            xticks=range(3),
+            yticks=range(3),
+        )
     figures.append(ctx.save_figure(fig, "confusion_matrices"))
 
     same = "the same" if metrics["max_abs_loss_diff"] < 1e-8 else "a DIFFERENT"
@@ -175,5 +210,11 @@ def run(config: Config, ctx: RunContext) -> LabResult:
         f"{sec_scalar / max(sec_tensor, 1e-9):.0f}x as long as the array engine; both match torch's "
         f"gradients to {max(metrics['scalar_grad_max_abs_diff'], metrics['tensor_grad_max_abs_diff']):.1e}.",
     ]
-    return LabResult(metrics=metrics, key_metric="ours_test_accuracy", library_metric="torch_test_accuracy",
-                     tables={"trajectory": trajectory, "gradients": grad_rows}, figures=figures, notes=notes)
+    return LabResult(
+        metrics=metrics,
+        key_metric="ours_test_accuracy",
+        library_metric="torch_test_accuracy",
+        tables={"trajectory": trajectory, "gradients": grad_rows},
+        figures=figures,
+        notes=notes,
+    )

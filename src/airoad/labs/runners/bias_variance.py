@@ -33,7 +33,11 @@ POLY_FEATURES = ["LSTAT", "RM"]  # % lower-status population, rooms per dwelling
 
 def _boston():
     df = load("boston")
-    return df.drop(columns="MEDV").to_numpy(float), df["MEDV"].to_numpy(float), list(df.columns[:-1])
+    return (
+        df.drop(columns="MEDV").to_numpy(float),
+        df["MEDV"].to_numpy(float),
+        list(df.columns[:-1]),
+    )
 
 
 def _poly(degree: int):
@@ -45,13 +49,22 @@ def _poly(degree: int):
 
 
 def _curve_rows(name: str, values, tr, va, sk_va, labels) -> list[dict]:
-    return [{"curve": name, "x": float(v), "train_r2": float(t), "val_r2": float(s), "sklearn_val_r2": float(k),
-             "gap": float(t - s), "label": str(lab)}
-            for v, t, s, k, lab in zip(values, tr.mean(1), va.mean(1), sk_va.mean(1), labels)]
+    return [
+        {
+            "curve": name,
+            "x": float(v),
+            "train_r2": float(t),
+            "val_r2": float(s),
+            "sklearn_val_r2": float(k),
+            "gap": float(t - s),
+            "label": str(lab),
+        }
+        for v, t, s, k, lab in zip(values, tr.mean(1), va.mean(1), sk_va.mean(1), labels)
+    ]
 
 
 def _tally(labels) -> str:
-    """"3 over-fitting, 1 good" for a list of labels ("none" when empty)."""
+    """ "3 over-fitting, 1 good" for a list of labels ("none" when empty)."""
     names, counts = np.unique(np.asarray(labels, dtype=str), return_counts=True)
     return ", ".join(f"{c} {n}" for n, c in zip(names, counts)) or "none"
 
@@ -77,7 +90,13 @@ def _plot_curve(ax, x, tr, va, labels, title: str, xlabel: str, log: bool = Fals
     for lab, c in COLOURS.items():
         ax.plot([], [], "s", color=c, alpha=0.4, label=lab)
     low = min(0.0, float(np.percentile(va.mean(1), 10)))
-    ax.set(title=title, xlabel=xlabel, ylabel="R^2", xscale="log" if log else "linear", ylim=(max(low, -0.5), 1.02))
+    ax.set(
+        title=title,
+        xlabel=xlabel,
+        ylabel="R^2",
+        xscale="log" if log else "linear",
+        ylim=(max(low, -0.5), 1.02),
+    )
     ax.legend(fontsize=7)
 
 
@@ -102,25 +121,45 @@ def run(config: Config, ctx: RunContext) -> LabResult:
     degrees = np.arange(1, config.max_degree + 1)
     alphas = np.logspace(-3, 5, config.n_ridge_alphas)
     curves, rows = {}, []
-    specs = [("polynomial degree", _poly(1), X2, "polynomialfeatures__degree", degrees),
-             ("ridge alpha", poly_ridge, X, "ridge__alpha", alphas)]
+    specs = [
+        ("polynomial degree", _poly(1), X2, "polynomialfeatures__degree", degrees),
+        ("ridge alpha", poly_ridge, X, "ridge__alpha", alphas),
+    ]
     for name, est, data, param, values in ctx.track(specs, "validation curves"):
         tr, va = ref.validation_curve(est, data, y, param, values, cv=cv, scoring="r2")
-        sk_tr, sk_va = ms.validation_curve(est, data, y, param_name=param, param_range=values, cv=cv, scoring="r2")
+        sk_tr, sk_va = ms.validation_curve(
+            est, data, y, param_name=param, param_range=values, cv=cv, scoring="r2"
+        )
         labels = ref.label_fit_regions(tr, va, config.n_se)
-        curves[name] = (values, tr, va, labels, max(np.abs(tr - sk_tr).max(), np.abs(va - sk_va).max()))
+        curves[name] = (
+            values,
+            tr,
+            va,
+            labels,
+            max(np.abs(tr - sk_tr).max(), np.abs(va - sk_va).max()),
+        )
         rows += _curve_rows(name, values, tr, va, sk_va, labels)
 
     best_degree = int(degrees[np.argmax(curves["polynomial degree"][2].mean(1))])
     sizes_req = np.linspace(0.05, 1.0, config.n_sizes)
-    learners = {"degree 1": 1, f"degree {best_degree} (best)": best_degree,
-                f"degree {best_degree + 2}": best_degree + 2}
+    learners = {
+        "degree 1": 1,
+        f"degree {best_degree} (best)": best_degree,
+        f"degree {best_degree + 2}": best_degree + 2,
+    }
     lc, lc_diff = {}, 0.0
     for name, degree in ctx.track(list(learners.items()), "learning curves"):
         est = _poly(degree)
         sizes, tr, va = ref.learning_curve(est, X2, y, train_sizes=sizes_req, cv=cv, scoring="r2")
-        sk_sizes, sk_tr, sk_va = ms.learning_curve(est, X2, y, train_sizes=sizes_req, cv=cv, scoring="r2")
-        lc_diff = max(lc_diff, np.abs(tr - sk_tr).max(), np.abs(va - sk_va).max(), np.abs(sizes - sk_sizes).max())
+        sk_sizes, sk_tr, sk_va = ms.learning_curve(
+            est, X2, y, train_sizes=sizes_req, cv=cv, scoring="r2"
+        )
+        lc_diff = max(
+            lc_diff,
+            np.abs(tr - sk_tr).max(),
+            np.abs(va - sk_va).max(),
+            np.abs(sizes - sk_sizes).max(),
+        )
         lc[name] = (sizes, tr, va, ref.label_fit_regions(tr, va, config.n_se))
         rows += _curve_rows(f"learning: {name}", sizes, tr, va, sk_va, lc[name][3])
 
@@ -140,52 +179,87 @@ def run(config: Config, ctx: RunContext) -> LabResult:
     figures = []
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     for ax, (name, (values, tr, va, labels, _)) in zip(axes, curves.items()):
-        _plot_curve(ax, values, tr, va, labels, f"validation curve: {name}", name, log=name.startswith("ridge"))
+        _plot_curve(
+            ax,
+            values,
+            tr,
+            va,
+            labels,
+            f"validation curve: {name}",
+            name,
+            log=name.startswith("ridge"),
+        )
     figures.append(ctx.save_figure(fig, "validation_curves"))
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     for ax, (name, (sizes, tr, va, labels)) in zip(axes, lc.items()):
         _plot_curve(ax, sizes, tr, va, labels, f"learning curve: {name}", "training samples")
     figures.append(ctx.save_figure(fig, "learning_curves"))
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    for ax, a, ours, sk, title in [(axes[0], lasso_alphas, ours_lasso, sk_lasso, "lasso path"),
-                                   (axes[1], ridge_alphas, ours_ridge, sk_ridge, "ridge path")]:
+    for ax, a, ours, sk, title in [
+        (axes[0], lasso_alphas, ours_lasso, sk_lasso, "lasso path"),
+        (axes[1], ridge_alphas, ours_ridge, sk_ridge, "ridge path"),
+    ]:
         for j in range(ours.shape[0]):
             ax.plot(a, ours[j], lw=2.5, alpha=0.6, label=names[j])
             ax.plot(a, sk[j], "k:", lw=1)
-        ax.set(xscale="log", xlabel="alpha (dotted: scikit-learn)", ylabel="coefficient", title=title)
+        ax.set(
+            xscale="log", xlabel="alpha (dotted: scikit-learn)", ylabel="coefficient", title=title
+        )
     axes[0].legend(fontsize=7, ncol=2)
     figures.append(ctx.save_figure(fig, "regularisation_paths"))
 
     values, tr, va, labels, _ = curves["polynomial degree"]
     sk_best = max(r["sklearn_val_r2"] for r in rows if r["curve"] == "polynomial degree")
-    entering = ours_lasso.astype(bool).argmax(axis=1)  # first alpha index where each coefficient is non-zero
+    entering = ours_lasso.astype(bool).argmax(
+        axis=1
+    )  # first alpha index where each coefficient is non-zero
     entering = np.where(ours_lasso.any(axis=1), entering, len(lasso_alphas))
-    metrics = {"n_rows_boston": len(X), "best_degree": best_degree, "ours_best_val_r2": float(va.mean(1).max()),
-               "sklearn_best_val_r2": float(sk_best),
-               "validation_curve_max_abs_diff": float(max(c[4] for c in curves.values())),
-               "learning_curve_max_abs_diff": float(lc_diff),
-               "lasso_path_max_abs_diff": float(np.abs(ours_lasso - sk_lasso).max()),
-               "ridge_path_max_abs_diff": float(np.abs(ours_ridge - sk_ridge).max()),
-               "first_lasso_feature": names[int(np.argmin(entering))]}
+    metrics = {
+        "n_rows_boston": len(X),
+        "best_degree": best_degree,
+        "ours_best_val_r2": float(va.mean(1).max()),
+        "sklearn_best_val_r2": float(sk_best),
+        "validation_curve_max_abs_diff": float(max(c[4] for c in curves.values())),
+        "learning_curve_max_abs_diff": float(lc_diff),
+        "lasso_path_max_abs_diff": float(np.abs(ours_lasso - sk_lasso).max()),
+        "ridge_path_max_abs_diff": float(np.abs(ours_ridge - sk_ridge).max()),
+        "first_lasso_feature": names[int(np.argmin(entering))],
+    }
     by_label = {lab: [v for v, lb in zip(values.tolist(), labels) if lb == lab] for lab in COLOURS}
-    metrics.update({f"degrees_{k.replace('-', '_')}": ",".join(map(str, v)) for k, v in by_label.items()})
+    metrics.update(
+        {f"degrees_{k.replace('-', '_')}": ",".join(map(str, v)) for k, v in by_label.items()}
+    )
     a_vals, _, a_va, a_labels, _ = curves["ridge alpha"]
     good_alphas = a_vals[a_labels == ref.GOOD]
-    metrics.update({"ridge_best_alpha": float(a_vals[np.argmax(a_va.mean(1))]),
-                    "ridge_good_alpha_min": float(good_alphas.min()), "ridge_good_alpha_max": float(good_alphas.max())})
-    notes = [f"Polynomial degree on {POLY_FEATURES}: under-fitting at {by_label[ref.UNDER]}, good at "
-             f"{by_label[ref.GOOD]}, over-fitting at {by_label[ref.OVER]} (best validation R^2 "
-             f"{metrics['ours_best_val_r2']:.3f} at degree {best_degree}).",
-             f"Ridge on degree-2 features of all 13 columns: good for alpha in [{good_alphas.min():.3g}, "
-             f"{good_alphas.max():.3g}]; smaller alphas: {_tally(a_labels[a_vals < good_alphas.min()])}; "
-             f"larger alphas: {_tally(a_labels[a_vals > good_alphas.max()])}.",
-             f"Our curves equal scikit-learn's to {max(metrics['validation_curve_max_abs_diff'], lc_diff):.1e}; "
-             f"lasso path within {metrics['lasso_path_max_abs_diff']:.1e}, ridge within "
-             f"{metrics['ridge_path_max_abs_diff']:.1e}; the first lasso feature to enter is "
-             f"{metrics['first_lasso_feature']}."]
+    metrics.update(
+        {
+            "ridge_best_alpha": float(a_vals[np.argmax(a_va.mean(1))]),
+            "ridge_good_alpha_min": float(good_alphas.min()),
+            "ridge_good_alpha_max": float(good_alphas.max()),
+        }
+    )
+    notes = [
+        f"Polynomial degree on {POLY_FEATURES}: under-fitting at {by_label[ref.UNDER]}, good at "
+        f"{by_label[ref.GOOD]}, over-fitting at {by_label[ref.OVER]} (best validation R^2 "
+        f"{metrics['ours_best_val_r2']:.3f} at degree {best_degree}).",
+        f"Ridge on degree-2 features of all 13 columns: good for alpha in [{good_alphas.min():.3g}, "
+        f"{good_alphas.max():.3g}]; smaller alphas: {_tally(a_labels[a_vals < good_alphas.min()])}; "
+        f"larger alphas: {_tally(a_labels[a_vals > good_alphas.max()])}.",
+        f"Our curves equal scikit-learn's to {max(metrics['validation_curve_max_abs_diff'], lc_diff):.1e}; "
+        f"lasso path within {metrics['lasso_path_max_abs_diff']:.1e}, ridge within "
+        f"{metrics['ridge_path_max_abs_diff']:.1e}; the first lasso feature to enter is "
+        f"{metrics['first_lasso_feature']}.",
+    ]
     for name, (sizes, tr, va, labels) in lc.items():
-        notes.append(f"Learning curve, {name}: gap at {sizes[-1]} samples = {tr[-1].mean() - va[-1].mean():.3f} "
-                     f"(train {tr[-1].mean():.3f}, validation {va[-1].mean():.3f}); last point: {labels[-1]}.")
-    return LabResult(metrics=metrics, key_metric="ours_best_val_r2", library_metric="sklearn_best_val_r2",
-                     tables={"curves": rows}, figures=figures, notes=notes)
-
+        notes.append(
+            f"Learning curve, {name}: gap at {sizes[-1]} samples = {tr[-1].mean() - va[-1].mean():.3f} "
+            f"(train {tr[-1].mean():.3f}, validation {va[-1].mean():.3f}); last point: {labels[-1]}."
+        )
+    return LabResult(
+        metrics=metrics,
+        key_metric="ours_best_val_r2",
+        library_metric="sklearn_best_val_r2",
+        tables={"curves": rows},
+        figures=figures,
+        notes=notes,
+    )

@@ -44,12 +44,16 @@ def _digits(config: Config) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     df = load("digits")
     raw, y = df.drop(columns="target").to_numpy(np.float64), df["target"].to_numpy()
     if config.max_digits < len(raw):
-        keep = np.sort(np.random.default_rng(config.seed).permutation(len(raw))[:config.max_digits])
+        keep = np.sort(
+            np.random.default_rng(config.seed).permutation(len(raw))[: config.max_digits]
+        )
         raw, y = raw[keep], y[keep]
     return StandardScaler().fit_transform(raw), y, raw
 
 
-def _compare(config: Config, X: np.ndarray, y: np.ndarray, ctx: RunContext) -> tuple[list[dict], dict]:
+def _compare(
+    config: Config, X: np.ndarray, y: np.ndarray, ctx: RunContext
+) -> tuple[list[dict], dict]:
     from sklearn import cluster as sk
     from sklearn.metrics import adjusted_rand_score as ari
     from sklearn.mixture import GaussianMixture as SkGMM
@@ -58,33 +62,65 @@ def _compare(config: Config, X: np.ndarray, y: np.ndarray, ctx: RunContext) -> t
     init = ref.kmeans_plusplus(X, k, np.random.default_rng(seed))
     # Principal components for the mixture: full covariances in 64 dims would need heavy ridging.
     _, _, Vt = np.linalg.svd(X - X.mean(axis=0), full_matrices=False)
-    P = (X - X.mean(axis=0)) @ Vt[:config.gmm_dims].T
+    P = (X - X.mean(axis=0)) @ Vt[: config.gmm_dims].T
     # One shared EM start for both sides: a k-means partition of the components.
     km0 = ref.KMeans(k, init=ref.kmeans_plusplus(P, k, np.random.default_rng(seed))).fit(P)
-    gmm_start = dict(weights_init=np.bincount(km0.labels_, minlength=k) / len(P), means_init=km0.cluster_centers_,
-                     precisions_init=np.stack([np.linalg.inv(np.cov(P[km0.labels_ == c].T, bias=True)
-                                                             + 1e-3 * np.eye(P.shape[1])) for c in range(k)]))
+    gmm_start = dict(
+        weights_init=np.bincount(km0.labels_, minlength=k) / len(P),
+        means_init=km0.cluster_centers_,
+        precisions_init=np.stack(
+            [
+                np.linalg.inv(np.cov(P[km0.labels_ == c].T, bias=True) + 1e-3 * np.eye(P.shape[1]))
+                for c in range(k)
+            ]
+        ),
+    )
     jobs = [
-        ("k-means, same init", "inertia",
-         lambda: ref.KMeans(k, init=init), lambda: sk.KMeans(k, init=init, n_init=1, algorithm="lloyd"), X),
-        (f"k-means++ x{config.n_init}", "inertia",
-         lambda: ref.KMeans(k, n_init=config.n_init, random_state=seed),
-         lambda: sk.KMeans(k, n_init=config.n_init, random_state=seed), X),
-        (f"DBSCAN eps={config.dbscan_eps:g}", "clusters",
-         lambda: ref.DBSCAN(config.dbscan_eps, min_samples=config.dbscan_min_samples),
-         lambda: sk.DBSCAN(eps=config.dbscan_eps, min_samples=config.dbscan_min_samples), X),
-        *[(f"agglomerative {link}", "top merge",
-           lambda link=link: ref.AgglomerativeClustering(k, linkage=link),
-           lambda link=link: sk.AgglomerativeClustering(k, linkage=link, compute_distances=True), X)
-          for link in config.linkages],
-        (f"GMM (EM) on {config.gmm_dims} PCs, same init", "mean loglik",
-         lambda: GaussianMixture(k, tol=1e-4, max_iter=300, reg_covar=1e-4, **gmm_start),
-         lambda: SkGMM(k, tol=1e-4, max_iter=300, reg_covar=1e-4, **gmm_start), P),
+        (
+            "k-means, same init",
+            "inertia",
+            lambda: ref.KMeans(k, init=init),
+            lambda: sk.KMeans(k, init=init, n_init=1, algorithm="lloyd"),
+            X,
+        ),
+        (
+            f"k-means++ x{config.n_init}",
+            "inertia",
+            lambda: ref.KMeans(k, n_init=config.n_init, random_state=seed),
+            lambda: sk.KMeans(k, n_init=config.n_init, random_state=seed),
+            X,
+        ),
+        (
+            f"DBSCAN eps={config.dbscan_eps:g}",
+            "clusters",
+            lambda: ref.DBSCAN(config.dbscan_eps, min_samples=config.dbscan_min_samples),
+            lambda: sk.DBSCAN(eps=config.dbscan_eps, min_samples=config.dbscan_min_samples),
+            X,
+        ),
+        *[
+            (
+                f"agglomerative {link}",
+                "top merge",
+                lambda link=link: ref.AgglomerativeClustering(k, linkage=link),
+                lambda link=link: sk.AgglomerativeClustering(
+                    k, linkage=link, compute_distances=True
+                ),
+                X,
+            )
+            for link in config.linkages
+        ],
+        (
+            f"GMM (EM) on {config.gmm_dims} PCs, same init",
+            "mean loglik",
+            lambda: GaussianMixture(k, tol=1e-4, max_iter=300, reg_covar=1e-4, **gmm_start),
+            lambda: SkGMM(k, tol=1e-4, max_iter=300, reg_covar=1e-4, **gmm_start),
+            P,
+        ),
     ]
     rows, fitted = [], {}
     for name, stat, ours_fit, lib_fit, data in ctx.track(jobs, "clustering digits"):
-        ours, t_ours = _timed(lambda: ours_fit().fit(data))
-        theirs, t_lib = _timed(lambda: lib_fit().fit(data))
+        ours, t_ours = _timed(lambda: ours_fit().fit(data))  # noqa: B023 (called before the loop moves on)
+        theirs, t_lib = _timed(lambda: lib_fit().fit(data))  # noqa: B023 (called before the loop moves on)
         if stat == "mean loglik":
             lab_o, lab_l = ours.predict(data), theirs.predict(data)
         else:
@@ -98,10 +134,20 @@ def _compare(config: Config, X: np.ndarray, y: np.ndarray, ctx: RunContext) -> t
         else:
             s_o, s_l = ours.lower_bound_, theirs.lower_bound_
         fitted[name] = ours
-        rows.append({"method": name, "statistic": stat, "ours": float(s_o), "sklearn": float(s_l),
-                     "ari_ours_vs_sklearn": float(ari(lab_o, lab_l)), "ours_ari_vs_digit": float(ari(y, lab_o)),
-                     "sklearn_ari_vs_digit": float(ari(y, lab_l)), "noise_points": int((lab_o == -1).sum()),
-                     "ours_s": t_ours, "sklearn_s": t_lib})
+        rows.append(
+            {
+                "method": name,
+                "statistic": stat,
+                "ours": float(s_o),
+                "sklearn": float(s_l),
+                "ari_ours_vs_sklearn": float(ari(lab_o, lab_l)),
+                "ours_ari_vs_digit": float(ari(y, lab_o)),
+                "sklearn_ari_vs_digit": float(ari(y, lab_l)),
+                "noise_points": int((lab_o == -1).sum()),
+                "ours_s": t_ours,
+                "sklearn_s": t_lib,
+            }
+        )
     return rows, fitted
 
 
@@ -114,7 +160,6 @@ def _elbow(config: Config, X: np.ndarray, ctx: RunContext) -> list[dict]:
         theirs = sk.KMeans(k, n_init=config.n_init, random_state=config.seed).fit(X)
         rows.append({"k": k, "ours_inertia": ours.inertia_, "sklearn_inertia": theirs.inertia_})
     return rows
-
 
 
 def _figures(config: Config, raw: np.ndarray, kmeans, elbow: list[dict], ctx: RunContext) -> list:
@@ -140,20 +185,28 @@ def _figures(config: Config, raw: np.ndarray, kmeans, elbow: list[dict], ctx: Ru
     out.append(ctx.save_figure(fig, "elbow"))
 
     # Generated blobs of unequal spread plus a stretched pair: where each family disagrees.
-    Xb, _ = make_blobs(n_samples=450, centers=[(-6, 0), (0, 0), (5, 4)], cluster_std=[0.6, 1.6, 0.9],
-                       random_state=config.seed)
+    Xb, _ = make_blobs(
+        n_samples=450,
+        centers=[(-6, 0), (0, 0), (5, 4)],
+        cluster_std=[0.6, 1.6, 0.9],
+        random_state=config.seed,
+    )
     Xb[Xb[:, 0] > 3] = Xb[Xb[:, 0] > 3] @ np.array([[1.0, 0.0], [1.2, 0.4]])
-    models = [("k-means", ref.KMeans(3, n_init=5, random_state=config.seed)),
-              ("DBSCAN eps=0.7", ref.DBSCAN(eps=0.7, min_samples=6)),
-              ("agglomerative single", ref.AgglomerativeClustering(3, linkage="single")),
-              ("agglomerative ward", ref.AgglomerativeClustering(3, linkage="ward")),
-              ("Gaussian mixture", GaussianMixture(3, random_state=config.seed))]
+    models = [
+        ("k-means", ref.KMeans(3, n_init=5, random_state=config.seed)),
+        ("DBSCAN eps=0.7", ref.DBSCAN(eps=0.7, min_samples=6)),
+        ("agglomerative single", ref.AgglomerativeClustering(3, linkage="single")),
+        ("agglomerative ward", ref.AgglomerativeClustering(3, linkage="ward")),
+        ("Gaussian mixture", GaussianMixture(3, random_state=config.seed)),
+    ]
     fig, axes = plt.subplots(1, len(models), figsize=(3.3 * len(models), 3.3))
     for ax, (name, model) in zip(axes, models):
         labels = model.fit(Xb).predict(Xb) if name == "Gaussian mixture" else model.fit(Xb).labels_
         noise = labels < 0
         ax.scatter(Xb[noise, 0], Xb[noise, 1], c="lightgrey", s=6)
-        ax.scatter(Xb[~noise, 0], Xb[~noise, 1], c=labels[~noise], cmap="tab10", s=6, vmin=0, vmax=9)
+        ax.scatter(
+            Xb[~noise, 0], Xb[~noise, 1], c=labels[~noise], cmap="tab10", s=6, vmin=0, vmax=9
+        )
         ax.set(title=name, xticks=[], yticks=[])
     fig.suptitle("generated blobs: grey = DBSCAN noise")
     out.append(ctx.save_figure(fig, "blobs_2d"))
@@ -173,15 +226,23 @@ def run(config: Config, ctx: RunContext) -> LabResult:
     same, plusplus, gmm = rows[0], rows[1], rows[-1]
     ward = next((r for r in rows if r["method"] == "agglomerative ward"), rows[-2])
     metrics = {
-        "n_digits": len(X), "ours_digits_inertia": plusplus["ours"], "sklearn_digits_inertia": plusplus["sklearn"],
-        "same_init_ari": same["ari_ours_vs_sklearn"], "same_init_inertia_ours": same["ours"],
+        "n_digits": len(X),
+        "ours_digits_inertia": plusplus["ours"],
+        "sklearn_digits_inertia": plusplus["sklearn"],
+        "same_init_ari": same["ari_ours_vs_sklearn"],
+        "same_init_inertia_ours": same["ours"],
         "same_init_inertia_sklearn": same["sklearn"],
         "kmeans_ari_vs_digit": plusplus["ours_ari_vs_digit"],
-        "dbscan_ari_vs_sklearn": rows[2]["ari_ours_vs_sklearn"], "dbscan_noise": rows[2]["noise_points"],
-        "ward_ari_vs_sklearn": ward["ari_ours_vs_sklearn"], "ward_ari_vs_digit": ward["ours_ari_vs_digit"],
-        "gmm_loglik_ours": gmm["ours"], "gmm_loglik_sklearn": gmm["sklearn"],
+        "dbscan_ari_vs_sklearn": rows[2]["ari_ours_vs_sklearn"],
+        "dbscan_noise": rows[2]["noise_points"],
+        "ward_ari_vs_sklearn": ward["ari_ours_vs_sklearn"],
+        "ward_ari_vs_digit": ward["ours_ari_vs_digit"],
+        "gmm_loglik_ours": gmm["ours"],
+        "gmm_loglik_sklearn": gmm["sklearn"],
         "gmm_ari_vs_sklearn": gmm["ari_ours_vs_sklearn"],
-        "min_ari_vs_sklearn_same_start": min(r["ari_ours_vs_sklearn"] for r in rows if r is not plusplus),
+        "min_ari_vs_sklearn_same_start": min(
+            r["ari_ours_vs_sklearn"] for r in rows if r is not plusplus
+        ),
     }
     best_row = max(rows, key=lambda r: r["ours_ari_vs_digit"])
     notes = [
@@ -197,5 +258,11 @@ def run(config: Config, ctx: RunContext) -> LabResult:
         f"DBSCAN at eps={config.dbscan_eps:g} calls {rows[2]['noise_points']} of {len(X)} digits noise: "
         "in 64 dimensions density is thin everywhere.",
     ]
-    return LabResult(metrics=metrics, key_metric="ours_digits_inertia", library_metric="sklearn_digits_inertia",
-                     tables={"methods": rows, "elbow": elbow}, figures=figures, notes=notes)
+    return LabResult(
+        metrics=metrics,
+        key_metric="ours_digits_inertia",
+        library_metric="sklearn_digits_inertia",
+        tables={"methods": rows, "elbow": elbow},
+        figures=figures,
+        notes=notes,
+    )

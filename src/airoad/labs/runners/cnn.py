@@ -22,8 +22,18 @@ from airoad.labs.contract import LabResult, RunContext
 from airoad.neural import cnn as ref
 
 MEAN, STD = 0.2860, 0.3530  # Fashion-MNIST pixel mean / std on the training set (in [0, 1])
-CLASSES = ("T-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker",
-           "bag", "boot")
+CLASSES = (
+    "T-shirt",
+    "trouser",
+    "pullover",
+    "dress",
+    "coat",
+    "sandal",
+    "shirt",
+    "sneaker",
+    "bag",
+    "boot",
+)
 
 
 @dataclass(frozen=True)
@@ -73,23 +83,38 @@ def conv_check(x: np.ndarray, seed: int, repeats: int = 3) -> tuple[list[dict], 
         xt, wt, bt = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
         ot = F.conv2d(xt, wt, bt, stride=stride, padding=padding)
         ot.backward(torch.from_numpy(g))
-        grad_err = max(float(np.abs(dx - xt.grad.numpy()).max()), float(np.abs(dw - wt.grad.numpy()).max()),
-                       float(np.abs(db - bt.grad.numpy()).max()))
-        rows.append({"layer": f"conv2d 3x3 stride {stride} pad {padding}", "out_shape": str(out.shape),
-                     "max_abs_diff_out": float(np.abs(out - ot.detach().numpy()).max()),
-                     "max_abs_diff_grad": grad_err})
+        grad_err = max(
+            float(np.abs(dx - xt.grad.numpy()).max()),
+            float(np.abs(dw - wt.grad.numpy()).max()),
+            float(np.abs(db - bt.grad.numpy()).max()),
+        )
+        rows.append(
+            {
+                "layer": f"conv2d 3x3 stride {stride} pad {padding}",
+                "out_shape": str(out.shape),
+                "max_abs_diff_out": float(np.abs(out - ot.detach().numpy()).max()),
+                "max_abs_diff_grad": grad_err,
+            }
+        )
         if stride == 1 and padding == 1:
             ratio = _time_ratio(x, w, b, g, repeats)
-    for name, fwd, bwd, lib in [("maxpool2d 2x2", ref.maxpool2d_forward, ref.maxpool2d_backward, F.max_pool2d),
-                                ("avgpool2d 2x2", ref.avgpool2d_forward, ref.avgpool2d_backward, F.avg_pool2d)]:
+    for name, fwd, bwd, lib in [
+        ("maxpool2d 2x2", ref.maxpool2d_forward, ref.maxpool2d_backward, F.max_pool2d),
+        ("avgpool2d 2x2", ref.avgpool2d_forward, ref.avgpool2d_backward, F.avg_pool2d),
+    ]:
         out, cache = fwd(x, 2)
         g = rng.normal(size=out.shape)
         xt = torch.tensor(x, requires_grad=True)
         ot = lib(xt, 2)
         ot.backward(torch.from_numpy(g))
-        rows.append({"layer": name, "out_shape": str(out.shape),
-                     "max_abs_diff_out": float(np.abs(out - ot.detach().numpy()).max()),
-                     "max_abs_diff_grad": float(np.abs(bwd(g, cache) - xt.grad.numpy()).max())})
+        rows.append(
+            {
+                "layer": name,
+                "out_shape": str(out.shape),
+                "max_abs_diff_out": float(np.abs(out - ot.detach().numpy()).max()),
+                "max_abs_diff_grad": float(np.abs(bwd(g, cache) - xt.grad.numpy()).max()),
+            }
+        )
     return rows, ratio
 
 
@@ -117,7 +142,7 @@ def evaluate(model, X, y, batch: int = 1000) -> float:
 
     model.eval()
     with torch.no_grad():
-        pred = torch.cat([model(X[i:i + batch]).argmax(1) for i in range(0, len(X), batch)])
+        pred = torch.cat([model(X[i : i + batch]).argmax(1) for i in range(0, len(X), batch)])
     return float((pred == y).float().mean())
 
 
@@ -129,30 +154,48 @@ def train(config: Config, data: dict, ctx: RunContext | None = None):
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     gen = torch.Generator().manual_seed(config.seed)
-    X, y = prepare(data["X_train"][:config.n_train]), torch.from_numpy(data["y_train"][:config.n_train]).long()
-    Xte, yte = prepare(data["X_test"][:config.n_test]), torch.from_numpy(data["y_test"][:config.n_test]).long()
+    X, y = (
+        prepare(data["X_train"][: config.n_train]),
+        torch.from_numpy(data["y_train"][: config.n_train]).long(),
+    )
+    Xte, yte = (
+        prepare(data["X_test"][: config.n_test]),
+        torch.from_numpy(data["y_test"][: config.n_test]).long(),
+    )
     model = ref.FashionCNN(tuple(config.channels), config.hidden, 10, config.dropout)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps = (len(X) + config.batch_size - 1) // config.batch_size
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, config.lr, total_steps=config.epochs * steps)
     history, cpu0, wall0 = [], time.process_time(), time.perf_counter()
-    epochs = range(config.epochs) if ctx is None else ctx.track(range(config.epochs), "training CNN")
+    epochs = (
+        range(config.epochs) if ctx is None else ctx.track(range(config.epochs), "training CNN")
+    )
     for epoch in epochs:
         model.train()
         order, total = torch.randperm(len(X), generator=gen), 0.0
         for i in range(0, len(X), config.batch_size):
-            idx = order[i:i + config.batch_size]
-            xb = ref.augment(X[idx], config.crop_padding, gen, config.flip) if config.crop_padding or config.flip else X[idx]
+            idx = order[i : i + config.batch_size]
+            xb = (
+                ref.augment(X[idx], config.crop_padding, gen, config.flip)
+                if config.crop_padding or config.flip
+                else X[idx]
+            )
             loss = F.cross_entropy(model(xb), y[idx])
             opt.zero_grad()
             loss.backward()
             opt.step()
             sched.step()
             total += loss.item() * len(idx)
-        history.append({"epoch": epoch + 1, "train_loss": total / len(X), "test_accuracy": evaluate(model, Xte, yte),
-                        "cpu_seconds": time.process_time() - cpu0, "wall_seconds": time.perf_counter() - wall0})
+        history.append(
+            {
+                "epoch": epoch + 1,
+                "train_loss": total / len(X),
+                "test_accuracy": evaluate(model, Xte, yte),
+                "cpu_seconds": time.process_time() - cpu0,
+                "wall_seconds": time.perf_counter() - wall0,
+            }
+        )
     return model, history, (Xte, yte)
-
 
 
 def _figures(model, history, Xte, config: Config, ctx: RunContext) -> list:
@@ -165,12 +208,14 @@ def _figures(model, history, Xte, config: Config, ctx: RunContext) -> list:
     ax[0].plot(ep, [h["train_loss"] for h in history], "o-")
     ax[0].set(xlabel="epoch", ylabel="train cross-entropy", title="training loss (augmented)")
     ax[1].plot(ep, [h["test_accuracy"] for h in history], "o-")
-    ax[1].axhline(config.target_accuracy, color="r", ls=":", label=f"target {config.target_accuracy:.0%}")
+    ax[1].axhline(
+        config.target_accuracy, color="r", ls=":", label=f"target {config.target_accuracy:.0%}"
+    )
     ax[1].set(xlabel="epoch", ylabel="test accuracy", title="test accuracy")
     ax[1].legend()
     out.append(ctx.save_figure(fig, "training_curves"))
 
-    filters = model.stage1[0].weight.detach()[:, 0].numpy()   # (c1, 3, 3)
+    filters = model.stage1[0].weight.detach()[:, 0].numpy()  # (c1, 3, 3)
     cols = 8
     rows = (len(filters) + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.2, rows * 1.3))
@@ -218,7 +263,7 @@ def run(config: Config, ctx: RunContext) -> LabResult:
 
     matplotlib.use("Agg")
     data = load("fashion-mnist")
-    check_x = data["X_test"][:config.check_images, None].astype(np.float64) / 255.0
+    check_x = data["X_test"][: config.check_images, None].astype(np.float64) / 255.0
     with ctx.step("NumPy conv2d / pooling vs torch"):
         check_rows, ratio = conv_check(check_x, config.seed)
     model, history, (Xte, _) = train(config, data, ctx)
@@ -227,8 +272,11 @@ def run(config: Config, ctx: RunContext) -> LabResult:
     reached = [h for h in history if h["test_accuracy"] >= config.target_accuracy]
     last = history[-1]
     metrics = {
-        "test_accuracy": last["test_accuracy"], "cpu_seconds": last["cpu_seconds"],
-        "wall_seconds": last["wall_seconds"], "epochs": config.epochs, "n_train": config.n_train,
+        "test_accuracy": last["test_accuracy"],
+        "cpu_seconds": last["cpu_seconds"],
+        "wall_seconds": last["wall_seconds"],
+        "epochs": config.epochs,
+        "n_train": config.n_train,
         "cpu_seconds_to_target": reached[0]["cpu_seconds"] if reached else float("nan"),
         "wall_seconds_to_target": reached[0]["wall_seconds"] if reached else float("nan"),
         "conv_max_abs_diff_out": max(r["max_abs_diff_out"] for r in check_rows),
@@ -244,9 +292,18 @@ def run(config: Config, ctx: RunContext) -> LabResult:
         f"{config.epochs} epochs on {config.n_train} images; {last['cpu_seconds']:.0f} CPU-s "
         f"(process_time over {config.threads} threads), {last['wall_seconds']:.0f} s wall "
         "(wall time is inflated when other jobs share the machine).",
-        (f"Reached {config.target_accuracy:.0%} at epoch {reached[0]['epoch']} "
-         f"({reached[0]['cpu_seconds']:.0f} CPU-s)." if reached else
-         f"Did not reach {config.target_accuracy:.0%} in this config (the quick run is far too short)."),
+        (
+            f"Reached {config.target_accuracy:.0%} at epoch {reached[0]['epoch']} "
+            f"({reached[0]['cpu_seconds']:.0f} CPU-s)."
+            if reached
+            else f"Did not reach {config.target_accuracy:.0%} in this config (the quick run is far too short)."
+        ),
     ]
-    return LabResult(metrics=metrics, key_metric="test_accuracy", library_metric=None,
-                     tables={"layer_check": check_rows, "epochs": history}, figures=figures, notes=notes)
+    return LabResult(
+        metrics=metrics,
+        key_metric="test_accuracy",
+        library_metric=None,
+        tables={"layer_check": check_rows, "epochs": history},
+        figures=figures,
+        notes=notes,
+    )

@@ -58,9 +58,14 @@ def _scan_k(Z: np.ndarray, config: Config, ctx: RunContext) -> list[dict]:
     rows = []
     for k in ctx.track(range(config.k_min, config.k_max + 1), "k-means for each k"):
         km = KMeans(n_clusters=k, n_init=config.n_init, random_state=config.seed).fit(Z)
-        rows.append({"k": k, "inertia": float(km.inertia_),
-                     "ours_silhouette": ref.silhouette_score(Z, km.labels_),
-                     "sklearn_silhouette": float(silhouette_score(Z, km.labels_))})
+        rows.append(
+            {
+                "k": k,
+                "inertia": float(km.inertia_),
+                "ours_silhouette": ref.silhouette_score(Z, km.labels_),
+                "sklearn_silhouette": float(silhouette_score(Z, km.labels_)),
+            }
+        )
     return rows
 
 
@@ -71,16 +76,29 @@ def _profiles(X: np.ndarray, names: list[str], labels: np.ndarray, threshold: fl
     rows = []
     for s, seg in enumerate(segments):
         mask = labels == seg
-        row = {"segment": int(seg), "name": seg_names[s], "customers": int(mask.sum()),
-               "share": float(mask.mean())}
+        row = {
+            "segment": int(seg),
+            "name": seg_names[s],
+            "customers": int(mask.sum()),
+            "share": float(mask.mean()),
+        }
         row.update({f"mean {n}": float(X[mask, j].mean()) for j, n in enumerate(names)})
         row.update({f"z {n}": float(z[s, j]) for j, n in enumerate(names)})
         rows.append(row)
     return sorted(rows, key=lambda r: -r["customers"])
 
 
-def _figures(ctx: RunContext, scan: list[dict], elbow_k: int, k: int, labels: np.ndarray,
-             sil: np.ndarray, profiles: list[dict], names: list[str], maps: dict) -> list:
+def _figures(
+    ctx: RunContext,
+    scan: list[dict],
+    elbow_k: int,
+    k: int,
+    labels: np.ndarray,
+    sil: np.ndarray,
+    profiles: list[dict],
+    names: list[str],
+    maps: dict,
+) -> list:
     import matplotlib.pyplot as plt
 
     paths = []
@@ -107,8 +125,12 @@ def _figures(ctx: RunContext, scan: list[dict], elbow_k: int, k: int, labels: np
         ax.fill_betweenx(np.arange(y0, y0 + vals.size), 0, vals, alpha=0.7, label=name_of[seg])
         y0 += vals.size + 10
     ax.axvline(sil.mean(), color="k", ls="--", label=f"mean {sil.mean():.3f}")
-    ax.set(xlabel="silhouette s(i)", ylabel="customers (sorted within segment)", yticks=[],
-           title=f"silhouette of each customer, k={k}")
+    ax.set(
+        xlabel="silhouette s(i)",
+        ylabel="customers (sorted within segment)",
+        yticks=[],
+        title=f"silhouette of each customer, k={k}",
+    )
     ax.legend(fontsize=8)
     paths.append(ctx.save_figure(fig, "silhouette_plot"))
 
@@ -134,7 +156,6 @@ def _figures(ctx: RunContext, scan: list[dict], elbow_k: int, k: int, labels: np
     return paths
 
 
-
 def run(config: Config, ctx: RunContext) -> LabResult:
     import matplotlib
 
@@ -144,7 +165,9 @@ def run(config: Config, ctx: RunContext) -> LabResult:
     from sklearn.metrics import silhouette_samples
 
     X, names = _features(load("credit"), config.features)
-    Z = (X - X.mean(axis=0)) / X.std(axis=0)  # k-means on standard units: dollars must not drown age
+    Z = (X - X.mean(axis=0)) / X.std(
+        axis=0
+    )  # k-means on standard units: dollars must not drown age
     scan = _scan_k(Z, config, ctx)
     ks = np.array([r["k"] for r in scan])
     inertia = [r["inertia"] for r in scan]
@@ -157,24 +180,50 @@ def run(config: Config, ctx: RunContext) -> LabResult:
     sk_sil = silhouette_samples(Z, labels)
     profiles = _profiles(X, names, labels, config.name_threshold)
     with ctx.step("t-SNE map (scikit-learn)"):
-        tsne = TSNE(n_components=2, perplexity=30.0, max_iter=config.tsne_iter, init="pca",
-                    random_state=config.seed).fit_transform(Z)
+        tsne = TSNE(
+            n_components=2,
+            perplexity=30.0,
+            max_iter=config.tsne_iter,
+            init="pca",
+            random_state=config.seed,
+        ).fit_transform(Z)
     pca = PCA(n_components=2).fit(Z)
-    maps = {f"PCA (airoad), {pca.explained_variance_ratio_.sum():.0%} of the variance": pca.transform(Z),
-            "t-SNE (scikit-learn)": tsne}
+    maps = {
+        f"PCA (airoad), {pca.explained_variance_ratio_.sum():.0%} of the variance": pca.transform(
+            Z
+        ),
+        "t-SNE (scikit-learn)": tsne,
+    }
     figures = _figures(ctx, scan, elbow_k, k, labels, sil, profiles, names, maps)
 
     row_k = scan[int(np.flatnonzero(ks == k)[0])]
-    metrics = {"n_customers": len(X), "n_features": len(names), "chosen_k": k, "elbow_k": elbow_k,
-               "best_silhouette_k": int(ks[int(np.argmax(ours_sil))]),
-               "ours_silhouette": row_k["ours_silhouette"], "sklearn_silhouette": row_k["sklearn_silhouette"],
-               "max_abs_silhouette_sample_diff": float(np.abs(sil - sk_sil).max()),
-               "pca_2d_variance_ratio": float(pca.explained_variance_ratio_.sum()),
-               "largest_segment": profiles[0]["name"]}
-    notes = [f"k = {k}: {reason}.",
-             f"Our silhouette {row_k['ours_silhouette']:.4f} vs scikit-learn {row_k['sklearn_silhouette']:.4f} "
-             f"(largest per-customer difference {metrics['max_abs_silhouette_sample_diff']:.1e})."]
-    notes += [f"{r['name']}: {r['customers']} customers ({r['share']:.0%}); "
-              + ", ".join(f"{n} {r['mean ' + n]:.4g}" for n in names) for r in profiles]
-    return LabResult(metrics=metrics, key_metric="ours_silhouette", library_metric="sklearn_silhouette",
-                     tables={"choose_k": scan, "segment_profiles": profiles}, figures=figures, notes=notes)
+    metrics = {
+        "n_customers": len(X),
+        "n_features": len(names),
+        "chosen_k": k,
+        "elbow_k": elbow_k,
+        "best_silhouette_k": int(ks[int(np.argmax(ours_sil))]),
+        "ours_silhouette": row_k["ours_silhouette"],
+        "sklearn_silhouette": row_k["sklearn_silhouette"],
+        "max_abs_silhouette_sample_diff": float(np.abs(sil - sk_sil).max()),
+        "pca_2d_variance_ratio": float(pca.explained_variance_ratio_.sum()),
+        "largest_segment": profiles[0]["name"],
+    }
+    notes = [
+        f"k = {k}: {reason}.",
+        f"Our silhouette {row_k['ours_silhouette']:.4f} vs scikit-learn {row_k['sklearn_silhouette']:.4f} "
+        f"(largest per-customer difference {metrics['max_abs_silhouette_sample_diff']:.1e}).",
+    ]
+    notes += [
+        f"{r['name']}: {r['customers']} customers ({r['share']:.0%}); "
+        + ", ".join(f"{n} {r['mean ' + n]:.4g}" for n in names)
+        for r in profiles
+    ]
+    return LabResult(
+        metrics=metrics,
+        key_metric="ours_silhouette",
+        library_metric="sklearn_silhouette",
+        tables={"choose_k": scan, "segment_profiles": profiles},
+        figures=figures,
+        notes=notes,
+    )

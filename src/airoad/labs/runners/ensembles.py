@@ -43,9 +43,13 @@ def encode_tabular(train: pd.DataFrame, test: pd.DataFrame, target: str, positiv
     text = [c for c in features if not pd.api.types.is_numeric_dtype(both[c])]
     both[text] = both[text].fillna("missing")
     X = pd.get_dummies(both, columns=text, dtype=float)
-    return (X.loc["train"].to_numpy(np.float64), X.loc["test"].to_numpy(np.float64),
-            (train[target] == positive).to_numpy(int), (test[target] == positive).to_numpy(int),
-            list(X.columns))
+    return (
+        X.loc["train"].to_numpy(np.float64),
+        X.loc["test"].to_numpy(np.float64),
+        (train[target] == positive).to_numpy(int),
+        (test[target] == positive).to_numpy(int),
+        list(X.columns),
+    )
 
 
 def load_encoded(name: str, config: Config) -> tuple:
@@ -54,8 +58,9 @@ def load_encoded(name: str, config: Config) -> tuple:
 
     if name == "titanic":
         df = load("titanic")
-        train, test = train_test_split(df, test_size=config.test_size, stratify=df["survived"],
-                                       random_state=config.seed)
+        train, test = train_test_split(
+            df, test_size=config.test_size, stratify=df["survived"], random_state=config.seed
+        )
         return encode_tabular(train, test, "survived", 1)
     if name == "adult":
         train, test = load("adult")
@@ -72,10 +77,23 @@ def models(config: Config) -> list[tuple[str, str, object]]:
     n, lr, depth, seed = config.n_estimators, config.learning_rate, config.gb_max_depth, config.seed
     out = [
         ("random forest", "ours", ref.RandomForestClassifier(n_estimators=n, random_state=seed)),
-        ("random forest", "sklearn", ske.RandomForestClassifier(n_estimators=n, random_state=seed, n_jobs=1)),
-        ("gradient boosting", "ours", ref.GradientBoostingClassifier(n_estimators=n, learning_rate=lr, max_depth=depth)),
-        ("gradient boosting", "sklearn", ske.GradientBoostingClassifier(n_estimators=n, learning_rate=lr, max_depth=depth,
-                                                                        random_state=seed)),
+        (
+            "random forest",
+            "sklearn",
+            ske.RandomForestClassifier(n_estimators=n, random_state=seed, n_jobs=1),
+        ),
+        (
+            "gradient boosting",
+            "ours",
+            ref.GradientBoostingClassifier(n_estimators=n, learning_rate=lr, max_depth=depth),
+        ),
+        (
+            "gradient boosting",
+            "sklearn",
+            ske.GradientBoostingClassifier(
+                n_estimators=n, learning_rate=lr, max_depth=depth, random_state=seed
+            ),
+        ),
         ("adaboost", "ours", ref.AdaBoostClassifier(n_estimators=n)),
         ("adaboost", "sklearn", ske.AdaBoostClassifier(n_estimators=n, random_state=seed)),
     ]
@@ -83,10 +101,26 @@ def models(config: Config) -> list[tuple[str, str, object]]:
         import lightgbm
         import xgboost
 
-        out += [("gradient boosting", "xgboost", xgboost.XGBClassifier(n_estimators=n, learning_rate=lr, n_jobs=1,
-                                                                       tree_method="hist", random_state=seed)),
-                ("gradient boosting", "lightgbm", lightgbm.LGBMClassifier(n_estimators=n, learning_rate=lr, n_jobs=1,
-                                                                          verbose=-1, random_state=seed))]
+        out += [
+            (
+                "gradient boosting",
+                "xgboost",
+                xgboost.XGBClassifier(
+                    n_estimators=n,
+                    learning_rate=lr,
+                    n_jobs=1,
+                    tree_method="hist",
+                    random_state=seed,
+                ),
+            ),
+            (
+                "gradient boosting",
+                "lightgbm",
+                lightgbm.LGBMClassifier(
+                    n_estimators=n, learning_rate=lr, n_jobs=1, verbose=-1, random_state=seed
+                ),
+            ),
+        ]
     return out
 
 
@@ -98,13 +132,14 @@ def _staged_accuracy(model, X: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.mean(proba.argmax(axis=2) == y, axis=1)
 
 
-
 def _figures(ctx: RunContext, rows: list[dict], curves: dict, importances: dict) -> list:
     import matplotlib.pyplot as plt
 
     figures = []
     for name, by_family in curves.items():
-        fig, axes = plt.subplots(1, len(by_family), figsize=(4.5 * len(by_family), 3.6), squeeze=False)
+        fig, axes = plt.subplots(
+            1, len(by_family), figsize=(4.5 * len(by_family), 3.6), squeeze=False
+        )
         for ax, (family, impls) in zip(axes[0], by_family.items()):
             for impl, acc in impls.items():
                 style = dict(lw=3, alpha=0.5) if impl == "ours" else dict(ls="--", color="k")
@@ -115,7 +150,10 @@ def _figures(ctx: RunContext, rows: list[dict], curves: dict, importances: dict)
 
     frame = pd.DataFrame(rows)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for ax, col, label in [(axes[0], "accuracy", "test accuracy"), (axes[1], "seconds", "fit + predict seconds (log)")]:
+    for ax, col, label in [
+        (axes[0], "accuracy", "test accuracy"),
+        (axes[1], "seconds", "fit + predict seconds (log)"),
+    ]:
         table = frame.pivot_table(index=["dataset", "model"], columns="implementation", values=col)
         table.plot.bar(ax=ax, rot=30, fontsize=7)
         ax.set(ylabel=label, xlabel="")
@@ -151,13 +189,23 @@ def run(config: Config, ctx: RunContext) -> LabResult:
             start = time.perf_counter()
             pred = model.fit(Xtr, ytr).predict(Xte)
             seconds = time.perf_counter() - start
-            rows.append({"dataset": name, "model": family, "implementation": impl,
-                         "accuracy": float(np.mean(pred == yte)), "seconds": seconds,
-                         "train_rows": len(ytr), "features": Xtr.shape[1]})
+            rows.append(
+                {
+                    "dataset": name,
+                    "model": family,
+                    "implementation": impl,
+                    "accuracy": float(np.mean(pred == yte)),
+                    "seconds": seconds,
+                    "train_rows": len(ytr),
+                    "features": Xtr.shape[1],
+                }
+            )
             if impl in ("ours", "sklearn"):
                 curves[name].setdefault(family, {})[impl] = _staged_accuracy(model, Xte, yte)
             if family == "random forest":
-                importances.setdefault(name, [names, None, None])[1 if impl == "ours" else 2] = model.feature_importances_
+                importances.setdefault(name, [names, None, None])[1 if impl == "ours" else 2] = (
+                    model.feature_importances_
+                )
     figures = _figures(ctx, rows, curves, {k: tuple(v) for k, v in importances.items()})
 
     acc = {(r["dataset"], r["model"], r["implementation"]): r["accuracy"] for r in rows}
@@ -165,21 +213,43 @@ def run(config: Config, ctx: RunContext) -> LabResult:
     side = []
     for (name, family, impl), value in acc.items():
         if impl == "ours":
-            side.append({"dataset": name, "model": family, "ours_acc": value,
-                         "sklearn_acc": acc[(name, family, "sklearn")],
-                         "diff_points": 100 * (value - acc[(name, family, "sklearn")]),
-                         "time_ratio": secs[(name, family, "ours")] / secs[(name, family, "sklearn")]})
+            side.append(
+                {
+                    "dataset": name,
+                    "model": family,
+                    "ours_acc": value,
+                    "sklearn_acc": acc[(name, family, "sklearn")],
+                    "diff_points": 100 * (value - acc[(name, family, "sklearn")]),
+                    "time_ratio": secs[(name, family, "ours")] / secs[(name, family, "sklearn")],
+                }
+            )
     key_ds = "adult" if "adult" in config.datasets else config.datasets[0]
-    metrics = {"ours_acc": acc[(key_ds, "gradient boosting", "ours")],
-               "sklearn_acc": acc[(key_ds, "gradient boosting", "sklearn")],
-               "max_abs_diff_points": max(abs(r["diff_points"]) for r in side)}
+    metrics = {
+        "ours_acc": acc[(key_ds, "gradient boosting", "ours")],
+        "sklearn_acc": acc[(key_ds, "gradient boosting", "sklearn")],
+        "max_abs_diff_points": max(abs(r["diff_points"]) for r in side),
+    }
     for (name, family, impl), value in acc.items():
         metrics[f"{name}_{family.replace(' ', '_')}_{impl}_acc"] = value
     best = max((r for r in rows if r["dataset"] == key_ds), key=lambda r: r["accuracy"])
-    notes = [f"{r['dataset']} {r['model']}: ours {r['ours_acc']:.4f} vs sklearn {r['sklearn_acc']:.4f} "
-             f"({r['diff_points']:+.2f} points), {r['time_ratio']:.1f}x sklearn's time" for r in side]
-    notes.append(f"Best on {key_ds}: {best['implementation']} {best['model']} at {best['accuracy']:.4f}.")
-    notes.append("All within 1 point of sklearn." if metrics["max_abs_diff_points"] <= 1.0 else
-                 "Some model differs from sklearn by more than 1 point (see diff_points).")
-    return LabResult(metrics=metrics, key_metric="ours_acc", library_metric="sklearn_acc",
-                     tables={"models": rows, "ours_vs_sklearn": side}, figures=figures, notes=notes)
+    notes = [
+        f"{r['dataset']} {r['model']}: ours {r['ours_acc']:.4f} vs sklearn {r['sklearn_acc']:.4f} "
+        f"({r['diff_points']:+.2f} points), {r['time_ratio']:.1f}x sklearn's time"
+        for r in side
+    ]
+    notes.append(
+        f"Best on {key_ds}: {best['implementation']} {best['model']} at {best['accuracy']:.4f}."
+    )
+    notes.append(
+        "All within 1 point of sklearn."
+        if metrics["max_abs_diff_points"] <= 1.0
+        else "Some model differs from sklearn by more than 1 point (see diff_points)."
+    )
+    return LabResult(
+        metrics=metrics,
+        key_metric="ours_acc",
+        library_metric="sklearn_acc",
+        tables={"models": rows, "ours_vs_sklearn": side},
+        figures=figures,
+        notes=notes,
+    )

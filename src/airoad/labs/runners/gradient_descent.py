@@ -5,9 +5,10 @@ end points with the closed-form least-squares line."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -21,10 +22,10 @@ class Config:
     dataset: str = "diabetes"
     epochs: int = 100
     batch_size: int = 32
-    lr: float = 0.05             # plain SGD: batch and mini-batch GD, and the schedules' base lr
+    lr: float = 0.05  # plain SGD: batch and mini-batch GD, and the schedules' base lr
     stochastic_lr: float = 0.01  # batch size 1 needs a smaller step to stay stable
-    momentum: float = 0.9        # momentum runs use lr * (1 - momentum): same long-run step size
-    adaptive_lr: float = 0.01    # RMSProp and Adam
+    momentum: float = 0.9  # momentum runs use lr * (1 - momentum): same long-run step size
+    adaptive_lr: float = 0.01  # RMSProp and Adam
     seed: int = 0
 
 
@@ -58,32 +59,51 @@ def _variants(cfg: Config, iters: int) -> list[dict[str, Any]]:
     mom_lr = cfg.lr * (1 - cfg.momentum)
     mb = cfg.batch_size
     sched = {
-        "step decay": partial(gd.step_decay, base_lr=cfg.lr, step_size=max(iters // 4, 1), gamma=0.3),
+        "step decay": partial(
+            gd.step_decay, base_lr=cfg.lr, step_size=max(iters // 4, 1), gamma=0.3
+        ),
         "cosine": partial(gd.cosine_annealing, base_lr=cfg.lr, t_max=iters),
-        "warm-up + cosine": partial(gd.warmup_cosine, base_lr=cfg.lr, warmup_steps=max(iters // 10, 1),
-                                    total_steps=iters),
+        "warm-up + cosine": partial(
+            gd.warmup_cosine, base_lr=cfg.lr, warmup_steps=max(iters // 10, 1), total_steps=iters
+        ),
     }
     rows = [
         ("batch GD", "batch size", "SGD", {"lr": cfg.lr}, None, None),
         ("stochastic GD", "batch size", "SGD", {"lr": cfg.stochastic_lr}, 1, None),
         ("mini-batch GD", "batch size", "SGD", {"lr": cfg.lr}, mb, None),
         ("momentum", "optimizer", "SGD", {"lr": mom_lr, "momentum": cfg.momentum}, mb, None),
-        ("nesterov", "optimizer", "SGD", {"lr": mom_lr, "momentum": cfg.momentum, "nesterov": True}, mb, None),
+        (
+            "nesterov",
+            "optimizer",
+            "SGD",
+            {"lr": mom_lr, "momentum": cfg.momentum, "nesterov": True},
+            mb,
+            None,
+        ),
         ("RMSProp", "optimizer", "RMSprop", {"lr": cfg.adaptive_lr}, mb, None),
         ("Adam", "optimizer", "Adam", {"lr": cfg.adaptive_lr}, mb, None),
     ] + [(name, "schedule", "SGD", {"lr": cfg.lr}, mb, s) for name, s in sched.items()]
-    return [dict(name=n, group=g, opt=o, kwargs=k, batch_size=b, schedule=s) for n, g, o, k, b, s in rows]
+    return [
+        dict(name=n, group=g, opt=o, kwargs=k, batch_size=b, schedule=s)
+        for n, g, o, k, b, s in rows
+    ]
 
 
-def _torch_losses(x: np.ndarray, y: np.ndarray, opt_name: str, kwargs: dict, batches: list[np.ndarray],
-                  schedule: Callable[[int], float] | None) -> np.ndarray:
+def _torch_losses(
+    x: np.ndarray,
+    y: np.ndarray,
+    opt_name: str,
+    kwargs: dict,
+    batches: list[np.ndarray],
+    schedule: Callable[[int], float] | None,
+) -> np.ndarray:
     """Full-data MSE history of torch.optim on exactly the same batches (float64)."""
     import torch
 
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
     p = torch.nn.Parameter(torch.zeros(2, dtype=torch.float64))
     opt = getattr(torch.optim, opt_name)([p], **kwargs)
-    out = [float(torch.mean(yt ** 2))]
+    out = [float(torch.mean(yt**2))]
     for t, idx in enumerate(batches):
         if schedule is not None:
             opt.param_groups[0]["lr"] = schedule(t)
@@ -96,8 +116,15 @@ def _torch_losses(x: np.ndarray, y: np.ndarray, opt_name: str, kwargs: dict, bat
     return np.array(out)
 
 
-def _plots(ctx: RunContext, runs: list[dict], ls: tuple[float, float, float], x: np.ndarray,
-           y: np.ndarray, iters: int, cfg: Config) -> list:
+def _plots(
+    ctx: RunContext,
+    runs: list[dict],
+    ls: tuple[float, float, float],
+    x: np.ndarray,
+    y: np.ndarray,
+    iters: int,
+    cfg: Config,
+) -> list:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -109,7 +136,11 @@ def _plots(ctx: RunContext, runs: list[dict], ls: tuple[float, float, float], x:
     for ax, group in zip(axes, ["batch size", "optimizer", "schedule"]):
         for r in (r for r in runs if r["group"] == group):
             per_epoch = int(np.ceil(n / (r["batch_size"] or n)))
-            xs = np.arange(len(r["losses"])) / per_epoch if group == "batch size" else np.arange(len(r["losses"]))
+            xs = (
+                np.arange(len(r["losses"])) / per_epoch
+                if group == "batch size"
+                else np.arange(len(r["losses"]))
+            )
             ax.plot(xs, np.maximum(r["losses"] - mse_ls, 1e-12), label=r["name"], lw=1)
         ax.set_yscale("log")
         ax.set_xlabel("epoch" if group == "batch size" else "update (mini-batch)")
@@ -135,9 +166,16 @@ def _plots(ctx: RunContext, runs: list[dict], ls: tuple[float, float, float], x:
     mm, bb = np.meshgrid(np.linspace(-0.2, 1.0, 120), np.linspace(-0.6, 0.6, 120))
     # MSE(m, b) of standardised data is a quadratic: expand it instead of looping over the grid.
     sxx, sxy, syy, sx, sy = np.mean(x * x), np.mean(x * y), np.mean(y * y), np.mean(x), np.mean(y)
-    grid = mm ** 2 * sxx + bb ** 2 + syy + 2 * mm * bb * sx - 2 * mm * sxy - 2 * bb * sy
+    grid = mm**2 * sxx + bb**2 + syy + 2 * mm * bb * sx - 2 * mm * sxy - 2 * bb * sy
     fig, ax = plt.subplots(figsize=(6, 5))
-    ax.contour(mm, bb, grid, levels=np.quantile(grid, np.linspace(0.01, 0.9, 14)), cmap="Greys", linewidths=0.7)
+    ax.contour(
+        mm,
+        bb,
+        grid,
+        levels=np.quantile(grid, np.linspace(0.01, 0.9, 14)),
+        cmap="Greys",
+        linewidths=0.7,
+    )
     for r in (r for r in runs if r["name"] in ("batch GD", "stochastic GD", "momentum", "Adam")):
         path = np.vstack([np.zeros(2), r["path"][:PATH_STEPS]])  # the early steps tell the story
         ax.plot(path[:, 0], path[:, 1], lw=0.8, label=r["name"], alpha=0.85)
@@ -172,15 +210,24 @@ def run(config: Config, ctx: RunContext) -> LabResult:
     runs = []
     for v in ctx.track(_variants(config, iters), "fitting the line"):
         rec = _PathRecorder(getattr(gd, v["opt"])(**v["kwargs"]))
-        theta, losses = gd.fit_line(x, y, rec, v["batch_size"], config.epochs, config.seed, v["schedule"])
+        theta, losses = gd.fit_line(
+            x, y, rec, v["batch_size"], config.epochs, config.seed, v["schedule"]
+        )
         batches = gd.batch_indices(n, v["batch_size"] or n, config.epochs, config.seed)
         torch_losses = _torch_losses(x, y, v["opt"], v["kwargs"], batches, v["schedule"])
-        runs.append(dict(v, theta=theta, losses=losses, path=np.array(rec.path), torch_losses=torch_losses))
+        runs.append(
+            dict(v, theta=theta, losses=losses, path=np.array(rec.path), torch_losses=torch_losses)
+        )
 
     figures = _plots(ctx, runs, (m_ls, b_ls, mse_ls), x, y, iters, config)
 
-    metrics: dict[str, Any] = {"ls_m": m_ls, "ls_b": b_ls, "sklearn_ls_mse": mse_ls, "n_samples": n,
-                               "polyfit_vs_sklearn_m_diff": abs(m_poly - m_ls)}
+    metrics: dict[str, Any] = {
+        "ls_m": m_ls,
+        "ls_b": b_ls,
+        "sklearn_ls_mse": mse_ls,
+        "n_samples": n,
+        "polyfit_vs_sklearn_m_diff": abs(m_poly - m_ls),
+    }
     variant_rows, torch_rows = [], []
     for r in runs:
         key = re.sub(r"[^a-z0-9]+", "_", r["name"].lower()).strip("_")
@@ -189,14 +236,28 @@ def run(config: Config, ctx: RunContext) -> LabResult:
         metrics[f"ours_{key}_abs_m_error"] = abs(float(r["theta"][0]) - m_ls)
         metrics[f"torch_{key}_mse"] = float(r["torch_losses"][-1])
         gap = float(np.max(np.abs(r["losses"] - r["torch_losses"])))
-        variant_rows.append({"variant": r["name"], "batch": r["batch_size"] or n,
-                             "updates": len(r["losses"]) - 1, "m": round(float(r["theta"][0]), 5),
-                             "b": round(float(r["theta"][1]), 5), "final MSE": round(final, 6),
-                             "excess over LS": f"{final - mse_ls:.2e}"})
-        torch_rows.append({"variant": r["name"], "ours final MSE": round(final, 8),
-                           "torch.optim final MSE": round(float(r["torch_losses"][-1]), 8),
-                           "max |loss diff| over the run": f"{gap:.1e}"})
-    metrics["max_loss_diff_vs_torch"] = max(float(np.max(np.abs(r["losses"] - r["torch_losses"]))) for r in runs)
+        variant_rows.append(
+            {
+                "variant": r["name"],
+                "batch": r["batch_size"] or n,
+                "updates": len(r["losses"]) - 1,
+                "m": round(float(r["theta"][0]), 5),
+                "b": round(float(r["theta"][1]), 5),
+                "final MSE": round(final, 6),
+                "excess over LS": f"{final - mse_ls:.2e}",
+            }
+        )
+        torch_rows.append(
+            {
+                "variant": r["name"],
+                "ours final MSE": round(final, 8),
+                "torch.optim final MSE": round(float(r["torch_losses"][-1]), 8),
+                "max |loss diff| over the run": f"{gap:.1e}",
+            }
+        )
+    metrics["max_loss_diff_vs_torch"] = max(
+        float(np.max(np.abs(r["losses"] - r["torch_losses"]))) for r in runs
+    )
 
     best = min(runs, key=lambda r: r["losses"][-1])
     notes = [
@@ -205,9 +266,19 @@ def run(config: Config, ctx: RunContext) -> LabResult:
         f"closest variant: {best['name']} (excess MSE {best['losses'][-1] - mse_ls:.1e})",
         f"our optimizers track torch.optim on the same batches to {metrics['max_loss_diff_vs_torch']:.1e} in loss",
     ]
-    ls_rows = [{"fit": "np.polyfit", "m": round(float(m_poly), 6), "b": f"{b_poly:.1e}"},
-               {"fit": "sklearn LinearRegression", "m": round(m_ls, 6), "b": f"{b_ls:.1e}"}]
-    return LabResult(metrics=metrics, key_metric="ours_adam_mse", library_metric="torch_adam_mse",
-                     tables={"variants": variant_rows, "ours_vs_torch_optim": torch_rows,
-                             "least_squares": ls_rows},
-                     figures=figures, notes=notes)
+    ls_rows = [
+        {"fit": "np.polyfit", "m": round(float(m_poly), 6), "b": f"{b_poly:.1e}"},
+        {"fit": "sklearn LinearRegression", "m": round(m_ls, 6), "b": f"{b_ls:.1e}"},
+    ]
+    return LabResult(
+        metrics=metrics,
+        key_metric="ours_adam_mse",
+        library_metric="torch_adam_mse",
+        tables={
+            "variants": variant_rows,
+            "ours_vs_torch_optim": torch_rows,
+            "least_squares": ls_rows,
+        },
+        figures=figures,
+        notes=notes,
+    )

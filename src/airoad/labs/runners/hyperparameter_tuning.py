@@ -18,7 +18,11 @@ from airoad.classic import hyperparameter_tuning as ref
 from airoad.data import load
 from airoad.labs.contract import LabResult, RunContext
 
-DROPPED = ("fnlwgt", "education", "income")  # a survey weight, a duplicate of education-num, the label
+DROPPED = (
+    "fnlwgt",
+    "education",
+    "income",
+)  # a survey weight, a duplicate of education-num, the label
 
 
 @dataclass(frozen=True)
@@ -35,16 +39,27 @@ class Config:
     seed: int = 0
 
 
-QUICK = {"n_train": 800, "n_test": 800, "max_iter": 15, "grid_learning_rate": (0.1, 0.3),
-         "grid_max_leaf_nodes": (8, 31), "grid_min_samples_leaf": (20,)}
+QUICK = {
+    "n_train": 800,
+    "n_test": 800,
+    "max_iter": 15,
+    "grid_learning_rate": (0.1, 0.3),
+    "grid_max_leaf_nodes": (8, 31),
+    "grid_min_samples_leaf": (20,),
+}
 
 
 def adult_arrays(frame: pd.DataFrame, categories: dict[str, list]) -> tuple[np.ndarray, np.ndarray]:
     """Adult rows -> (X float with NaN for missing, y 0/1 for '>50K'); categories -> integer codes."""
     cols = [c for c in frame.columns if c not in DROPPED]
-    X = np.column_stack([
-        pd.Categorical(frame[c], categories=categories[c]).codes.astype(float) if c in categories
-        else frame[c].to_numpy(float) for c in cols])
+    X = np.column_stack(
+        [
+            pd.Categorical(frame[c], categories=categories[c]).codes.astype(float)
+            if c in categories
+            else frame[c].to_numpy(float)
+            for c in cols
+        ]
+    )
     X[X == -1] = np.nan  # pandas codes a missing category as -1; the booster wants NaN
     return X, (frame["income"] == ">50K").to_numpy(int)
 
@@ -53,15 +68,21 @@ def _data(config: Config):
     from sklearn.model_selection import train_test_split
 
     train, test = load("adult")
-    categories = {c: sorted(train[c].dropna().unique()) for c in train.columns
-                  if c not in DROPPED and train[c].dtype.kind not in "biuf"}
+    categories = {
+        c: sorted(train[c].dropna().unique())
+        for c in train.columns
+        if c not in DROPPED and train[c].dtype.kind not in "biuf"
+    }
     X, y = adult_arrays(train, categories)
     Xte, yte = adult_arrays(test, categories)
     if config.n_train < len(X):
-        X, _, y, _ = train_test_split(X, y, train_size=config.n_train, stratify=y, random_state=config.seed)
+        X, _, y, _ = train_test_split(
+            X, y, train_size=config.n_train, stratify=y, random_state=config.seed
+        )
     if config.n_test < len(Xte):
-        Xte, _, yte, _ = train_test_split(Xte, yte, train_size=config.n_test, stratify=yte,
-                                          random_state=config.seed)
+        Xte, _, yte, _ = train_test_split(
+            Xte, yte, train_size=config.n_test, stratify=yte, random_state=config.seed
+        )
     cols = [c for c in train.columns if c not in DROPPED]
     return X, y, Xte, yte, np.array([c in categories for c in cols])
 
@@ -69,11 +90,18 @@ def _data(config: Config):
 def _spaces(config: Config) -> tuple[dict, dict]:
     from scipy.stats import loguniform
 
-    grid = {"learning_rate": list(config.grid_learning_rate), "max_leaf_nodes": list(config.grid_max_leaf_nodes),
-            "min_samples_leaf": list(config.grid_min_samples_leaf)}
+    grid = {
+        "learning_rate": list(config.grid_learning_rate),
+        "max_leaf_nodes": list(config.grid_max_leaf_nodes),
+        "min_samples_leaf": list(config.grid_min_samples_leaf),
+    }
     # Same ranges as ref.suggest_params, so random search and TPE explore the same box.
-    dists = {"learning_rate": loguniform(0.01, 0.5), "max_leaf_nodes": [4, 8, 16, 32, 64, 128],
-             "min_samples_leaf": [2, 5, 10, 20, 50, 100, 200], "l2_regularization": loguniform(1e-4, 10.0)}
+    dists = {
+        "learning_rate": loguniform(0.01, 0.5),
+        "max_leaf_nodes": [4, 8, 16, 32, 64, 128],
+        "min_samples_leaf": [2, 5, 10, 20, 50, 100, 200],
+        "l2_regularization": loguniform(1e-4, 10.0),
+    }
     return grid, dists
 
 
@@ -93,10 +121,17 @@ def _optuna(X, y, categorical, budget: int, config: Config, ctx: RunContext):
     db.unlink(missing_ok=True)  # a rerun into the same folder starts a fresh study
     per_worker = -(-budget // config.n_workers)
     with ctx.step(f"Optuna TPE: {config.n_workers} worker processes x {per_worker} trials"):
-        study = ref.run_optuna_workers(f"sqlite:///{db.resolve()}", "adult-hgb", str(data_path),
-                                       n_workers=config.n_workers, n_trials_per_worker=per_worker,
-                                       seed=config.seed, cv=config.cv, scoring=config.scoring,
-                                       max_iter=config.max_iter)
+        study = ref.run_optuna_workers(
+            f"sqlite:///{db.resolve()}",
+            "adult-hgb",
+            str(data_path),
+            n_workers=config.n_workers,
+            n_trials_per_worker=per_worker,
+            seed=config.seed,
+            cv=config.cv,
+            scoring=config.scoring,
+            max_iter=config.max_iter,
+        )
     data_path.unlink()
     return study
 
@@ -107,9 +142,14 @@ def _figures(ctx: RunContext, curves: dict, trials: list[dict]) -> list:
     paths = []
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
     for name, values in curves.items():
-        ax.plot(np.arange(1, len(values) + 1), np.maximum.accumulate(values), "o-", ms=3, label=name)
-    ax.set(xlabel="configurations evaluated", ylabel="best mean CV score so far",
-           title="best score vs trials (same budget for every method)")
+        ax.plot(
+            np.arange(1, len(values) + 1), np.maximum.accumulate(values), "o-", ms=3, label=name
+        )
+    ax.set(
+        xlabel="configurations evaluated",
+        ylabel="best mean CV score so far",
+        title="best score vs trials (same budget for every method)",
+    )
     ax.legend()
     paths.append(ctx.save_figure(fig, "best_score_vs_trials"))
 
@@ -117,13 +157,18 @@ def _figures(ctx: RunContext, curves: dict, trials: list[dict]) -> list:
     for w in sorted({t["worker"] for t in trials}):
         mine = [t for t in trials if t["worker"] == w]
         left.plot([t["number"] for t in mine], [t["value"] for t in mine], "o", label=f"worker {w}")
-        right.scatter([t["learning_rate"] for t in mine], [t["value"] for t in mine], label=f"worker {w}")
-    left.set(xlabel="trial number in the shared study", ylabel="mean CV score", title="who ran which trial")
+        right.scatter(
+            [t["learning_rate"] for t in mine], [t["value"] for t in mine], label=f"worker {w}"
+        )
+    left.set(
+        xlabel="trial number in the shared study",
+        ylabel="mean CV score",
+        title="who ran which trial",
+    )
     right.set(xscale="log", xlabel="learning_rate", ylabel="mean CV score", title="TPE samples")
     left.legend()
     paths.append(ctx.save_figure(fig, "optuna_trials"))
     return paths
-
 
 
 def run(config: Config, ctx: RunContext) -> LabResult:
@@ -144,45 +189,106 @@ def run(config: Config, ctx: RunContext) -> LabResult:
     with ctx.step("grid search, scikit-learn GridSearchCV"):
         theirs, sk_s = _timed(lambda: GridSearchCV(base, grid, n_jobs=1, **common).fit(X, y))
     with ctx.step(f"random search ({budget} configurations)"):
-        rand, rand_s = _timed(lambda: ref.RandomSearch(base, dists, n_iter=budget, random_state=config.seed,
-                                                       **common).fit(X, y))
+        rand, rand_s = _timed(
+            lambda: ref.RandomSearch(
+                base, dists, n_iter=budget, random_state=config.seed, **common
+            ).fit(X, y)
+        )
     study, opt_s = _timed(lambda: _optuna(X, y, categorical, budget, config, ctx))
 
     done = [t for t in study.trials if t.value is not None]
-    trials = [{"number": t.number, "worker": t.user_attrs["worker"], "pid": t.user_attrs["pid"],
-               "value": float(t.value), **t.params} for t in done]
+    trials = [
+        {
+            "number": t.number,
+            "worker": t.user_attrs["worker"],
+            "pid": t.user_attrs["pid"],
+            "value": float(t.value),
+            **t.params,
+        }
+        for t in done
+    ]
     best_trial = max(done, key=lambda t: t.value)
     scorer = get_scorer(config.scoring)
-    opt_model = ref.make_booster(best_trial.params, categorical, config.max_iter, config.seed).fit(X, y)
-    methods = [("grid (ours)", ours.best_score_, ours.best_params_, ours.score(Xte, yte), ours_s),
-               ("grid (sklearn GridSearchCV)", theirs.best_score_, theirs.best_params_, theirs.score(Xte, yte), sk_s),
-               ("random (ours)", rand.best_score_, rand.best_params_, rand.score(Xte, yte), rand_s),
-               (f"Optuna TPE ({config.n_workers} processes)", best_trial.value, best_trial.params,
-                scorer(opt_model, Xte, yte), opt_s)]
-    rows = [{"method": m, "evaluations": budget if "Optuna" not in m else len(done), "best_cv_score": float(cv),
-             "test_score": float(te), "seconds": round(s, 2),
-             "best_params": ", ".join(f"{k}={v:.4g}" for k, v in sorted(p.items()))}
-            for m, cv, p, te, s in methods]
-    grid_rows = [{"params": str(p), "ours_mean": float(a), "sklearn_mean": float(b), "ours_rank": int(ra),
-                  "sklearn_rank": int(rb)} for p, a, b, ra, rb in zip(
-        ours.cv_results_["params"], ours.cv_results_["mean_test_score"], theirs.cv_results_["mean_test_score"],
-        ours.cv_results_["rank_test_score"], theirs.cv_results_["rank_test_score"])]
-    curves = {"grid": ours.cv_results_["mean_test_score"], "random": rand.cv_results_["mean_test_score"],
-              "Optuna TPE": np.array([t["value"] for t in sorted(trials, key=lambda t: t["number"])])}
+    opt_model = ref.make_booster(best_trial.params, categorical, config.max_iter, config.seed).fit(
+        X, y
+    )
+    methods = [
+        ("grid (ours)", ours.best_score_, ours.best_params_, ours.score(Xte, yte), ours_s),
+        (
+            "grid (sklearn GridSearchCV)",
+            theirs.best_score_,
+            theirs.best_params_,
+            theirs.score(Xte, yte),
+            sk_s,
+        ),
+        ("random (ours)", rand.best_score_, rand.best_params_, rand.score(Xte, yte), rand_s),
+        (
+            f"Optuna TPE ({config.n_workers} processes)",
+            best_trial.value,
+            best_trial.params,
+            scorer(opt_model, Xte, yte),
+            opt_s,
+        ),
+    ]
+    rows = [
+        {
+            "method": m,
+            "evaluations": budget if "Optuna" not in m else len(done),
+            "best_cv_score": float(cv),
+            "test_score": float(te),
+            "seconds": round(s, 2),
+            "best_params": ", ".join(f"{k}={v:.4g}" for k, v in sorted(p.items())),
+        }
+        for m, cv, p, te, s in methods
+    ]
+    grid_rows = [
+        {
+            "params": str(p),
+            "ours_mean": float(a),
+            "sklearn_mean": float(b),
+            "ours_rank": int(ra),
+            "sklearn_rank": int(rb),
+        }
+        for p, a, b, ra, rb in zip(
+            ours.cv_results_["params"],
+            ours.cv_results_["mean_test_score"],
+            theirs.cv_results_["mean_test_score"],
+            ours.cv_results_["rank_test_score"],
+            theirs.cv_results_["rank_test_score"],
+        )
+    ]
+    curves = {
+        "grid": ours.cv_results_["mean_test_score"],
+        "random": rand.cv_results_["mean_test_score"],
+        "Optuna TPE": np.array([t["value"] for t in sorted(trials, key=lambda t: t["number"])]),
+    }
     figures = _figures(ctx, curves, trials)
 
     winner = max([rows[0], rows[2], rows[3]], key=lambda r: r["best_cv_score"])  # ours only
     workers = sorted({t["worker"] for t in trials})
-    metrics = {"n_train": len(X), "n_test": len(Xte), "budget": budget, "scoring": config.scoring,
-               "ours_grid_best_score": ours.best_score_, "sklearn_grid_best_score": float(theirs.best_score_),
-               "grid_same_best_params": ours.best_params_ == theirs.best_params_,
-               "grid_max_abs_score_diff": float(np.abs(ours.cv_results_["mean_test_score"]
-                                                       - theirs.cv_results_["mean_test_score"]).max()),
-               "random_best_score": rand.best_score_, "optuna_best_score": float(best_trial.value),
-               "optuna_trials": len(done), "optuna_workers": len(workers),
-               "optuna_distinct_pids": len({t["pid"] for t in trials}),
-               "grid_test_score": rows[0]["test_score"], "random_test_score": rows[2]["test_score"],
-               "optuna_test_score": rows[3]["test_score"], "study_db": str(ctx.out_dir / "study.db")}
+    metrics = {
+        "n_train": len(X),
+        "n_test": len(Xte),
+        "budget": budget,
+        "scoring": config.scoring,
+        "ours_grid_best_score": ours.best_score_,
+        "sklearn_grid_best_score": float(theirs.best_score_),
+        "grid_same_best_params": ours.best_params_ == theirs.best_params_,
+        "grid_max_abs_score_diff": float(
+            np.abs(
+                ours.cv_results_["mean_test_score"] - theirs.cv_results_["mean_test_score"]
+            ).max()
+        ),
+        "random_best_score": rand.best_score_,
+        "optuna_best_score": float(best_trial.value),
+        "optuna_trials": len(done),
+        "optuna_workers": len(workers),
+        "optuna_distinct_pids": len({t["pid"] for t in trials}),
+        "grid_test_score": rows[0]["test_score"],
+        "random_test_score": rows[2]["test_score"],
+        "optuna_test_score": rows[3]["test_score"],
+        "study_db": str(ctx.out_dir / "study.db"),
+    }
     notes = [
         f"Our grid search and GridSearchCV agree: same best params {metrics['grid_same_best_params']}, "
         f"largest mean-score difference {metrics['grid_max_abs_score_diff']:.1e}.",
@@ -191,7 +297,15 @@ def run(config: Config, ctx: RunContext) -> LabResult:
         f"The Optuna study in {metrics['study_db']} holds {len(done)} trials written by workers {workers} "
         f"(process ids {sorted({t['pid'] for t in trials})}).",
     ]
-    return LabResult(metrics=metrics, key_metric="ours_grid_best_score", library_metric="sklearn_grid_best_score",
-                     tables={"methods": rows, "grid_vs_sklearn": grid_rows,
-                             "optuna_trials": sorted(trials, key=lambda t: t["number"])},
-                     figures=figures, notes=notes)
+    return LabResult(
+        metrics=metrics,
+        key_metric="ours_grid_best_score",
+        library_metric="sklearn_grid_best_score",
+        tables={
+            "methods": rows,
+            "grid_vs_sklearn": grid_rows,
+            "optuna_trials": sorted(trials, key=lambda t: t["number"]),
+        },
+        figures=figures,
+        notes=notes,
+    )

@@ -65,22 +65,38 @@ def _digits(config: Config, ctx: RunContext) -> tuple[dict, list[dict], dict]:
             ours, ours_s = _fit_predict(KNeighborsClassifier(k, weights=weights), Xtr, ytr, Xte)
             theirs, sk_s = _fit_predict(_sklearn(k, weights), Xtr, ytr, Xte)
             mismatches += int(np.sum(ours != theirs))
-            rows.append({"k": k, "weights": weights, "ours_acc": float(np.mean(ours == yte)),
-                         "sklearn_acc": float(np.mean(theirs == yte)),
-                         "different_predictions": int(np.sum(ours != theirs)),
-                         "ours_seconds": round(ours_s, 4), "sklearn_seconds": round(sk_s, 4)})
-    cv = {k: float(np.mean(cross_val_score(KNeighborsClassifier(k), Xtr, ytr, cv=config.cv_folds)))
-          for k in ctx.track(list(config.k_values), "digits: cross-validating k")}
+            rows.append(
+                {
+                    "k": k,
+                    "weights": weights,
+                    "ours_acc": float(np.mean(ours == yte)),
+                    "sklearn_acc": float(np.mean(theirs == yte)),
+                    "different_predictions": int(np.sum(ours != theirs)),
+                    "ours_seconds": round(ours_s, 4),
+                    "sklearn_seconds": round(sk_s, 4),
+                }
+            )
+    cv = {
+        k: float(np.mean(cross_val_score(KNeighborsClassifier(k), Xtr, ytr, cv=config.cv_folds)))
+        for k in ctx.track(list(config.k_values), "digits: cross-validating k")
+    }
     best_k = max(cv, key=lambda k: (cv[k], -k))  # the smallest k among the best
     headline = next(r for r in rows if r["k"] == config.k and r["weights"] == "uniform")
     best = next(r for r in rows if r["k"] == best_k and r["weights"] == "uniform")
-    metrics.update({"ours_digits_acc": headline["ours_acc"], "sklearn_digits_acc": headline["sklearn_acc"],
-                    "digits_k": config.k, "digits_mismatches": mismatches,
-                    "digits_predictions_compared": len(rows) * len(yte),
-                    "digits_ours_seconds": headline["ours_seconds"],
-                    "digits_sklearn_seconds": headline["sklearn_seconds"],
-                    "cv_best_k": best_k, "cv_best_acc": cv[best_k],
-                    "test_acc_at_cv_best_k": best["ours_acc"]})
+    metrics.update(
+        {
+            "ours_digits_acc": headline["ours_acc"],
+            "sklearn_digits_acc": headline["sklearn_acc"],
+            "digits_k": config.k,
+            "digits_mismatches": mismatches,
+            "digits_predictions_compared": len(rows) * len(yte),
+            "digits_ours_seconds": headline["ours_seconds"],
+            "digits_sklearn_seconds": headline["sklearn_seconds"],
+            "cv_best_k": best_k,
+            "cv_best_acc": cv[best_k],
+            "test_acc_at_cv_best_k": best["ours_acc"],
+        }
+    )
     return metrics, rows, {"cv": cv, "split": (Xtr, Xte, ytr, yte)}
 
 
@@ -99,11 +115,15 @@ def _wine_scaling(config: Config) -> tuple[dict, list[dict]]:
                 row[f"{who}_{label}"] = float(np.mean(model.fit(Xtr, ytr).predict(Xte) == yte))
         rows.append(row)
     head = next(r for r in rows if r["k"] == config.k)
-    metrics.update({"wine_raw_acc": head["ours_raw"], "wine_scaled_acc": head["ours_standardised"],
-                    "wine_sklearn_raw_acc": head["sklearn_raw"],
-                    "wine_sklearn_scaled_acc": head["sklearn_standardised"]})
+    metrics.update(
+        {
+            "wine_raw_acc": head["ours_raw"],
+            "wine_scaled_acc": head["ours_standardised"],
+            "wine_sklearn_raw_acc": head["sklearn_raw"],
+            "wine_sklearn_scaled_acc": head["sklearn_standardised"],
+        }
+    )
     return metrics, rows
-
 
 
 def _accuracy_figure(rows: list[dict], cv: dict, best_k: int, ctx: RunContext):
@@ -112,14 +132,29 @@ def _accuracy_figure(rows: list[dict], cv: dict, best_k: int, ctx: RunContext):
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
     for weights, colour in (("uniform", "C0"), ("distance", "C1")):
         sub = [r for r in rows if r["weights"] == weights]
-        ax.plot([r["k"] for r in sub], [r["ours_acc"] for r in sub], "-", color=colour,
-                label=f"ours, {weights}")
-        ax.plot([r["k"] for r in sub], [r["sklearn_acc"] for r in sub], "x", color=colour, ms=8,
-                label=f"sklearn, {weights}")
+        ax.plot(
+            [r["k"] for r in sub],
+            [r["ours_acc"] for r in sub],
+            "-",
+            color=colour,
+            label=f"ours, {weights}",
+        )
+        ax.plot(
+            [r["k"] for r in sub],
+            [r["sklearn_acc"] for r in sub],
+            "x",
+            color=colour,
+            ms=8,
+            label=f"sklearn, {weights}",
+        )
     ax.plot(list(cv), list(cv.values()), "--", color="grey", label="ours, cross-validated (train)")
     ax.axvline(best_k, color="k", ls=":", label=f"k chosen by CV = {best_k}")
-    ax.set(xscale="log", xlabel="k (neighbours)", ylabel="accuracy",
-           title="Digits: test accuracy against k")
+    ax.set(
+        xscale="log",
+        xlabel="k (neighbours)",
+        ylabel="accuracy",
+        title="Digits: test accuracy against k",
+    )
     ax.legend(fontsize=8)
     return ctx.save_figure(fig, "accuracy_vs_k")
 
@@ -129,18 +164,29 @@ def _boundary_figure(config: Config, ctx: RunContext):
     import matplotlib.pyplot as plt
 
     X, y = _frame_xy("iris", IRIS_2D)
-    xx, yy = np.meshgrid(np.linspace(X[:, 0].min() - 0.3, X[:, 0].max() + 0.3, 250),
-                         np.linspace(X[:, 1].min() - 0.3, X[:, 1].max() + 0.3, 250))
+    xx, yy = np.meshgrid(
+        np.linspace(X[:, 0].min() - 0.3, X[:, 0].max() + 0.3, 250),
+        np.linspace(X[:, 1].min() - 0.3, X[:, 1].max() + 0.3, 250),
+    )
     grid = np.column_stack([xx.ravel(), yy.ravel()])
     panels = [(k, "uniform") for k in config.boundary_k] + [(max(config.boundary_k), "distance")]
     fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4.2), sharey=True)
     for ax, (k, weights) in zip(axes, panels):
         model = KNeighborsClassifier(k, weights=weights).fit(X, y)
-        ax.contourf(xx, yy, model.predict(grid).reshape(xx.shape), levels=[-0.5, 0.5, 1.5, 2.5],
-                    cmap="Pastel1", alpha=0.9)
+        ax.contourf(
+            xx,
+            yy,
+            model.predict(grid).reshape(xx.shape),
+            levels=[-0.5, 0.5, 1.5, 2.5],
+            cmap="Pastel1",
+            alpha=0.9,
+        )
         for c, marker in zip(range(3), "os^"):
             ax.scatter(*X[y == c].T, marker=marker, s=16, edgecolor="k", lw=0.3)
-        ax.set(title=f"k = {k}, {weights}: training accuracy {model.score(X, y):.2f}", xlabel=IRIS_2D[0])
+        ax.set(
+            title=f"k = {k}, {weights}: training accuracy {model.score(X, y):.2f}",
+            xlabel=IRIS_2D[0],
+        )
     axes[0].set_ylabel(IRIS_2D[1])
     fig.suptitle("Iris: small k follows every point (jagged islands), large k smooths the regions")
     return ctx.save_figure(fig, "decision_boundaries")
@@ -166,8 +212,13 @@ def _neighbours_figure(split, k: int, ctx: RunContext):
     for r, q in enumerate(wrong):
         ax.text(5, r * 10 + 9.8, f"true {yte[q]}", ha="center", fontsize=8, color="C3")
         for c in range(k):
-            ax.text(15 + 10 * c, r * 10 + 9.8, f"{ytr[ind[r, c]]} (d={dist[r, c]:.0f})",
-                    ha="center", fontsize=7)
+            ax.text(
+                15 + 10 * c,
+                r * 10 + 9.8,
+                f"{ytr[ind[r, c]]} (d={dist[r, c]:.0f})",
+                ha="center",
+                fontsize=7,
+            )
     ax.set_axis_off()
     ax.set_title(f"Misclassified digits (left) and their {k} nearest training digits", fontsize=9)
     return ctx.save_figure(fig, "misclassified_neighbours")
@@ -181,8 +232,11 @@ def _scaling_figure(rows: list[dict], ctx: RunContext):
     ax.bar(x - 0.2, [r["ours_raw"] for r in rows], 0.4, label="raw features")
     ax.bar(x + 0.2, [r["ours_standardised"] for r in rows], 0.4, label="standardised")
     ax.set_xticks(x, [f"k = {r['k']}" for r in rows])
-    ax.set(ylim=(0, 1.05), ylabel="test accuracy (ours)",
-           title="Wine: without scaling, proline (~1000) decides every distance")
+    ax.set(
+        ylim=(0, 1.05),
+        ylabel="test accuracy (ours)",
+        title="Wine: without scaling, proline (~1000) decides every distance",
+    )
     ax.legend(loc="lower right")
     return ctx.save_figure(fig, "wine_scaling")
 
@@ -195,9 +249,12 @@ def run(config: Config, ctx: RunContext) -> LabResult:
     metrics, digit_rows, extra = _digits(config, ctx)
     wine_metrics, wine_rows = _wine_scaling(config)
     metrics.update(wine_metrics)
-    figures = [_accuracy_figure(digit_rows, extra["cv"], metrics["cv_best_k"], ctx),
-               _boundary_figure(config, ctx), _neighbours_figure(extra["split"], config.k, ctx),
-               _scaling_figure(wine_rows, ctx)]
+    figures = [
+        _accuracy_figure(digit_rows, extra["cv"], metrics["cv_best_k"], ctx),
+        _boundary_figure(config, ctx),
+        _neighbours_figure(extra["split"], config.k, ctx),
+        _scaling_figure(wine_rows, ctx),
+    ]
     same = metrics["digits_mismatches"] == 0
     notes = [
         f"Digits: {metrics['digits_predictions_compared']} predictions (every k, both weightings) "
@@ -209,6 +266,11 @@ def run(config: Config, ctx: RunContext) -> LabResult:
         f"Wine, k = {config.k}: {metrics['wine_raw_acc']:.3f} on raw features, "
         f"{metrics['wine_scaled_acc']:.3f} after standardising - a distance is only as fair as its units.",
     ]
-    return LabResult(metrics=metrics, key_metric="ours_digits_acc", library_metric="sklearn_digits_acc",
-                     tables={"digits_by_k": digit_rows, "wine_scaling": wine_rows},
-                     figures=figures, notes=notes)
+    return LabResult(
+        metrics=metrics,
+        key_metric="ours_digits_acc",
+        library_metric="sklearn_digits_acc",
+        tables={"digits_by_k": digit_rows, "wine_scaling": wine_rows},
+        figures=figures,
+        notes=notes,
+    )

@@ -58,12 +58,20 @@ def _models(config: Config):
     return [
         ("ols_lstsq", ours.LinearRegression(solver="lstsq"), sk.LinearRegression(), None),
         ("ols_normal", ours.LinearRegression(solver="normal"), sk.LinearRegression(), None),
-        ("ols_gd", ours.LinearRegression(solver="gd", max_iter=config.gd_max_iter, tol=1e-10),
-         sk.LinearRegression(), None),
+        (
+            "ols_gd",
+            ours.LinearRegression(solver="gd", max_iter=config.gd_max_iter, tol=1e-10),
+            sk.LinearRegression(),
+            None,
+        ),
         ("ridge", ours.Ridge(config.ridge_alpha), sk.Ridge(config.ridge_alpha), None),
         ("lasso", ours.Lasso(**lasso), sk.Lasso(**lasso), None),
-        (f"poly{config.poly_degree}_ridge", ours.Ridge(config.ridge_alpha),
-         sk.Ridge(config.ridge_alpha), poly),
+        (
+            f"poly{config.poly_degree}_ridge",
+            ours.Ridge(config.ridge_alpha),
+            sk.Ridge(config.ridge_alpha),
+            poly,
+        ),
     ]
 
 
@@ -89,14 +97,19 @@ def _compare(name: str, config: Config, ctx: RunContext):
         else:
             A_tr, A_te, B_tr, B_te = Xtr, Xte, Xtr, Xte
         ours_s, sk_s = _timed_fit(mine, A_tr, ytr), _timed_fit(theirs, B_tr, ytr)
-        rows.append({
-            "dataset": name, "model": model_name, "features": A_tr.shape[1],
-            "ours_test_r2": _r2(yte, mine.predict(A_te)),
-            "sklearn_test_r2": _r2(yte, theirs.predict(B_te)),
-            "max_abs_coef_diff": float(np.abs(mine.coef_ - theirs.coef_).max()),
-            "nonzero_coefs": int(np.count_nonzero(mine.coef_)),
-            "ours_seconds": round(ours_s, 5), "sklearn_seconds": round(sk_s, 5),
-        })
+        rows.append(
+            {
+                "dataset": name,
+                "model": model_name,
+                "features": A_tr.shape[1],
+                "ours_test_r2": _r2(yte, mine.predict(A_te)),
+                "sklearn_test_r2": _r2(yte, theirs.predict(B_te)),
+                "max_abs_coef_diff": float(np.abs(mine.coef_ - theirs.coef_).max()),
+                "nonzero_coefs": int(np.count_nonzero(mine.coef_)),
+                "ours_seconds": round(ours_s, 5),
+                "sklearn_seconds": round(sk_s, 5),
+            }
+        )
         fitted[model_name] = (mine, theirs)
     return rows, fitted, columns
 
@@ -115,18 +128,30 @@ def bias_variance(x: np.ndarray, y: np.ndarray, config: Config, ctx: RunContext)
     test, train = order[:n_test], order[n_test:]
     z = (x - x[train].mean()) / x[train].std()
     degrees = list(range(1, config.bv_max_degree + 1))
-    samples = [rng.choice(train, config.bv_train_size, replace=True) for _ in range(config.bv_rounds)]
+    samples = [
+        rng.choice(train, config.bv_train_size, replace=True) for _ in range(config.bv_rounds)
+    ]
     stats = []
     for degree in ctx.track(degrees, "bias-variance over degree"):
         Z_test = ours.polynomial_features(z[test, None], degree, include_bias=False)
-        preds = np.array([
-            ours.LinearRegression().fit(
-                ours.polynomial_features(z[idx, None], degree, include_bias=False), y[idx]
-            ).predict(Z_test) for idx in samples])  # (rounds, n_test)
+        preds = np.array(
+            [
+                ours.LinearRegression()
+                .fit(ours.polynomial_features(z[idx, None], degree, include_bias=False), y[idx])
+                .predict(Z_test)
+                for idx in samples
+            ]
+        )  # (rounds, n_test)
         bias2 = float(np.mean((preds.mean(axis=0) - y[test]) ** 2))
         variance = float(np.mean(preds.var(axis=0)))
-        stats.append({"degree": degree, "bias2_plus_noise": bias2, "variance": variance,
-                      "test_mse": float(np.mean((preds - y[test]) ** 2))})
+        stats.append(
+            {
+                "degree": degree,
+                "bias2_plus_noise": bias2,
+                "variance": variance,
+                "test_mse": float(np.mean((preds - y[test]) ** 2)),
+            }
+        )
     return stats
 
 
@@ -156,8 +181,12 @@ def _figures(config: Config, ctx: RunContext, first: str, fitted, columns, bv) -
     gd, exact = fitted["ols_gd"][0], fitted["ols_lstsq"][0]
     best = gd.loss_history_.min()  # plot the gap to the best loss seen, on a log scale
     ax.semilogy(gd.loss_history_ - best + 1e-16, label="gradient descent: loss - final loss")
-    ax.set(xlabel="step", ylabel="loss gap", title=f"{first}: gradient descent (step 1/L) "
-           f"converges; final |coef - lstsq| = {np.abs(gd.coef_ - exact.coef_).max():.1e}")
+    ax.set(
+        xlabel="step",
+        ylabel="loss gap",
+        title=f"{first}: gradient descent (step 1/L) "
+        f"converges; final |coef - lstsq| = {np.abs(gd.coef_ - exact.coef_).max():.1e}",
+    )
     ax.legend()
     paths.append(ctx.figure_path("gd_loss"))
     fig.savefig(paths[-1], dpi=110)
@@ -165,12 +194,18 @@ def _figures(config: Config, ctx: RunContext, first: str, fitted, columns, bv) -
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     deg = [s["degree"] for s in bv]
-    for key, label in [("bias2_plus_noise", "bias$^2$ + noise"), ("variance", "variance"),
-                       ("test_mse", "expected test MSE")]:
+    for key, label in [
+        ("bias2_plus_noise", "bias$^2$ + noise"),
+        ("variance", "variance"),
+        ("test_mse", "expected test MSE"),
+    ]:
         ax.semilogy(deg, [s[key] for s in bv], marker="o", label=label)
-    ax.set(xlabel="polynomial degree", ylabel="squared error (MEDV units squared)",
-           title=f"Boston MEDV ~ poly({config.bv_feature}): {config.bv_train_size} training rows, "
-                 f"{config.bv_rounds} bootstrap fits")
+    ax.set(
+        xlabel="polynomial degree",
+        ylabel="squared error (MEDV units squared)",
+        title=f"Boston MEDV ~ poly({config.bv_feature}): {config.bv_train_size} training rows, "
+        f"{config.bv_rounds} bootstrap fits",
+    )
     ax.legend()
     paths.append(ctx.figure_path("bias_variance"))
     fig.savefig(paths[-1], dpi=110)
@@ -191,8 +226,12 @@ def run(config: Config, ctx: RunContext) -> LabResult:
             first_fits, first_columns = fitted, columns
 
     boston = load("boston")
-    bv = bias_variance(boston[config.bv_feature].to_numpy(np.float64),
-                       boston["MEDV"].to_numpy(np.float64), config, ctx)
+    bv = bias_variance(
+        boston[config.bv_feature].to_numpy(np.float64),
+        boston["MEDV"].to_numpy(np.float64),
+        config,
+        ctx,
+    )
     best = min(bv, key=lambda s: s["test_mse"])
 
     metrics: dict = {}
@@ -217,6 +256,11 @@ def run(config: Config, ctx: RunContext) -> LabResult:
         f"Bias-variance: degree {best['degree']} has the lowest expected test MSE "
         f"({best['test_mse']:.1f}); higher degrees trade bias for much more variance.",
     ]
-    return LabResult(metrics=metrics, key_metric="ours_test_r2", library_metric="sklearn_test_r2",
-                     tables={"comparison": rows, "bias_variance": bv}, figures=figures,
-                     notes=notes)
+    return LabResult(
+        metrics=metrics,
+        key_metric="ours_test_r2",
+        library_metric="sklearn_test_r2",
+        tables={"comparison": rows, "bias_variance": bv},
+        figures=figures,
+        notes=notes,
+    )

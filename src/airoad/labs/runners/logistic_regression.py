@@ -42,8 +42,9 @@ def _split(X: np.ndarray, y: np.ndarray, config: Config):
     from sklearn.model_selection import train_test_split
     from sklearn.preprocessing import StandardScaler
 
-    Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=config.test_size, stratify=y,
-                                          random_state=config.seed)
+    Xtr, Xte, ytr, yte = train_test_split(
+        X, y, test_size=config.test_size, stratify=y, random_state=config.seed
+    )
     scaler = StandardScaler().fit(Xtr)
     return scaler.transform(Xtr), scaler.transform(Xte), ytr, yte
 
@@ -70,21 +71,40 @@ def _compare(name: str, data, config: Config, ctx: RunContext, gd: bool = False)
         models = {"ours (newton)": _timed_fit(LogisticRegression(C=config.C), Xtr, ytr)}
         if gd:
             models["ours (gd)"] = _timed_fit(
-                LogisticRegression(C=config.C, solver="gd", max_iter=config.gd_max_iter, tol=1e-8), Xtr, ytr)
+                LogisticRegression(C=config.C, solver="gd", max_iter=config.gd_max_iter, tol=1e-8),
+                Xtr,
+                ytr,
+            )
         models["sklearn (lbfgs)"] = _timed_fit(_sklearn(config.C), Xtr, ytr)
     sk = models["sklearn (lbfgs)"][0]
     rows, metrics = [], {}
     for label, (model, seconds) in models.items():
         acc, loss = _scores(model, Xte, yte)
-        diff = float(max(np.abs(model.coef_ - sk.coef_).max(),
-                         np.abs(model.intercept_ - sk.intercept_).max()))
-        rows.append({"dataset": name, "model": label, "test_accuracy": acc, "test_log_loss": loss,
-                     "max_abs_diff_vs_sklearn": diff, "iterations": int(np.max(model.n_iter_)),
-                     "fit_seconds": round(seconds, 4)})
+        diff = float(
+            max(
+                np.abs(model.coef_ - sk.coef_).max(), np.abs(model.intercept_ - sk.intercept_).max()
+            )
+        )
+        rows.append(
+            {
+                "dataset": name,
+                "model": label,
+                "test_accuracy": acc,
+                "test_log_loss": loss,
+                "max_abs_diff_vs_sklearn": diff,
+                "iterations": int(np.max(model.n_iter_)),
+                "fit_seconds": round(seconds, 4),
+            }
+        )
         key = {"ours (newton)": "ours", "ours (gd)": "gd", "sklearn (lbfgs)": "sklearn"}[label]
-        metrics.update({f"{name}_{key}_test_acc": acc, f"{name}_{key}_test_log_loss": loss,
-                        f"{name}_{key}_iterations": int(np.max(model.n_iter_)),
-                        f"{name}_{key}_fit_seconds": round(seconds, 4)})
+        metrics.update(
+            {
+                f"{name}_{key}_test_acc": acc,
+                f"{name}_{key}_test_log_loss": loss,
+                f"{name}_{key}_iterations": int(np.max(model.n_iter_)),
+                f"{name}_{key}_fit_seconds": round(seconds, 4),
+            }
+        )
         if key != "sklearn":
             metrics[f"{name}_{key}_max_abs_diff"] = diff
     return metrics, rows, {k: m for k, (m, _) in models.items()}
@@ -105,10 +125,10 @@ def _digits(config: Config):
     df = load("digits")
     X, y = df.drop(columns="target").to_numpy(np.float64), df["target"].to_numpy()
     if config.digits_samples < len(X):
-        X, _, y, _ = train_test_split(X, y, train_size=config.digits_samples, stratify=y,
-                                      random_state=config.seed)
+        X, _, y, _ = train_test_split(
+            X, y, train_size=config.digits_samples, stratify=y, random_state=config.seed
+        )
     return _split(X, y, config)
-
 
 
 def _boundary_figure(models: dict, data, ctx: RunContext):
@@ -117,27 +137,55 @@ def _boundary_figure(models: dict, data, ctx: RunContext):
 
     Xtr, Xte, ytr, yte = data
     X = np.vstack([Xtr, Xte])
-    xx, yy = np.meshgrid(np.linspace(X[:, 0].min() - 0.5, X[:, 0].max() + 0.5, 300),
-                         np.linspace(X[:, 1].min() - 0.5, X[:, 1].max() + 0.5, 300))
+    xx, yy = np.meshgrid(
+        np.linspace(X[:, 0].min() - 0.5, X[:, 0].max() + 0.5, 300),
+        np.linspace(X[:, 1].min() - 0.5, X[:, 1].max() + 0.5, 300),
+    )
     grid = np.column_stack([xx.ravel(), yy.ravel()])
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharey=True)
-    for ax, (label, model) in zip(axes, [("ours (newton)", models["ours (newton)"]),
-                                         ("scikit-learn", models["sklearn (lbfgs)"])]):
+    for ax, (label, model) in zip(
+        axes,
+        [("ours (newton)", models["ours (newton)"]), ("scikit-learn", models["sklearn (lbfgs)"])],
+    ):
         proba = model.predict_proba(grid)
-        ax.contourf(xx, yy, proba.argmax(1).reshape(xx.shape), levels=[-0.5, 0.5, 1.5, 2.5],
-                    cmap="Pastel1", alpha=0.8)
-        ax.contour(xx, yy, proba.max(1).reshape(xx.shape), levels=[0.5, 0.8, 0.95],
-                   colors="grey", linewidths=0.6)
+        ax.contourf(
+            xx,
+            yy,
+            proba.argmax(1).reshape(xx.shape),
+            levels=[-0.5, 0.5, 1.5, 2.5],
+            cmap="Pastel1",
+            alpha=0.8,
+        )
+        ax.contour(
+            xx,
+            yy,
+            proba.max(1).reshape(xx.shape),
+            levels=[0.5, 0.8, 0.95],
+            colors="grey",
+            linewidths=0.6,
+        )
         for k, marker in zip(range(3), "os^"):
-            ax.scatter(*Xtr[ytr == k].T, marker=marker, s=18, edgecolor="k", lw=0.3,
-                       label=f"class {k} (train)")
-            ax.scatter(*Xte[yte == k].T, marker=marker, s=40, facecolor="none", edgecolor="k", lw=0.8)
-        ax.set(title=f"{label}: test accuracy {np.mean(model.predict(Xte) == yte):.3f}",
-               xlabel=f"{IRIS_2D[0]} (standardised)")
+            ax.scatter(
+                *Xtr[ytr == k].T,
+                marker=marker,
+                s=18,
+                edgecolor="k",
+                lw=0.3,
+                label=f"class {k} (train)",
+            )
+            ax.scatter(
+                *Xte[yte == k].T, marker=marker, s=40, facecolor="none", edgecolor="k", lw=0.8
+            )
+        ax.set(
+            title=f"{label}: test accuracy {np.mean(model.predict(Xte) == yte):.3f}",
+            xlabel=f"{IRIS_2D[0]} (standardised)",
+        )
     axes[0].set_ylabel(f"{IRIS_2D[1]} (standardised)")
     axes[0].legend(fontsize=8, loc="upper left")
-    fig.suptitle("Iris, softmax regression: regions of the most probable class "
-                 "(grey: max probability 0.5 / 0.8 / 0.95; hollow: test points)")
+    fig.suptitle(
+        "Iris, softmax regression: regions of the most probable class "
+        "(grey: max probability 0.5 / 0.8 / 0.95; hollow: test points)"
+    )
     return ctx.save_figure(fig, "decision_boundary")
 
 
@@ -149,9 +197,13 @@ def _convergence_figure(models: dict, ctx: RunContext):
     for label in ("ours (newton)", "ours (gd)"):
         hist = np.asarray(models[label].loss_history_) - best
         ax.plot(np.arange(1, len(hist) + 1), np.maximum(hist, 1e-16), label=label)
-    ax.set(xscale="log", yscale="log", xlabel="iteration (1 = start)",
-           ylabel="objective above its minimum (mean log loss + penalty)",
-           title="Breast cancer: Newton converges in a handful of steps, gd in thousands")
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="iteration (1 = start)",
+        ylabel="objective above its minimum (mean log loss + penalty)",
+        title="Breast cancer: Newton converges in a handful of steps, gd in thousands",
+    )
     ax.legend()
     return ctx.save_figure(fig, "convergence")
 
@@ -172,18 +224,30 @@ def _path_figure(data, names: list[str], config: Config, ctx: RunContext) -> tup
     top = np.argsort(-np.abs(ours[-1]))[:6]
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
     for j in top:
-        line, = left.plot(Cs, ours[:, j], label=names[j])
+        (line,) = left.plot(Cs, ours[:, j], label=names[j])
         left.plot(Cs, theirs[:, j], "o", color=line.get_color(), ms=4)
-    left.set(xscale="log", xlabel="C (larger = weaker penalty)", ylabel="coefficient (standardised feature)",
-             title="Breast cancer: 6 largest coefficients (lines ours, dots sklearn)")
+    left.set(
+        xscale="log",
+        xlabel="C (larger = weaker penalty)",
+        ylabel="coefficient (standardised feature)",
+        title="Breast cancer: 6 largest coefficients (lines ours, dots sklearn)",
+    )
     left.legend(fontsize=7)
     right.plot(Cs, losses, "o-")
     best = int(np.argmin(losses))
     right.axvline(Cs[best], color="k", ls=":", label=f"lowest test log loss at C = {Cs[best]:.3g}")
-    right.set(xscale="log", xlabel="C", ylabel="test log loss",
-              title="Too much penalty underfits, too little overfits")
+    right.set(
+        xscale="log",
+        xlabel="C",
+        ylabel="test log loss",
+        title="Too much penalty underfits, too little overfits",
+    )
     right.legend()
-    return ctx.save_figure(fig, "regularisation_path"), float(Cs[best]), float(np.abs(ours - theirs).max())
+    return (
+        ctx.save_figure(fig, "regularisation_path"),
+        float(Cs[best]),
+        float(np.abs(ours - theirs).max()),
+    )
 
 
 def run(config: Config, ctx: RunContext) -> LabResult:
@@ -193,7 +257,9 @@ def run(config: Config, ctx: RunContext) -> LabResult:
 
     cancer_df = load("breast-cancer")
     cancer_names = [c for c in cancer_df.columns if c != "target"]
-    cancer = _split(cancer_df[cancer_names].to_numpy(np.float64), cancer_df["target"].to_numpy(), config)
+    cancer = _split(
+        cancer_df[cancer_names].to_numpy(np.float64), cancer_df["target"].to_numpy(), config
+    )
     iris_df = load("iris")
     iris = _split(iris_df[list(IRIS_2D)].to_numpy(np.float64), iris_df["target"].to_numpy(), config)
     titanic, titanic_names = _titanic(config)
@@ -201,8 +267,12 @@ def run(config: Config, ctx: RunContext) -> LabResult:
     metrics: dict = {"C": config.C}
     rows: list[dict] = []
     fitted = {}
-    jobs = [("cancer", cancer, True), ("titanic", titanic, False), ("iris2d", iris, False),
-            ("digits", _digits(config), False)]
+    jobs = [
+        ("cancer", cancer, True),
+        ("titanic", titanic, False),
+        ("iris2d", iris, False),
+        ("digits", _digits(config), False),
+    ]
     for name, data, gd in ctx.track(jobs, "datasets"):
         m, r, models = _compare(name, data, config, ctx, gd=gd)
         metrics.update(m)
@@ -210,15 +280,26 @@ def run(config: Config, ctx: RunContext) -> LabResult:
         fitted[name] = models
 
     t_ours, t_sk = fitted["titanic"]["ours (newton)"], fitted["titanic"]["sklearn (lbfgs)"]
-    coef_rows = [{"feature": f, "ours": float(a), "sklearn": float(b), "odds_ratio_per_sd": float(np.exp(a))}
-                 for f, a, b in sorted(zip(titanic_names, t_ours.coef_[0], t_sk.coef_[0]),
-                                       key=lambda t: -abs(t[1]))]
-    figures = [_boundary_figure(fitted["iris2d"], iris, ctx), _convergence_figure(fitted["cancer"], ctx)]
+    coef_rows = [
+        {"feature": f, "ours": float(a), "sklearn": float(b), "odds_ratio_per_sd": float(np.exp(a))}
+        for f, a, b in sorted(
+            zip(titanic_names, t_ours.coef_[0], t_sk.coef_[0]), key=lambda t: -abs(t[1])
+        )
+    ]
+    figures = [
+        _boundary_figure(fitted["iris2d"], iris, ctx),
+        _convergence_figure(fitted["cancer"], ctx),
+    ]
     path_fig, best_C, path_diff = _path_figure(cancer, cancer_names, config, ctx)
     figures.append(path_fig)
-    metrics.update({"ours_cancer_test_acc": metrics["cancer_ours_test_acc"],
-                    "sklearn_cancer_test_acc": metrics["cancer_sklearn_test_acc"],
-                    "path_best_C": best_C, "path_max_abs_diff": path_diff})
+    metrics.update(
+        {
+            "ours_cancer_test_acc": metrics["cancer_ours_test_acc"],
+            "sklearn_cancer_test_acc": metrics["cancer_sklearn_test_acc"],
+            "path_best_C": best_C,
+            "path_max_abs_diff": path_diff,
+        }
+    )
 
     worst = max(metrics[f"{n}_ours_max_abs_diff"] for n, _, _ in jobs)
     gd_converged = metrics["cancer_gd_iterations"] < config.gd_max_iter
@@ -235,7 +316,11 @@ def run(config: Config, ctx: RunContext) -> LabResult:
         f"Titanic: the strongest coefficient is {coef_rows[0]['feature']} "
         f"(odds x{coef_rows[0]['odds_ratio_per_sd']:.2f} per standard deviation).",
     ]
-    return LabResult(metrics=metrics, key_metric="ours_cancer_test_acc",
-                     library_metric="sklearn_cancer_test_acc",
-                     tables={"comparison": rows, "titanic_coefficients": coef_rows},
-                     figures=figures, notes=notes)
+    return LabResult(
+        metrics=metrics,
+        key_metric="ours_cancer_test_acc",
+        library_metric="sklearn_cancer_test_acc",
+        tables={"comparison": rows, "titanic_coefficients": coef_rows},
+        figures=figures,
+        notes=notes,
+    )

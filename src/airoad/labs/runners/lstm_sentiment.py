@@ -46,8 +46,10 @@ def _baseline(train_text, y_train, test_text, seed: int) -> np.ndarray:
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
 
-    pipe = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True),
-                         LogisticRegression(C=4.0, max_iter=2000, random_state=seed))
+    pipe = make_pipeline(
+        TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True),
+        LogisticRegression(C=4.0, max_iter=2000, random_state=seed),
+    )
     return pipe.fit(list(train_text), y_train).predict(list(test_text))
 
 
@@ -102,15 +104,27 @@ def run(config: Config, ctx: RunContext) -> LabResult:
         base_seconds = time.perf_counter() - t0
 
     rows = [
-        {"model": "LSTM (ours)", "accuracy": ref.accuracy(y_test, pred),
-         "f1_great": ref.f1_score(torch.tensor(y_test), torch.tensor(pred)),
-         "sklearn_f1_check": float(f1_score(y_test, pred)), "seconds": lstm_seconds},
-        {"model": "TF-IDF + LogisticRegression", "accuracy": float(accuracy_score(y_test, base)),
-         "f1_great": float(f1_score(y_test, base)), "sklearn_f1_check": float(f1_score(y_test, base)),
-         "seconds": base_seconds},
-        {"model": "always 'great'", "accuracy": float(y_test.mean()),
-         "f1_great": float(f1_score(y_test, np.ones_like(y_test))),
-         "sklearn_f1_check": float(f1_score(y_test, np.ones_like(y_test))), "seconds": 0.0},
+        {
+            "model": "LSTM (ours)",
+            "accuracy": ref.accuracy(y_test, pred),
+            "f1_great": ref.f1_score(torch.tensor(y_test), torch.tensor(pred)),
+            "sklearn_f1_check": float(f1_score(y_test, pred)),
+            "seconds": lstm_seconds,
+        },
+        {
+            "model": "TF-IDF + LogisticRegression",
+            "accuracy": float(accuracy_score(y_test, base)),
+            "f1_great": float(f1_score(y_test, base)),
+            "sklearn_f1_check": float(f1_score(y_test, base)),
+            "seconds": base_seconds,
+        },
+        {
+            "model": "always 'great'",
+            "accuracy": float(y_test.mean()),
+            "f1_great": float(f1_score(y_test, np.ones_like(y_test))),
+            "sklearn_f1_check": float(f1_score(y_test, np.ones_like(y_test))),
+            "seconds": 0.0,
+        },
     ]
     ours, lib = rows[0], rows[1]
 
@@ -131,10 +145,16 @@ def run(config: Config, ctx: RunContext) -> LabResult:
     gap = ours["accuracy"] - lib["accuracy"]
     verdict = ("beats" if gap > 0 else "does not beat") + " the TF-IDF baseline"
     metrics = {
-        "n_train": len(train_df), "n_test": len(test_df), "vocab_size": len(vocab),
-        "best_epoch": best_epoch, "ours_accuracy": ours["accuracy"], "ours_f1": ours["f1_great"],
-        "sklearn_f1_of_ours": ours["sklearn_f1_check"], "library_accuracy": lib["accuracy"],
-        "library_f1": lib["f1_great"], "majority_accuracy": rows[2]["accuracy"],
+        "n_train": len(train_df),
+        "n_test": len(test_df),
+        "vocab_size": len(vocab),
+        "best_epoch": best_epoch,
+        "ours_accuracy": ours["accuracy"],
+        "ours_f1": ours["f1_great"],
+        "sklearn_f1_of_ours": ours["sklearn_f1_check"],
+        "library_accuracy": lib["accuracy"],
+        "library_f1": lib["f1_great"],
+        "majority_accuracy": rows[2]["accuracy"],
         "lstm_seconds": lstm_seconds,
     }
     notes = [
@@ -145,7 +165,15 @@ def run(config: Config, ctx: RunContext) -> LabResult:
         f"validation accuracy: {best_epoch} of {config.epochs}.",
     ]
     if gap <= 0:
-        notes.append("With only a few thousand reviews an LSTM learning its word vectors from "
-                     "scratch has little data; bag-of-n-grams is a strong baseline here.")
-    return LabResult(metrics=metrics, key_metric="ours_accuracy", library_metric="library_accuracy",
-                     tables={"comparison": rows, "history": history}, figures=[curve], notes=notes)
+        notes.append(
+            "With only a few thousand reviews an LSTM learning its word vectors from "
+            "scratch has little data; bag-of-n-grams is a strong baseline here."
+        )
+    return LabResult(
+        metrics=metrics,
+        key_metric="ours_accuracy",
+        library_metric="library_accuracy",
+        tables={"comparison": rows, "history": history},
+        figures=[curve],
+        notes=notes,
+    )

@@ -38,12 +38,21 @@ class Config:
     seed: int = 0
 
 
-QUICK = {"text_chars": 200_000, "hidden_size": 32, "seq_len": 50, "batch_size": 16, "steps": 40,
-         "eval_every": 20, "eval_chars": 5_000, "sample_chars": 60}
+QUICK = {
+    "text_chars": 200_000,
+    "hidden_size": 32,
+    "seq_len": 50,
+    "batch_size": 16,
+    "steps": 40,
+    "eval_every": 20,
+    "eval_chars": 5_000,
+    "sample_chars": 60,
+}
 
 
-def _ngram_bits(train: np.ndarray, val: np.ndarray, vocab: int, alpha: float = 0.1
-                ) -> tuple[float, float]:
+def _ngram_bits(
+    train: np.ndarray, val: np.ndarray, vocab: int, alpha: float = 0.1
+) -> tuple[float, float]:
     """Bits/char on `val` of add-alpha smoothed unigram and bigram models counted on `train`."""
     uni = np.bincount(train, minlength=vocab) + alpha
     uni_bits = float(-np.log2(uni[val] / uni.sum()).mean())
@@ -88,8 +97,13 @@ def run(config: Config, ctx: RunContext) -> LabResult:
         sched.step()
         recent.append(loss.item())
         if step % config.eval_every == 0 or step == config.steps:
-            curve.append({"step": step, "train_loss_nats": float(np.mean(recent)),
-                          "val_loss_nats": ref.evaluate_loss(model, val_slice, config.seq_len)})
+            curve.append(
+                {
+                    "step": step,
+                    "train_loss_nats": float(np.mean(recent)),
+                    "val_loss_nats": ref.evaluate_loss(model, val_slice, config.seq_len),
+                }
+            )
             recent = []
     train_seconds = time.perf_counter() - t0
     val_nats = ref.evaluate_loss(model, val, config.seq_len)
@@ -98,14 +112,19 @@ def run(config: Config, ctx: RunContext) -> LabResult:
     prompt_ids = ref.encode(config.prompt, stoi)
     samples = []
     for temp in (0.0, *config.temperatures):
-        out = ref.sample(model, prompt_ids, config.sample_chars, temp,
-                         torch.Generator().manual_seed(config.seed))
+        out = ref.sample(
+            model, prompt_ids, config.sample_chars, temp, torch.Generator().manual_seed(config.seed)
+        )
         samples.append({"temperature": temp, "text": config.prompt + ref.decode(out, itos)})
 
     fig, ax = plt.subplots(figsize=(7, 4))
     steps = [c["step"] for c in curve]
-    ax.plot(steps[1:], [ref.nats_to_bits(c["train_loss_nats"]) for c in curve[1:]], "o-",
-            label="train (mean since last point)")
+    ax.plot(
+        steps[1:],
+        [ref.nats_to_bits(c["train_loss_nats"]) for c in curve[1:]],
+        "o-",
+        label="train (mean since last point)",
+    )
     ax.plot(steps, [ref.nats_to_bits(c["val_loss_nats"]) for c in curve], "s-", label="validation")
     ax.axhline(bi_bits, color="k", ls="--", label=f"bigram counts {bi_bits:.2f}")
     ax.axhline(uni_bits, color="grey", ls=":", label=f"unigram counts {uni_bits:.2f}")
@@ -118,25 +137,48 @@ def run(config: Config, ctx: RunContext) -> LabResult:
 
     val_bits = ref.nats_to_bits(val_nats)
     metrics = {
-        "train_chars": len(train), "val_chars": len(val), "vocab_size": len(itos),
-        "log2_vocab_bits": math.log2(len(itos)), "untrained_val_bits": ref.nats_to_bits(untrained),
-        "ours_val_bits_per_char": val_bits, "ours_val_nats_per_char": val_nats,
-        "bigram_val_bits_per_char": bi_bits, "unigram_val_bits_per_char": uni_bits,
-        "train_seconds": train_seconds, "steps": config.steps,
+        "train_chars": len(train),
+        "val_chars": len(val),
+        "vocab_size": len(itos),
+        "log2_vocab_bits": math.log2(len(itos)),
+        "untrained_val_bits": ref.nats_to_bits(untrained),
+        "ours_val_bits_per_char": val_bits,
+        "ours_val_nats_per_char": val_nats,
+        "bigram_val_bits_per_char": bi_bits,
+        "unigram_val_bits_per_char": uni_bits,
+        "train_seconds": train_seconds,
+        "steps": config.steps,
     }
-    table = [{"model": "char LSTM (ours)", "val_bits_per_char": val_bits, "val_nats_per_char": val_nats},
-             {"model": "bigram counts", "val_bits_per_char": bi_bits,
-              "val_nats_per_char": bi_bits * math.log(2)},
-             {"model": "unigram counts", "val_bits_per_char": uni_bits,
-              "val_nats_per_char": uni_bits * math.log(2)},
-             {"model": "uniform over vocab", "val_bits_per_char": math.log2(len(itos)),
-              "val_nats_per_char": math.log(len(itos))}]
+    table = [
+        {"model": "char LSTM (ours)", "val_bits_per_char": val_bits, "val_nats_per_char": val_nats},
+        {
+            "model": "bigram counts",
+            "val_bits_per_char": bi_bits,
+            "val_nats_per_char": bi_bits * math.log(2),
+        },
+        {
+            "model": "unigram counts",
+            "val_bits_per_char": uni_bits,
+            "val_nats_per_char": uni_bits * math.log(2),
+        },
+        {
+            "model": "uniform over vocab",
+            "val_bits_per_char": math.log2(len(itos)),
+            "val_nats_per_char": math.log(len(itos)),
+        },
+    ]
     better = "beats" if val_bits < bi_bits else "does not beat"
-    notes = [f"Validation loss {val_bits:.3f} bits/char ({val_nats:.3f} nats) after {config.steps} "
-             f"steps; the bigram count model scores {bi_bits:.3f}, so the LSTM {better} it "
-             f"(unigram {uni_bits:.3f}, uniform {math.log2(len(itos)):.3f}).",
-             *[f"T={s['temperature']}: {s['text'][:120]!r}" for s in samples]]
-    return LabResult(metrics=metrics, key_metric="ours_val_bits_per_char",
-                     library_metric="bigram_val_bits_per_char",
-                     tables={"losses": table, "curve": curve, "samples": samples},
-                     figures=[fig_path], notes=notes)
+    notes = [
+        f"Validation loss {val_bits:.3f} bits/char ({val_nats:.3f} nats) after {config.steps} "
+        f"steps; the bigram count model scores {bi_bits:.3f}, so the LSTM {better} it "
+        f"(unigram {uni_bits:.3f}, uniform {math.log2(len(itos)):.3f}).",
+        *[f"T={s['temperature']}: {s['text'][:120]!r}" for s in samples],
+    ]
+    return LabResult(
+        metrics=metrics,
+        key_metric="ours_val_bits_per_char",
+        library_metric="bigram_val_bits_per_char",
+        tables={"losses": table, "curve": curve, "samples": samples},
+        figures=[fig_path],
+        notes=notes,
+    )

@@ -51,9 +51,10 @@ def _verdict(lstm: float, linear: float) -> str:
         word = "ties with (within 1%)"
     else:
         word = "does NOT beat"
-    return (f"The LSTM {word} the linear model on all features: MAE {lstm:.4f} vs {linear:.4f} "
-            f"({100 * gap:+.2f}%).")
-
+    return (
+        f"The LSTM {word} the linear model on all features: MAE {lstm:.4f} vs {linear:.4f} "
+        f"({100 * gap:+.2f}%)."
+    )
 
 
 def run(config: Config, ctx: RunContext) -> LabResult:
@@ -74,7 +75,7 @@ def run(config: Config, ctx: RunContext) -> LabResult:
     n_samples = len(df) - config.window
     train_idx, val_idx, test_idx = ref.chronological_split(n_samples, config.val_days, test_days)
     # Fit the scaler on the days the training windows and targets can see, nothing later.
-    mean, std = ref.fit_standardizer(raw[:train_idx[-1] + config.window + 1])
+    mean, std = ref.fit_standardizer(raw[: train_idx[-1] + config.window + 1])
     scaled = ref.standardize(raw, mean, std)
     X, y = ref.make_windows(scaled, scaled[:, tcol], config.window)
 
@@ -85,15 +86,17 @@ def run(config: Config, ctx: RunContext) -> LabResult:
     hist_target = X[:, :, tcol]
     preds: dict[str, np.ndarray] = {
         "last value": back(ref.last_value_forecast(hist_target[test_idx])),
-        f"moving average ({config.ma_days} days)":
-            back(ref.moving_average_forecast(hist_target[test_idx], config.ma_days)),
-        f"window mean ({config.window} days)":
-            back(hist_target[test_idx].mean(axis=1)),
+        f"moving average ({config.ma_days} days)": back(
+            ref.moving_average_forecast(hist_target[test_idx], config.ma_days)
+        ),
+        f"window mean ({config.window} days)": back(hist_target[test_idx].mean(axis=1)),
     }
     fit_idx = np.concatenate([train_idx, val_idx])  # linear models need no early stopping
     coef_diffs = {}
-    for label, design in [(f"AR({config.window}) on {TARGET}", hist_target),
-                          ("linear, all features", ref.lag_matrix(X))]:
+    for label, design in [
+        (f"AR({config.window}) on {TARGET}", hist_target),
+        ("linear, all features", ref.lag_matrix(X)),
+    ]:
         coef, intercept = ref.fit_linear_ar(design[fit_idx], y[fit_idx])
         sk = LinearRegression().fit(design[fit_idx], y[fit_idx])
         preds[f"{label} (ours)"] = back(ref.predict_linear_ar(design[test_idx], coef, intercept))
@@ -103,20 +106,34 @@ def run(config: Config, ctx: RunContext) -> LabResult:
     torch.manual_seed(config.seed)
     model = ref.LSTMForecaster(len(config.features), config.hidden_size)
     with ctx.step("training the LSTM"):
-        history = ref.train_forecaster(model, X[train_idx], y[train_idx], X[val_idx], y[val_idx],
-                                       epochs=config.epochs, lr=config.lr,
-                                       batch_size=config.batch_size, patience=config.patience,
-                                       seed=config.seed)
+        history = ref.train_forecaster(
+            model,
+            X[train_idx],
+            y[train_idx],
+            X[val_idx],
+            y[val_idx],
+            epochs=config.epochs,
+            lr=config.lr,
+            batch_size=config.batch_size,
+            patience=config.patience,
+            seed=config.seed,
+        )
     preds["LSTM"] = back(ref.predict(model, X[test_idx]))
 
-    rows = [{"method": name, "test_mae": ref.mean_absolute_error(y_test, p), "test_r2": _r2(y_test, p)}
-            for name, p in preds.items()]
+    rows = [
+        {"method": name, "test_mae": ref.mean_absolute_error(y_test, p), "test_r2": _r2(y_test, p)}
+        for name, p in preds.items()
+    ]
     mae = {r["method"]: r["test_mae"] for r in rows}
     ar_ours = "linear, all features (ours)"
     metrics = {
-        "n_days": len(df), "n_train": len(train_idx), "n_val": len(val_idx), "n_test": len(test_idx),
+        "n_days": len(df),
+        "n_train": len(train_idx),
+        "n_val": len(val_idx),
+        "n_test": len(test_idx),
         "test_start": str(df.index[test_idx[0] + config.window].date()),
-        "lstm_test_mae": mae["LSTM"], "lstm_test_r2": rows[-1]["test_r2"],
+        "lstm_test_mae": mae["LSTM"],
+        "lstm_test_r2": rows[-1]["test_r2"],
         "last_value_test_mae": mae["last value"],
         "moving_average_test_mae": mae[f"moving average ({config.ma_days} days)"],
         "ar_target_only_test_mae": mae[f"AR({config.window}) on {TARGET} (ours)"],
@@ -124,7 +141,8 @@ def run(config: Config, ctx: RunContext) -> LabResult:
         "sklearn_linear_test_mae": mae["linear, all features (sklearn)"],
         "max_coef_diff_vs_sklearn": max(coef_diffs.values()),
         "lstm_vs_linear_mae_gap": (mae["LSTM"] - mae[ar_ours]) / mae[ar_ours],
-        "lstm_best_epoch": history["best_epoch"], "lstm_epochs_run": len(history["val_loss"]),
+        "lstm_best_epoch": history["best_epoch"],
+        "lstm_epochs_run": len(history["val_loss"]),
     }
     best_name = min(mae, key=mae.get)
     notes = [
@@ -147,7 +165,9 @@ def run(config: Config, ctx: RunContext) -> LabResult:
     top.set(ylabel=TARGET, title=f"next-day forecasts, last {config.plot_days} test days")
     top.legend(fontsize=8, ncol=4)
     names = [r["method"] for r in rows]
-    bottom.barh(names, [r["test_mae"] for r in rows], color=["C1" if n == "LSTM" else "C0" for n in names])
+    bottom.barh(
+        names, [r["test_mae"] for r in rows], color=["C1" if n == "LSTM" else "C0" for n in names]
+    )
     bottom.set(xlabel="test MAE (log volume)", title="held-out final period, lower is better")
     figures.append(ctx.save_figure(fig, "forecast"))
 
@@ -158,6 +178,11 @@ def run(config: Config, ctx: RunContext) -> LabResult:
     ax.set(xlabel="epoch", ylabel="MSE (standardised)", title="LSTM training")
     ax.legend()
     figures.append(ctx.save_figure(fig, "lstm_loss"))
-    return LabResult(metrics=metrics, key_metric="lstm_test_mae",
-                     library_metric="sklearn_linear_test_mae", tables={"test_mae": rows},
-                     figures=figures, notes=notes)
+    return LabResult(
+        metrics=metrics,
+        key_metric="lstm_test_mae",
+        library_metric="sklearn_linear_test_mae",
+        tables={"test_mae": rows},
+        figures=figures,
+        notes=notes,
+    )

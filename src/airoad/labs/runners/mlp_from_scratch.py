@@ -52,9 +52,17 @@ def _train_ours(config, X, y, Xt, yt, ctx) -> dict:
     hist = {"loss": [], "test_loss": [], "test_acc": []}
     cpu0, wall0 = time.process_time(), time.perf_counter()
     for epoch in ctx.track(range(config.epochs), "training the NumPy MLP"):
-        losses = ref.train_epoch(net, X, y, _lr(config, epoch), config.batch_size,
-                                 config.momentum, config.weight_decay, rng)
-        logits = np.concatenate([net.forward(Xt[i:i + 5000]) for i in range(0, len(Xt), 5000)])
+        losses = ref.train_epoch(
+            net,
+            X,
+            y,
+            _lr(config, epoch),
+            config.batch_size,
+            config.momentum,
+            config.weight_decay,
+            rng,
+        )
+        logits = np.concatenate([net.forward(Xt[i : i + 5000]) for i in range(0, len(Xt), 5000)])
         hist["loss"].append(float(np.mean(losses)))
         hist["test_loss"].append(ref.softmax_cross_entropy(logits, yt)[0])
         hist["test_acc"].append(float((logits.argmax(1) == yt).mean()))
@@ -75,9 +83,14 @@ def _train_torch(config, X, y, Xt, yt, init, ctx) -> dict:
             lin.bias.copy_(torch.from_numpy(b))
     net = torch.nn.Sequential(*[m for lin in layers for m in (lin, torch.nn.ReLU())][:-1])
     decay = [lin.weight for lin in layers]
-    opt = torch.optim.SGD([{"params": decay, "weight_decay": config.weight_decay},
-                           {"params": [lin.bias for lin in layers], "weight_decay": 0.0}],
-                          lr=config.lr, momentum=config.momentum)
+    opt = torch.optim.SGD(
+        [
+            {"params": decay, "weight_decay": config.weight_decay},
+            {"params": [lin.bias for lin in layers], "weight_decay": 0.0},
+        ],
+        lr=config.lr,
+        momentum=config.momentum,
+    )
     Xg, yg, Xtt = torch.from_numpy(X), torch.from_numpy(y), torch.from_numpy(Xt)
     rng = np.random.default_rng(config.seed)
     hist = {"loss": [], "test_loss": [], "test_acc": []}
@@ -88,7 +101,7 @@ def _train_torch(config, X, y, Xt, yt, init, ctx) -> dict:
         order = torch.from_numpy(rng.permutation(len(X)))
         losses = []
         for start in range(0, len(X), config.batch_size):
-            idx = order[start:start + config.batch_size]
+            idx = order[start : start + config.batch_size]
             loss = F.cross_entropy(net(Xg[idx]), yg[idx])
             opt.zero_grad()
             loss.backward()
@@ -101,7 +114,6 @@ def _train_torch(config, X, y, Xt, yt, init, ctx) -> dict:
         hist["test_acc"].append(float((logits.argmax(1).numpy() == yt).mean()))
     hist["cpu"], hist["wall"] = time.process_time() - cpu0, time.perf_counter() - wall0
     return hist
-
 
 
 def _figures(ours, theirs, images_test, yt, pred, ctx) -> list:
@@ -161,8 +173,8 @@ def run(config: Config, ctx: RunContext) -> LabResult:
 
 def _run(config: Config, ctx: RunContext) -> LabResult:
     data = load("mnist")
-    X = _prepare(data["X_train"][:config.n_train])
-    y = np.asarray(data["y_train"][:config.n_train], dtype=np.int64)
+    X = _prepare(data["X_train"][: config.n_train])
+    y = np.asarray(data["y_train"][: config.n_train], dtype=np.int64)
     Xt, yt = _prepare(data["X_test"]), np.asarray(data["y_test"], dtype=np.int64)
 
     # Gradient check on a small float64 network and 32 real images (float32 is too coarse).
@@ -170,44 +182,88 @@ def _run(config: Config, ctx: RunContext) -> LabResult:
     grad_err = ref.gradient_check(small, X[:32].astype(np.float64), y[:32], n_checks=10)
 
     ours = _train_ours(config, X, y, Xt, yt, ctx)
-    theirs = _train_torch(config, X, y, Xt, yt, ours["init"], ctx) if config.torch_baseline else None
+    theirs = (
+        _train_torch(config, X, y, Xt, yt, ours["init"], ctx) if config.torch_baseline else None
+    )
     pred = ours["net"].predict(Xt)
     acc = float((pred == yt).mean())
     arch = "-".join(str(s) for s in (784, *config.hidden, 10))
 
-    rows = [{"implementation": "NumPy (ours)", "test_accuracy": acc,
-             "final_train_loss": ours["loss"][-1], "final_test_loss": ours["test_loss"][-1],
-             "cpu_seconds": ours["cpu"], "wall_seconds": ours["wall"]}]
-    metrics = {"ours_test_accuracy": acc, "ours_cpu_seconds": ours["cpu"],
-               "ours_wall_seconds": ours["wall"], "ours_final_train_loss": ours["loss"][-1],
-               "gradient_check_max_rel_error": grad_err, "n_train": len(X), "epochs": config.epochs,
-               "architecture": arch, "reached_target": bool(acc >= config.target_accuracy)}
+    rows = [
+        {
+            "implementation": "NumPy (ours)",
+            "test_accuracy": acc,
+            "final_train_loss": ours["loss"][-1],
+            "final_test_loss": ours["test_loss"][-1],
+            "cpu_seconds": ours["cpu"],
+            "wall_seconds": ours["wall"],
+        }
+    ]
+    metrics = {
+        "ours_test_accuracy": acc,
+        "ours_cpu_seconds": ours["cpu"],
+        "ours_wall_seconds": ours["wall"],
+        "ours_final_train_loss": ours["loss"][-1],
+        "gradient_check_max_rel_error": grad_err,
+        "n_train": len(X),
+        "epochs": config.epochs,
+        "architecture": arch,
+        "reached_target": bool(acc >= config.target_accuracy),
+    }
     library = None
     if theirs is not None:
-        rows.append({"implementation": "torch (same init, same batches)",
-                     "test_accuracy": theirs["test_acc"][-1], "final_train_loss": theirs["loss"][-1],
-                     "final_test_loss": theirs["test_loss"][-1], "cpu_seconds": theirs["cpu"],
-                     "wall_seconds": theirs["wall"]})
-        metrics.update({"torch_test_accuracy": theirs["test_acc"][-1],
-                        "torch_cpu_seconds": theirs["cpu"], "torch_wall_seconds": theirs["wall"]})
+        rows.append(
+            {
+                "implementation": "torch (same init, same batches)",
+                "test_accuracy": theirs["test_acc"][-1],
+                "final_train_loss": theirs["loss"][-1],
+                "final_test_loss": theirs["test_loss"][-1],
+                "cpu_seconds": theirs["cpu"],
+                "wall_seconds": theirs["wall"],
+            }
+        )
+        metrics.update(
+            {
+                "torch_test_accuracy": theirs["test_acc"][-1],
+                "torch_cpu_seconds": theirs["cpu"],
+                "torch_wall_seconds": theirs["wall"],
+            }
+        )
         library = "torch_test_accuracy"
-    per_epoch = [{"epoch": e + 1, "lr": _lr(config, e), "train_loss": ours["loss"][e],
-                  "test_loss": ours["test_loss"][e], "test_accuracy": ours["test_acc"][e],
-                  **({"torch_test_accuracy": theirs["test_acc"][e]} if theirs else {})}
-                 for e in range(config.epochs)]
+    per_epoch = [
+        {
+            "epoch": e + 1,
+            "lr": _lr(config, e),
+            "train_loss": ours["loss"][e],
+            "test_loss": ours["test_loss"][e],
+            "test_accuracy": ours["test_acc"][e],
+            **({"torch_test_accuracy": theirs["test_acc"][e]} if theirs else {}),
+        }
+        for e in range(config.epochs)
+    ]
     figures = _figures(ours, theirs, data["X_test"], yt, pred, ctx)
 
     verdict = "reaches" if acc >= config.target_accuracy else "misses"
-    notes = [f"{arch} on {len(X)} images, {config.epochs} epochs: test accuracy {acc:.4f}, "
-             f"which {verdict} the {config.target_accuracy:.3f} target; training took "
-             f"{ours['cpu']:.1f} CPU s ({ours['wall']:.1f} s wall).",
-             f"Gradient check (float64, central differences): largest relative error "
-             f"{grad_err:.1e}" + (" - backward is right." if grad_err < 1e-6 else " - too large!"),
-             f"{int((pred != yt).sum())} of {len(yt)} test digits are misclassified."]
+    notes = [
+        f"{arch} on {len(X)} images, {config.epochs} epochs: test accuracy {acc:.4f}, "
+        f"which {verdict} the {config.target_accuracy:.3f} target; training took "
+        f"{ours['cpu']:.1f} CPU s ({ours['wall']:.1f} s wall).",
+        f"Gradient check (float64, central differences): largest relative error "
+        f"{grad_err:.1e}" + (" - backward is right." if grad_err < 1e-6 else " - too large!"),
+        f"{int((pred != yt).sum())} of {len(yt)} test digits are misclassified.",
+    ]
     if theirs is not None:
         gap = acc - theirs["test_acc"][-1]
-        notes.append(f"torch with the same start and batches: {theirs['test_acc'][-1]:.4f} "
-                     f"({gap:+.4f} for ours) in {theirs['cpu']:.1f} CPU s; the two differ only "
-                     "by float32 rounding, which grows over thousands of steps.")
-    return LabResult(metrics=metrics, key_metric="ours_test_accuracy", library_metric=library,
-                     tables={"comparison": rows, "epochs": per_epoch}, figures=figures, notes=notes)
+        notes.append(
+            f"torch with the same start and batches: {theirs['test_acc'][-1]:.4f} "
+            f"({gap:+.4f} for ours) in {theirs['cpu']:.1f} CPU s; the two differ only "
+            "by float32 rounding, which grows over thousands of steps."
+        )
+    return LabResult(
+        metrics=metrics,
+        key_metric="ours_test_accuracy",
+        library_metric=library,
+        tables={"comparison": rows, "epochs": per_epoch},
+        figures=figures,
+        notes=notes,
+    )

@@ -43,17 +43,30 @@ def _gaussian(name: str, config: Config) -> tuple[dict, dict, tuple]:
 
     df = load(name)
     features = [c for c in df.columns if c != "target"]
-    Xtr, Xte, ytr, yte = train_test_split(df[features].to_numpy(np.float64), df["target"].to_numpy(),
-                                          test_size=config.test_size, stratify=df["target"],
-                                          random_state=config.seed)
+    Xtr, Xte, ytr, yte = train_test_split(
+        df[features].to_numpy(np.float64),
+        df["target"].to_numpy(),
+        test_size=config.test_size,
+        stratify=df["target"],
+        random_state=config.seed,
+    )
     ours, pred, ours_s = _timed(GaussianNB(var_smoothing=config.var_smoothing), Xtr, ytr, Xte)
     theirs, sk_pred, sk_s = _timed(SkGaussianNB(var_smoothing=config.var_smoothing), Xtr, ytr, Xte)
     diff = float(np.abs(ours.predict_proba(Xte) - theirs.predict_proba(Xte)).max())
-    row = {"model": "GaussianNB", "data": f"{name} {Xtr.shape[0]}+{Xte.shape[0]} x {Xtr.shape[1]}",
-           "ours_acc": float(np.mean(pred == yte)), "sklearn_acc": float(np.mean(sk_pred == yte)),
-           "max_proba_diff": diff, "ours_seconds": round(ours_s, 5), "sklearn_seconds": round(sk_s, 5)}
-    metrics = {f"{name}_ours_acc": row["ours_acc"], f"{name}_sklearn_acc": row["sklearn_acc"],
-               f"{name}_max_proba_diff": diff}
+    row = {
+        "model": "GaussianNB",
+        "data": f"{name} {Xtr.shape[0]}+{Xte.shape[0]} x {Xtr.shape[1]}",
+        "ours_acc": float(np.mean(pred == yte)),
+        "sklearn_acc": float(np.mean(sk_pred == yte)),
+        "max_proba_diff": diff,
+        "ours_seconds": round(ours_s, 5),
+        "sklearn_seconds": round(sk_s, 5),
+    }
+    metrics = {
+        f"{name}_ours_acc": row["ours_acc"],
+        f"{name}_sklearn_acc": row["sklearn_acc"],
+        f"{name}_max_proba_diff": diff,
+    }
     return metrics, row, (ours, Xtr, ytr, features)
 
 
@@ -61,13 +74,21 @@ def _reviews(config: Config):
     from sklearn.feature_extraction.text import CountVectorizer
 
     train, test = load("fine-food")
-    train = train.iloc[:config.train_reviews]
+    train = train.iloc[: config.train_reviews]
     vec = CountVectorizer(min_df=config.min_df)
     Xtr, Xte = vec.fit_transform(train["review"]), vec.transform(test["review"])
-    return Xtr, Xte, train["score"].to_numpy(), test["score"].to_numpy(), vec.get_feature_names_out()
+    return (
+        Xtr,
+        Xte,
+        train["score"].to_numpy(),
+        test["score"].to_numpy(),
+        vec.get_feature_names_out(),
+    )
 
 
-def _multinomial(config: Config, ctx: RunContext, data) -> tuple[dict, dict, list[dict], MultinomialNB]:
+def _multinomial(
+    config: Config, ctx: RunContext, data
+) -> tuple[dict, dict, list[dict], MultinomialNB]:
     from sklearn.naive_bayes import MultinomialNB as SkMultinomialNB
 
     Xtr, Xte, ytr, yte, _ = data
@@ -76,29 +97,42 @@ def _multinomial(config: Config, ctx: RunContext, data) -> tuple[dict, dict, lis
     P, P_sk = ours.predict_proba(Xte), theirs.predict_proba(Xte)
     index = np.searchsorted(ours.classes_, yte)
     jll = ours.predict_joint_log_proba(Xte)
-    metrics = {"ours_review_acc": float(np.mean(pred == yte)),
-               "sklearn_review_acc": float(np.mean(sk_pred == yte)),
-               "review_max_proba_diff": float(np.abs(P - P_sk).max()),
-               "review_identical_predictions": int(np.sum(pred == sk_pred)),
-               "review_log_loss": float(-np.mean(np.log(np.clip(P[np.arange(len(yte)), index],
-                                                                1e-300, None)))),
-               "review_vocabulary": int(Xtr.shape[1]), "review_train_rows": int(Xtr.shape[0]),
-               "majority_baseline_acc": float(np.mean(yte == "great")),
-               # exp of the joint log-likelihood, the product of raw probabilities, underflows:
-               "reviews_underflowing_to_zero": int(np.sum(np.all(np.exp(jll) == 0.0, axis=1))),
-               "lowest_joint_log_likelihood": float(jll.max(axis=1).min())}
-    row = {"model": "MultinomialNB",
-           "data": f"fine-food {Xtr.shape[0]}+{Xte.shape[0]} x {Xtr.shape[1]} words",
-           "ours_acc": metrics["ours_review_acc"], "sklearn_acc": metrics["sklearn_review_acc"],
-           "max_proba_diff": metrics["review_max_proba_diff"], "ours_seconds": round(ours_s, 5),
-           "sklearn_seconds": round(sk_s, 5)}
+    metrics = {
+        "ours_review_acc": float(np.mean(pred == yte)),
+        "sklearn_review_acc": float(np.mean(sk_pred == yte)),
+        "review_max_proba_diff": float(np.abs(P - P_sk).max()),
+        "review_identical_predictions": int(np.sum(pred == sk_pred)),
+        "review_log_loss": float(
+            -np.mean(np.log(np.clip(P[np.arange(len(yte)), index], 1e-300, None)))
+        ),
+        "review_vocabulary": int(Xtr.shape[1]),
+        "review_train_rows": int(Xtr.shape[0]),
+        "majority_baseline_acc": float(np.mean(yte == "great")),
+        # exp of the joint log-likelihood, the product of raw probabilities, underflows:
+        "reviews_underflowing_to_zero": int(np.sum(np.all(np.exp(jll) == 0.0, axis=1))),
+        "lowest_joint_log_likelihood": float(jll.max(axis=1).min()),
+    }
+    row = {
+        "model": "MultinomialNB",
+        "data": f"fine-food {Xtr.shape[0]}+{Xte.shape[0]} x {Xtr.shape[1]} words",
+        "ours_acc": metrics["ours_review_acc"],
+        "sklearn_acc": metrics["sklearn_review_acc"],
+        "max_proba_diff": metrics["review_max_proba_diff"],
+        "ours_seconds": round(ours_s, 5),
+        "sklearn_seconds": round(sk_s, 5),
+    }
     sweep = []
     for a in ctx.track(list(config.alphas), "smoothing sweep"):
         m = MultinomialNB(alpha=a).fit(Xtr, ytr)
-        sweep.append({"alpha": a, "train_acc": float(m.score(Xtr, ytr)), "test_acc": float(m.score(Xte, yte)),
-                      "sklearn_test_acc": float(SkMultinomialNB(alpha=a).fit(Xtr, ytr).score(Xte, yte))})
+        sweep.append(
+            {
+                "alpha": a,
+                "train_acc": float(m.score(Xtr, ytr)),
+                "test_acc": float(m.score(Xte, yte)),
+                "sklearn_test_acc": float(SkMultinomialNB(alpha=a).fit(Xtr, ytr).score(Xte, yte)),
+            }
+        )
     return metrics, row, sweep, ours
-
 
 
 def _words_figure(model: MultinomialNB, data, config: Config, ctx: RunContext) -> tuple:
@@ -115,9 +149,15 @@ def _words_figure(model: MultinomialNB, data, config: Config, ctx: RunContext) -
     ax.barh(np.arange(2 * n), ratio[chosen], color=["C3"] * n + ["C2"] * n)
     ax.set_yticks(np.arange(2 * n), words[chosen], fontsize=8)
     ax.axvline(0, color="k", lw=0.5)
-    ax.set(xlabel=f"log p(word | {model.classes_[0]}) - log p(word | {model.classes_[1]})",
-           title="Fine-food reviews: the most telling words (seen >= 20 times)")
-    return ctx.save_figure(fig, "telling_words"), list(words[order[-n:][::-1]]), list(words[order[:n]])
+    ax.set(
+        xlabel=f"log p(word | {model.classes_[0]}) - log p(word | {model.classes_[1]})",
+        title="Fine-food reviews: the most telling words (seen >= 20 times)",
+    )
+    return (
+        ctx.save_figure(fig, "telling_words"),
+        list(words[order[-n:][::-1]]),
+        list(words[order[:n]]),
+    )
 
 
 def _proba_figure(model: MultinomialNB, data, ctx: RunContext):
@@ -130,13 +170,20 @@ def _proba_figure(model: MultinomialNB, data, ctx: RunContext):
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     left.plot(p_sk, p, ".", ms=3)
     left.plot([0, 1], [0, 1], "k:", lw=0.8)
-    left.set(xlabel="scikit-learn P(great)", ylabel="ours P(great)",
-             title="Test reviews: ours vs scikit-learn")
+    left.set(
+        xlabel="scikit-learn P(great)",
+        ylabel="ours P(great)",
+        title="Test reviews: ours vs scikit-learn",
+    )
     bins = np.linspace(0, 1, 21)
     for label, colour in (("great", "C2"), ("other", "C3")):
         right.hist(p[yte == label], bins=bins, alpha=0.6, color=colour, label=f"true {label}")
-    right.set(yscale="log", xlabel="ours P(great)", ylabel="reviews (log scale)",
-              title="Naive Bayes is sure of itself: most probabilities near 0 or 1")
+    right.set(
+        yscale="log",
+        xlabel="ours P(great)",
+        ylabel="reviews (log scale)",
+        title="Naive Bayes is sure of itself: most probabilities near 0 or 1",
+    )
     right.legend()
     return ctx.save_figure(fig, "probabilities")
 
@@ -156,8 +203,12 @@ def _gaussian_figure(fitted: tuple, ctx: RunContext):
             colour = f"C{c}"
             ax.hist(X[y == model.classes_[c], j], bins=15, density=True, alpha=0.35, color=colour)
             mu, var = model.theta_[c, j], model.var_[c, j]
-            ax.plot(grid, np.exp(-0.5 * (grid - mu) ** 2 / var) / np.sqrt(2 * np.pi * var), color=colour,
-                    label=f"class {model.classes_[c]}: mean {mu:.3g}, sd {np.sqrt(var):.2g}")
+            ax.plot(
+                grid,
+                np.exp(-0.5 * (grid - mu) ** 2 / var) / np.sqrt(2 * np.pi * var),
+                color=colour,
+                label=f"class {model.classes_[c]}: mean {mu:.3g}, sd {np.sqrt(var):.2g}",
+            )
         ax.set(xlabel=names[j], ylabel="density", title=f"Wine: {names[j]} per class")
         ax.legend(fontsize=8)
     return ctx.save_figure(fig, "gaussian_wine")
@@ -202,5 +253,11 @@ def run(config: Config, ctx: RunContext) -> LabResult:
         f"(test accuracy {best['test_acc']:.3f}). Words for 'great': {', '.join(great_words[:5])}; "
         f"for 'other': {', '.join(other_words[:5])}.",
     ]
-    return LabResult(metrics=metrics, key_metric="ours_review_acc", library_metric="sklearn_review_acc",
-                     tables={"comparison": rows, "alpha_sweep": sweep}, figures=figures, notes=notes)
+    return LabResult(
+        metrics=metrics,
+        key_metric="ours_review_acc",
+        library_metric="sklearn_review_acc",
+        tables={"comparison": rows, "alpha_sweep": sweep},
+        figures=figures,
+        notes=notes,
+    )

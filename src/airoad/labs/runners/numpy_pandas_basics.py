@@ -24,15 +24,26 @@ class Config:
 
 QUICK = {"sizes": (5, 20, 50), "n_systems": 3}
 
-SPECIES = pd.DataFrame({
-    "species": ["Adelie", "Chinstrap", "Gentoo"],
-    "latin_name": ["Pygoscelis adeliae", "Pygoscelis antarcticus", "Pygoscelis papua"],
-})
-CLASSES = pd.DataFrame({
-    "class": ["1st", "2nd", "3rd", "deck crew", "engineering crew", "restaurant staff",
-              "victualling crew"],
-    "kind": ["passenger"] * 3 + ["crew"] * 4,
-})
+SPECIES = pd.DataFrame(
+    {
+        "species": ["Adelie", "Chinstrap", "Gentoo"],
+        "latin_name": ["Pygoscelis adeliae", "Pygoscelis antarcticus", "Pygoscelis papua"],
+    }
+)
+CLASSES = pd.DataFrame(
+    {
+        "class": [
+            "1st",
+            "2nd",
+            "3rd",
+            "deck crew",
+            "engineering crew",
+            "restaurant staff",
+            "victualling crew",
+        ],
+        "kind": ["passenger"] * 3 + ["crew"] * 4,
+    }
+)
 
 
 def _rel(a: np.ndarray, b: np.ndarray) -> float:
@@ -60,10 +71,17 @@ def _solver_rows(config: Config, ctx: RunContext) -> list[dict]:
             res_ours.append(_rel(A @ x, b))
             res_np.append(_rel(A @ x_np, b))
             err_det.append(float(abs(ref.det(A) / np.linalg.det(A) - 1.0)))
-        rows.append({"n": n, "rel_diff_x": max(err_x), "residual_ours": max(res_ours),
-                     "residual_numpy": max(res_np), "rel_diff_det": max(err_det),
-                     "ms_ours": 1e3 * t_ours / config.n_systems,
-                     "ms_numpy": 1e3 * t_np / config.n_systems})
+        rows.append(
+            {
+                "n": n,
+                "rel_diff_x": max(err_x),
+                "residual_ours": max(res_ours),
+                "residual_numpy": max(res_np),
+                "rel_diff_det": max(err_det),
+                "ms_ours": 1e3 * t_ours / config.n_systems,
+                "ms_numpy": 1e3 * t_np / config.n_systems,
+            }
+        )
     return rows
 
 
@@ -90,7 +108,9 @@ def _derivative_sweep() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     exact = np.cos(1.0)
     x = np.array([1.0])
     central = np.array([abs(ref.numerical_derivative(np.sin, x, h)[0] - exact) for h in hs])
-    forward = np.array([abs(ref.numerical_derivative(np.sin, x, h, "forward")[0] - exact) for h in hs])
+    forward = np.array(
+        [abs(ref.numerical_derivative(np.sin, x, h, "forward")[0] - exact) for h in hs]
+    )
     return hs, forward, central
 
 
@@ -107,17 +127,27 @@ def _pandas_part(config: Config) -> tuple[dict, dict[str, list[dict]], pd.DataFr
     by_species = ref.impute(penguins, "mean", by="species")
     sex_fill = ref.impute(penguins, "most_frequent", columns=["sex"])
     holes = penguins["body_mass_g"].isna()
-    impute_rows = [{"column": c, "strategy": config.impute_strategy,
-                    "ours": float(ours.loc[num[c].isna(), c].iloc[0]),
-                    "sklearn": float(theirs[num[c].isna().to_numpy(), i][0])}
-                   for i, c in enumerate(num.columns) if num[c].isna().any()]
+    impute_rows = [
+        {
+            "column": c,
+            "strategy": config.impute_strategy,
+            "ours": float(ours.loc[num[c].isna(), c].iloc[0]),
+            "sklearn": float(theirs[num[c].isna().to_numpy(), i][0]),
+        }
+        for i, c in enumerate(num.columns)
+        if num[c].isna().any()
+    ]
     for i in penguins.index[holes]:
         # The library side of a per-group fill: SimpleImputer fitted on that species only.
         same = penguins.loc[penguins["species"] == penguins.loc[i, "species"], ["body_mass_g"]]
-        impute_rows.append({"column": f"body_mass_g (row {i}, {penguins.loc[i, 'species']})",
-                            "strategy": "mean by species",
-                            "ours": float(by_species.loc[i, "body_mass_g"]),
-                            "sklearn": float(SimpleImputer(strategy="mean").fit(same).statistics_[0])})
+        impute_rows.append(
+            {
+                "column": f"body_mass_g (row {i}, {penguins.loc[i, 'species']})",
+                "strategy": "mean by species",
+                "ours": float(by_species.loc[i, "body_mass_g"]),
+                "sklearn": float(SimpleImputer(strategy="mean").fit(same).statistics_[0]),
+            }
+        )
 
     cols = ["bill_length_mm", "flipper_length_mm", "body_mass_g"]
     stats = ref.group_stats(penguins, "species", cols)
@@ -135,25 +165,31 @@ def _pandas_part(config: Config) -> tuple[dict, dict[str, list[dict]], pd.DataFr
         "impute_max_abs_diff_vs_sklearn": float(np.abs(ours.to_numpy(float) - theirs).max()),
         "sex_filled_with": str(sex_fill.loc[penguins["sex"].isna(), "sex"].iloc[0]),
         "group_stats_max_abs_diff_vs_pandas": group_diff,
-        "merge_rows_before": len(penguins), "merge_rows_after": len(merged),
+        "merge_rows_before": len(penguins),
+        "merge_rows_after": len(merged),
         "titanic_passenger_survival": float(by_kind.loc["passenger", "survived_mean"]),
         "titanic_crew_survival": float(by_kind.loc["crew", "survived_mean"]),
     }
     tables = {
-        "missing_values": [{"column": c, "n_missing": int(r["n_missing"]),
-                            "pct_missing": float(r["pct_missing"])} for c, r in report.iterrows()],
+        "missing_values": [
+            {"column": c, "n_missing": int(r["n_missing"]), "pct_missing": float(r["pct_missing"])}
+            for c, r in report.iterrows()
+        ],
         "imputation": impute_rows,
-        "penguins_by_species": _records(ref.group_stats(penguins, "species", cols, ("mean", "std"))),
+        "penguins_by_species": _records(
+            ref.group_stats(penguins, "species", cols, ("mean", "std"))
+        ),
         "titanic_by_kind": _records(by_kind),
         "titanic_fare_by_class": _records(fare_by_class),
     }
     return metrics, tables, report, stats
 
 
-
 def _records(frame: pd.DataFrame) -> list[dict]:
-    return [{frame.index.name: str(k), **{c: float(v) for c, v in r.items()}}
-            for k, r in frame.iterrows()]
+    return [
+        {frame.index.name: str(k), **{c: float(v) for c, v in r.items()}}
+        for k, r in frame.iterrows()
+    ]
 
 
 def run(config: Config, ctx: RunContext) -> LabResult:
@@ -170,12 +206,21 @@ def run(config: Config, ctx: RunContext) -> LabResult:
 
     fig, ax = plt.subplots(figsize=(6, 4))
     n = [r["n"] for r in solver_rows]
-    ax.semilogy(n, [r["residual_ours"] for r in solver_rows], "o-", label="ours: ||Ax - b|| / ||b||")
+    ax.semilogy(
+        n, [r["residual_ours"] for r in solver_rows], "o-", label="ours: ||Ax - b|| / ||b||"
+    )
     ax.semilogy(n, [r["residual_numpy"] for r in solver_rows], "s--", label="np.linalg.solve")
-    ax.semilogy(n, [max(r["rel_diff_x"], 1e-17) for r in solver_rows], "^:",
-                label="||x_ours - x_np|| / ||x_np||")
-    ax.set(xlabel="system size n", ylabel="relative error (worst of the systems)",
-           title="Gaussian elimination vs LAPACK")
+    ax.semilogy(
+        n,
+        [max(r["rel_diff_x"], 1e-17) for r in solver_rows],
+        "^:",
+        label="||x_ours - x_np|| / ||x_np||",
+    )
+    ax.set(
+        xlabel="system size n",
+        ylabel="relative error (worst of the systems)",
+        title="Gaussian elimination vs LAPACK",
+    )
     ax.legend()
     figures.append(ctx.save_figure(fig, "solver_accuracy"))
 
@@ -183,13 +228,18 @@ def run(config: Config, ctx: RunContext) -> LabResult:
     xs = np.linspace(-np.pi, np.pi, 200)
     left.plot(xs, np.sin(xs), label="f(x) = sin x")
     left.plot(xs, np.cos(xs), lw=3, alpha=0.4, label="analytic f'(x) = cos x")
-    left.plot(xs, ref.numerical_derivative(np.sin, xs, 1e-2), "k--", label="central difference, h=0.01")
+    left.plot(
+        xs, ref.numerical_derivative(np.sin, xs, 1e-2), "k--", label="central difference, h=0.01"
+    )
     left.set(xlabel="x", title="a derivative, two ways")
     left.legend(fontsize=8)
     right.loglog(hs, np.maximum(fwd, 1e-17), "o-", ms=3, label="forward (error ~ h)")
     right.loglog(hs, np.maximum(cen, 1e-17), "s-", ms=3, label="central (error ~ h^2)")
-    right.set(xlabel="step h", ylabel="|error| of d/dx sin at x=1",
-              title="truncation (right) vs rounding (left)")
+    right.set(
+        xlabel="step h",
+        ylabel="|error| of d/dx sin at x=1",
+        title="truncation (right) vs rounding (left)",
+    )
     right.legend(fontsize=8)
     figures.append(ctx.save_figure(fig, "derivative_error"))
 
@@ -209,8 +259,10 @@ def run(config: Config, ctx: RunContext) -> LabResult:
         **reg,
         "solve_max_rel_diff_vs_numpy": max(r["rel_diff_x"] for r in solver_rows),
         "det_max_rel_diff_vs_numpy": max(r["rel_diff_det"] for r in solver_rows),
-        "central_best_error": float(cen[best_c]), "central_best_h": float(hs[best_c]),
-        "forward_best_error": float(fwd[best_f]), "forward_best_h": float(hs[best_f]),
+        "central_best_error": float(cen[best_c]),
+        "central_best_h": float(hs[best_c]),
+        "forward_best_error": float(fwd[best_f]),
+        "forward_best_h": float(hs[best_f]),
         **pd_metrics,
     }
     notes = [
@@ -223,9 +275,19 @@ def run(config: Config, ctx: RunContext) -> LabResult:
         f"titanic survival: passengers {pd_metrics['titanic_passenger_survival']:.1%}, "
         f"crew {pd_metrics['titanic_crew_survival']:.1%}.",
     ]
-    tables = {"solver_vs_numpy": solver_rows,
-              "regression_diabetes": [{"method": "ours (normal equations)", "r2": reg["ours_r2"]},
-                                      {"method": "np.linalg.lstsq", "r2": reg["numpy_lstsq_r2"]}],
-              **tables}
-    return LabResult(metrics=metrics, key_metric="ours_r2", library_metric="numpy_lstsq_r2",
-                     tables=tables, figures=figures, notes=notes)
+    tables = {
+        "solver_vs_numpy": solver_rows,
+        "regression_diabetes": [
+            {"method": "ours (normal equations)", "r2": reg["ours_r2"]},
+            {"method": "np.linalg.lstsq", "r2": reg["numpy_lstsq_r2"]},
+        ],
+        **tables,
+    }
+    return LabResult(
+        metrics=metrics,
+        key_metric="ours_r2",
+        library_metric="numpy_lstsq_r2",
+        tables=tables,
+        figures=figures,
+        notes=notes,
+    )

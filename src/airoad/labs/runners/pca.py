@@ -47,14 +47,32 @@ def _compare(name: str, ours, theirs, ours_s: float, sk_s: float) -> tuple[dict,
     comp_diff = float(np.abs(ours.components_[:k] - flip_signs(theirs.components_[:k])).max())
     evr2 = float(ours.explained_variance_ratio_[:2].sum())
     sk_evr2 = float(theirs.explained_variance_ratio_[:2].sum())
-    metrics = {f"{name}_evr_2": evr2, f"{name}_sklearn_evr_2": sk_evr2,
-               f"{name}_max_component_diff": comp_diff,
-               f"{name}_fit_seconds": round(ours_s, 4), f"{name}_sklearn_fit_seconds": round(sk_s, 4)}
+    metrics = {
+        f"{name}_evr_2": evr2,
+        f"{name}_sklearn_evr_2": sk_evr2,
+        f"{name}_max_component_diff": comp_diff,
+        f"{name}_fit_seconds": round(ours_s, 4),
+        f"{name}_sklearn_fit_seconds": round(sk_s, 4),
+    }
     rows = [
-        {"dataset": name, "quantity": "variance ratio of PC1",
-         "ours": ours.explained_variance_ratio_[0], "sklearn": theirs.explained_variance_ratio_[0]},
-        {"dataset": name, "quantity": "variance ratio of PC1+PC2", "ours": evr2, "sklearn": sk_evr2},
-        {"dataset": name, "quantity": "fit seconds (all components)", "ours": ours_s, "sklearn": sk_s},
+        {
+            "dataset": name,
+            "quantity": "variance ratio of PC1",
+            "ours": ours.explained_variance_ratio_[0],
+            "sklearn": theirs.explained_variance_ratio_[0],
+        },
+        {
+            "dataset": name,
+            "quantity": "variance ratio of PC1+PC2",
+            "ours": evr2,
+            "sklearn": sk_evr2,
+        },
+        {
+            "dataset": name,
+            "quantity": "fit seconds (all components)",
+            "ours": ours_s,
+            "sklearn": sk_s,
+        },
     ]
     for row in rows:
         row["ours"], row["sklearn"] = float(row["ours"]), float(row["sklearn"])
@@ -79,8 +97,9 @@ def run(config: Config, ctx: RunContext) -> LabResult:
     X_iris, y_iris = iris.drop(columns="target").to_numpy(float), iris["target"].to_numpy()
     X_mnist, y_mnist = load("mnist-5k")
     if config.mnist_samples < len(X_mnist):
-        keep = np.random.default_rng(config.seed).choice(len(X_mnist), config.mnist_samples,
-                                                         replace=False)
+        keep = np.random.default_rng(config.seed).choice(
+            len(X_mnist), config.mnist_samples, replace=False
+        )
         X_mnist, y_mnist = X_mnist[keep], y_mnist[keep]
     X_mnist = X_mnist.astype(np.float64) / 255.0  # pixels in [0, 1]; ratios do not change
 
@@ -95,17 +114,29 @@ def run(config: Config, ctx: RunContext) -> LabResult:
         fits[name] = (ours, theirs)
 
     ours_m, theirs_m = fits["mnist"]
-    cum, sk_cum = np.cumsum(ours_m.explained_variance_ratio_), np.cumsum(theirs_m.explained_variance_ratio_)
+    cum, sk_cum = (
+        np.cumsum(ours_m.explained_variance_ratio_),
+        np.cumsum(theirs_m.explained_variance_ratio_),
+    )
     for q in (0.5, 0.9, 0.95):  # smallest k whose first k components explain fraction q
         metrics[f"mnist_components_for_{int(q * 100)}pct"] = int(np.searchsorted(cum, q) + 1)
     k = min(config.n_components, ours_m.n_components_)
     recon_model = PCA(n_components=k, solver=config.solver).fit(X_mnist)
     recon = recon_model.inverse_transform(recon_model.transform(X_mnist))
     metrics[f"mnist_reconstruction_mse_{k}"] = float(np.mean((recon - X_mnist) ** 2))
-    metrics["ours_evr_2"], metrics["sklearn_evr_2"] = metrics["mnist_evr_2"], metrics["mnist_sklearn_evr_2"]
-    variance_rows = [{"components": s, "ours_cumulative_ratio": float(cum[s - 1]),
-                      "sklearn_cumulative_ratio": float(sk_cum[s - 1])}
-                     for s in VARIANCE_STEPS if s <= len(cum)]
+    metrics["ours_evr_2"], metrics["sklearn_evr_2"] = (
+        metrics["mnist_evr_2"],
+        metrics["mnist_sklearn_evr_2"],
+    )
+    variance_rows = [
+        {
+            "components": s,
+            "ours_cumulative_ratio": float(cum[s - 1]),
+            "sklearn_cumulative_ratio": float(sk_cum[s - 1]),
+        }
+        for s in VARIANCE_STEPS
+        if s <= len(cum)
+    ]
 
     figures = []
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
@@ -119,8 +150,13 @@ def run(config: Config, ctx: RunContext) -> LabResult:
     figures.append(ctx.figure_path("iris_2d"))
 
     fig, ax = plt.subplots(figsize=(7, 6))
-    _scatter(ax, ours_m.transform(X_mnist)[:, :2], y_mnist, [str(d) for d in range(10)],
-             f"MNIST ({len(X_mnist)} digits) on its first two principal components")
+    _scatter(
+        ax,
+        ours_m.transform(X_mnist)[:, :2],
+        y_mnist,
+        [str(d) for d in range(10)],
+        f"MNIST ({len(X_mnist)} digits) on its first two principal components",
+    )
     ax.legend(markerscale=3, ncols=2, fontsize=8)
     fig.savefig(ctx.figure_path("mnist_2d"), dpi=110)
     plt.close(fig)
@@ -130,11 +166,17 @@ def run(config: Config, ctx: RunContext) -> LabResult:
     steps = np.arange(1, len(cum) + 1)
     ax.plot(steps, cum, label="ours: cumulative")
     ax.plot(steps, sk_cum, "--", label="scikit-learn: cumulative")
-    ax.bar(steps[:50], ours_m.explained_variance_ratio_[:50], color="grey", label="ours: per component")
+    ax.bar(
+        steps[:50], ours_m.explained_variance_ratio_[:50], color="grey", label="ours: per component"
+    )
     for q in (0.9, 0.95):
         ax.axhline(q, color="k", lw=0.5, ls=":")
-    ax.set(xscale="log", xlabel="number of components", ylabel="explained variance ratio",
-           title="MNIST: how much variance the first k components keep")
+    ax.set(
+        xscale="log",
+        xlabel="number of components",
+        ylabel="explained variance ratio",
+        title="MNIST: how much variance the first k components keep",
+    )
     ax.legend()
     fig.savefig(ctx.figure_path("explained_variance"), dpi=110)
     plt.close(fig)
@@ -164,6 +206,11 @@ def run(config: Config, ctx: RunContext) -> LabResult:
         f"Largest component difference from scikit-learn: {metrics['mnist_max_component_diff']:.1e} "
         f"(MNIST), {metrics['iris_max_component_diff']:.1e} (Iris).",
     ]
-    return LabResult(metrics=metrics, key_metric="ours_evr_2", library_metric="sklearn_evr_2",
-                     tables={"comparison": rows, "variance": variance_rows}, figures=figures,
-                     notes=notes)
+    return LabResult(
+        metrics=metrics,
+        key_metric="ours_evr_2",
+        library_metric="sklearn_evr_2",
+        tables={"comparison": rows, "variance": variance_rows},
+        figures=figures,
+        notes=notes,
+    )

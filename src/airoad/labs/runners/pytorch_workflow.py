@@ -13,8 +13,18 @@ from airoad.data import load
 from airoad.labs.contract import LabResult, RunContext
 from airoad.neural import pytorch_workflow as ref
 
-CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
-           "Bag", "Ankle boot")
+CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
 
 
 @dataclass(frozen=True)
@@ -77,8 +87,15 @@ def _figures(straight, resumed, acc_straight, acc_resumed, n_before, confusion, 
     rates = confusion / confusion.sum(axis=1, keepdims=True)
     ax.imshow(rates, cmap="Blues")
     for i, j in np.ndindex(rates.shape):
-        ax.text(j, i, f"{rates[i, j]:.2f}", ha="center", va="center", fontsize=6,
-                color="white" if rates[i, j] > 0.5 else "black")
+        ax.text(
+            j,
+            i,
+            f"{rates[i, j]:.2f}",
+            ha="center",
+            va="center",
+            fontsize=6,
+            color="white" if rates[i, j] > 0.5 else "black",
+        )
     ax.set_xticks(range(10), CLASSES, rotation=60, fontsize=8)
     ax.set_yticks(range(10), CLASSES, fontsize=8)
     ax.set(xlabel="predicted", ylabel="true", title="confusion (rows sum to 1), TorchScript model")
@@ -108,24 +125,29 @@ def _run(config: Config, ctx: RunContext) -> LabResult:
     if not 0 < config.resume_after < config.epochs:
         raise ValueError("resume_after must be between 0 and epochs (exclusive)")
     data = load("fashion-mnist")
-    train_ds = ref.ImageDataset(data["X_train"][:config.n_train], data["y_train"][:config.n_train])
-    test_ds = ref.ImageDataset(data["X_test"][:config.n_test], data["y_test"][:config.n_test])
+    train_ds = ref.ImageDataset(
+        data["X_train"][: config.n_train], data["y_train"][: config.n_train]
+    )
+    test_ds = ref.ImageDataset(data["X_test"][: config.n_test], data["y_test"][: config.n_test])
     test_loader = ref.make_loader(test_ds, 1000, shuffle=False)
 
     cpu0, wall0 = time.process_time(), time.perf_counter()
-    _, straight, acc_straight = _train(config, train_ds, test_loader, ctx, "uninterrupted run",
-                                       config.epochs)
+    _, straight, acc_straight = _train(
+        config, train_ds, test_loader, ctx, "uninterrupted run", config.epochs
+    )
     cpu_run, wall_run = time.process_time() - cpu0, time.perf_counter() - wall0
 
     (model, optimizer, loader), before, acc_before = _train(
-        config, train_ds, test_loader, ctx, "run up to the checkpoint", config.resume_after)
+        config, train_ds, test_loader, ctx, "run up to the checkpoint", config.resume_after
+    )
     ckpt = ctx.out_dir / "checkpoint.pt"
     ref.save_checkpoint(ckpt, model, optimizer, config.resume_after, loader.generator, before)
     # Fresh objects with a different seed: everything that matters must come from the file.
     state = _fresh(config, train_ds, config.seed + 1)
     epoch, history = ref.load_checkpoint(ckpt, state[0], state[1], state[2].generator)
-    (model, _, _), after, acc_after = _train(config, train_ds, test_loader, ctx, "resumed run",
-                                             config.epochs - epoch, state)
+    (model, _, _), after, acc_after = _train(
+        config, train_ds, test_loader, ctx, "resumed run", config.epochs - epoch, state
+    )
     resumed, acc_resumed = history + after, acc_before + acc_after
     diff = float(np.max(np.abs(np.array(resumed) - np.array(straight))))
 
@@ -142,29 +164,65 @@ def _run(config: Config, ctx: RunContext) -> LabResult:
     confusion = np.bincount(truth * 10 + preds, minlength=100).reshape(10, 10)
     figures = _figures(straight, resumed, acc_straight, acc_resumed, len(before), confusion, ctx)
 
-    metrics = {"test_accuracy": acc, "test_loss": test_loss, "torchscript_test_accuracy": script_acc,
-               "torchscript_max_logit_diff": logit_diff, "uninterrupted_test_accuracy": acc_straight[-1],
-               "resume_max_loss_diff": diff, "resume_curves_identical": bool(diff <= 1e-6),
-               "cpu_seconds_per_run": cpu_run, "wall_seconds_per_run": wall_run,
-               "n_train": len(train_ds), "n_test": len(test_ds), "epochs": config.epochs,
-               "checkpoint_kb": ckpt.stat().st_size / 1024}
-    rows = [{"run": "uninterrupted", "epochs": config.epochs, "final_batch_loss": straight[-1],
-             "test_accuracy": acc_straight[-1]},
-            {"run": f"checkpoint after {config.resume_after}, reload, resume", "epochs": config.epochs,
-             "final_batch_loss": resumed[-1], "test_accuracy": acc_resumed[-1]},
-            {"run": "TorchScript export of the resumed model", "epochs": config.epochs,
-             "final_batch_loss": None, "test_accuracy": script_acc}]
-    per_class = [{"class": c, "recall": float(confusion[i, i] / confusion[i].sum())}
-                 for i, c in enumerate(CLASSES)]
+    metrics = {
+        "test_accuracy": acc,
+        "test_loss": test_loss,
+        "torchscript_test_accuracy": script_acc,
+        "torchscript_max_logit_diff": logit_diff,
+        "uninterrupted_test_accuracy": acc_straight[-1],
+        "resume_max_loss_diff": diff,
+        "resume_curves_identical": bool(diff <= 1e-6),
+        "cpu_seconds_per_run": cpu_run,
+        "wall_seconds_per_run": wall_run,
+        "n_train": len(train_ds),
+        "n_test": len(test_ds),
+        "epochs": config.epochs,
+        "checkpoint_kb": ckpt.stat().st_size / 1024,
+    }
+    rows = [
+        {
+            "run": "uninterrupted",
+            "epochs": config.epochs,
+            "final_batch_loss": straight[-1],
+            "test_accuracy": acc_straight[-1],
+        },
+        {
+            "run": f"checkpoint after {config.resume_after}, reload, resume",
+            "epochs": config.epochs,
+            "final_batch_loss": resumed[-1],
+            "test_accuracy": acc_resumed[-1],
+        },
+        {
+            "run": "TorchScript export of the resumed model",
+            "epochs": config.epochs,
+            "final_batch_loss": None,
+            "test_accuracy": script_acc,
+        },
+    ]
+    per_class = [
+        {"class": c, "recall": float(confusion[i, i] / confusion[i].sum())}
+        for i, c in enumerate(CLASSES)
+    ]
     worst = min(per_class, key=lambda r: r["recall"])
-    notes = [f"Resumed vs uninterrupted loss curve over {len(straight)} batches: largest "
-             f"difference {diff:.1e} -> " + ("identical: the checkpoint restored model, optimizer "
-                                             "and RNG state." if diff <= 1e-6 else "they diverge!"),
-             f"Test accuracy {acc:.4f} after {config.epochs} epochs on {len(train_ds)} images; "
-             f"one run took {cpu_run:.1f} CPU s ({wall_run:.1f} s wall).",
-             f"TorchScript module: accuracy {script_acc:.4f}, largest logit difference "
-             f"{logit_diff:.1e}.",
-             f"Hardest class: {worst['class']} (recall {worst['recall']:.2f})."]
-    return LabResult(metrics=metrics, key_metric="test_accuracy",
-                     library_metric="torchscript_test_accuracy",
-                     tables={"runs": rows, "per_class_recall": per_class}, figures=figures, notes=notes)
+    notes = [
+        f"Resumed vs uninterrupted loss curve over {len(straight)} batches: largest "
+        f"difference {diff:.1e} -> "
+        + (
+            "identical: the checkpoint restored model, optimizer and RNG state."
+            if diff <= 1e-6
+            else "they diverge!"
+        ),
+        f"Test accuracy {acc:.4f} after {config.epochs} epochs on {len(train_ds)} images; "
+        f"one run took {cpu_run:.1f} CPU s ({wall_run:.1f} s wall).",
+        f"TorchScript module: accuracy {script_acc:.4f}, largest logit difference "
+        f"{logit_diff:.1e}.",
+        f"Hardest class: {worst['class']} (recall {worst['recall']:.2f}).",
+    ]
+    return LabResult(
+        metrics=metrics,
+        key_metric="test_accuracy",
+        library_metric="torchscript_test_accuracy",
+        tables={"runs": rows, "per_class_recall": per_class},
+        figures=figures,
+        notes=notes,
+    )

@@ -17,14 +17,23 @@ from airoad.data import load
 from airoad.labs.contract import LabResult, RunContext
 from airoad.neural import regularization as ref
 
-VARIANTS = ("baseline", "dropout", "batchnorm (ours)", "batchnorm (torch)", "L2", "L1",
-            "warmup+cosine", "early stopping", "all combined")
+VARIANTS = (
+    "baseline",
+    "dropout",
+    "batchnorm (ours)",
+    "batchnorm (torch)",
+    "L2",
+    "L1",
+    "warmup+cosine",
+    "early stopping",
+    "all combined",
+)
 
 
 @dataclass(frozen=True)
 class Config:
     n_train: int = 10_000  # a small training set makes overfitting (and its cures) visible
-    n_val: int = 5_000     # held out of the training images, for early stopping
+    n_val: int = 5_000  # held out of the training images, for early stopping
     n_test: int = 10_000
     epochs: int = 25
     batch_size: int = 64
@@ -40,8 +49,15 @@ class Config:
     seed: int = 0
 
 
-QUICK = {"n_train": 1000, "n_val": 500, "n_test": 1000, "epochs": 4, "hidden": 64,
-         "warmup_epochs": 1, "patience": 1}
+QUICK = {
+    "n_train": 1000,
+    "n_val": 500,
+    "n_test": 1000,
+    "epochs": 4,
+    "hidden": 64,
+    "warmup_epochs": 1,
+    "patience": 1,
+}
 
 
 def make_mlp(config: Config, variant: str):
@@ -59,7 +75,9 @@ def make_mlp(config: Config, variant: str):
             layers.append(ref.Dropout(config.dropout, seed=config.seed + k))
         return layers
 
-    return nn.Sequential(nn.Flatten(), *block(784, 0), *block(config.hidden, 1), nn.Linear(config.hidden, 10))
+    return nn.Sequential(
+        nn.Flatten(), *block(784, 0), *block(config.hidden, 1), nn.Linear(config.hidden, 10)
+    )
 
 
 def _accuracy_and_loss(model, X, y) -> tuple[float, float]:
@@ -85,7 +103,11 @@ def train_variant(variant: str, config: Config, data: tuple) -> tuple[dict, list
     steps_per_epoch = (len(Xtr) + config.batch_size - 1) // config.batch_size
     total_steps, warmup = config.epochs * steps_per_epoch, config.warmup_epochs * steps_per_epoch
     weights = [p for n, p in model.named_parameters() if n.endswith("weight") and p.dim() > 1]
-    stopper = ref.EarlyStopping(config.patience) if variant in ("early stopping", "all combined") else None
+    stopper = (
+        ref.EarlyStopping(config.patience)
+        if variant in ("early stopping", "all combined")
+        else None
+    )
     best_state, curve, step, start = None, [], 0, time.process_time()
     for epoch in range(config.epochs):
         model.train()
@@ -104,8 +126,15 @@ def train_variant(variant: str, config: Config, data: tuple) -> tuple[dict, list
             step += 1
         train_acc, train_loss = _accuracy_and_loss(model, Xtr, ytr)
         val_acc, val_loss = _accuracy_and_loss(model, Xva, yva)
-        curve.append({"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss,
-                      "train_acc": train_acc, "val_acc": val_acc})
+        curve.append(
+            {
+                "epoch": epoch + 1,
+                "train_loss": train_loss,
+                "val_loss": val_loss,
+                "train_acc": train_acc,
+                "val_acc": val_acc,
+            }
+        )
         if stopper is not None:
             stop = stopper.step(val_loss)
             if stopper.best_epoch == epoch:
@@ -118,10 +147,17 @@ def train_variant(variant: str, config: Config, data: tuple) -> tuple[dict, list
     val_acc, val_loss = _accuracy_and_loss(model, Xva, yva)
     test_acc, _ = _accuracy_and_loss(model, Xte, yte)
     small = sum(int((w.abs() < 1e-3).sum()) for w in weights) / sum(w.numel() for w in weights)
-    row = {"variant": variant, "train_acc": train_acc, "val_acc": val_acc, "test_acc": test_acc,
-           "gap_train_minus_test": train_acc - test_acc, "epochs_run": len(curve),
-           "best_val_loss": min(c["val_loss"] for c in curve), "frac_weights_below_1e-3": small,
-           "cpu_seconds": time.process_time() - start}
+    row = {
+        "variant": variant,
+        "train_acc": train_acc,
+        "val_acc": val_acc,
+        "test_acc": test_acc,
+        "gap_train_minus_test": train_acc - test_acc,
+        "epochs_run": len(curve),
+        "best_val_loss": min(c["val_loss"] for c in curve),
+        "frac_weights_below_1e-3": small,
+        "cpu_seconds": time.process_time() - start,
+    }
     return row, curve
 
 
@@ -160,7 +196,9 @@ def _figures(curves: dict, config: Config, ctx: RunContext) -> list:
     out.append(path)
 
     steps = config.epochs * 100
-    lrs = [ref.warmup_cosine_lr(s, config.lr, config.warmup_epochs * 100, steps) for s in range(steps)]
+    lrs = [
+        ref.warmup_cosine_lr(s, config.lr, config.warmup_epochs * 100, steps) for s in range(steps)
+    ]
     fig, ax = plt.subplots(figsize=(6, 3.2))
     ax.plot(np.arange(steps) / 100, lrs)
     ax.set(xlabel="epoch", ylabel="learning rate", title="linear warm-up, then cosine annealing")
@@ -189,9 +227,14 @@ def run(config: Config, ctx: RunContext) -> LabResult:
         return torch.from_numpy(images.astype(np.float32) / 255.0)
 
     n, v = config.n_train, config.n_val
-    data = (prep(d["X_train"][:n]), torch.from_numpy(d["y_train"][:n]).long(),
-            prep(d["X_train"][-v:]), torch.from_numpy(d["y_train"][-v:]).long(),  # val: the tail, disjoint
-            prep(d["X_test"][:config.n_test]), torch.from_numpy(d["y_test"][:config.n_test]).long())
+    data = (
+        prep(d["X_train"][:n]),
+        torch.from_numpy(d["y_train"][:n]).long(),
+        prep(d["X_train"][-v:]),
+        torch.from_numpy(d["y_train"][-v:]).long(),  # val: the tail, disjoint
+        prep(d["X_test"][: config.n_test]),
+        torch.from_numpy(d["y_test"][: config.n_test]).long(),
+    )
     rows, curves = [], {}
     for variant in ctx.track(list(config.variants), "ablation"):
         row, curves[variant] = train_variant(variant, config, data)
@@ -200,27 +243,45 @@ def run(config: Config, ctx: RunContext) -> LabResult:
     acc_diff = accumulation_check(data[0], data[1], config.seed)
 
     by = {r["variant"]: r for r in rows}
-    metrics: dict = {"accumulation_max_grad_diff": acc_diff, "n_train": n, "epochs": config.epochs,
-                     "cpu_seconds": sum(r["cpu_seconds"] for r in rows)}
+    metrics: dict = {
+        "accumulation_max_grad_diff": acc_diff,
+        "n_train": n,
+        "epochs": config.epochs,
+        "cpu_seconds": sum(r["cpu_seconds"] for r in rows),
+    }
     for r in rows:
         key = r["variant"].replace(" ", "_").replace("(", "").replace(")", "").replace("+", "_")
         metrics[f"{key}_test_acc"] = r["test_acc"]
-    notes = [f"Gradient accumulation 4 x 16 vs one batch of 64: max gradient difference {acc_diff:.1e}."]
+    notes = [
+        f"Gradient accumulation 4 x 16 vs one batch of 64: max gradient difference {acc_diff:.1e}."
+    ]
     key, lib = "batchnorm_ours_test_acc", "batchnorm_torch_test_acc"
     if key not in metrics or lib not in metrics:
         key, lib = next(k for k in metrics if k.endswith("_test_acc")), None
     else:
-        notes.append(f"Our BatchNorm {metrics[key]:.4f} vs nn.BatchNorm1d {metrics[lib]:.4f} test accuracy "
-                     "(same seed, same batches).")
+        notes.append(
+            f"Our BatchNorm {metrics[key]:.4f} vs nn.BatchNorm1d {metrics[lib]:.4f} test accuracy "
+            "(same seed, same batches)."
+        )
     if "baseline" in by:
         base = by["baseline"]
         best = max(rows, key=lambda r: r["test_acc"])
-        notes.append(f"Baseline: train {base['train_acc']:.3f} vs test {base['test_acc']:.3f} (gap "
-                     f"{base['gap_train_minus_test']:+.3f}). Best: {best['variant']} at {best['test_acc']:.4f} "
-                     f"({best['test_acc'] - base['test_acc']:+.4f} vs baseline).")
+        notes.append(
+            f"Baseline: train {base['train_acc']:.3f} vs test {base['test_acc']:.3f} (gap "
+            f"{base['gap_train_minus_test']:+.3f}). Best: {best['variant']} at {best['test_acc']:.4f} "
+            f"({best['test_acc'] - base['test_acc']:+.4f} vs baseline)."
+        )
         for r in rows:
             if r["variant"] != "baseline":
-                notes.append(f"{r['variant']}: test {r['test_acc']:.4f} ({r['test_acc'] - base['test_acc']:+.4f}), "
-                             f"gap {r['gap_train_minus_test']:+.3f}, {r['epochs_run']} epochs.")
-    return LabResult(metrics=metrics, key_metric=key, library_metric=lib,
-                     tables={"ablation": rows}, figures=figures, notes=notes)
+                notes.append(
+                    f"{r['variant']}: test {r['test_acc']:.4f} ({r['test_acc'] - base['test_acc']:+.4f}), "
+                    f"gap {r['gap_train_minus_test']:+.3f}, {r['epochs_run']} epochs."
+                )
+    return LabResult(
+        metrics=metrics,
+        key_metric=key,
+        library_metric=lib,
+        tables={"ablation": rows},
+        figures=figures,
+        notes=notes,
+    )

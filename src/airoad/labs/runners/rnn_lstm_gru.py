@@ -87,7 +87,6 @@ def _grad_profile(model: _Forecaster, x) -> np.ndarray:
     return h_norms / h_norms[-1]
 
 
-
 def run(config: Config, ctx: RunContext) -> LabResult:
     import matplotlib
 
@@ -103,7 +102,11 @@ def run(config: Config, ctx: RunContext) -> LabResult:
     y = torch.tensor(yw, dtype=torch.float32)
 
     rows, grad_rows, curves, profiles = [], [], {}, {}
-    metrics: dict = {"n_months": len(series), "n_windows": int(xw.shape[0]), "seq_len": config.seq_len}
+    metrics: dict = {
+        "n_months": len(series),
+        "n_windows": int(xw.shape[0]),
+        "seq_len": config.seq_len,
+    }
     for mode in ctx.track(MODES, "training RNN, LSTM, GRU (ours and torch)"):
         ours, theirs = _pair(mode, config)
         xo, xt = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
@@ -113,10 +116,19 @@ def run(config: Config, ctx: RunContext) -> LabResult:
         loss_o, loss_t = _train(ours, x, y, config), _train(theirs, x, y, config)
         profiles[(mode, "trained")] = _grad_profile(ours, x)
         curves[mode] = (loss_o, loss_t)
-        rows.append({"model": mode, "init_max_abs_output_diff": (out_o - out_t).abs().max().item(),
-                     "init_max_abs_input_grad_diff": (g_o - g_t).abs().max().item(),
-                     "ours_final_mse": loss_o[-1], "torch_final_mse": loss_t[-1]})
-        metrics[f"ours_{mode}_train_mse"], metrics[f"torch_{mode}_train_mse"] = loss_o[-1], loss_t[-1]
+        rows.append(
+            {
+                "model": mode,
+                "init_max_abs_output_diff": (out_o - out_t).abs().max().item(),
+                "init_max_abs_input_grad_diff": (g_o - g_t).abs().max().item(),
+                "ours_final_mse": loss_o[-1],
+                "torch_final_mse": loss_t[-1],
+            }
+        )
+        metrics[f"ours_{mode}_train_mse"], metrics[f"torch_{mode}_train_mse"] = (
+            loss_o[-1],
+            loss_t[-1],
+        )
         for stage in ("init", "trained"):
             prof = profiles[(mode, stage)]
             row = {"model": mode, "weights": stage}
@@ -132,8 +144,11 @@ def run(config: Config, ctx: RunContext) -> LabResult:
     for ax, stage in zip(axes, ("init", "trained")):
         for mode in MODES:
             ax.semilogy(steps_back, profiles[(mode, stage)], label=mode.upper())
-        ax.set(xlabel="steps back from the last month", title=f"{stage} weights",
-               ylabel="||dloss/dh_t|| / ||dloss/dh_T||")
+        ax.set(
+            xlabel="steps back from the last month",
+            title=f"{stage} weights",
+            ylabel="||dloss/dh_t|| / ||dloss/dh_T||",
+        )
         ax.legend()
     fig.suptitle(f"Vanishing gradient on airline windows of {config.seq_len} months")
     figures.append(ctx.save_figure(fig, "vanishing_gradient"))
@@ -143,8 +158,11 @@ def run(config: Config, ctx: RunContext) -> LabResult:
         ax.semilogy(curves[mode][0], label=f"ours {mode.upper()}")
         ax.semilogy(curves[mode][1], "k:", lw=1)
     ax.plot([], [], "k:", label="torch (same init)")
-    ax.set(xlabel="epoch (full batch, Adam)", ylabel="train MSE (standardised log passengers)",
-           title="ours vs torch: the same training run")
+    ax.set(
+        xlabel="epoch (full batch, Adam)",
+        ylabel="train MSE (standardised log passengers)",
+        title="ours vs torch: the same training run",
+    )
     ax.legend()
     figures.append(ctx.save_figure(fig, "training_curves"))
 
@@ -153,18 +171,29 @@ def run(config: Config, ctx: RunContext) -> LabResult:
     rnn_far, lstm_far = at[("rnn", "trained")], at[("lstm", "trained")]
     notes = [
         f"Ours and torch agree: largest output difference at init {metrics['max_output_diff_vs_torch']:.1e} "
-        f"(float32), final MSEs " + ", ".join(f"{r['model']} {r['ours_final_mse']:.4f} vs "
-                                            f"{r['torch_final_mse']:.4f}" for r in rows)
+        f"(float32), final MSEs "
+        + ", ".join(
+            f"{r['model']} {r['ours_final_mse']:.4f} vs {r['torch_final_mse']:.4f}" for r in rows
+        )
         + " (float32 rounding grows over the epochs).",
-        f"At init the gradient {far} steps back is " + ", ".join(
-            f"{at[(m, 'init')]:.1e} ({m.upper()})" for m in MODES) + " of its last-step size: "
+        f"At init the gradient {far} steps back is "
+        + ", ".join(f"{at[(m, 'init')]:.1e} ({m.upper()})" for m in MODES)
+        + " of its last-step size: "
         "every cell forgets geometrically before training.",
-        f"After training it is " + ", ".join(f"{at[(m, 'trained')]:.1e} ({m.upper()})" for m in MODES)
-        + ": " + (f"the LSTM keeps {lstm_far / max(rnn_far, 1e-300):.1f}x as much as the RNN."
-                  if lstm_far > rnn_far else
-                  f"the RNN keeps {rnn_far / max(lstm_far, 1e-300):.1f}x as much as the LSTM here."),
+        "After training it is "
+        + ", ".join(f"{at[(m, 'trained')]:.1e} ({m.upper()})" for m in MODES)
+        + ": "
+        + (
+            f"the LSTM keeps {lstm_far / max(rnn_far, 1e-300):.1f}x as much as the RNN."
+            if lstm_far > rnn_far
+            else f"the RNN keeps {rnn_far / max(lstm_far, 1e-300):.1f}x as much as the LSTM here."
+        ),
     ]
-    return LabResult(metrics=metrics, key_metric="ours_lstm_train_mse",
-                     library_metric="torch_lstm_train_mse",
-                     tables={"ours_vs_torch": rows, "gradient_norm_by_lag": grad_rows},
-                     figures=figures, notes=notes)
+    return LabResult(
+        metrics=metrics,
+        key_metric="ours_lstm_train_mse",
+        library_metric="torch_lstm_train_mse",
+        tables={"ours_vs_torch": rows, "gradient_norm_by_lag": grad_rows},
+        figures=figures,
+        notes=notes,
+    )

@@ -30,8 +30,12 @@ class Config:
     seed: int = 0
 
 
-QUICK = {"max_digits": 600, "kernels": ("linear", "rbf"), "c_grid": (0.1, 1.0, 10.0),
-         "pegasos_epochs": 10}
+QUICK = {
+    "max_digits": 600,
+    "kernels": ("linear", "rbf"),
+    "c_grid": (0.1, 1.0, 10.0),
+    "pegasos_epochs": 10,
+}
 
 
 def _data(name: str, config: Config):
@@ -41,7 +45,7 @@ def _data(name: str, config: Config):
     df = load(name)
     X, y = df.drop(columns="target").to_numpy(np.float64), df["target"].to_numpy()
     if name == "digits" and config.max_digits < len(X):
-        keep = np.random.default_rng(config.seed).permutation(len(X))[:config.max_digits]
+        keep = np.random.default_rng(config.seed).permutation(len(X))[: config.max_digits]
         X, y = X[keep], y[keep]
     split = train_test_split(X, y, test_size=config.test_size, random_state=config.seed, stratify=y)
     if name == "breast-cancer":  # 30 features on wildly different scales: standardise
@@ -65,15 +69,27 @@ def _kernel_rows(config: Config, data: dict, ctx: RunContext) -> list[dict]:
     for name, kernel in ctx.track(jobs, "SMO vs libsvm"):
         Xtr, Xte, ytr, yte = data[name]
         kw = dict(C=config.C, kernel=kernel, tol=config.tol, decision_function_shape="ovo")
-        ours, p_ours, t_ours = _timed(lambda: ref.SVC(**kw), Xtr, ytr, Xte)
-        theirs, p_lib, t_lib = _timed(lambda: sk.SVC(**kw), Xtr, ytr, Xte)
+        ours, p_ours, t_ours = _timed(lambda: ref.SVC(**kw), Xtr, ytr, Xte)  # noqa: B023 (called before the loop moves on)
+        theirs, p_lib, t_lib = _timed(lambda: sk.SVC(**kw), Xtr, ytr, Xte)  # noqa: B023 (called before the loop moves on)
         gap = np.abs(ours.decision_function(Xte) - theirs.decision_function(Xte)).max()
         a, b = set(ours.support_.tolist()), set(theirs.support_.tolist())
-        rows.append({"data": name, "kernel": kernel, "C": config.C,
-                     "ours_acc": float((p_ours == yte).mean()), "sklearn_acc": float((p_lib == yte).mean()),
-                     "ours_n_sv": len(a), "sklearn_n_sv": len(b), "sv_sym_diff": len(a ^ b),
-                     "max_abs_decision_gap": float(gap), "ours_iters": int(ours.n_iter_.sum()),
-                     "sklearn_iters": int(np.sum(theirs.n_iter_)), "ours_s": t_ours, "sklearn_s": t_lib})
+        rows.append(
+            {
+                "data": name,
+                "kernel": kernel,
+                "C": config.C,
+                "ours_acc": float((p_ours == yte).mean()),
+                "sklearn_acc": float((p_lib == yte).mean()),
+                "ours_n_sv": len(a),
+                "sklearn_n_sv": len(b),
+                "sv_sym_diff": len(a ^ b),
+                "max_abs_decision_gap": float(gap),
+                "ours_iters": int(ours.n_iter_.sum()),
+                "sklearn_iters": int(np.sum(theirs.n_iter_)),
+                "ours_s": t_ours,
+                "sklearn_s": t_lib,
+            }
+        )
     return rows
 
 
@@ -91,19 +107,35 @@ def _linear_rows(config: Config, data: dict) -> list[dict]:
         Xtr, Xte = scaler.transform(Xtr), scaler.transform(Xte)
         lam = config.pegasos_lam
         models = {
-            "ours Pegasos": lambda: ref.PegasosSVC(lam=lam, n_epochs=config.pegasos_epochs,
-                                                   random_state=config.seed),
-            "sklearn LinearSVC(hinge)": lambda: sk.LinearSVC(C=1.0 / (lam * len(Xtr)), loss="hinge",
-                                                             max_iter=50_000),
-            "sklearn SGDClassifier(hinge)": lambda: SGDClassifier(loss="hinge", alpha=lam,
-                                                                  random_state=config.seed),
+            "ours Pegasos": lambda: ref.PegasosSVC(
+                lam=lam,  # noqa: B023 (called before the loop moves on)
+                n_epochs=config.pegasos_epochs,
+                random_state=config.seed,  # noqa: B023 (called before the loop moves on)
+            ),
+            "sklearn LinearSVC(hinge)": lambda: sk.LinearSVC(
+                C=1.0 / (lam * len(Xtr)),  # noqa: B023 (called before the loop moves on)
+                loss="hinge",
+                max_iter=50_000,  # noqa: B023 (called before the loop moves on)
+            ),
+            "sklearn SGDClassifier(hinge)": lambda: SGDClassifier(
+                loss="hinge",
+                alpha=lam,  # noqa: B023 (called before the loop moves on)
+                random_state=config.seed,  # noqa: B023 (called before the loop moves on)
+            ),
         }
         for label, make in models.items():
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ConvergenceWarning)
                 _, pred, secs = _timed(make, Xtr, ytr, Xte)
-            rows.append({"data": name, "model": label, "lambda": lam,
-                         "accuracy": float((pred == yte).mean()), "seconds": secs})
+            rows.append(
+                {
+                    "data": name,
+                    "model": label,
+                    "lambda": lam,
+                    "accuracy": float((pred == yte).mean()),
+                    "seconds": secs,
+                }
+            )
     return rows
 
 
@@ -115,10 +147,16 @@ def _c_sweep(config: Config, data: dict, ctx: RunContext) -> list[dict]:
     for C in ctx.track(config.c_grid, "sweeping C"):
         ours = ref.SVC(C=C, tol=config.tol).fit(Xtr, ytr)
         theirs = sk.SVC(C=C, tol=config.tol).fit(Xtr, ytr)
-        rows.append({"C": C, "ours_acc": float(ours.score(Xte, yte)),
-                     "sklearn_acc": float(theirs.score(Xte, yte)),
-                     "ours_train_acc": float(ours.score(Xtr, ytr)),
-                     "ours_n_sv": len(ours.support_), "sklearn_n_sv": len(theirs.support_)})
+        rows.append(
+            {
+                "C": C,
+                "ours_acc": float(ours.score(Xte, yte)),
+                "sklearn_acc": float(theirs.score(Xte, yte)),
+                "ours_train_acc": float(ours.score(Xtr, ytr)),
+                "ours_n_sv": len(ours.support_),
+                "sklearn_n_sv": len(theirs.support_),
+            }
+        )
     return rows
 
 
@@ -132,8 +170,10 @@ def _margin_figure(config: Config, data: dict, ctx: RunContext):
     Z = (Xtr - Xtr.mean(axis=0)) @ Vt[:2].T
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.6))
     pad = 0.5
-    gx, gy = np.meshgrid(np.linspace(Z[:, 0].min() - pad, Z[:, 0].max() + pad, 200),
-                         np.linspace(Z[:, 1].min() - pad, Z[:, 1].max() + pad, 200))
+    gx, gy = np.meshgrid(
+        np.linspace(Z[:, 0].min() - pad, Z[:, 0].max() + pad, 200),
+        np.linspace(Z[:, 1].min() - pad, Z[:, 1].max() + pad, 200),
+    )
     grid = np.c_[gx.ravel(), gy.ravel()]
     for ax, kernel in zip(axes, ["linear", "rbf"]):
         ours = ref.SVC(C=config.C, kernel=kernel, tol=config.tol).fit(Z, ytr)
@@ -146,8 +186,11 @@ def _margin_figure(config: Config, data: dict, ctx: RunContext):
         ax.scatter(Z[:, 0], Z[:, 1], c=np.where(ytr == 1, "tab:blue", "tab:red"), s=8)
         sv = Z[ours.support_]
         ax.scatter(sv[:, 0], sv[:, 1], s=45, facecolors="none", edgecolors="k", linewidths=0.7)
-        ax.set(title=f"{kernel} kernel, C={config.C}: {len(ours.support_)} support vectors",
-               xlabel="PC 1", ylabel="PC 2")
+        ax.set(
+            title=f"{kernel} kernel, C={config.C}: {len(ours.support_)} support vectors",
+            xlabel="PC 1",
+            ylabel="PC 2",
+        )
     axes[0].plot([], [], "k-", label="ours f = 0")
     axes[0].plot([], [], "k:", label="ours f = +/-1 (margin)")
     axes[0].plot([], [], "--", color="orange", label="sklearn SVC f = 0")
@@ -173,7 +216,6 @@ def _sweep_figure(rows: list[dict], ctx: RunContext):
     return ctx.save_figure(fig, "c_sweep")
 
 
-
 def run(config: Config, ctx: RunContext) -> LabResult:
     import matplotlib
 
@@ -188,20 +230,28 @@ def run(config: Config, ctx: RunContext) -> LabResult:
         return next(r for r in kernel_rows if r["data"] == name and r["kernel"] == kernel)
 
     def lin(name: str, prefix: str) -> float:
-        return next(r["accuracy"] for r in linear_rows if r["data"] == name and r["model"].startswith(prefix))
+        return next(
+            r["accuracy"]
+            for r in linear_rows
+            if r["data"] == name and r["model"].startswith(prefix)
+        )
 
     digits_rbf = row("digits", "rbf") if "rbf" in config.kernels else kernel_rows[-1]
     same = sum(r["ours_acc"] == r["sklearn_acc"] for r in kernel_rows)
     metrics = {
         "n_digits": len(data["digits"][0]) + len(data["digits"][1]),
-        "ours_digits_rbf_acc": digits_rbf["ours_acc"], "sklearn_digits_rbf_acc": digits_rbf["sklearn_acc"],
-        "digits_rbf_n_sv": digits_rbf["ours_n_sv"], "sklearn_digits_rbf_n_sv": digits_rbf["sklearn_n_sv"],
+        "ours_digits_rbf_acc": digits_rbf["ours_acc"],
+        "sklearn_digits_rbf_acc": digits_rbf["sklearn_acc"],
+        "digits_rbf_n_sv": digits_rbf["ours_n_sv"],
+        "sklearn_digits_rbf_n_sv": digits_rbf["sklearn_n_sv"],
         "max_decision_gap": max(r["max_abs_decision_gap"] for r in kernel_rows),
         "max_sv_sym_diff": max(r["sv_sym_diff"] for r in kernel_rows),
-        "accuracy_equal_runs": same, "kernel_runs": len(kernel_rows),
+        "accuracy_equal_runs": same,
+        "kernel_runs": len(kernel_rows),
         "ours_smo_seconds": sum(r["ours_s"] for r in kernel_rows),
         "sklearn_smo_seconds": sum(r["sklearn_s"] for r in kernel_rows),
-        "ours_pegasos_digits_acc": lin("digits", "ours"), "linearsvc_digits_acc": lin("digits", "sklearn LinearSVC"),
+        "ours_pegasos_digits_acc": lin("digits", "ours"),
+        "linearsvc_digits_acc": lin("digits", "sklearn LinearSVC"),
         "ours_pegasos_cancer_acc": lin("breast-cancer", "ours"),
         "linearsvc_cancer_acc": lin("breast-cancer", "sklearn LinearSVC"),
         "best_C": max(sweep, key=lambda r: r["ours_acc"])["C"],
@@ -222,7 +272,11 @@ def run(config: Config, ctx: RunContext) -> LabResult:
         f"fall from {sweep[0]['ours_n_sv']} at C={sweep[0]['C']:g} to {sweep[-1]['ours_n_sv']} at "
         f"C={sweep[-1]['C']:g}.",
     ]
-    return LabResult(metrics=metrics, key_metric="ours_digits_rbf_acc",
-                     library_metric="sklearn_digits_rbf_acc",
-                     tables={"kernels": kernel_rows, "linear": linear_rows, "c_sweep": sweep},
-                     figures=figures, notes=notes)
+    return LabResult(
+        metrics=metrics,
+        key_metric="ours_digits_rbf_acc",
+        library_metric="sklearn_digits_rbf_acc",
+        tables={"kernels": kernel_rows, "linear": linear_rows, "c_sweep": sweep},
+        figures=figures,
+        notes=notes,
+    )

@@ -39,17 +39,22 @@ def _fit_both(train_tok, test_tok, y_train, y_test, config: Config) -> dict:
     from sklearn.linear_model import LogisticRegression
 
     ours = ref.TfidfVectorizer(tokenizer=_identity, sublinear_tf=config.sublinear_tf)
-    lib = TfidfVectorizer(tokenizer=_identity, token_pattern=None, lowercase=False,
-                          sublinear_tf=config.sublinear_tf)
+    lib = TfidfVectorizer(
+        tokenizer=_identity, token_pattern=None, lowercase=False, sublinear_tf=config.sublinear_tf
+    )
     out = {}
     for name, vec in [("ours", ours), ("sklearn", lib)]:
         X_tr, X_te = vec.fit_transform(train_tok), vec.transform(test_tok)
         clf = LogisticRegression(C=config.C, max_iter=2000).fit(X_tr, y_train)
         out[name] = (float(clf.score(X_te, y_test)), X_te, clf, vec)
     diff = abs(out["ours"][1] - out["sklearn"][1]).max()
-    return {"n_terms": len(ours.vocabulary_), "acc_ours": out["ours"][0],
-            "acc_sklearn": out["sklearn"][0], "max_abs_diff": float(diff),
-            "_model": out["ours"][2:]}
+    return {
+        "n_terms": len(ours.vocabulary_),
+        "acc_ours": out["ours"][0],
+        "acc_sklearn": out["sklearn"][0],
+        "max_abs_diff": float(diff),
+        "_model": out["ours"][2:],
+    }
 
 
 def _figures(ctx: RunContext, raw_tokens, variants, rows) -> list:
@@ -95,7 +100,7 @@ def run(config: Config, ctx: RunContext) -> LabResult:
     from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
     train, test = load("fine-food")
-    train, test = train.iloc[:config.n_train], test.iloc[:config.n_test]
+    train, test = train.iloc[: config.n_train], test.iloc[: config.n_test]
     texts = train["review"].tolist() + test["review"].tolist()
     n = len(train)
     stop = ENGLISH_STOP_WORDS if config.remove_stop_words else frozenset()
@@ -105,7 +110,7 @@ def run(config: Config, ctx: RunContext) -> LabResult:
     raw = [ref.tokenize(t) for t in texts]
     lemmas = []
     for chunk in ctx.track(range(0, len(texts), 250), "lemmatising"):
-        lemmas += ref.lemmatize([" ".join(t) for t in raw[chunk:chunk + 250]], nlp)
+        lemmas += ref.lemmatize([" ".join(t) for t in raw[chunk : chunk + 250]], nlp)
     variants = {
         "raw": [ref.remove_stop_words(t, stop) for t in raw],
         "stemmed": [ref.stem(ref.remove_stop_words(t, stop)) for t in raw],
@@ -123,14 +128,20 @@ def run(config: Config, ctx: RunContext) -> LabResult:
     by = {r["tokens"]: r for r in rows}
     majority = float(np.mean(y[n:] == "great"))
     best = max(rows, key=lambda r: r["acc_ours"])
-    metrics = {"n_train": n, "n_test": len(test), "majority_baseline": majority,
-               "ours_raw_accuracy": by["raw"]["acc_ours"],
-               "sklearn_raw_accuracy": by["raw"]["acc_sklearn"],
-               "ours_stemmed_accuracy": by["stemmed"]["acc_ours"],
-               "ours_lemmatised_accuracy": by["lemmatised"]["acc_ours"],
-               "max_abs_tfidf_diff": max(r["max_abs_diff"] for r in rows),
-               "vocab_raw": by["raw"]["n_terms"], "vocab_stemmed": by["stemmed"]["n_terms"],
-               "vocab_lemmatised": by["lemmatised"]["n_terms"], "best_tokens": best["tokens"]}
+    metrics = {
+        "n_train": n,
+        "n_test": len(test),
+        "majority_baseline": majority,
+        "ours_raw_accuracy": by["raw"]["acc_ours"],
+        "sklearn_raw_accuracy": by["raw"]["acc_sklearn"],
+        "ours_stemmed_accuracy": by["stemmed"]["acc_ours"],
+        "ours_lemmatised_accuracy": by["lemmatised"]["acc_ours"],
+        "max_abs_tfidf_diff": max(r["max_abs_diff"] for r in rows),
+        "vocab_raw": by["raw"]["n_terms"],
+        "vocab_stemmed": by["stemmed"]["n_terms"],
+        "vocab_lemmatised": by["lemmatised"]["n_terms"],
+        "best_tokens": best["tokens"],
+    }
     notes = [
         f"Our TF-IDF equals scikit-learn's to {metrics['max_abs_tfidf_diff']:.1e}, so the "
         "accuracies of ours and sklearn's match for every token variant.",
@@ -140,6 +151,11 @@ def run(config: Config, ctx: RunContext) -> LabResult:
         "Stop words: scikit-learn's ENGLISH_STOP_WORDS (it contains 'not', which sentiment "
         "needs; try --set remove_stop_words=false).",
     ]
-    return LabResult(metrics=metrics, key_metric="ours_raw_accuracy",
-                     library_metric="sklearn_raw_accuracy", tables={"accuracy": rows},
-                     figures=figures, notes=notes)
+    return LabResult(
+        metrics=metrics,
+        key_metric="ours_raw_accuracy",
+        library_metric="sklearn_raw_accuracy",
+        tables={"accuracy": rows},
+        figures=figures,
+        notes=notes,
+    )

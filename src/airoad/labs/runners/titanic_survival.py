@@ -10,7 +10,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from airoad.classic import titanic_survival as ref
-from airoad.classic.model_evaluation import binary_metrics, roc_auc_score, roc_curve, stratified_kfold_indices
+from airoad.classic.model_evaluation import (
+    binary_metrics,
+    roc_auc_score,
+    roc_curve,
+    stratified_kfold_indices,
+)
 from airoad.data import load
 from airoad.labs.contract import LabResult, RunContext
 
@@ -20,7 +25,9 @@ FAMILIES = ("logistic regression", "random forest", "gradient boosting")
 @dataclass(frozen=True)
 class Config:
     n_splits: int = 5
-    test_fraction_folds: int = 5  # hold out 1 of this many stratified folds (5 -> 20%) as the test set
+    test_fraction_folds: int = (
+        5  # hold out 1 of this many stratified folds (5 -> 20%) as the test set
+    )
     C: float = 1.0  # inverse L2 strength of the logistic regressions
     rf_trees: int = 200
     rf_min_samples_leaf: int = 3
@@ -54,16 +61,29 @@ def _factories(config: Config) -> tuple[dict, list[str]]:
 
     params = {
         "logistic regression": dict(C=config.C, max_iter=1000),
-        "random forest": dict(n_estimators=config.rf_trees, min_samples_leaf=config.rf_min_samples_leaf,
-                              random_state=config.seed, n_jobs=1),
-        "gradient boosting": dict(n_estimators=config.gb_rounds, learning_rate=config.gb_learning_rate,
-                                  max_depth=config.gb_max_depth, random_state=config.seed),
+        "random forest": dict(
+            n_estimators=config.rf_trees,
+            min_samples_leaf=config.rf_min_samples_leaf,
+            random_state=config.seed,
+            n_jobs=1,
+        ),
+        "gradient boosting": dict(
+            n_estimators=config.gb_rounds,
+            learning_rate=config.gb_learning_rate,
+            max_depth=config.gb_max_depth,
+            random_state=config.seed,
+        ),
     }
-    theirs = {"logistic regression": LogisticRegression, "random forest": RandomForestClassifier,
-              "gradient boosting": GradientBoostingClassifier}
-    ours = {"logistic regression": _ours("logistic_regression", "LogisticRegression"),
-            "random forest": _ours("ensembles", "RandomForestClassifier"),
-            "gradient boosting": _ours("ensembles", "GradientBoostingClassifier")}
+    theirs = {
+        "logistic regression": LogisticRegression,
+        "random forest": RandomForestClassifier,
+        "gradient boosting": GradientBoostingClassifier,
+    }
+    ours = {
+        "logistic regression": _ours("logistic_regression", "LogisticRegression"),
+        "random forest": _ours("ensembles", "RandomForestClassifier"),
+        "gradient boosting": _ours("ensembles", "GradientBoostingClassifier"),
+    }
     factories, missing = {}, []
     for family in FAMILIES:
         if ours[family] is not None:
@@ -72,7 +92,6 @@ def _factories(config: Config) -> tuple[dict, list[str]]:
             missing.append(family)
         factories[f"{family} (sklearn)"] = _factory(theirs[family], **params[family])
     return factories, missing
-
 
 
 def _eda(df, ctx: RunContext):
@@ -96,7 +115,11 @@ def _eda(df, ctx: RunContext):
     fam = df.groupby(df["family_size"].clip(upper=7))["survived"].agg(["mean", "size"])
     se = np.sqrt(fam["mean"] * (1 - fam["mean"]) / fam["size"])
     axes[2].errorbar(fam.index, fam["mean"], yerr=1.96 * se, fmt="o-", capsize=4)
-    axes[2].set(xlabel="family size aboard (7 = 7+)", ylabel="survival rate (95% CI)", title="by family size")
+    axes[2].set(
+        xlabel="family size aboard (7 = 7+)",
+        ylabel="survival rate (95% CI)",
+        title="by family size",
+    )
     return ctx.save_figure(fig, "eda")
 
 
@@ -109,18 +132,36 @@ def _comparison_figures(rows, probas, y, ctx: RunContext) -> list:
     colors = ["tab:blue" if "(ours)" in n else "tab:orange" for n in names]
     for ax, metric in zip(axes, ("accuracy", "roc_auc")):
         means = [r[f"{metric}_mean"] for r in rows]
-        ax.bar(range(len(rows)), means, yerr=[r[f"{metric}_std"] for r in rows], color=colors, capsize=5)
+        ax.bar(
+            range(len(rows)),
+            means,
+            yerr=[r[f"{metric}_std"] for r in rows],
+            color=colors,
+            capsize=5,
+        )
         ax.set_xticks(range(len(rows)), [n.replace(" (", "\n(") for n in names], fontsize=8)
-        ax.set(ylim=(min(means) - 0.08, min(1.0, max(means) + 0.05)),
-               ylabel=f"CV {metric} (mean +/- std over folds)", title=f"{metric}: blue = ours, orange = sklearn")
+        ax.set(
+            ylim=(min(means) - 0.08, min(1.0, max(means) + 0.05)),
+            ylabel=f"CV {metric} (mean +/- std over folds)",
+            title=f"{metric}: blue = ours, orange = sklearn",
+        )
     out.append(ctx.save_figure(fig, "model_comparison"))
 
     fig, ax = plt.subplots(figsize=(6.5, 5.5))
     for name, proba in probas.items():
         fpr, tpr, _ = roc_curve(y, proba)
-        ax.plot(fpr, tpr, ls="-" if "(ours)" in name else "--", label=f"{name} {roc_auc_score(y, proba):.3f}")
+        ax.plot(
+            fpr,
+            tpr,
+            ls="-" if "(ours)" in name else "--",
+            label=f"{name} {roc_auc_score(y, proba):.3f}",
+        )
     ax.plot([0, 1], [0, 1], color="grey", lw=0.8)
-    ax.set(xlabel="false positive rate", ylabel="true positive rate", title="out-of-fold ROC (training split)")
+    ax.set(
+        xlabel="false positive rate",
+        ylabel="true positive rate",
+        title="out-of-fold ROC (training split)",
+    )
     ax.legend(fontsize=7, loc="lower right")
     out.append(ctx.save_figure(fig, "roc_curves"))
     return out
@@ -134,7 +175,9 @@ def run(config: Config, ctx: RunContext) -> LabResult:
     y_all = df["survived"].to_numpy()
     figures = [_eda(df, ctx)]
 
-    train_idx, test_idx = stratified_kfold_indices(y_all, config.test_fraction_folds, True, config.seed)[0]
+    train_idx, test_idx = stratified_kfold_indices(
+        y_all, config.test_fraction_folds, True, config.seed
+    )[0]
     train, test = df.iloc[train_idx], df.iloc[test_idx]
     y, y_test = y_all[train_idx], y_all[test_idx]
 
@@ -152,8 +195,13 @@ def run(config: Config, ctx: RunContext) -> LabResult:
     figures += _comparison_figures(rows, probas, y, ctx)
 
     by_name = {r["model"]: r for r in rows}
-    metrics: dict = {"rows": len(df), "train_rows": len(train), "test_rows": len(test),
-                     "survival_rate": float(y_all.mean()), "n_splits": config.n_splits}
+    metrics: dict = {
+        "rows": len(df),
+        "train_rows": len(train),
+        "test_rows": len(test),
+        "survival_rate": float(y_all.mean()),
+        "n_splits": config.n_splits,
+    }
     for name, r in by_name.items():
         family, who = name.rsplit(" (", 1)
         key = f"{who.rstrip(')')}_{family.replace(' ', '_')}"
@@ -171,25 +219,46 @@ def run(config: Config, ctx: RunContext) -> LabResult:
     metrics["chosen_test_roc_auc"] = by_name[chosen]["test_roc_auc"]
     metrics["majority_baseline_accuracy"] = float(max(y_test.mean(), 1 - y_test.mean()))
 
-    table = [{"model": r["model"], "cv_accuracy": r["accuracy_mean"], "acc_std": r["accuracy_std"],
-              "cv_roc_auc": r["roc_auc_mean"], "cv_f1": r["f1_mean"], "cv_log_loss": r["log_loss_mean"],
-              "fit_s": r["fit_seconds_mean"], "test_accuracy": r["test_accuracy"]} for r in rows]
-    notes = [f"{len(train)} training rows ({config.n_splits}-fold CV, the same folds for every model) and "
-             f"{len(test)} held-out test rows; survival rate {y_all.mean():.3f}, so always predicting "
-             f"'died' scores {metrics['majority_baseline_accuracy']:.3f} on the test split.",
-             f"Chosen by CV accuracy: {chosen} ({metrics['chosen_cv_accuracy']:.4f}); its honest test "
-             f"accuracy is {metrics['chosen_test_accuracy']:.4f} (ROC AUC {metrics['chosen_test_roc_auc']:.4f}). "
-             "The test split was not used to choose.",
-             f"Best CV accuracy: ours {metrics['ours_best_cv_accuracy']:.4f}, "
-             f"sklearn {metrics['sklearn_best_cv_accuracy']:.4f}."]
+    table = [
+        {
+            "model": r["model"],
+            "cv_accuracy": r["accuracy_mean"],
+            "acc_std": r["accuracy_std"],
+            "cv_roc_auc": r["roc_auc_mean"],
+            "cv_f1": r["f1_mean"],
+            "cv_log_loss": r["log_loss_mean"],
+            "fit_s": r["fit_seconds_mean"],
+            "test_accuracy": r["test_accuracy"],
+        }
+        for r in rows
+    ]
+    notes = [
+        f"{len(train)} training rows ({config.n_splits}-fold CV, the same folds for every model) and "
+        f"{len(test)} held-out test rows; survival rate {y_all.mean():.3f}, so always predicting "
+        f"'died' scores {metrics['majority_baseline_accuracy']:.3f} on the test split.",
+        f"Chosen by CV accuracy: {chosen} ({metrics['chosen_cv_accuracy']:.4f}); its honest test "
+        f"accuracy is {metrics['chosen_test_accuracy']:.4f} (ROC AUC {metrics['chosen_test_roc_auc']:.4f}). "
+        "The test split was not used to choose.",
+        f"Best CV accuracy: ours {metrics['ours_best_cv_accuracy']:.4f}, "
+        f"sklearn {metrics['sklearn_best_cv_accuracy']:.4f}.",
+    ]
     for family in FAMILIES:
         a, b = by_name.get(f"{family} (ours)"), by_name[f"{family} (sklearn)"]
         if a is not None:
-            notes.append(f"{family}: ours {a['accuracy_mean']:.4f} vs sklearn {b['accuracy_mean']:.4f} CV accuracy "
-                         f"(difference {a['accuracy_mean'] - b['accuracy_mean']:+.4f}, fold std {b['accuracy_std']:.4f}).")
+            notes.append(
+                f"{family}: ours {a['accuracy_mean']:.4f} vs sklearn {b['accuracy_mean']:.4f} CV accuracy "
+                f"(difference {a['accuracy_mean'] - b['accuracy_mean']:+.4f}, fold std {b['accuracy_std']:.4f})."
+            )
     if missing:
-        notes.append("Not importable yet, so only sklearn's version ran: " + ", ".join(missing) + ".")
+        notes.append(
+            "Not importable yet, so only sklearn's version ran: " + ", ".join(missing) + "."
+        )
     metrics["ours_missing"] = ", ".join(missing) or "none"
-    return LabResult(metrics=metrics, key_metric="ours_best_cv_accuracy",
-                     library_metric="sklearn_best_cv_accuracy", tables={"models": table},
-                     figures=figures, notes=notes)
+    return LabResult(
+        metrics=metrics,
+        key_metric="ours_best_cv_accuracy",
+        library_metric="sklearn_best_cv_accuracy",
+        tables={"models": table},
+        figures=figures,
+        notes=notes,
+    )

