@@ -51,11 +51,20 @@ class LabResult:
 class RunContext:
     """What the runner hands a lab: its output folder and a progress reporter."""
 
-    def __init__(self, out_dir: Path, progress: Any = None, seed: int = 0):
+    def __init__(
+        self,
+        out_dir: Path,
+        progress: Any = None,
+        seed: int = 0,
+        lab_id: str | None = None,
+        config: Any = None,
+    ):
         self.out_dir = Path(out_dir)
+        self.lab_id, self.config = lab_id, config  # set by `airoad run`; keys the artifact cache
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self._progress = progress  # a rich.progress.Progress, or None when silent
         self.seed = seed
+        self.figures: list[Path] = []  # every figure saved so far, in order
 
     def figure_path(self, name: str) -> Path:
         """Path for a PNG figure in the run folder, e.g. ``ctx.figure_path("scatter")``."""
@@ -70,7 +79,24 @@ class RunContext:
         path = self.figure_path(name)
         fig.savefig(path, dpi=dpi)
         plt.close(fig)
+        if path not in self.figures:
+            self.figures.append(path)
         return path
+
+    def save_artifact(self, name: str, writer: Any) -> Path:
+        """Keep a trained model for other labs: ``writer(folder)`` writes its files.
+
+        Under `airoad run` it goes to the artifact cache, keyed by lab id and config hash;
+        when a runner is called directly (a test, a notebook) it stays in the run folder.
+        """
+        if self.lab_id is None or self.config is None:
+            folder = self.out_dir / "artifacts" / name
+            folder.mkdir(parents=True, exist_ok=True)
+            writer(folder)
+            return folder
+        from airoad.labs import artifacts
+
+        return artifacts.save(self.lab_id, self.config, name, writer)
 
     def track(self, items: Sequence[Any] | range, description: str) -> Iterator[Any]:
         """Iterate over `items` with a progress bar (silent when no progress is attached)."""
@@ -149,6 +175,10 @@ def make_config(
     config_cls: type, quick: dict[str, Any], use_quick: bool, overrides: dict[str, Any]
 ):
     """Full defaults, then the quick overrides if asked, then the user's --set overrides."""
+    from airoad.labs.kit import validate_config
+
     values = dict(quick) if use_quick else {}
     values.update(overrides)
-    return config_cls(**values)
+    config = config_cls(**values)
+    validate_config(config)  # a range the Config declares is checked before any work starts
+    return config

@@ -89,7 +89,13 @@ def run_lab(
     check_datasets(entry)
     out_dir = Path(out) if out is not None else _new_run_dir(lab_id)
     config_dict = dataclasses.asdict(config)
-    ctx = RunContext(out_dir, progress=progress, seed=int(config_dict.get("seed", 0)))
+    ctx = RunContext(
+        out_dir,
+        progress=progress,
+        seed=int(config_dict.get("seed", 0)),
+        lab_id=lab_id,
+        config=config,
+    )
     write_json_atomic(out_dir / "config.json", {"lab": lab_id, "quick": quick, **config_dict})
 
     import matplotlib

@@ -4,29 +4,39 @@ scaling does to a distance) and iris (decision regions for small and large k).""
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from airoad.classic.knn import KNeighborsClassifier
 from airoad.data import load
 from airoad.labs.contract import LabResult, RunContext
+from airoad.labs.kit import fit_race, frame_xy, param, render_notes, split
 
 
 @dataclass(frozen=True)
 class Config:
-    k: int = 5  # the headline k for digits
-    k_values: tuple[int, ...] = (1, 2, 3, 4, 5, 7, 9, 12, 15, 20, 30, 50)
-    cv_folds: int = 5  # folds of the training set used to pick k
-    boundary_k: tuple[int, ...] = (1, 15)  # k values drawn on the iris decision-region figure
-    test_size: float = 0.3
-    seed: int = 0
+    k: int = param(5, ge=1, le=500)  # the headline k for digits (1,257 training digits)
+    k_values: tuple[int, ...] = param((1, 2, 3, 4, 5, 7, 9, 12, 15, 20, 30, 50), ge=1, le=500)
+    cv_folds: int = param(5, ge=2, le=20)  # folds of the training set used to pick k
+    boundary_k: tuple[int, ...] = param((1, 15), ge=1, le=100)  # k values on the iris figure
+    test_size: float = param(0.3, gt=0.0, lt=1.0)
+    seed: int = param(0, ge=0)
 
 
 QUICK = {"k_values": (1, 3, 5, 9, 15), "cv_folds": 3}
 
 IRIS_2D = ("sepal length (cm)", "sepal width (cm)")  # overlapping classes: boundaries show k
+
+NOTES = (
+    "Digits: {digits_predictions_compared} predictions (every k, both weightings) compared with "
+    "scikit-learn's brute kNN; {digits_mismatches} differ.",
+    "k = {digits_k}: test accuracy {ours_digits_acc:.4f} (sklearn {sklearn_digits_acc:.4f}); "
+    "{cv_folds}-fold cross-validation picks k = {cv_best_k} (test accuracy "
+    "{test_acc_at_cv_best_k:.4f}).",
+    "Wine, k = {digits_k}: {wine_raw_acc:.3f} on raw features, {wine_scaled_acc:.3f} after "
+    "standardising - a distance is only as fair as its units.",
+)
 
 
 def _sklearn(k: int, weights: str = "uniform"):
@@ -35,45 +45,28 @@ def _sklearn(k: int, weights: str = "uniform"):
     return SkKNN(n_neighbors=k, weights=weights, algorithm="brute", n_jobs=1)
 
 
-def _frame_xy(name: str, columns=None):
-    df = load(name)
-    cols = list(columns) if columns else [c for c in df.columns if c != "target"]
-    return df[cols].to_numpy(np.float64), df["target"].to_numpy()
-
-
-def _split(X, y, config: Config):
-    from sklearn.model_selection import train_test_split
-
-    return train_test_split(X, y, test_size=config.test_size, stratify=y, random_state=config.seed)
-
-
-def _fit_predict(model, Xtr, ytr, Xte) -> tuple[np.ndarray, float]:
-    start = time.perf_counter()
-    pred = model.fit(Xtr, ytr).predict(Xte)
-    return pred, time.perf_counter() - start
-
-
 def _digits(config: Config, ctx: RunContext) -> tuple[dict, list[dict], dict]:
     """Ours vs sklearn for every k and both weightings; k picked by cross-validation."""
     from sklearn.model_selection import cross_val_score
 
-    Xtr, Xte, ytr, yte = _split(*_frame_xy("digits"), config)
-    rows, metrics, mismatches = [], {}, 0
+    Xtr, Xte, ytr, yte = split(*frame_xy(load("digits")), config.test_size, config.seed)
+    rows, mismatches = [], 0
     ks = sorted(set(config.k_values) | {config.k})
     for k in ctx.track(ks, "digits: ours vs sklearn for each k"):
         for weights in ("uniform", "distance"):
-            ours, ours_s = _fit_predict(KNeighborsClassifier(k, weights=weights), Xtr, ytr, Xte)
-            theirs, sk_s = _fit_predict(_sklearn(k, weights), Xtr, ytr, Xte)
-            mismatches += int(np.sum(ours != theirs))
+            ours, lib = KNeighborsClassifier(k, weights=weights), _sklearn(k, weights)
+            r = fit_race(ours, lib, Xtr, ytr, Xte)
+            differ = int(np.sum(r["ours"] != r["library"]))
+            mismatches += differ
             rows.append(
                 {
                     "k": k,
                     "weights": weights,
-                    "ours_acc": float(np.mean(ours == yte)),
-                    "sklearn_acc": float(np.mean(theirs == yte)),
-                    "different_predictions": int(np.sum(ours != theirs)),
-                    "ours_seconds": round(ours_s, 4),
-                    "sklearn_seconds": round(sk_s, 4),
+                    "ours_acc": float(np.mean(r["ours"] == yte)),
+                    "sklearn_acc": float(np.mean(r["library"] == yte)),
+                    "different_predictions": differ,
+                    "ours_seconds": round(r["ours_seconds"], 4),
+                    "sklearn_seconds": round(r["library_seconds"], 4),
                 }
             )
     cv = {
@@ -83,20 +76,18 @@ def _digits(config: Config, ctx: RunContext) -> tuple[dict, list[dict], dict]:
     best_k = max(cv, key=lambda k: (cv[k], -k))  # the smallest k among the best
     headline = next(r for r in rows if r["k"] == config.k and r["weights"] == "uniform")
     best = next(r for r in rows if r["k"] == best_k and r["weights"] == "uniform")
-    metrics.update(
-        {
-            "ours_digits_acc": headline["ours_acc"],
-            "sklearn_digits_acc": headline["sklearn_acc"],
-            "digits_k": config.k,
-            "digits_mismatches": mismatches,
-            "digits_predictions_compared": len(rows) * len(yte),
-            "digits_ours_seconds": headline["ours_seconds"],
-            "digits_sklearn_seconds": headline["sklearn_seconds"],
-            "cv_best_k": best_k,
-            "cv_best_acc": cv[best_k],
-            "test_acc_at_cv_best_k": best["ours_acc"],
-        }
-    )
+    metrics = {
+        "ours_digits_acc": headline["ours_acc"],
+        "sklearn_digits_acc": headline["sklearn_acc"],
+        "digits_k": config.k,
+        "digits_mismatches": mismatches,
+        "digits_predictions_compared": len(rows) * len(yte),
+        "digits_ours_seconds": headline["ours_seconds"],
+        "digits_sklearn_seconds": headline["sklearn_seconds"],
+        "cv_best_k": best_k,
+        "cv_best_acc": cv[best_k],
+        "test_acc_at_cv_best_k": best["ours_acc"],
+    }
     return metrics, rows, {"cv": cv, "split": (Xtr, Xte, ytr, yte)}
 
 
@@ -105,8 +96,8 @@ def _wine_scaling(config: Config) -> tuple[dict, list[dict]]:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    Xtr, Xte, ytr, yte = _split(*_frame_xy("wine"), config)
-    rows, metrics = [], {}
+    Xtr, Xte, ytr, yte = split(*frame_xy(load("wine")), config.test_size, config.seed)
+    rows = []
     for k in (1, config.k, 15):
         row = {"k": k}
         for label, scale in (("raw", False), ("standardised", True)):
@@ -115,14 +106,12 @@ def _wine_scaling(config: Config) -> tuple[dict, list[dict]]:
                 row[f"{who}_{label}"] = float(np.mean(model.fit(Xtr, ytr).predict(Xte) == yte))
         rows.append(row)
     head = next(r for r in rows if r["k"] == config.k)
-    metrics.update(
-        {
-            "wine_raw_acc": head["ours_raw"],
-            "wine_scaled_acc": head["ours_standardised"],
-            "wine_sklearn_raw_acc": head["sklearn_raw"],
-            "wine_sklearn_scaled_acc": head["sklearn_standardised"],
-        }
-    )
+    metrics = {
+        "wine_raw_acc": head["ours_raw"],
+        "wine_scaled_acc": head["ours_standardised"],
+        "wine_sklearn_raw_acc": head["sklearn_raw"],
+        "wine_sklearn_scaled_acc": head["sklearn_standardised"],
+    }
     return metrics, rows
 
 
@@ -163,7 +152,7 @@ def _boundary_figure(config: Config, ctx: RunContext):
     """Iris on two sepal features: decision regions of our kNN for small and large k."""
     import matplotlib.pyplot as plt
 
-    X, y = _frame_xy("iris", IRIS_2D)
+    X, y = frame_xy(load("iris"), columns=IRIS_2D)
     xx, yy = np.meshgrid(
         np.linspace(X[:, 0].min() - 0.3, X[:, 0].max() + 0.3, 250),
         np.linspace(X[:, 1].min() - 0.3, X[:, 1].max() + 0.3, 250),
@@ -242,35 +231,20 @@ def _scaling_figure(rows: list[dict], ctx: RunContext):
 
 
 def run(config: Config, ctx: RunContext) -> LabResult:
-    import matplotlib
-
-    matplotlib.use("Agg")
-
     metrics, digit_rows, extra = _digits(config, ctx)
     wine_metrics, wine_rows = _wine_scaling(config)
     metrics.update(wine_metrics)
-    figures = [
-        _accuracy_figure(digit_rows, extra["cv"], metrics["cv_best_k"], ctx),
-        _boundary_figure(config, ctx),
-        _neighbours_figure(extra["split"], config.k, ctx),
-        _scaling_figure(wine_rows, ctx),
-    ]
-    same = metrics["digits_mismatches"] == 0
-    notes = [
-        f"Digits: {metrics['digits_predictions_compared']} predictions (every k, both weightings) "
-        f"compared with scikit-learn's brute kNN; {metrics['digits_mismatches']} differ"
-        f"{' - identical' if same else ''}.",
-        f"k = {config.k}: test accuracy {metrics['ours_digits_acc']:.4f} (sklearn "
-        f"{metrics['sklearn_digits_acc']:.4f}); {config.cv_folds}-fold cross-validation picks k = "
-        f"{metrics['cv_best_k']} (test accuracy {metrics['test_acc_at_cv_best_k']:.4f}).",
-        f"Wine, k = {config.k}: {metrics['wine_raw_acc']:.3f} on raw features, "
-        f"{metrics['wine_scaled_acc']:.3f} after standardising - a distance is only as fair as its units.",
-    ]
+
+    _accuracy_figure(digit_rows, extra["cv"], metrics["cv_best_k"], ctx)
+    _boundary_figure(config, ctx)
+    _neighbours_figure(extra["split"], config.k, ctx)
+    _scaling_figure(wine_rows, ctx)
+
     return LabResult(
         metrics=metrics,
         key_metric="ours_digits_acc",
         library_metric="sklearn_digits_acc",
         tables={"digits_by_k": digit_rows, "wine_scaling": wine_rows},
-        figures=figures,
-        notes=notes,
+        figures=ctx.figures,
+        notes=render_notes(NOTES, {**asdict(config), **metrics}),
     )
