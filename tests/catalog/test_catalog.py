@@ -20,7 +20,7 @@ BUILT = {
     "hypothesis-testing": ("airoad.foundations.hypothesis_testing", {"titanic"}),
     "gradient-descent": ("airoad.foundations.gradient_descent", {"diabetes"}),
     "linear-regression": ("airoad.foundations.linear_regression", {"boston", "diabetes"}),
-    "autograd-and-distributions": ("airoad.foundations.autograd_distributions", {"diabetes"}),
+    "autograd-and-distributions": ("airoad.foundations.autograd_and_distributions", {"diabetes"}),
 }
 
 PROMISED = {

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from airoad.data import load
-from airoad.foundations import autograd_distributions as ad
+from airoad.foundations import autograd_and_distributions as ad
 from airoad.labs.contract import LabResult, RunContext
 
 

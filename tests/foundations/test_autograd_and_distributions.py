@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-REFERENCE = "airoad.foundations.autograd_distributions"
+REFERENCE = "airoad.foundations.autograd_and_distributions"
 
 F64 = torch.float64
 
