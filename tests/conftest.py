@@ -15,6 +15,8 @@ import pytest
 from airoad.home import data_dir
 from airoad.labs.learner import load_implementation
 
+pytest_plugins = ("lab_budget",)  # per-lab test time, printed at the end of the run
+
 # Every test gets a fresh AIROAD_HOME, but all share the dataset cache fetched by `make setup`.
 os.environ["AIROAD_DATA_DIR"] = str(data_dir())
 
