@@ -156,8 +156,7 @@ def test_pooling_matches_torch(impl, n, c, h, w, kernel, stride, seed):
 
 
 def test_augment_crops_and_flips_per_image(impl):
-    """augment keeps the shape, is reproducible with a Generator, and each image is a shifted
-    (optionally mirrored) window of the zero-padded original."""
+    """augment keeps the shape, is seeded, and crops a shifted (maybe mirrored) padded window."""
     x = torch.arange(6 * 1 * 5 * 5, dtype=torch.float32).reshape(6, 1, 5, 5) + 1
     a = impl.augment(x, 2, torch.Generator().manual_seed(3), flip=True)
     b = impl.augment(x, 2, torch.Generator().manual_seed(3), flip=True)
