@@ -7,38 +7,65 @@ scikit-learn's t-SNE and described by a profile table whose names come from the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
 
 from airoad.classic import customer_segmentation as ref
 from airoad.data import load
+from airoad.errors import ConfigError
 from airoad.foundations.pca import PCA
 from airoad.labs.contract import LabResult, RunContext
+from airoad.labs.kit import figure, param, render_notes
+
+# Credit columns k-means can use: the numbers, and the Yes/No columns (their mean is a share).
+CREDIT_COLUMNS = (
+    "Income",
+    "Limit",
+    "Rating",
+    "Cards",
+    "Age",
+    "Education",
+    "Balance",
+    "Student",
+    "Married",
+)
 
 
 @dataclass(frozen=True)
 class Config:
-    # Credit columns to cluster on; Yes/No columns become 0/1 (their mean is a share).
-    features: tuple[str, ...] = ("Income", "Limit", "Balance", "Age", "Student")
-    k_min: int = 2
-    k_max: int = 10
-    n_init: int = 20  # k-means restarts per k
-    tolerance: float = 0.02  # how much silhouette the elbow may give up (see choose_k)
-    name_threshold: float = 0.35  # |z| a centroid needs for a feature to enter its name
-    tsne_iter: int = 1000
-    seed: int = 0
+    features: tuple[str, ...] = param(
+        ("Income", "Limit", "Balance", "Age", "Student"), choices=CREDIT_COLUMNS
+    )
+    k_min: int = param(2, ge=2, le=100)  # a silhouette needs at least two clusters
+    k_max: int = param(10, ge=3, le=100)  # the elbow needs at least three values of k
+    n_init: int = param(20, ge=1, le=1000)  # k-means restarts per k
+    tolerance: float = param(0.02, ge=0.0, le=2.0)  # silhouette the elbow may give up (choose_k)
+    name_threshold: float = param(0.35, ge=0.0, le=5.0)  # |z| a feature needs to enter a name
+    tsne_iter: int = param(1000, ge=250, le=100_000)  # scikit-learn's t-SNE needs >= 250
+    seed: int = param(0, ge=0, le=2**32 - 1)
+
+    def __post_init__(self) -> None:
+        if self.k_max - self.k_min < 2:
+            raise ConfigError(
+                f"config keys k_min={self.k_min}, k_max={self.k_max}: the elbow needs at least "
+                "three values of k (k_max >= k_min + 2)"
+            )
 
 
 QUICK = {"n_init": 4, "tsne_iter": 500}
 
+NOTES = (
+    "k = {chosen_k}: {k_reason}.",
+    "Our silhouette {ours_silhouette:.4f} vs scikit-learn {sklearn_silhouette:.4f} "
+    "(largest per-customer difference {max_abs_silhouette_sample_diff:.1e}).",
+)
+SEGMENT_NOTE = "{name}: {customers} customers ({share:.0%}); {means}"
+
 
 def _features(df: pd.DataFrame, columns: tuple[str, ...]) -> tuple[np.ndarray, list[str]]:
     """The chosen columns as floats, with readable names (a Yes/No column -> "<name> share")."""
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise ValueError(f"unknown Credit columns {missing}; available: {list(df.columns)}")
     cols, names = [], []
     for c in columns:
         if df[c].dtype.kind in "biuf":
@@ -50,14 +77,19 @@ def _features(df: pd.DataFrame, columns: tuple[str, ...]) -> tuple[np.ndarray, l
     return np.column_stack(cols), names
 
 
+def _kmeans(k: int, config: Config):
+    from sklearn.cluster import KMeans
+
+    return KMeans(n_clusters=k, n_init=config.n_init, random_state=config.seed)
+
+
 def _scan_k(Z: np.ndarray, config: Config, ctx: RunContext) -> list[dict]:
     """Fit k-means for every k; inertia and both silhouettes per k."""
-    from sklearn.cluster import KMeans
     from sklearn.metrics import silhouette_score
 
     rows = []
     for k in ctx.track(range(config.k_min, config.k_max + 1), "k-means for each k"):
-        km = KMeans(n_clusters=k, n_init=config.n_init, random_state=config.seed).fit(Z)
+        km = _kmeans(k, config).fit(Z)
         rows.append(
             {
                 "k": k,
@@ -67,6 +99,32 @@ def _scan_k(Z: np.ndarray, config: Config, ctx: RunContext) -> list[dict]:
             }
         )
     return rows
+
+
+def _choose_k(scan: list[dict], tolerance: float) -> tuple[dict, str]:
+    """The elbow, the best silhouette and the k the rule picks (with its reason in words)."""
+    ks = np.array([r["k"] for r in scan])
+    inertia = [r["inertia"] for r in scan]
+    ours_sil = [r["ours_silhouette"] for r in scan]
+    k, reason = ref.choose_k(ks, inertia, ours_sil, tolerance=tolerance)
+    row_k = scan[int(np.flatnonzero(ks == k)[0])]
+    metrics = {
+        "chosen_k": k,
+        "elbow_k": int(ks[ref.elbow_index(ks, inertia)]),
+        "best_silhouette_k": int(ks[int(np.argmax(ours_sil))]),
+        "ours_silhouette": row_k["ours_silhouette"],
+        "sklearn_silhouette": row_k["sklearn_silhouette"],
+    }
+    return metrics, reason
+
+
+def _segment(Z: np.ndarray, k: int, config: Config) -> tuple[np.ndarray, np.ndarray, float]:
+    """The final k-means labels, our per-customer silhouettes and their gap to scikit-learn's."""
+    from sklearn.metrics import silhouette_samples
+
+    labels = _kmeans(k, config).fit_predict(Z)
+    sil = ref.silhouette_samples(Z, labels)
+    return labels, sil, float(np.abs(sil - silhouette_samples(Z, labels)).max())
 
 
 def _profiles(X: np.ndarray, names: list[str], labels: np.ndarray, threshold: float) -> list[dict]:
@@ -88,97 +146,10 @@ def _profiles(X: np.ndarray, names: list[str], labels: np.ndarray, threshold: fl
     return sorted(rows, key=lambda r: -r["customers"])
 
 
-def _figures(
-    ctx: RunContext,
-    scan: list[dict],
-    elbow_k: int,
-    k: int,
-    labels: np.ndarray,
-    sil: np.ndarray,
-    profiles: list[dict],
-    names: list[str],
-    maps: dict,
-) -> list:
-    import matplotlib.pyplot as plt
-
-    paths = []
-    ks = np.array([r["k"] for r in scan])
-    inertia = np.array([r["inertia"] for r in scan])
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    left.plot(ks, inertia, "o-", label="inertia")
-    left.plot(ks[[0, -1]], inertia[[0, -1]], "k:", label="chord (first to last k)")
-    left.plot(elbow_k, inertia[ks == elbow_k], "r*", ms=16, label=f"elbow: k={elbow_k}")
-    left.set(xlabel="k", ylabel="within-cluster sum of squares", title="elbow")
-    left.legend()
-    right.plot(ks, [r["ours_silhouette"] for r in scan], "o-", lw=3, alpha=0.5, label="ours")
-    right.plot(ks, [r["sklearn_silhouette"] for r in scan], "k.--", label="sklearn")
-    right.axvline(k, color="r", ls=":", label=f"chosen k={k}")
-    right.set(xlabel="k", ylabel="mean silhouette", title="silhouette")
-    right.legend()
-    paths.append(ctx.save_figure(fig, "choose_k"))
-
-    name_of = {r["segment"]: r["name"] for r in profiles}
-    fig, ax = plt.subplots(figsize=(7, 5))
-    y0 = 0
-    for seg in name_of:  # the classic silhouette plot: one sorted bar band per segment
-        vals = np.sort(sil[labels == seg])
-        ax.fill_betweenx(np.arange(y0, y0 + vals.size), 0, vals, alpha=0.7, label=name_of[seg])
-        y0 += vals.size + 10
-    ax.axvline(sil.mean(), color="k", ls="--", label=f"mean {sil.mean():.3f}")
-    ax.set(
-        xlabel="silhouette s(i)",
-        ylabel="customers (sorted within segment)",
-        yticks=[],
-        title=f"silhouette of each customer, k={k}",
-    )
-    ax.legend(fontsize=8)
-    paths.append(ctx.save_figure(fig, "silhouette_plot"))
-
-    fig, axes = plt.subplots(1, 2, figsize=(12, 5))
-    for ax, (title, P) in zip(axes, maps.items()):
-        for seg in name_of:
-            pts = P[labels == seg]
-            ax.scatter(pts[:, 0], pts[:, 1], s=12, alpha=0.7, label=name_of[seg])
-        ax.set(title=title, xticks=[], yticks=[])
-    axes[0].legend(fontsize=8)
-    paths.append(ctx.save_figure(fig, "segments_2d"))
-
-    fig, ax = plt.subplots(figsize=(8, 0.6 * len(profiles) + 2))
-    zmat = np.array([[r[f"z {n}"] for n in names] for r in profiles])
-    im = ax.imshow(zmat, cmap="RdBu_r", vmin=-3, vmax=3, aspect="auto")
-    for (i, j), v in np.ndenumerate(zmat):
-        ax.text(j, i, f"{v:+.2f}", ha="center", va="center", fontsize=9)
-    ax.set_xticks(range(len(names)), names, rotation=20)
-    ax.set_yticks(range(len(profiles)), [f"{r['name']} ({r['customers']})" for r in profiles])
-    fig.colorbar(im, ax=ax, label="centroid z-score")
-    ax.set_title("segment profiles: centroid in standard units")
-    paths.append(ctx.save_figure(fig, "segment_profiles"))
-    return paths
-
-
-def run(config: Config, ctx: RunContext) -> LabResult:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from sklearn.cluster import KMeans
+def _maps(Z: np.ndarray, config: Config, ctx: RunContext) -> tuple[dict, float]:
+    """2-D views of the customers: airoad's PCA and scikit-learn's t-SNE."""
     from sklearn.manifold import TSNE
-    from sklearn.metrics import silhouette_samples
 
-    X, names = _features(load("credit"), config.features)
-    Z = (X - X.mean(axis=0)) / X.std(
-        axis=0
-    )  # k-means on standard units: dollars must not drown age
-    scan = _scan_k(Z, config, ctx)
-    ks = np.array([r["k"] for r in scan])
-    inertia = [r["inertia"] for r in scan]
-    ours_sil = [r["ours_silhouette"] for r in scan]
-    elbow_k = int(ks[ref.elbow_index(ks, inertia)])
-    k, reason = ref.choose_k(ks, inertia, ours_sil, tolerance=config.tolerance)
-
-    labels = KMeans(n_clusters=k, n_init=config.n_init, random_state=config.seed).fit_predict(Z)
-    sil = ref.silhouette_samples(Z, labels)
-    sk_sil = silhouette_samples(Z, labels)
-    profiles = _profiles(X, names, labels, config.name_threshold)
     with ctx.step("t-SNE map (scikit-learn)"):
         tsne = TSNE(
             n_components=2,
@@ -188,42 +159,110 @@ def run(config: Config, ctx: RunContext) -> LabResult:
             random_state=config.seed,
         ).fit_transform(Z)
     pca = PCA(n_components=2).fit(Z)
+    ratio = float(pca.explained_variance_ratio_.sum())
     maps = {
-        f"PCA (airoad), {pca.explained_variance_ratio_.sum():.0%} of the variance": pca.transform(
-            Z
-        ),
+        f"PCA (airoad), {ratio:.0%} of the variance": pca.transform(Z),
         "t-SNE (scikit-learn)": tsne,
     }
-    figures = _figures(ctx, scan, elbow_k, k, labels, sil, profiles, names, maps)
+    return maps, ratio
 
-    row_k = scan[int(np.flatnonzero(ks == k)[0])]
+
+def _segment_notes(profiles: list[dict], names: list[str]) -> list[str]:
+    return [
+        SEGMENT_NOTE.format(**r, means=", ".join(f"{n} {r['mean ' + n]:.4g}" for n in names))
+        for r in profiles
+    ]
+
+
+def _choose_k_figure(ctx: RunContext, scan: list[dict], elbow_k: int, k: int) -> None:
+    ks = np.array([r["k"] for r in scan])
+    inertia = np.array([r["inertia"] for r in scan])
+    with figure(ctx, "choose_k", 1, 2, figsize=(11, 4)) as (_, (left, right)):
+        left.plot(ks, inertia, "o-", label="inertia")
+        left.plot(ks[[0, -1]], inertia[[0, -1]], "k:", label="chord (first to last k)")
+        left.plot(elbow_k, inertia[ks == elbow_k], "r*", ms=16, label=f"elbow: k={elbow_k}")
+        left.set(xlabel="k", ylabel="within-cluster sum of squares", title="elbow")
+        left.legend()
+        right.plot(ks, [r["ours_silhouette"] for r in scan], "o-", lw=3, alpha=0.5, label="ours")
+        right.plot(ks, [r["sklearn_silhouette"] for r in scan], "k.--", label="sklearn")
+        right.axvline(k, color="r", ls=":", label=f"chosen k={k}")
+        right.set(xlabel="k", ylabel="mean silhouette", title="silhouette")
+        right.legend()
+
+
+def _silhouette_figure(
+    ctx: RunContext, labels: np.ndarray, sil: np.ndarray, profiles: list[dict], k: int
+) -> None:
+    """The classic silhouette plot: one sorted bar band per segment."""
+    with figure(ctx, "silhouette_plot", figsize=(7, 5)) as (_, ax):
+        y0 = 0
+        for r in profiles:
+            vals = np.sort(sil[labels == r["segment"]])
+            ax.fill_betweenx(np.arange(y0, y0 + vals.size), 0, vals, alpha=0.7, label=r["name"])
+            y0 += vals.size + 10
+        ax.axvline(sil.mean(), color="k", ls="--", label=f"mean {sil.mean():.3f}")
+        ax.set(
+            xlabel="silhouette s(i)",
+            ylabel="customers (sorted within segment)",
+            yticks=[],
+            title=f"silhouette of each customer, k={k}",
+        )
+        ax.legend(fontsize=8)
+
+
+def _segments_figure(ctx: RunContext, labels: np.ndarray, profiles: list[dict], maps: dict) -> None:
+    with figure(ctx, "segments_2d", 1, 2, figsize=(12, 5)) as (_, axes):
+        for ax, (title, P) in zip(axes, maps.items()):
+            for r in profiles:
+                pts = P[labels == r["segment"]]
+                ax.scatter(pts[:, 0], pts[:, 1], s=12, alpha=0.7, label=r["name"])
+            ax.set(title=title, xticks=[], yticks=[])
+        axes[0].legend(fontsize=8)
+
+
+def _profiles_figure(ctx: RunContext, profiles: list[dict], names: list[str]) -> None:
+    with figure(ctx, "segment_profiles", figsize=(8, 0.6 * len(profiles) + 2)) as (fig, ax):
+        zmat = np.array([[r[f"z {n}"] for n in names] for r in profiles])
+        im = ax.imshow(zmat, cmap="RdBu_r", vmin=-3, vmax=3, aspect="auto")
+        for (i, j), v in np.ndenumerate(zmat):
+            ax.text(j, i, f"{v:+.2f}", ha="center", va="center", fontsize=9)
+        ax.set_xticks(range(len(names)), names, rotation=20)
+        ax.set_yticks(range(len(profiles)), [f"{r['name']} ({r['customers']})" for r in profiles])
+        fig.colorbar(im, ax=ax, label="centroid z-score")
+        ax.set_title("segment profiles: centroid in standard units")
+
+
+def run(config: Config, ctx: RunContext) -> LabResult:
+    X, names = _features(load("credit"), config.features)
+    Z = (X - X.mean(axis=0)) / X.std(
+        axis=0
+    )  # k-means on standard units: dollars must not drown age
+    scan = _scan_k(Z, config, ctx)
+    choice, reason = _choose_k(scan, config.tolerance)
+    k = choice["chosen_k"]
+    labels, sil, sil_diff = _segment(Z, k, config)
+    profiles = _profiles(X, names, labels, config.name_threshold)
+    maps, pca_ratio = _maps(Z, config, ctx)
+
+    _choose_k_figure(ctx, scan, choice["elbow_k"], k)
+    _silhouette_figure(ctx, labels, sil, profiles, k)
+    _segments_figure(ctx, labels, profiles, maps)
+    _profiles_figure(ctx, profiles, names)
+
     metrics = {
         "n_customers": len(X),
         "n_features": len(names),
-        "chosen_k": k,
-        "elbow_k": elbow_k,
-        "best_silhouette_k": int(ks[int(np.argmax(ours_sil))]),
-        "ours_silhouette": row_k["ours_silhouette"],
-        "sklearn_silhouette": row_k["sklearn_silhouette"],
-        "max_abs_silhouette_sample_diff": float(np.abs(sil - sk_sil).max()),
-        "pca_2d_variance_ratio": float(pca.explained_variance_ratio_.sum()),
+        **choice,
+        "max_abs_silhouette_sample_diff": sil_diff,
+        "pca_2d_variance_ratio": pca_ratio,
         "largest_segment": profiles[0]["name"],
     }
-    notes = [
-        f"k = {k}: {reason}.",
-        f"Our silhouette {row_k['ours_silhouette']:.4f} vs scikit-learn {row_k['sklearn_silhouette']:.4f} "
-        f"(largest per-customer difference {metrics['max_abs_silhouette_sample_diff']:.1e}).",
-    ]
-    notes += [
-        f"{r['name']}: {r['customers']} customers ({r['share']:.0%}); "
-        + ", ".join(f"{n} {r['mean ' + n]:.4g}" for n in names)
-        for r in profiles
-    ]
+    notes = render_notes(NOTES, {**asdict(config), **metrics, "k_reason": reason})
     return LabResult(
         metrics=metrics,
         key_metric="ours_silhouette",
         library_metric="sklearn_silhouette",
         tables={"choose_k": scan, "segment_profiles": profiles},
-        figures=figures,
-        notes=notes,
+        figures=ctx.figures,
+        notes=notes + _segment_notes(profiles, names),
     )
