@@ -40,3 +40,24 @@ def _one_thread():
 def _isolated_home(tmp_path, monkeypatch):
     """Tests never touch the user's ~/.airoad (progress, runs, MLflow store)."""
     monkeypatch.setenv("AIROAD_HOME", str(tmp_path / "airoad_home"))
+
+
+@pytest.fixture(scope="session")
+def lab_artifact(tmp_path_factory):
+    """`lab_artifact(lab_id, name)`: the folder of a model another lab trains (quick config).
+
+    Made at most once per session, and kept across sessions in the shared artifact cache; the
+    producing run writes its run folder into a throwaway home, never into ~/.airoad.
+    """
+    from airoad.labs import artifacts
+
+    home, made = tmp_path_factory.mktemp("artifact_home"), {}
+
+    def get(lab_id: str, name: str):
+        if (lab_id, name) not in made:
+            with pytest.MonkeyPatch.context() as mp:
+                mp.setenv("AIROAD_HOME", str(home))
+                made[lab_id, name] = artifacts.require(lab_id, name)
+        return made[lab_id, name]
+
+    return get

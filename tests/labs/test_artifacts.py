@@ -105,3 +105,9 @@ def test_writer_that_writes_nothing_is_an_error(producer, tmp_path):
     """Saving an empty artifact fails loudly instead of caching an empty folder."""
     with pytest.raises(Exception, match="wrote no files"):
         artifacts.save(LAB, _Config(), "empty", lambda d: None)
+
+
+def test_session_fixture_trains_once(producer, lab_artifact):
+    """Tests reach artifacts through the session fixture: one training, then the same folder."""
+    first = lab_artifact(LAB, "weights")
+    assert lab_artifact(LAB, "weights") == first and len(producer) == 1
