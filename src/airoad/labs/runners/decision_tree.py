@@ -8,8 +8,7 @@ exactly the same quality (a tie)."""
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -17,27 +16,48 @@ from airoad.classic import decision_tree as ref
 from airoad.classic import tree_render
 from airoad.data import load
 from airoad.labs.contract import LabResult, RunContext
+from airoad.labs.kit import figure, frame_xy, param, render_notes, split, timed
+
+CLASSIFICATION = ("iris", "wine", "breast-cancer")
 
 
 @dataclass(frozen=True)
 class Config:
-    datasets: tuple[str, ...] = ("iris", "wine", "breast-cancer")
-    criteria: tuple[str, ...] = ("gini", "entropy")
-    n_splits: int = 50  # repeated stratified train/test splits per dataset
-    sklearn_seeds: int = 10  # sklearn random_states averaged per split (they break ties)
-    test_size: float = 0.3
-    max_depths: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 8, 10)
-    regression_depth: int = 4  # depth of the diabetes regression tree
-    seed: int = 0
+    datasets: tuple[str, ...] = param(CLASSIFICATION, choices=CLASSIFICATION)
+    criteria: tuple[str, ...] = param(("gini", "entropy"), choices=("gini", "entropy"))
+    n_splits: int = param(50, ge=1, le=1000)  # repeated stratified train/test splits per dataset
+    sklearn_seeds: int = param(10, ge=1, le=100)  # sklearn random_states per split (ties)
+    test_size: float = param(0.3, ge=0.05, le=0.5)
+    max_depths: tuple[int, ...] = param((1, 2, 3, 4, 5, 6, 8, 10), ge=1, le=100)
+    regression_depth: int = param(4, ge=1, le=50)  # depth of the diabetes regression tree
+    seed: int = param(0, ge=0)
 
 
 QUICK = {"n_splits": 3, "sklearn_seeds": 2, "max_depths": (1, 2, 4)}
 
+IRIS_CLASSES = ["setosa", "versicolor", "virginica"]
+PETALS = ("petal length (cm)", "petal width (cm)")
 
-def _xy(name: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    frame = load(name)
-    features = [c for c in frame.columns if c != "target"]
-    return frame[features].to_numpy(np.float64), frame["target"].to_numpy(), features
+NOTES = (
+    "{key_dataset} ({key_criterion}): ours {ours_acc:.4f} vs sklearn {sklearn_acc:.4f} mean test "
+    "accuracy over {n_splits} splits.",
+    "{rows_within_one_point} of {accuracy_rows} dataset/criterion rows are within 1 point of "
+    "sklearn (largest gap {max_abs_diff_points:.2f} points); with few splits, tie-breaking noise "
+    "dominates: raise n_splits.",
+    "Iris, node by node: {iris_same_split} identical splits, {iris_tied_other_split} ties resolved "
+    "differently (same impurity), {iris_different_quality} real differences.",
+    "Diabetes regression tree (depth {regression_depth}): R2 ours {diabetes_ours_r2:.4f}, sklearn "
+    "{diabetes_sklearn_r2:.4f}; same training predictions: {diabetes_same_train_predictions}; "
+    "{diabetes_test_points_predicted_alike:.1%} of test points predicted alike (sklearn rounds X to float32, "
+    "which moves a point lying right at a threshold).",
+    "The Iris tree as text is in {run_dir}/iris_tree.txt; its first rule: {iris_first_rule}",
+)
+
+
+def _sk(kind: str = "DecisionTreeClassifier", **params):
+    from sklearn import tree
+
+    return getattr(tree, kind)(**params)
 
 
 def _split_cost(tree, node: int) -> float:
@@ -57,9 +77,8 @@ def walk_trees(ours, theirs, X: np.ndarray) -> dict[str, int]:
     while stack:
         i, j, rows = stack.pop()
         if a.children_left[i] == -1 or b.children_left[j] == -1:
-            out[
-                "same_leaf" if a.children_left[i] == b.children_left[j] else "different_quality"
-            ] += 1
+            same = a.children_left[i] == b.children_left[j]
+            out["same_leaf" if same else "different_quality"] += 1
             continue
         left_a = rows & (X[:, a.feature[i]] <= a.threshold[i])
         if a.feature[i] == b.feature[j] and np.isclose(a.threshold[i], b.threshold[j], rtol=1e-6):
@@ -78,38 +97,29 @@ def walk_trees(ours, theirs, X: np.ndarray) -> dict[str, int]:
     return out
 
 
-def _accuracy(name: str, config: Config, ctx: RunContext) -> list[dict]:
-    from sklearn import tree as sk
-    from sklearn.model_selection import train_test_split
+def _test_accuracy(model, data: list) -> tuple[float, float]:
+    """(test accuracy, fit + predict seconds) of a model on a (Xtr, Xte, ytr, yte) split."""
+    Xtr, Xte, ytr, yte = data
+    predicted, seconds = timed(lambda: model.fit(Xtr, ytr).predict(Xte))
+    return float(np.mean(predicted == yte)), seconds
 
-    X, y, _ = _xy(name)
+
+def _accuracy(name: str, config: Config, ctx: RunContext) -> list[dict]:
+    """Mean test accuracy over repeated splits, per criterion; sklearn averaged over seeds."""
+    X, y = frame_xy(load(name))
     rows = []
     for criterion in config.criteria:
         ours, theirs, t_ours, t_sk = [], [], [], []
-        for split in ctx.track(range(config.n_splits), f"{name} {criterion}"):
-            Xtr, Xte, ytr, yte = train_test_split(
-                X, y, test_size=config.test_size, stratify=y, random_state=config.seed + split
-            )
-            start = time.perf_counter()
-            ours.append(
-                np.mean(
-                    ref.DecisionTreeClassifier(criterion=criterion).fit(Xtr, ytr).predict(Xte)
-                    == yte
-                )
-            )
-            t_ours.append(time.perf_counter() - start)
+        for k in ctx.track(range(config.n_splits), f"{name} {criterion}"):
+            data = split(X, y, config.test_size, config.seed + k)
+            acc, seconds = _test_accuracy(ref.DecisionTreeClassifier(criterion=criterion), data)
+            ours.append(acc)
+            t_ours.append(seconds)
             accs = []
             for s in range(config.sklearn_seeds):
-                start = time.perf_counter()
-                accs.append(
-                    np.mean(
-                        sk.DecisionTreeClassifier(criterion=criterion, random_state=s)
-                        .fit(Xtr, ytr)
-                        .predict(Xte)
-                        == yte
-                    )
-                )
-                t_sk.append(time.perf_counter() - start)
+                acc, seconds = _test_accuracy(_sk(criterion=criterion, random_state=s), data)
+                accs.append(acc)
+                t_sk.append(seconds)
             theirs.append(np.mean(accs))
         rows.append(
             {
@@ -125,126 +135,117 @@ def _accuracy(name: str, config: Config, ctx: RunContext) -> list[dict]:
     return rows
 
 
-def _depth_curve(config: Config, ctx: RunContext) -> tuple[list[dict], object]:
-    import matplotlib.pyplot as plt
-    from sklearn import tree as sk
-    from sklearn.model_selection import train_test_split
+def _accuracy_metrics(rows: list[dict]) -> dict:
+    """The headline (breast cancer, gini, if run), the largest gap and one pair per row."""
+    by = {(r["dataset"], r["criterion"]): r for r in rows}
+    key = by.get(("breast-cancer", "gini"), rows[0])
+    metrics = {
+        "ours_acc": key["ours_acc"],
+        "sklearn_acc": key["sklearn_acc"],
+        "key_dataset": key["dataset"],
+        "key_criterion": key["criterion"],
+        "max_abs_diff_points": max(abs(r["diff_points"]) for r in rows),
+        "rows_within_one_point": sum(abs(r["diff_points"]) <= 1.0 for r in rows),
+        "accuracy_rows": len(rows),
+    }
+    for r in rows:
+        metrics[f"{r['dataset']}_{r['criterion']}_ours_acc"] = r["ours_acc"]
+        metrics[f"{r['dataset']}_{r['criterion']}_sklearn_acc"] = r["sklearn_acc"]
+    return metrics
 
-    fig, axes = plt.subplots(
-        1, len(config.datasets), figsize=(4.2 * len(config.datasets), 3.6), squeeze=False
-    )
+
+def _depth_curve(config: Config) -> list[dict]:
+    """Test accuracy against max_depth on one split of each dataset, ours and sklearn's."""
     rows = []
-    for ax, name in zip(axes[0], config.datasets):
-        X, y, _ = _xy(name)
-        Xtr, Xte, ytr, yte = train_test_split(
-            X, y, test_size=config.test_size, stratify=y, random_state=config.seed
-        )
-        ours = [
-            np.mean(ref.DecisionTreeClassifier(max_depth=d).fit(Xtr, ytr).predict(Xte) == yte)
-            for d in config.max_depths
-        ]
-        theirs = [
-            np.mean(
-                sk.DecisionTreeClassifier(max_depth=d, random_state=0).fit(Xtr, ytr).predict(Xte)
-                == yte
-            )
-            for d in config.max_depths
-        ]
-        rows += [
-            {"dataset": name, "max_depth": d, "ours_acc": float(a), "sklearn_acc": float(b)}
-            for d, a, b in zip(config.max_depths, ours, theirs)
-        ]
-        ax.plot(config.max_depths, ours, "o-", lw=3, alpha=0.5, label="ours")
-        ax.plot(config.max_depths, theirs, "k.--", label="sklearn")
-        ax.set(title=name, xlabel="max_depth", ylabel="test accuracy")
-        ax.legend()
-    return rows, ctx.save_figure(fig, "depth_curve")
+    for name in config.datasets:
+        X, y = frame_xy(load(name))
+        data = split(X, y, config.test_size, config.seed)
+        for d in config.max_depths:
+            ours = _test_accuracy(ref.DecisionTreeClassifier(max_depth=d), data)[0]
+            theirs = _test_accuracy(_sk(max_depth=d, random_state=0), data)[0]
+            rows.append({"dataset": name, "max_depth": d, "ours_acc": ours, "sklearn_acc": theirs})
+    return rows
 
 
-def _iris_figures(ctx: RunContext) -> tuple[list, dict, str]:
-    import matplotlib.pyplot as plt
-    from sklearn import tree as sk
-
-    data = load("iris")
-    features = [c for c in data.columns if c != "target"]
-    X, y = data[features].to_numpy(np.float64), data["target"].to_numpy()
-    classes = ["setosa", "versicolor", "virginica"]
+def _iris_tree(ctx: RunContext) -> tuple[dict, dict]:
+    """Our full Iris tree walked against sklearn's, written as text and drawn (iris_tree.png)."""
+    frame = load("iris")
+    X, y = frame_xy(frame)
+    features = [c for c in frame.columns if c != "target"]
     ours = ref.DecisionTreeClassifier().fit(X, y)
-    walk = walk_trees(ours, sk.DecisionTreeClassifier(random_state=0).fit(X, y), X)
-    text = tree_render.export_text(ours, feature_names=features, class_names=classes)
+    walk = walk_trees(ours, _sk(random_state=0).fit(X, y), X)
+    text = tree_render.export_text(ours, feature_names=features, class_names=IRIS_CLASSES)
     (ctx.out_dir / "iris_tree.txt").write_text(text)
+    size = (max(8.0, 1.7 * ours.get_n_leaves()), 1.6 * (ours.get_depth() + 1))
+    with figure(ctx, "iris_tree", figsize=size) as (_, ax):
+        tree_render.plot_tree(ours, feature_names=features, class_names=IRIS_CLASSES, ax=ax)
+    metrics = {
+        f"iris_{k}": walk[k] for k in ("same_split", "tied_other_split", "different_quality")
+    }
+    return metrics | {"iris_first_rule": text.splitlines()[0].strip()}, walk
 
-    width = max(8.0, 1.7 * ours.get_n_leaves())
-    fig, ax = plt.subplots(figsize=(width, 1.6 * (ours.get_depth() + 1)))
-    tree_render.plot_tree(ours, feature_names=features, class_names=classes, ax=ax)
-    figures = [ctx.save_figure(fig, "iris_tree")]
 
-    # Two petal features: the regions each tree carves out of the plane.
-    cols = [features.index("petal length (cm)"), features.index("petal width (cm)")]
-    X2 = X[:, cols]
+def _iris_regions_figure(ctx: RunContext) -> None:
+    """Two petal features: the regions a depth-3 tree carves out of the plane, ours and sklearn's."""
+    X, y = frame_xy(load("iris"), columns=PETALS)
     xx, yy = np.meshgrid(np.linspace(0.5, 7.2, 300), np.linspace(0.0, 2.7, 300))
     grid = np.column_stack([xx.ravel(), yy.ravel()])
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
-    for ax, (label, model) in zip(
-        axes,
-        [
-            ("ours", ref.DecisionTreeClassifier(max_depth=3)),
-            ("sklearn", sk.DecisionTreeClassifier(max_depth=3, random_state=0)),
-        ],
-    ):
-        model.fit(X2, y)
-        ax.contourf(
-            xx,
-            yy,
-            model.predict(grid).reshape(xx.shape),
-            levels=[-0.5, 0.5, 1.5, 2.5],
-            alpha=0.3,
-            cmap="tab10",
-        )
-        ax.scatter(
-            X2[:, 0], X2[:, 1], c=y, cmap="tab10", vmin=0, vmax=9, s=14, edgecolor="k", lw=0.3
-        )
-        ax.set(title=f"{label}: depth-3 tree on two petal features", xlabel="petal length (cm)")
-    axes[0].set_ylabel("petal width (cm)")
-    figures.append(ctx.save_figure(fig, "iris_regions"))
-    return figures, walk, text
+    models = [
+        ("ours", ref.DecisionTreeClassifier(max_depth=3)),
+        ("sklearn", _sk(max_depth=3, random_state=0)),
+    ]
+    with figure(ctx, "iris_regions", 1, 2, figsize=(10, 4), sharey=True) as (_, axes):
+        for ax, (label, model) in zip(axes, models):
+            regions = model.fit(X, y).predict(grid).reshape(xx.shape)
+            ax.contourf(xx, yy, regions, levels=[-0.5, 0.5, 1.5, 2.5], alpha=0.3, cmap="tab10")
+            ax.scatter(*X.T, c=y, cmap="tab10", vmin=0, vmax=9, s=14, edgecolor="k", lw=0.3)
+            ax.set(title=f"{label}: depth-3 tree on two petal features", xlabel=PETALS[0])
+        axes[0].set_ylabel(PETALS[1])
 
 
-def _importances(ctx: RunContext) -> tuple[object, float]:
-    import matplotlib.pyplot as plt
-    from sklearn import tree as sk
+def _depth_figure(rows: list[dict], config: Config, ctx: RunContext) -> None:
+    n = len(config.datasets)
+    with figure(ctx, "depth_curve", 1, n, figsize=(4.2 * n, 3.6), squeeze=False) as (_, axes):
+        for ax, name in zip(axes[0], config.datasets):
+            sub = [r for r in rows if r["dataset"] == name]
+            depths = [r["max_depth"] for r in sub]
+            ax.plot(depths, [r["ours_acc"] for r in sub], "o-", lw=3, alpha=0.5, label="ours")
+            ax.plot(depths, [r["sklearn_acc"] for r in sub], "k.--", label="sklearn")
+            ax.set(title=name, xlabel="max_depth", ylabel="test accuracy")
+            ax.legend()
 
-    X, y, features = _xy("breast-cancer")
+
+def _importances(ctx: RunContext) -> dict:
+    """Feature importances of a depth-4 breast-cancer tree, ours beside sklearn's (a figure)."""
+    frame = load("breast-cancer")
+    X, y = frame_xy(frame)
+    features = [c for c in frame.columns if c != "target"]
     ours = ref.DecisionTreeClassifier(max_depth=4).fit(X, y).feature_importances_
-    theirs = sk.DecisionTreeClassifier(max_depth=4, random_state=0).fit(X, y).feature_importances_
+    theirs = _sk(max_depth=4, random_state=0).fit(X, y).feature_importances_
     top = np.argsort(-(ours + theirs))[:10]
-    fig, ax = plt.subplots(figsize=(8, 4))
     pos = np.arange(len(top))
-    ax.barh(pos - 0.2, ours[top], height=0.4, label="ours")
-    ax.barh(pos + 0.2, theirs[top], height=0.4, label="sklearn")
-    ax.set_yticks(pos, [features[i] for i in top], fontsize=8)
-    ax.invert_yaxis()
-    ax.set(
-        xlabel="impurity decrease (normalised)",
-        title="breast cancer, depth-4 tree: feature importances",
-    )
-    ax.legend()
-    return ctx.save_figure(fig, "feature_importances"), float(np.abs(ours - theirs).max())
+    with figure(ctx, "feature_importances", figsize=(8, 4)) as (_, ax):
+        ax.barh(pos - 0.2, ours[top], height=0.4, label="ours")
+        ax.barh(pos + 0.2, theirs[top], height=0.4, label="sklearn")
+        ax.set_yticks(pos, [features[i] for i in top], fontsize=8)
+        ax.invert_yaxis()
+        ax.set(
+            xlabel="impurity decrease (normalised)",
+            title="breast cancer, depth-4 tree: feature importances",
+        )
+        ax.legend()
+    return {"importance_max_abs_diff": float(np.abs(ours - theirs).max())}
 
 
 def _regression(config: Config) -> dict:
-    from sklearn import tree as sk
+    """A diabetes regression tree of `regression_depth`, ours beside sklearn's."""
     from sklearn.metrics import r2_score
-    from sklearn.model_selection import train_test_split
 
-    X, y, _ = _xy("diabetes")
-    Xtr, Xte, ytr, yte = train_test_split(
-        X, y, test_size=config.test_size, random_state=config.seed
-    )
+    X, y = frame_xy(load("diabetes"))
+    Xtr, Xte, ytr, yte = split(X, y, config.test_size, config.seed, stratify=False)
     ours = ref.DecisionTreeRegressor(max_depth=config.regression_depth).fit(Xtr, ytr)
-    theirs = sk.DecisionTreeRegressor(max_depth=config.regression_depth, random_state=0).fit(
-        Xtr, ytr
-    )
+    theirs = _sk("DecisionTreeRegressor", max_depth=config.regression_depth, random_state=0)
+    theirs.fit(Xtr, ytr)
     same = np.isclose(ours.predict(Xte), theirs.predict(Xte), rtol=1e-9)
     return {
         "ours_r2": float(r2_score(yte, ours.predict(Xte))),
@@ -257,47 +258,16 @@ def _regression(config: Config) -> dict:
 
 
 def run(config: Config, ctx: RunContext) -> LabResult:
-    import matplotlib
-
-    matplotlib.use("Agg")
     acc_rows = [row for name in config.datasets for row in _accuracy(name, config, ctx)]
-    depth_rows, depth_fig = _depth_curve(config, ctx)
-    iris_figs, walk, text = _iris_figures(ctx)
-    imp_fig, imp_diff = _importances(ctx)
+    depth_rows = _depth_curve(config)
     reg = _regression(config)
+    metrics = _accuracy_metrics(acc_rows) | {f"diabetes_{k}": v for k, v in reg.items()}
 
-    by = {(r["dataset"], r["criterion"]): r for r in acc_rows}
-    key = by.get(("breast-cancer", "gini"), acc_rows[0])
-    metrics = {
-        "ours_acc": key["ours_acc"],
-        "sklearn_acc": key["sklearn_acc"],
-        "max_abs_diff_points": max(abs(r["diff_points"]) for r in acc_rows),
-        "iris_same_split": walk["same_split"],
-        "iris_tied_other_split": walk["tied_other_split"],
-        "iris_different_quality": walk["different_quality"],
-        "importance_max_abs_diff": imp_diff,
-        **{f"diabetes_{k}": v for k, v in reg.items()},
-    }
-    for r in acc_rows:
-        metrics[f"{r['dataset']}_{r['criterion']}_ours_acc"] = r["ours_acc"]
-        metrics[f"{r['dataset']}_{r['criterion']}_sklearn_acc"] = r["sklearn_acc"]
-    within = all(abs(r["diff_points"]) <= 1.0 for r in acc_rows)
-    notes = [
-        f"{key['dataset']} ({key['criterion']}): ours {key['ours_acc']:.4f} vs sklearn {key['sklearn_acc']:.4f} "
-        f"mean test accuracy over {config.n_splits} splits.",
-        (
-            "Every dataset and criterion is within 1 point of sklearn."
-            if within
-            else "Some rows differ by more than 1 point: with few splits, tie-breaking noise dominates; raise n_splits."
-        ),
-        f"Iris, node by node: {walk['same_split']} identical splits, {walk['tied_other_split']} ties resolved "
-        f"differently (same impurity), {walk['different_quality']} real differences.",
-        f"Diabetes regression tree (depth {config.regression_depth}): R2 ours {reg['ours_r2']:.4f}, "
-        f"sklearn {reg['sklearn_r2']:.4f}; same training predictions: {reg['same_train_predictions']}; "
-        f"{100 * reg['test_points_predicted_alike']:.1f}% of test points predicted alike (sklearn rounds X "
-        "to float32, which moves a point lying right at a threshold).",
-        f"The Iris tree as text is in {ctx.out_dir / 'iris_tree.txt'}; its first rule: {text.splitlines()[0].strip()}",
-    ]
+    iris_metrics, walk = _iris_tree(ctx)
+    _iris_regions_figure(ctx)
+    _depth_figure(depth_rows, config, ctx)
+    metrics |= iris_metrics | _importances(ctx)
+
     return LabResult(
         metrics=metrics,
         key_metric="ours_acc",
@@ -308,6 +278,6 @@ def run(config: Config, ctx: RunContext) -> LabResult:
             "diabetes_regression": [reg],
             "iris_walk": [walk],
         },
-        figures=[*iris_figs, depth_fig, imp_fig],
-        notes=notes,
+        figures=ctx.figures,
+        notes=render_notes(NOTES, {**asdict(config), **metrics, "run_dir": ctx.out_dir}),
     )
