@@ -8,34 +8,53 @@ temperatures 0.5 and 1.0 (and greedily)."""
 from __future__ import annotations
 
 import math
-import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 
 from airoad.data import load
+from airoad.errors import ConfigError
 from airoad.labs.contract import LabResult, RunContext
+from airoad.labs.kit import figure, param, render_notes, timed, validate_config
 from airoad.sequence import lstm_text_generation as ref
 
 
 @dataclass(frozen=True)
 class Config:
-    text_chars: int = 0  # 0 = the whole corpus (about 5 M characters)
-    val_fraction: float = 0.1
-    embed_dim: int = 32
-    hidden_size: int = 192
-    n_layers: int = 1
-    seq_len: int = 100
-    batch_size: int = 64
-    steps: int = 800
-    lr: float = 3e-3
-    eval_every: int = 100
-    eval_chars: int = 30_000  # validation slice for the curve; the final number uses all of it
+    text_chars: int = param(0, ge=0)  # 0 = the whole corpus (about 5 M characters)
+    val_fraction: float = param(0.1, gt=0.0, le=0.5)
+    embed_dim: int = param(32, ge=1, le=1024)
+    hidden_size: int = param(192, ge=1, le=2048)
+    n_layers: int = param(1, ge=1, le=8)
+    seq_len: int = param(100, ge=1, le=2000)
+    batch_size: int = param(64, ge=1, le=4096)
+    steps: int = param(800, ge=1, le=100_000)
+    lr: float = param(3e-3, gt=0.0, le=1.0)
+    eval_every: int = param(100, ge=1)
+    # validation slice for the curve; the final number uses all of it
+    eval_chars: int = param(30_000, ge=1)
     prompt: str = "To be or"
-    sample_chars: int = 300
-    temperatures: tuple[float, ...] = (0.5, 1.0)
-    seed: int = 0
+    sample_chars: int = param(300, ge=1, le=100_000)
+    temperatures: tuple[float, ...] = param((0.5, 1.0), gt=0.0, le=10.0)  # greedy (0) comes too
+    seed: int = param(0, ge=0)
+
+    def __post_init__(self) -> None:
+        validate_config(self)  # the declared ranges first
+        if not self.prompt:
+            raise ConfigError("config key 'prompt' is empty; sampling needs at least one char")
+        if self.eval_chars < self.seq_len:
+            raise ConfigError(
+                f"config key 'eval_chars' is {self.eval_chars}; it must be >= seq_len "
+                f"({self.seq_len}) to hold one validation window"
+            )
+        if self.text_chars:
+            n_train = int(round(self.text_chars * (1.0 - self.val_fraction)))
+            if min(n_train, self.text_chars - n_train) <= self.seq_len:
+                raise ConfigError(
+                    f"config key 'text_chars' is {self.text_chars}; with val_fraction "
+                    f"{self.val_fraction} both parts must be longer than seq_len ({self.seq_len})"
+                )
 
 
 QUICK = {
@@ -49,44 +68,35 @@ QUICK = {
     "sample_chars": 60,
 }
 
-
-def _ngram_bits(
-    train: np.ndarray, val: np.ndarray, vocab: int, alpha: float = 0.1
-) -> tuple[float, float]:
-    """Bits/char on `val` of add-alpha smoothed unigram and bigram models counted on `train`."""
-    uni = np.bincount(train, minlength=vocab) + alpha
-    uni_bits = float(-np.log2(uni[val] / uni.sum()).mean())
-    pairs = np.bincount(train[:-1] * vocab + train[1:], minlength=vocab * vocab)
-    big = pairs.reshape(vocab, vocab) + alpha
-    cond = big / big.sum(1, keepdims=True)  # p(next | previous)
-    bi_bits = float(-np.log2(cond[val[:-1], val[1:]]).mean())
-    return uni_bits, bi_bits
+NOTES = (
+    "Validation loss {ours_val_bits_per_char:.3f} bits/char ({ours_val_nats_per_char:.3f} nats) "
+    "after {steps} steps; the bigram count model scores {bigram_val_bits_per_char:.3f}, so the "
+    "LSTM {verdict} it (unigram {unigram_val_bits_per_char:.3f}, uniform {log2_vocab_bits:.3f}).",
+)
+SAMPLE_NOTE = ("T={temperature}: {head!r}",)  # one note per sample, its first 120 characters
 
 
-def run(config: Config, ctx: RunContext) -> LabResult:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def _shakespeare(config: Config):
+    """The works in title order as ids, split by position; the vocabulary both ways."""
     works = load("shakespeare")
     text = "\n".join(works[name] for name in sorted(works))
     if config.text_chars:
         text = text[: config.text_chars]
     stoi, itos = ref.build_vocab(text)
-    ids = ref.encode(text, stoi)
-    train, val = ref.split_by_position(ids, config.val_fraction)
-    val_slice = val[: config.eval_chars + 1]
+    missing = sorted(set(config.prompt) - set(stoi))
+    if missing:
+        raise ConfigError(f"config key 'prompt' has characters the text never uses: {missing}")
+    train, val = ref.split_by_position(ref.encode(text, stoi), config.val_fraction)
+    return train, val, stoi, itos
 
-    torch.manual_seed(config.seed)
+
+def _train(model, train, val_slice, untrained: float, config: Config, ctx: RunContext):
+    """Adam with a cosine schedule and clipped gradients; the validation curve as it goes."""
     gen = torch.Generator().manual_seed(config.seed)
-    model = ref.CharLSTM(len(itos), config.embed_dim, config.hidden_size, config.n_layers)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, config.steps)
-    untrained = ref.evaluate_loss(model, val_slice, config.seq_len)
     curve = [{"step": 0, "train_loss_nats": None, "val_loss_nats": untrained}]
     recent: list[float] = []
-    t0 = time.perf_counter()
     for step in ctx.track(range(1, config.steps + 1), "training char LSTM"):
         x, y = ref.get_batch(train, config.seq_len, config.batch_size, gen)
         opt.zero_grad()
@@ -105,80 +115,124 @@ def run(config: Config, ctx: RunContext) -> LabResult:
                 }
             )
             recent = []
-    train_seconds = time.perf_counter() - t0
-    val_nats = ref.evaluate_loss(model, val, config.seq_len)
-    uni_bits, bi_bits = _ngram_bits(train.numpy(), val.numpy(), len(itos))
+    return curve
 
+
+def _train_char_lstm(train, val, vocab: int, config: Config, ctx: RunContext):
+    """A seeded model, its loss before and after training (nats) and the training time."""
+    torch.manual_seed(config.seed)
+    model = ref.CharLSTM(vocab, config.embed_dim, config.hidden_size, config.n_layers)
+    val_slice = val[: config.eval_chars + 1]
+    untrained = ref.evaluate_loss(model, val_slice, config.seq_len)
+    curve, seconds = timed(_train, model, train, val_slice, untrained, config, ctx)
+    val_nats = ref.evaluate_loss(model, val, config.seq_len)
+    return model, curve, {"untrained": untrained, "val_nats": val_nats, "seconds": seconds}
+
+
+def _ngram_bits(
+    train: np.ndarray, val: np.ndarray, vocab: int, alpha: float = 0.1
+) -> tuple[float, float]:
+    """Bits/char on `val` of add-alpha smoothed unigram and bigram models counted on `train`."""
+    uni = np.bincount(train, minlength=vocab) + alpha
+    uni_bits = float(-np.log2(uni[val] / uni.sum()).mean())
+    pairs = np.bincount(train[:-1] * vocab + train[1:], minlength=vocab * vocab)
+    big = pairs.reshape(vocab, vocab) + alpha
+    cond = big / big.sum(1, keepdims=True)  # p(next | previous)
+    bi_bits = float(-np.log2(cond[val[:-1], val[1:]]).mean())
+    return uni_bits, bi_bits
+
+
+def _samples(model, stoi: dict, itos: list, config: Config) -> list[dict]:
+    """Continue the prompt greedily and at each temperature, each from the same seed."""
     prompt_ids = ref.encode(config.prompt, stoi)
     samples = []
     for temp in (0.0, *config.temperatures):
-        out = ref.sample(
-            model, prompt_ids, config.sample_chars, temp, torch.Generator().manual_seed(config.seed)
-        )
+        gen = torch.Generator().manual_seed(config.seed)
+        out = ref.sample(model, prompt_ids, config.sample_chars, temp, gen)
         samples.append({"temperature": temp, "text": config.prompt + ref.decode(out, itos)})
+    return samples
 
-    fig, ax = plt.subplots(figsize=(7, 4))
+
+def _loss_table(m: dict) -> list[dict]:
+    """Validation loss of every model in bits and nats per character."""
+    rows = [
+        ("char LSTM (ours)", m["ours_val_bits_per_char"], m["ours_val_nats_per_char"]),
+        ("bigram counts", m["bigram_val_bits_per_char"], None),
+        ("unigram counts", m["unigram_val_bits_per_char"], None),
+        ("uniform over vocab", m["log2_vocab_bits"], math.log(m["vocab_size"])),
+    ]
+    return [
+        {
+            "model": model,
+            "val_bits_per_char": bits,
+            "val_nats_per_char": bits * math.log(2) if nats is None else nats,
+        }
+        for model, bits, nats in rows
+    ]
+
+
+def _loss_figure(curve: list[dict], uni_bits: float, bi_bits: float, ctx: RunContext) -> None:
     steps = [c["step"] for c in curve]
-    ax.plot(
-        steps[1:],
-        [ref.nats_to_bits(c["train_loss_nats"]) for c in curve[1:]],
-        "o-",
-        label="train (mean since last point)",
-    )
-    ax.plot(steps, [ref.nats_to_bits(c["val_loss_nats"]) for c in curve], "s-", label="validation")
-    ax.axhline(bi_bits, color="k", ls="--", label=f"bigram counts {bi_bits:.2f}")
-    ax.axhline(uni_bits, color="grey", ls=":", label=f"unigram counts {uni_bits:.2f}")
-    ax.set(xlabel="training step", ylabel="bits per character", title="char LSTM on Shakespeare")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig_path = ctx.figure_path("loss_curve")
-    fig.savefig(fig_path, dpi=110)
-    plt.close(fig)
+    with figure(ctx, "loss_curve", figsize=(7, 4)) as (_, ax):
+        ax.plot(
+            steps[1:],
+            [ref.nats_to_bits(c["train_loss_nats"]) for c in curve[1:]],
+            "o-",
+            label="train (mean since last point)",
+        )
+        val_bits = [ref.nats_to_bits(c["val_loss_nats"]) for c in curve]
+        ax.plot(steps, val_bits, "s-", label="validation")
+        ax.axhline(bi_bits, color="k", ls="--", label=f"bigram counts {bi_bits:.2f}")
+        ax.axhline(uni_bits, color="grey", ls=":", label=f"unigram counts {uni_bits:.2f}")
+        ax.set(
+            xlabel="training step", ylabel="bits per character", title="char LSTM on Shakespeare"
+        )
+        ax.legend(fontsize=8)
 
-    val_bits = ref.nats_to_bits(val_nats)
-    metrics = {
+
+def _metrics(train, val, vocab: int, lstm: dict, ngram_bits: tuple, config: Config) -> dict:
+    uni_bits, bi_bits = ngram_bits
+    return {
         "train_chars": len(train),
         "val_chars": len(val),
-        "vocab_size": len(itos),
-        "log2_vocab_bits": math.log2(len(itos)),
-        "untrained_val_bits": ref.nats_to_bits(untrained),
-        "ours_val_bits_per_char": val_bits,
-        "ours_val_nats_per_char": val_nats,
+        "vocab_size": vocab,
+        "log2_vocab_bits": math.log2(vocab),
+        "untrained_val_bits": ref.nats_to_bits(lstm["untrained"]),
+        "ours_val_bits_per_char": ref.nats_to_bits(lstm["val_nats"]),
+        "ours_val_nats_per_char": lstm["val_nats"],
         "bigram_val_bits_per_char": bi_bits,
         "unigram_val_bits_per_char": uni_bits,
-        "train_seconds": train_seconds,
+        "train_seconds": lstm["seconds"],
         "steps": config.steps,
     }
-    table = [
-        {"model": "char LSTM (ours)", "val_bits_per_char": val_bits, "val_nats_per_char": val_nats},
-        {
-            "model": "bigram counts",
-            "val_bits_per_char": bi_bits,
-            "val_nats_per_char": bi_bits * math.log(2),
-        },
-        {
-            "model": "unigram counts",
-            "val_bits_per_char": uni_bits,
-            "val_nats_per_char": uni_bits * math.log(2),
-        },
-        {
-            "model": "uniform over vocab",
-            "val_bits_per_char": math.log2(len(itos)),
-            "val_nats_per_char": math.log(len(itos)),
-        },
-    ]
-    better = "beats" if val_bits < bi_bits else "does not beat"
-    notes = [
-        f"Validation loss {val_bits:.3f} bits/char ({val_nats:.3f} nats) after {config.steps} "
-        f"steps; the bigram count model scores {bi_bits:.3f}, so the LSTM {better} it "
-        f"(unigram {uni_bits:.3f}, uniform {math.log2(len(itos)):.3f}).",
-        *[f"T={s['temperature']}: {s['text'][:120]!r}" for s in samples],
-    ]
+
+
+def _notes(metrics: dict, samples: list[dict], config: Config) -> list[str]:
+    """The verdict against the bigram model, then the start of every sample."""
+    better = metrics["ours_val_bits_per_char"] < metrics["bigram_val_bits_per_char"]
+    verdict = "beats" if better else "does not beat"
+    notes = render_notes(NOTES, {**asdict(config), **metrics, "verdict": verdict})
+    for s in samples:
+        notes += render_notes(
+            SAMPLE_NOTE, {"temperature": s["temperature"], "head": s["text"][:120]}
+        )
+    return notes
+
+
+def run(config: Config, ctx: RunContext) -> LabResult:
+    train, val, stoi, itos = _shakespeare(config)
+    model, curve, lstm = _train_char_lstm(train, val, len(itos), config, ctx)
+    ngram_bits = _ngram_bits(train.numpy(), val.numpy(), len(itos))
+    samples = _samples(model, stoi, itos, config)
+    metrics = _metrics(train, val, len(itos), lstm, ngram_bits, config)
+
+    _loss_figure(curve, *ngram_bits, ctx)
+
     return LabResult(
         metrics=metrics,
         key_metric="ours_val_bits_per_char",
         library_metric="bigram_val_bits_per_char",
-        tables={"losses": table, "curve": curve, "samples": samples},
-        figures=[fig_path],
-        notes=notes,
+        tables={"losses": _loss_table(metrics), "curve": curve, "samples": samples},
+        figures=ctx.figures,
+        notes=_notes(metrics, samples, config),
     )
