@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from airoad.labs.contract import LabResult, RunContext
+from airoad.errors import ConfigError
+from airoad.labs.contract import LabResult, RunContext, make_config
 from airoad.labs.runners import activations_and_losses as runner
 
 
@@ -58,9 +59,6 @@ def test_figures_are_written(result):
         assert path.stat().st_size > 5_000, f"{path.name} looks empty"
 
 
-def test_unknown_activation_is_a_clear_error(tmp_path):
-    with pytest.raises(ValueError, match="unknown activation"):
-        runner.run(
-            runner.Config(activations=("swish",), epochs=1, n_train=64, n_test=32),
-            RunContext(tmp_path),
-        )
+def test_unknown_activation_is_rejected_before_the_run():
+    with pytest.raises(ConfigError, match="'activations' is 'swish'"):
+        make_config(runner.Config, runner.QUICK, True, {"activations": ("swish",)})

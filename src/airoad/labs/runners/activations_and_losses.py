@@ -7,31 +7,53 @@ order: once with OUR forward/backward functions plugged into torch through
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from airoad.data import load
 from airoad.labs.contract import LabResult, RunContext
+from airoad.labs.kit import figure, param, race, render_notes
 from airoad.neural import activations_and_losses as ref
+
+ACTIVATIONS = ("sigmoid", "tanh", "relu", "gelu")
+OPTIMIZERS = ("sgd", "momentum", "adam")
 
 
 @dataclass(frozen=True)
 class Config:
-    n_train: int = 12_000  # a class-mixed random subset of the 60000 training images
-    n_test: int = 5_000
-    hidden: tuple[int, ...] = (128, 128)
-    epochs: int = 8
-    batch_size: int = 128
-    activations: tuple[str, ...] = ("sigmoid", "tanh", "relu", "gelu")
-    optimizers: tuple[str, ...] = ("sgd", "momentum", "adam")
-    lr_sgd: float = 0.05  # plain SGD and SGD with momentum 0.9
-    lr_adam: float = 1e-3
-    seed: int = 0
+    n_train: int = param(12_000, ge=20, le=60_000)  # a random subset of the 60000 train images
+    n_test: int = param(5_000, ge=20, le=10_000)
+    hidden: tuple[int, ...] = param((128, 128), ge=1, le=4096)
+    epochs: int = param(8, ge=1, le=200)
+    batch_size: int = param(128, ge=1, le=60_000)
+    activations: tuple[str, ...] = param(ACTIVATIONS, choices=ACTIVATIONS)
+    optimizers: tuple[str, ...] = param(OPTIMIZERS, choices=OPTIMIZERS)
+    lr_sgd: float = param(0.05, gt=0.0, le=10.0)  # plain SGD and SGD with momentum 0.9
+    lr_adam: float = param(1e-3, gt=0.0, le=1.0)
+    seed: int = param(0, ge=0)
 
 
 QUICK = {"n_train": 1_000, "n_test": 500, "epochs": 2, "hidden": (64, 64)}
+
+NOTES = (
+    "On real Fashion-MNIST numbers our functions match torch.nn.functional to "
+    "{max_fn_value_diff:.1e} (values) and {max_fn_grad_diff:.1e} (gradients), float64.",
+    "Best cell: {best_cell} at {ours_best_test_accuracy:.3f} test accuracy; worst: {worst_cell} "
+    "at {worst_test_accuracy:.3f} ({epochs} epochs, {n_train} images).",
+    "Training with our functions and with torch's gives test accuracies at most "
+    "{max_abs_acc_diff:.4f} apart (float32 rounding); ours took {ours_seconds:.1f} s, torch "
+    "{torch_seconds:.1f} s.",
+)
+RANKING_NOTE = "{optimizer}: {ranking}"  # one per optimizer, best activation first
+
+
+def _torch_activations() -> dict:
+    """torch's version of each activation, by name."""
+    import torch
+    import torch.nn.functional as F
+
+    return {"sigmoid": torch.sigmoid, "tanh": torch.tanh, "relu": F.relu, "gelu": F.gelu}
 
 
 def _torch_pieces():
@@ -68,7 +90,7 @@ def _torch_pieces():
             grad = ref.cross_entropy_backward(logits.numpy(), labels.numpy())
             return grad_out * torch.from_numpy(np.asarray(grad, dtype=np.float32)), None
 
-    library = {"sigmoid": torch.sigmoid, "tanh": torch.tanh, "relu": F.relu, "gelu": F.gelu}
+    library = _torch_activations()
 
     class Act(torch.nn.Module):
         def __init__(self, name: str, ours: bool):
@@ -203,48 +225,50 @@ def _function_table(X: np.ndarray, y: np.ndarray, seed: int) -> list[dict]:
     return rows
 
 
-def run(config: Config, ctx: RunContext) -> LabResult:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import torch
-    import torch.nn.functional as F
-
-    unknown = set(config.activations) - {"sigmoid", "tanh", "relu", "gelu"}
-    unknown |= set(config.optimizers) - {"sgd", "momentum", "adam"}
-    if unknown:
-        raise ValueError(
-            f"unknown activation/optimizer {sorted(unknown)}; use sigmoid, tanh, relu, gelu "
-            "and sgd, momentum, adam"
-        )
+def _fashion(config: Config) -> dict:
+    """Seeded random subsets, scaled by one pixel mean and std of the training subset."""
     data = load("fashion-mnist")
     rng = np.random.default_rng(config.seed)
     tr = rng.permutation(len(data["y_train"]))[: config.n_train]
     te = rng.permutation(len(data["y_test"]))[: config.n_test]
     X_tr = data["X_train"][tr].reshape(len(tr), -1) / 255.0
     X_te = data["X_test"][te].reshape(len(te), -1) / 255.0
-    mu, sd = X_tr.mean(), X_tr.std()  # one pixel mean and scale, from the training subset
-    X_tr, X_te = (X_tr - mu) / sd, (X_te - mu) / sd
-    y_tr, y_te = data["y_train"][tr], data["y_test"][te]
+    mu, sd = X_tr.mean(), X_tr.std()
+    return {
+        "X_tr": (X_tr - mu) / sd,
+        "X_te": (X_te - mu) / sd,
+        "y_tr": data["y_train"][tr],
+        "y_te": data["y_test"][te],
+    }
 
-    fn_rows = _function_table(X_te[:512], y_te[:512], config.seed)
+
+def _train_cell(act: str, opt: str, tensors, config: Config, pieces) -> dict:
+    """One cell of the grid: ours then torch's functions, same weights, same batches."""
+    return race(
+        lambda: _train(act, opt, True, tensors, config, pieces),
+        lambda: _train(act, opt, False, tensors, config, pieces),
+    )
+
+
+def _grid(config: Config, data: dict, ctx: RunContext) -> tuple[list[dict], dict, dict]:
+    """Every activation x optimizer cell; returns the table rows, the curves and the seconds."""
+    import torch
 
     tensors = (
-        torch.tensor(X_tr, dtype=torch.float32),
-        torch.tensor(y_tr),
-        torch.tensor(X_te, dtype=torch.float32),
-        torch.tensor(y_te),
+        torch.tensor(data["X_tr"], dtype=torch.float32),
+        torch.tensor(data["y_tr"]),
+        torch.tensor(data["X_te"], dtype=torch.float32),
+        torch.tensor(data["y_te"]),
     )
     pieces = _torch_pieces()
     cells = [(a, o) for a in config.activations for o in config.optimizers]
     curves, rows, seconds = {}, [], {"ours": 0.0, "torch": 0.0}
     for act, opt in ctx.track(cells, "activations x optimizers"):
-        for who, ours in (("ours", True), ("torch", False)):
-            t0 = time.perf_counter()
-            curves[act, opt, who] = _train(act, opt, ours, tensors, config, pieces)
-            seconds[who] += time.perf_counter() - t0
-        o, t = curves[act, opt, "ours"], curves[act, opt, "torch"]
+        r = _train_cell(act, opt, tensors, config, pieces)
+        o = curves[act, opt, "ours"] = r["ours"]
+        t = curves[act, opt, "torch"] = r["library"]
+        seconds["ours"] += r["ours_seconds"]
+        seconds["torch"] += r["library_seconds"]
         rows.append(
             {
                 "activation": act,
@@ -255,13 +279,16 @@ def run(config: Config, ctx: RunContext) -> LabResult:
                 "train loss torch": t["loss"][-1],
             }
         )
+    return rows, curves, seconds
 
+
+def _summary(config: Config, data: dict, rows, fn_rows, seconds) -> dict:
     best = max(rows, key=lambda r: r["test acc ours"])
     worst = min(rows, key=lambda r: r["test acc ours"])
     best_torch = max(rows, key=lambda r: r["test acc torch"])
-    metrics = {
-        "n_train": len(tr),
-        "n_test": len(te),
+    return {
+        "n_train": len(data["y_tr"]),
+        "n_test": len(data["y_te"]),
         "epochs": config.epochs,
         "ours_best_test_accuracy": best["test acc ours"],
         "torch_best_test_accuracy": best_torch["test acc torch"],
@@ -276,95 +303,89 @@ def run(config: Config, ctx: RunContext) -> LabResult:
         **{f"acc_{r['activation']}_{r['optimizer']}": r["test acc ours"] for r in rows},
     }
 
-    figures = []
+
+def _activations_figure(ctx: RunContext) -> None:
+    """Our activations and backward functions (lines) with torch's values and autograd (dots)."""
+    import torch
+
     x = np.linspace(-4, 4, 161)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for name, torch_fn in [
-        ("sigmoid", torch.sigmoid),
-        ("tanh", torch.tanh),
-        ("relu", F.relu),
-        ("gelu", F.gelu),
-    ]:
-        tx = torch.tensor(x, requires_grad=True)
-        out = torch_fn(tx)
-        out.sum().backward()
-        (line,) = axes[0].plot(x, getattr(ref, name)(x), lw=3, alpha=0.6, label=name)
-        axes[0].plot(x[::8], out.detach().numpy()[::8], "k.", ms=3)
-        axes[1].plot(
-            x,
-            getattr(ref, name + "_backward")(x, np.ones_like(x)),
-            lw=3,
-            alpha=0.6,
-            color=line.get_color(),
-        )
-        axes[1].plot(x[::8], tx.grad.numpy()[::8], "k.", ms=3)
-    axes[0].set(title="activations (lines ours, dots torch)", xlabel="x")
-    axes[1].set(title="derivatives (our backward, dots torch autograd)", xlabel="x")
-    axes[0].legend()
-    figures.append(ctx.save_figure(fig, "activations"))
+    with figure(ctx, "activations", 1, 2, figsize=(10, 4)) as (_, axes):
+        for name, torch_fn in _torch_activations().items():
+            tx = torch.tensor(x, requires_grad=True)
+            out = torch_fn(tx)
+            out.sum().backward()
+            (line,) = axes[0].plot(x, getattr(ref, name)(x), lw=3, alpha=0.6, label=name)
+            axes[0].plot(x[::8], out.detach().numpy()[::8], "k.", ms=3)
+            derivative = getattr(ref, name + "_backward")(x, np.ones_like(x))
+            axes[1].plot(x, derivative, lw=3, alpha=0.6, color=line.get_color())
+            axes[1].plot(x[::8], tx.grad.numpy()[::8], "k.", ms=3)
+        axes[0].set(title="activations (lines ours, dots torch)", xlabel="x")
+        axes[1].set(title="derivatives (our backward, dots torch autograd)", xlabel="x")
+        axes[0].legend()
 
-    fig, axes = plt.subplots(
-        2, len(config.optimizers), figsize=(4.2 * len(config.optimizers), 7), squeeze=False
-    )
+
+def _curves_figure(config: Config, curves: dict, ctx: RunContext) -> None:
+    n_opt = len(config.optimizers)
     epochs = np.arange(1, config.epochs + 1)
-    for j, opt in enumerate(config.optimizers):
-        for act in config.activations:
-            o, t = curves[act, opt, "ours"], curves[act, opt, "torch"]
-            (line,) = axes[0, j].plot(epochs, o["loss"], "-o", ms=3, label=act)
-            axes[0, j].plot(epochs, t["loss"], "k:", lw=1)
-            axes[1, j].plot(epochs, o["acc"], "-o", ms=3, color=line.get_color(), label=act)
-            axes[1, j].plot(epochs, t["acc"], "k:", lw=1)
-        axes[0, j].set(title=f"{opt}: train loss (dotted: torch)", xlabel="epoch", yscale="log")
-        axes[1, j].set(title=f"{opt}: test accuracy", xlabel="epoch")
-        axes[1, j].legend(fontsize=8)
-    figures.append(ctx.save_figure(fig, "training_curves"))
+    with figure(ctx, "training_curves", 2, n_opt, figsize=(4.2 * n_opt, 7), squeeze=False) as (
+        _,
+        axes,
+    ):
+        for j, opt in enumerate(config.optimizers):
+            for act in config.activations:
+                o, t = curves[act, opt, "ours"], curves[act, opt, "torch"]
+                (line,) = axes[0, j].plot(epochs, o["loss"], "-o", ms=3, label=act)
+                axes[0, j].plot(epochs, t["loss"], "k:", lw=1)
+                axes[1, j].plot(epochs, o["acc"], "-o", ms=3, color=line.get_color(), label=act)
+                axes[1, j].plot(epochs, t["acc"], "k:", lw=1)
+            axes[0, j].set(title=f"{opt}: train loss (dotted: torch)", xlabel="epoch", yscale="log")
+            axes[1, j].set(title=f"{opt}: test accuracy", xlabel="epoch")
+            axes[1, j].legend(fontsize=8)
 
-    grid = np.array(
-        [
-            [
-                next(
-                    r["test acc ours"] for r in rows if r["activation"] == a and r["optimizer"] == o
-                )
-                for o in config.optimizers
-            ]
-            for a in config.activations
-        ]
-    )
-    fig, ax = plt.subplots(
-        figsize=(1.6 * len(config.optimizers) + 2, 0.7 * len(config.activations) + 1.5)
-    )
-    ax.imshow(grid, cmap="viridis")
-    for i, j in np.ndindex(grid.shape):
-        ax.text(j, i, f"{grid[i, j]:.3f}", ha="center", va="center", color="w")
-    ax.set(
-        xticks=range(len(config.optimizers)),
-        xticklabels=config.optimizers,
-        yticks=range(len(config.activations)),
-        yticklabels=config.activations,
-        title=f"test accuracy after {config.epochs} epochs",
-    )
-    figures.append(ctx.save_figure(fig, "accuracy_grid"))
 
-    notes = [
-        f"On real Fashion-MNIST numbers our functions match torch.nn.functional to "
-        f"{metrics['max_fn_value_diff']:.1e} (values) and {metrics['max_fn_grad_diff']:.1e} (gradients), float64.",
-        f"Best cell: {metrics['best_cell']} at {best['test acc ours']:.3f} test accuracy; worst: "
-        f"{metrics['worst_cell']} at {worst['test acc ours']:.3f} ({config.epochs} epochs, {len(tr)} images).",
-        f"Training with our functions and with torch's gives test accuracies at most "
-        f"{metrics['max_abs_acc_diff']:.4f} apart (float32 rounding); ours took {seconds['ours']:.1f} s, "
-        f"torch {seconds['torch']:.1f} s.",
-    ]
+def _grid_figure(config: Config, rows: list[dict], ctx: RunContext) -> None:
+    acc = {(r["activation"], r["optimizer"]): r["test acc ours"] for r in rows}
+    grid = np.array([[acc[a, o] for o in config.optimizers] for a in config.activations])
+    size = (1.6 * len(config.optimizers) + 2, 0.7 * len(config.activations) + 1.5)
+    with figure(ctx, "accuracy_grid", figsize=size) as (_, ax):
+        ax.imshow(grid, cmap="viridis")
+        for i, j in np.ndindex(grid.shape):
+            ax.text(j, i, f"{grid[i, j]:.3f}", ha="center", va="center", color="w")
+        ax.set(
+            xticks=range(len(config.optimizers)),
+            xticklabels=config.optimizers,
+            yticks=range(len(config.activations)),
+            yticklabels=config.activations,
+            title=f"test accuracy after {config.epochs} epochs",
+        )
+
+
+def _notes(config: Config, metrics: dict, rows: list[dict]) -> list[str]:
+    """The headline notes, then one line per optimizer ranking the activations."""
+    notes = render_notes(NOTES, {**asdict(config), **metrics})
     for opt in config.optimizers:
         col = {r["activation"]: r["test acc ours"] for r in rows if r["optimizer"] == opt}
-        notes.append(
-            f"{opt}: "
-            + ", ".join(f"{a} {v:.3f}" for a, v in sorted(col.items(), key=lambda kv: -kv[1]))
-        )
+        ranked = sorted(col.items(), key=lambda kv: -kv[1])
+        ranking = ", ".join(f"{a} {v:.3f}" for a, v in ranked)
+        notes += render_notes((RANKING_NOTE,), {"optimizer": opt, "ranking": ranking})
+    return notes
+
+
+def run(config: Config, ctx: RunContext) -> LabResult:
+    data = _fashion(config)
+    fn_rows = _function_table(data["X_te"][:512], data["y_te"][:512], config.seed)
+    rows, curves, seconds = _grid(config, data, ctx)
+    metrics = _summary(config, data, rows, fn_rows, seconds)
+
+    _activations_figure(ctx)
+    _curves_figure(config, curves, ctx)
+    _grid_figure(config, rows, ctx)
+
     return LabResult(
         metrics=metrics,
         key_metric="ours_best_test_accuracy",
         library_metric="torch_best_test_accuracy",
         tables={"experiment": rows, "functions": fn_rows},
-        figures=figures,
-        notes=notes,
+        figures=ctx.figures,
+        notes=_notes(config, metrics, rows),
     )
