@@ -8,15 +8,18 @@ compared index for index with StratifiedKFold."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from airoad.classic import model_evaluation as ref
 from airoad.data import load
+from airoad.errors import ConfigError
 from airoad.labs.contract import LabResult, RunContext
+from airoad.labs.kit import figure, param, render_notes
 
 METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss")
+DATASETS = ("breast-cancer", "adult")
 ADULT_NUMERIC = ["age", "education-num", "capital-gain", "capital-loss", "hours-per-week"]
 ADULT_CATEGORICAL = [
     "workclass",
@@ -27,18 +30,43 @@ ADULT_CATEGORICAL = [
     "sex",
     "native-country",
 ]
+MIN_ADULT_ROWS = 100  # fewer rows leave too few high earners for the folds
 
 
 @dataclass(frozen=True)
 class Config:
-    datasets: tuple[str, ...] = ("breast-cancer", "adult")
-    n_splits: int = 5
-    adult_rows: int = 0  # 0 = all 32561 training rows; otherwise a seeded stratified subset
-    n_estimators: int = 100  # trees in the random forest and boosting rounds
-    seed: int = 0
+    datasets: tuple[str, ...] = param(DATASETS, choices=DATASETS)
+    n_splits: int = param(5, ge=2, le=20)
+    # 0 = all 32561 training rows; otherwise a seeded stratified subset of about this many rows
+    adult_rows: int = param(0, ge=0, le=32561)
+    n_estimators: int = param(100, ge=1, le=5000)  # trees in the forest, rounds of boosting
+    seed: int = param(0, ge=0, le=2**32 - 1)
+
+    def __post_init__(self) -> None:
+        if 0 < self.adult_rows < MIN_ADULT_ROWS:
+            raise ConfigError(
+                f"config key 'adult_rows' is {self.adult_rows}; allowed: 0 (all rows) or "
+                f">= {MIN_ADULT_ROWS} and <= 32561"
+            )
 
 
 QUICK = {"adult_rows": 1000, "n_estimators": 10, "n_splits": 3}
+
+NOTES = (
+    "Our stratified folds {folds_verdict} StratifiedKFold(shuffle=True, random_state={seed}) "
+    "index for index.",
+    "Largest gap between our metrics and sklearn.metrics on the same predictions: "
+    "{max_abs_metric_diff_vs_sklearn:.2e}.",
+)
+DATASET_NOTE = (
+    "{dataset} ({rows} rows, {positive_rate:.1%} {positive}): best mean ROC AUC is {best} with "
+    "{best_roc_auc:.4f}."
+)
+
+
+def _key(ds: str, model: str) -> str:
+    """The metric-name stem of one dataset and model, e.g. ``breast_cancer_random_forest``."""
+    return f"{ds}_{model.replace(' ', '_')}".replace("-", "_")
 
 
 def _data(name: str, config: Config):
@@ -52,26 +80,24 @@ def _data(name: str, config: Config):
         frame = load("breast-cancer")
         X = frame.drop(columns="target").to_numpy()
         return X, 1 - frame["target"].to_numpy(), StandardScaler, ("benign", "malignant")
-    if name == "adult":
-        frame = load("adult")[0]
-        y = (frame["income"] == ">50K").to_numpy().astype(int)
-        if 0 < config.adult_rows < len(frame):
-            _, keep = ref.stratified_kfold_indices(
-                y, len(frame) // config.adult_rows, True, config.seed
-            )[0]
-            frame, y = frame.iloc[keep].reset_index(drop=True), y[keep]
+    frame = load("adult")[0]
+    y = (frame["income"] == ">50K").to_numpy().astype(int)
+    if 0 < config.adult_rows < len(frame):  # the test part of the first of many stratified folds
+        _, keep = ref.stratified_kfold_indices(
+            y, len(frame) // config.adult_rows, True, config.seed
+        )[0]
+        frame, y = frame.iloc[keep].reset_index(drop=True), y[keep]
 
-        def prep():
-            cats = make_pipeline(
-                SimpleImputer(strategy="most_frequent"),
-                OneHotEncoder(handle_unknown="ignore", min_frequency=20),
-            )
-            return ColumnTransformer(
-                [("num", StandardScaler(), ADULT_NUMERIC), ("cat", cats, ADULT_CATEGORICAL)]
-            )
+    def prep():
+        cats = make_pipeline(
+            SimpleImputer(strategy="most_frequent"),
+            OneHotEncoder(handle_unknown="ignore", min_frequency=20),
+        )
+        return ColumnTransformer(
+            [("num", StandardScaler(), ADULT_NUMERIC), ("cat", cats, ADULT_CATEGORICAL)]
+        )
 
-        return frame, y, prep, ("<=50K", ">50K")
-    raise ValueError(f"model-evaluation knows breast-cancer and adult, not {name!r}")
+    return frame, y, prep, ("<=50K", ">50K")
 
 
 def _models(config: Config, prep) -> dict:
@@ -92,6 +118,14 @@ def _models(config: Config, prep) -> dict:
             GradientBoostingClassifier(n_estimators=config.n_estimators, random_state=config.seed),
         ),
     }
+
+
+def _same_folds_as_sklearn(folds, y: np.ndarray, config: Config) -> bool:
+    from sklearn.model_selection import StratifiedKFold
+
+    sk_folds = StratifiedKFold(config.n_splits, shuffle=True, random_state=config.seed)
+    pairs = zip(folds, sk_folds.split(np.zeros(len(y)), y))
+    return all(np.array_equal(a, c) and np.array_equal(b, d) for (a, b), (c, d) in pairs)
 
 
 def _sklearn_summary(y: np.ndarray, proba: np.ndarray, folds) -> dict[str, float]:
@@ -119,169 +153,168 @@ def _sklearn_summary(y: np.ndarray, proba: np.ndarray, folds) -> dict[str, float
     return out
 
 
-def _figures(results: dict, ctx: RunContext) -> list:
-    import matplotlib.pyplot as plt
-    from sklearn import metrics
+def _vs_sklearn(ds: str, model: str, ours: dict, theirs: dict) -> tuple[list[dict], float]:
+    """One row per metric (ours beside sklearn.metrics) and the largest mean or std gap."""
+    rows, worst = [], 0.0
+    for m in METRICS:
+        diff = abs(ours[f"{m}_mean"] - theirs[f"{m}_mean"])
+        worst = max(worst, diff, abs(ours[f"{m}_std"] - theirs[f"{m}_std"]))
+        rows.append(
+            {
+                "dataset": ds,
+                "model": model,
+                "metric": m,
+                "ours_mean": ours[f"{m}_mean"],
+                "sklearn_mean": theirs[f"{m}_mean"],
+                "ours_std": ours[f"{m}_std"],
+                "abs_diff": diff,
+            }
+        )
+    return rows, worst
 
-    names = list(results)
-    out = []
-    for kind in ("roc", "pr"):
-        fig, axes = plt.subplots(1, len(names), figsize=(5.5 * len(names), 4.5), squeeze=False)
-        for ax, ds in zip(axes[0], names):
-            y = results[ds]["y"]
-            for model, proba in results[ds]["proba"].items():
-                if kind == "roc":
-                    fpr, tpr, _ = ref.roc_curve(y, proba)
-                    sk_fpr, sk_tpr, _ = metrics.roc_curve(y, proba)
-                    (line,) = ax.plot(
-                        fpr,
-                        tpr,
-                        lw=2,
-                        alpha=0.7,
-                        label=f"{model} (AUC {ref.roc_auc_score(y, proba):.3f})",
-                    )
-                    ax.plot(sk_fpr, sk_tpr, "k:", lw=0.8)
-                else:
-                    prec, rec, _ = ref.precision_recall_curve(y, proba)
-                    sk_prec, sk_rec, _ = metrics.precision_recall_curve(y, proba)
-                    ax.step(
-                        rec,
-                        prec,
-                        where="post",
-                        lw=2,
-                        alpha=0.7,
-                        label=f"{model} (AP {ref.average_precision_score(y, proba):.3f})",
-                    )
-                    ax.step(sk_rec, sk_prec, "k:", where="post", lw=0.8)
-            if kind == "roc":
-                ax.plot([0, 1], [0, 1], color="grey", ls="--", lw=0.8, label="chance")
-                ax.set(xlabel="false positive rate", ylabel="true positive rate")
-            else:
-                ax.axhline(
-                    y.mean(), color="grey", ls="--", lw=0.8, label=f"base rate {y.mean():.2f}"
-                )
-                ax.set(xlabel="recall", ylabel="precision")
-            ax.set_title(f"{ds}: out-of-fold {kind.upper()} (dotted = sklearn)")
-            ax.legend(fontsize=8, loc="lower right" if kind == "roc" else "lower left")
-        out.append(ctx.save_figure(fig, f"{kind}_curves"))
 
-    fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 4), squeeze=False)
-    for ax, ds in zip(axes[0], names):
-        best = results[ds]["best"]
-        cm = ref.confusion_matrix(results[ds]["y"], (results[ds]["proba"][best] > 0.5).astype(int))
-        ax.imshow(cm, cmap="Blues")
-        for (i, j), count in np.ndenumerate(cm):
-            ax.text(
-                j,
-                i,
-                str(count),
-                ha="center",
-                va="center",
-                color="white" if count > cm.max() / 2 else "black",
-            )
-        neg, pos = results[ds]["labels"]
-        ax.set_xticks([0, 1], [neg, pos])
-        ax.set_yticks([0, 1], [neg, pos])
-        ax.set(xlabel="predicted", ylabel="true", title=f"{ds}: {best}, threshold 0.5")
-    out.append(ctx.save_figure(fig, "confusion_matrices"))
-
-    fig, axes = plt.subplots(1, len(names), figsize=(5.5 * len(names), 4), squeeze=False)
-    for ax, ds in zip(axes[0], names):
-        y, folds = results[ds]["y"], results[ds]["folds"]
-        for m, (model, proba) in enumerate(results[ds]["proba"].items()):  # noqa: B007 (used after the loop)
-            aucs = [ref.roc_auc_score(y[te], proba[te]) for _, te in folds]
-            ax.plot(np.full(len(aucs), m), aucs, "o", alpha=0.6)
-            ax.errorbar(m + 0.15, np.mean(aucs), yerr=np.std(aucs), fmt="ks", capsize=4)
-        ax.set_xticks(range(len(results[ds]["proba"])), list(results[ds]["proba"]), fontsize=8)
-        ax.set(ylabel="ROC AUC per test fold", title=f"{ds}: fold-to-fold spread (mean +/- std)")
-    out.append(ctx.save_figure(fig, "fold_scores"))
+def _evaluate(ds: str, config: Config, ctx: RunContext) -> dict:
+    """Cross-validate the three models on one dataset with our folds; score ours vs sklearn's."""
+    X, y, prep, labels = _data(ds, config)
+    folds = ref.stratified_kfold_indices(y, config.n_splits, shuffle=True, random_state=config.seed)
+    out = {"y": y, "folds": folds, "labels": labels, "proba": {}, "summary": [], "vs_sklearn": []}
+    out["same_folds"], out["worst"], metrics = _same_folds_as_sklearn(folds, y, config), 0.0, {}
+    for model, factory in ctx.track(list(_models(config, prep).items()), f"{ds}: cross-validating"):
+        proba, seconds = ref.cross_val_proba(factory, X, y, folds)
+        ours = ref.summarize_folds(y, proba, folds, seconds)
+        theirs = _sklearn_summary(y, proba, folds)
+        out["proba"][model] = proba
+        out["summary"].append(
+            {
+                "dataset": ds,
+                "model": model,
+                **{m: f"{ours[f'{m}_mean']:.4f} +/- {ours[f'{m}_std']:.4f}" for m in METRICS},
+                "fit_s": round(ours["fit_seconds_mean"], 3),
+            }
+        )
+        rows, worst = _vs_sklearn(ds, model, ours, theirs)
+        out["vs_sklearn"] += rows
+        out["worst"] = max(out["worst"], worst)
+        key = _key(ds, model)
+        metrics[f"ours_{key}_roc_auc"] = ours["roc_auc_mean"]
+        metrics[f"sklearn_{key}_roc_auc"] = theirs["roc_auc_mean"]
+        metrics[f"ours_{key}_accuracy"] = ours["accuracy_mean"]
+        metrics[f"{key}_fit_seconds"] = ours["fit_seconds_mean"]
+    out["best"] = max(out["proba"], key=lambda m: metrics[f"ours_{_key(ds, m)}_roc_auc"])
+    stem = ds.replace("-", "_")
+    out["metrics"] = metrics | {f"{stem}_rows": len(y), f"{stem}_best_model": out["best"]}
     return out
 
 
-def run(config: Config, ctx: RunContext) -> LabResult:
-    import matplotlib
-    from sklearn.model_selection import StratifiedKFold
-
-    matplotlib.use("Agg")
-    results, summary_rows, metric_rows = {}, [], []
-    metrics_out: dict = {"n_splits": config.n_splits, "folds_identical_to_sklearn": True}
-    worst = 0.0
-    for ds in config.datasets:
-        X, y, prep, labels = _data(ds, config)
-        folds = ref.stratified_kfold_indices(
-            y, config.n_splits, shuffle=True, random_state=config.seed
+def _dataset_notes(results: dict, metrics: dict) -> list[str]:
+    return [
+        DATASET_NOTE.format(
+            dataset=ds,
+            rows=len(res["y"]),
+            positive_rate=res["y"].mean(),
+            positive=res["labels"][1],
+            best=res["best"],
+            best_roc_auc=metrics[f"ours_{_key(ds, res['best'])}_roc_auc"],
         )
-        sk_folds = StratifiedKFold(config.n_splits, shuffle=True, random_state=config.seed).split(
-            np.zeros(len(y)), y
-        )
-        same = all(
-            np.array_equal(a, c) and np.array_equal(b, d) for (a, b), (c, d) in zip(folds, sk_folds)
-        )
-        metrics_out["folds_identical_to_sklearn"] &= bool(same)
-        probas = {}
-        for model, factory in ctx.track(
-            list(_models(config, prep).items()), f"{ds}: cross-validating"
-        ):
-            proba, seconds = ref.cross_val_proba(factory, X, y, folds)
-            ours = ref.summarize_folds(y, proba, folds, seconds)
-            theirs = _sklearn_summary(y, proba, folds)
-            probas[model] = proba
-            summary_rows.append(
-                {
-                    "dataset": ds,
-                    "model": model,
-                    **{m: f"{ours[f'{m}_mean']:.4f} +/- {ours[f'{m}_std']:.4f}" for m in METRICS},
-                    "fit_s": round(ours["fit_seconds_mean"], 3),
-                }
-            )
-            for m in METRICS:
-                diff = abs(ours[f"{m}_mean"] - theirs[f"{m}_mean"])
-                worst = max(worst, diff, abs(ours[f"{m}_std"] - theirs[f"{m}_std"]))
-                metric_rows.append(
-                    {
-                        "dataset": ds,
-                        "model": model,
-                        "metric": m,
-                        "ours_mean": ours[f"{m}_mean"],
-                        "sklearn_mean": theirs[f"{m}_mean"],
-                        "ours_std": ours[f"{m}_std"],
-                        "abs_diff": diff,
-                    }
-                )
-            key = f"{ds}_{model.replace(' ', '_')}".replace("-", "_")
-            metrics_out[f"ours_{key}_roc_auc"] = ours["roc_auc_mean"]
-            metrics_out[f"sklearn_{key}_roc_auc"] = theirs["roc_auc_mean"]
-            metrics_out[f"ours_{key}_accuracy"] = ours["accuracy_mean"]
-            metrics_out[f"{key}_fit_seconds"] = ours["fit_seconds_mean"]
-        best = max(
-            probas,
-            key=lambda k: metrics_out[f"ours_{ds}_{k.replace(' ', '_')}_roc_auc".replace("-", "_")],
-        )
-        results[ds] = {"y": y, "proba": probas, "folds": folds, "best": best, "labels": labels}
-        metrics_out[f"{ds.replace('-', '_')}_rows"] = len(y)
-        metrics_out[f"{ds.replace('-', '_')}_best_model"] = best
-
-    first = f"{config.datasets[0]}_logistic_regression".replace("-", "_")
-    metrics_out["ours_roc_auc"] = metrics_out[f"ours_{first}_roc_auc"]
-    metrics_out["sklearn_roc_auc"] = metrics_out[f"sklearn_{first}_roc_auc"]
-    metrics_out["max_abs_metric_diff_vs_sklearn"] = worst
-    figures = _figures(results, ctx)
-    notes = [
-        f"Our stratified folds {'equal' if metrics_out['folds_identical_to_sklearn'] else 'DIFFER from'} "
-        f"StratifiedKFold(shuffle=True, random_state={config.seed}) index for index.",
-        f"Largest gap between our metrics and sklearn.metrics on the same predictions: {worst:.2e}.",
+        for ds, res in results.items()
     ]
-    for ds, res in results.items():
-        k = f"ours_{ds}_{res['best'].replace(' ', '_')}_roc_auc".replace("-", "_")
-        notes.append(
-            f"{ds} ({len(res['y'])} rows, {res['y'].mean():.1%} {res['labels'][1]}): best mean "
-            f"ROC AUC is {res['best']} with {metrics_out[k]:.4f}."
-        )
+
+
+def _roc_figure(results: dict, ctx: RunContext) -> None:
+    from sklearn import metrics
+
+    n = len(results)
+    with figure(ctx, "roc_curves", 1, n, figsize=(5.5 * n, 4.5), squeeze=False) as (_, axes):
+        for ax, (ds, res) in zip(axes[0], results.items()):
+            y = res["y"]
+            for model, proba in res["proba"].items():
+                fpr, tpr, _ = ref.roc_curve(y, proba)
+                sk_fpr, sk_tpr, _ = metrics.roc_curve(y, proba)
+                auc = ref.roc_auc_score(y, proba)
+                ax.plot(fpr, tpr, lw=2, alpha=0.7, label=f"{model} (AUC {auc:.3f})")
+                ax.plot(sk_fpr, sk_tpr, "k:", lw=0.8)
+            ax.plot([0, 1], [0, 1], color="grey", ls="--", lw=0.8, label="chance")
+            ax.set(xlabel="false positive rate", ylabel="true positive rate")
+            ax.set_title(f"{ds}: out-of-fold ROC (dotted = sklearn)")
+            ax.legend(fontsize=8, loc="lower right")
+
+
+def _pr_figure(results: dict, ctx: RunContext) -> None:
+    from sklearn import metrics
+
+    n = len(results)
+    with figure(ctx, "pr_curves", 1, n, figsize=(5.5 * n, 4.5), squeeze=False) as (_, axes):
+        for ax, (ds, res) in zip(axes[0], results.items()):
+            y = res["y"]
+            for model, proba in res["proba"].items():
+                prec, rec, _ = ref.precision_recall_curve(y, proba)
+                sk_prec, sk_rec, _ = metrics.precision_recall_curve(y, proba)
+                ap = ref.average_precision_score(y, proba)
+                ax.step(rec, prec, where="post", lw=2, alpha=0.7, label=f"{model} (AP {ap:.3f})")
+                ax.step(sk_rec, sk_prec, "k:", where="post", lw=0.8)
+            ax.axhline(y.mean(), color="grey", ls="--", lw=0.8, label=f"base rate {y.mean():.2f}")
+            ax.set(xlabel="recall", ylabel="precision")
+            ax.set_title(f"{ds}: out-of-fold PR (dotted = sklearn)")
+            ax.legend(fontsize=8, loc="lower left")
+
+
+def _confusion_figure(results: dict, ctx: RunContext) -> None:
+    n = len(results)
+    with figure(ctx, "confusion_matrices", 1, n, figsize=(4.5 * n, 4), squeeze=False) as (_, axes):
+        for ax, (ds, res) in zip(axes[0], results.items()):
+            best = res["best"]
+            cm = ref.confusion_matrix(res["y"], (res["proba"][best] > 0.5).astype(int))
+            ax.imshow(cm, cmap="Blues")
+            for (i, j), count in np.ndenumerate(cm):
+                colour = "white" if count > cm.max() / 2 else "black"
+                ax.text(j, i, str(count), ha="center", va="center", color=colour)
+            neg, pos = res["labels"]
+            ax.set_xticks([0, 1], [neg, pos])
+            ax.set_yticks([0, 1], [neg, pos])
+            ax.set(xlabel="predicted", ylabel="true", title=f"{ds}: {best}, threshold 0.5")
+
+
+def _fold_scores_figure(results: dict, ctx: RunContext) -> None:
+    n = len(results)
+    with figure(ctx, "fold_scores", 1, n, figsize=(5.5 * n, 4), squeeze=False) as (_, axes):
+        for ax, (ds, res) in zip(axes[0], results.items()):
+            y, folds = res["y"], res["folds"]
+            for m, proba in enumerate(res["proba"].values()):
+                aucs = [ref.roc_auc_score(y[te], proba[te]) for _, te in folds]
+                ax.plot(np.full(len(aucs), m), aucs, "o", alpha=0.6)
+                ax.errorbar(m + 0.15, np.mean(aucs), yerr=np.std(aucs), fmt="ks", capsize=4)
+            ax.set_xticks(range(len(res["proba"])), list(res["proba"]), fontsize=8)
+            ax.set(
+                ylabel="ROC AUC per test fold", title=f"{ds}: fold-to-fold spread (mean +/- std)"
+            )
+
+
+def run(config: Config, ctx: RunContext) -> LabResult:
+    results = {ds: _evaluate(ds, config, ctx) for ds in config.datasets}
+
+    _roc_figure(results, ctx)
+    _pr_figure(results, ctx)
+    _confusion_figure(results, ctx)
+    _fold_scores_figure(results, ctx)
+
+    same = all(res["same_folds"] for res in results.values())
+    metrics: dict = {"n_splits": config.n_splits, "folds_identical_to_sklearn": same}
+    for res in results.values():
+        metrics |= res["metrics"]
+    first = _key(config.datasets[0], "logistic regression")
+    metrics["ours_roc_auc"] = metrics[f"ours_{first}_roc_auc"]
+    metrics["sklearn_roc_auc"] = metrics[f"sklearn_{first}_roc_auc"]
+    metrics["max_abs_metric_diff_vs_sklearn"] = max(res["worst"] for res in results.values())
+    verdict = {"folds_verdict": "equal" if same else "DIFFER from"}
+    notes = render_notes(NOTES, {**asdict(config), **metrics, **verdict})
     return LabResult(
-        metrics=metrics_out,
+        metrics=metrics,
         key_metric="ours_roc_auc",
         library_metric="sklearn_roc_auc",
-        tables={"summary": summary_rows, "metrics_vs_sklearn": metric_rows},
-        figures=figures,
-        notes=notes,
+        tables={
+            "summary": [row for res in results.values() for row in res["summary"]],
+            "metrics_vs_sklearn": [row for res in results.values() for row in res["vs_sklearn"]],
+        },
+        figures=ctx.figures,
+        notes=notes + _dataset_notes(results, metrics),
     )
