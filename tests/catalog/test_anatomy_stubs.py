@@ -24,7 +24,12 @@ from airoad.labs.stubs import make_stub
 REPO = Path(__file__).resolve().parents[2]
 
 # test id (file::name, parameters stripped) -> why passing on a stub is right.
-INIT_ONLY: dict[str, str] = {}
+INIT_ONLY: dict[str, str] = {
+    "tests/sequence/test_rnn_lstm_gru.py::test_cell_parameters_have_torch_names_and_shapes": (
+        "checks the parameter names and shapes a cell's __init__ creates; every test that runs "
+        "a forward pass fails on the stub"
+    ),
+}
 
 
 def _stub_everything(folder: Path) -> tuple[dict[str, str], list[str]]:
