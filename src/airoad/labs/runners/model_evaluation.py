@@ -220,82 +220,80 @@ def _dataset_notes(results: dict, metrics: dict) -> list[str]:
     ]
 
 
-def _roc_figure(results: dict, ctx: RunContext) -> None:
+def _roc_panel(ax, ds: str, res: dict) -> None:
+    """Pooled out-of-fold ROC curve of every model, sklearn's dotted on top."""
     from sklearn import metrics
 
-    n = len(results)
-    with figure(ctx, "roc_curves", 1, n, figsize=(5.5 * n, 4.5), squeeze=False) as (_, axes):
-        for ax, (ds, res) in zip(axes[0], results.items()):
-            y = res["y"]
-            for model, proba in res["proba"].items():
-                fpr, tpr, _ = ref.roc_curve(y, proba)
-                sk_fpr, sk_tpr, _ = metrics.roc_curve(y, proba)
-                auc = ref.roc_auc_score(y, proba)
-                ax.plot(fpr, tpr, lw=2, alpha=0.7, label=f"{model} (AUC {auc:.3f})")
-                ax.plot(sk_fpr, sk_tpr, "k:", lw=0.8)
-            ax.plot([0, 1], [0, 1], color="grey", ls="--", lw=0.8, label="chance")
-            ax.set(xlabel="false positive rate", ylabel="true positive rate")
-            ax.set_title(f"{ds}: out-of-fold ROC (dotted = sklearn)")
-            ax.legend(fontsize=8, loc="lower right")
+    y = res["y"]
+    for model, proba in res["proba"].items():
+        fpr, tpr, _ = ref.roc_curve(y, proba)
+        sk_fpr, sk_tpr, _ = metrics.roc_curve(y, proba)
+        auc = ref.roc_auc_score(y, proba)
+        ax.plot(fpr, tpr, lw=2, alpha=0.7, label=f"{model} (AUC {auc:.3f})")
+        ax.plot(sk_fpr, sk_tpr, "k:", lw=0.8)
+    ax.plot([0, 1], [0, 1], color="grey", ls="--", lw=0.8, label="chance")
+    ax.set(xlabel="false positive rate", ylabel="true positive rate")
+    ax.set_title(f"{ds}: out-of-fold ROC (dotted = sklearn)")
+    ax.legend(fontsize=8, loc="lower right")
 
 
-def _pr_figure(results: dict, ctx: RunContext) -> None:
+def _pr_panel(ax, ds: str, res: dict) -> None:
+    """Pooled out-of-fold precision-recall curve of every model, against the base rate."""
     from sklearn import metrics
 
+    y = res["y"]
+    for model, proba in res["proba"].items():
+        prec, rec, _ = ref.precision_recall_curve(y, proba)
+        sk_prec, sk_rec, _ = metrics.precision_recall_curve(y, proba)
+        ap = ref.average_precision_score(y, proba)
+        ax.step(rec, prec, where="post", lw=2, alpha=0.7, label=f"{model} (AP {ap:.3f})")
+        ax.step(sk_rec, sk_prec, "k:", where="post", lw=0.8)
+    ax.axhline(y.mean(), color="grey", ls="--", lw=0.8, label=f"base rate {y.mean():.2f}")
+    ax.set(xlabel="recall", ylabel="precision")
+    ax.set_title(f"{ds}: out-of-fold PR (dotted = sklearn)")
+    ax.legend(fontsize=8, loc="lower left")
+
+
+def _confusion_panel(ax, ds: str, res: dict) -> None:
+    """The best model's confusion matrix at threshold 0.5."""
+    best = res["best"]
+    cm = ref.confusion_matrix(res["y"], (res["proba"][best] > 0.5).astype(int))
+    ax.imshow(cm, cmap="Blues")
+    for (i, j), count in np.ndenumerate(cm):
+        colour = "white" if count > cm.max() / 2 else "black"
+        ax.text(j, i, str(count), ha="center", va="center", color=colour)
+    neg, pos = res["labels"]
+    ax.set_xticks([0, 1], [neg, pos])
+    ax.set_yticks([0, 1], [neg, pos])
+    ax.set(xlabel="predicted", ylabel="true", title=f"{ds}: {best}, threshold 0.5")
+
+
+def _fold_scores_panel(ax, ds: str, res: dict) -> None:
+    """Every model's ROC AUC on each test fold, with mean +/- std."""
+    y, folds = res["y"], res["folds"]
+    for m, proba in enumerate(res["proba"].values()):
+        aucs = [ref.roc_auc_score(y[te], proba[te]) for _, te in folds]
+        ax.plot(np.full(len(aucs), m), aucs, "o", alpha=0.6)
+        ax.errorbar(m + 0.15, np.mean(aucs), yerr=np.std(aucs), fmt="ks", capsize=4)
+    ax.set_xticks(range(len(res["proba"])), list(res["proba"]), fontsize=8)
+    ax.set(ylabel="ROC AUC per test fold", title=f"{ds}: fold-to-fold spread (mean +/- std)")
+
+
+def _per_dataset_figure(ctx, name: str, results: dict, panel, size=(5.5, 4.5)) -> None:
+    """One figure with a panel per dataset, saved as `<name>.png`."""
     n = len(results)
-    with figure(ctx, "pr_curves", 1, n, figsize=(5.5 * n, 4.5), squeeze=False) as (_, axes):
+    with figure(ctx, name, 1, n, figsize=(size[0] * n, size[1]), squeeze=False) as (_, axes):
         for ax, (ds, res) in zip(axes[0], results.items()):
-            y = res["y"]
-            for model, proba in res["proba"].items():
-                prec, rec, _ = ref.precision_recall_curve(y, proba)
-                sk_prec, sk_rec, _ = metrics.precision_recall_curve(y, proba)
-                ap = ref.average_precision_score(y, proba)
-                ax.step(rec, prec, where="post", lw=2, alpha=0.7, label=f"{model} (AP {ap:.3f})")
-                ax.step(sk_rec, sk_prec, "k:", where="post", lw=0.8)
-            ax.axhline(y.mean(), color="grey", ls="--", lw=0.8, label=f"base rate {y.mean():.2f}")
-            ax.set(xlabel="recall", ylabel="precision")
-            ax.set_title(f"{ds}: out-of-fold PR (dotted = sklearn)")
-            ax.legend(fontsize=8, loc="lower left")
-
-
-def _confusion_figure(results: dict, ctx: RunContext) -> None:
-    n = len(results)
-    with figure(ctx, "confusion_matrices", 1, n, figsize=(4.5 * n, 4), squeeze=False) as (_, axes):
-        for ax, (ds, res) in zip(axes[0], results.items()):
-            best = res["best"]
-            cm = ref.confusion_matrix(res["y"], (res["proba"][best] > 0.5).astype(int))
-            ax.imshow(cm, cmap="Blues")
-            for (i, j), count in np.ndenumerate(cm):
-                colour = "white" if count > cm.max() / 2 else "black"
-                ax.text(j, i, str(count), ha="center", va="center", color=colour)
-            neg, pos = res["labels"]
-            ax.set_xticks([0, 1], [neg, pos])
-            ax.set_yticks([0, 1], [neg, pos])
-            ax.set(xlabel="predicted", ylabel="true", title=f"{ds}: {best}, threshold 0.5")
-
-
-def _fold_scores_figure(results: dict, ctx: RunContext) -> None:
-    n = len(results)
-    with figure(ctx, "fold_scores", 1, n, figsize=(5.5 * n, 4), squeeze=False) as (_, axes):
-        for ax, (ds, res) in zip(axes[0], results.items()):
-            y, folds = res["y"], res["folds"]
-            for m, proba in enumerate(res["proba"].values()):
-                aucs = [ref.roc_auc_score(y[te], proba[te]) for _, te in folds]
-                ax.plot(np.full(len(aucs), m), aucs, "o", alpha=0.6)
-                ax.errorbar(m + 0.15, np.mean(aucs), yerr=np.std(aucs), fmt="ks", capsize=4)
-            ax.set_xticks(range(len(res["proba"])), list(res["proba"]), fontsize=8)
-            ax.set(
-                ylabel="ROC AUC per test fold", title=f"{ds}: fold-to-fold spread (mean +/- std)"
-            )
+            panel(ax, ds, res)
 
 
 def run(config: Config, ctx: RunContext) -> LabResult:
     results = {ds: _evaluate(ds, config, ctx) for ds in config.datasets}
 
-    _roc_figure(results, ctx)
-    _pr_figure(results, ctx)
-    _confusion_figure(results, ctx)
-    _fold_scores_figure(results, ctx)
+    _per_dataset_figure(ctx, "roc_curves", results, _roc_panel)
+    _per_dataset_figure(ctx, "pr_curves", results, _pr_panel)
+    _per_dataset_figure(ctx, "confusion_matrices", results, _confusion_panel, size=(4.5, 4))
+    _per_dataset_figure(ctx, "fold_scores", results, _fold_scores_panel, size=(5.5, 4))
 
     same = all(res["same_folds"] for res in results.values())
     metrics: dict = {"n_splits": config.n_splits, "folds_identical_to_sklearn": same}
