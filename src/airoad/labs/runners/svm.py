@@ -7,27 +7,30 @@ breast-cancer (its first two principal components) shows the margin and the supp
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
+import warnings
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from airoad.classic import svm as ref
 from airoad.data import load
 from airoad.labs.contract import LabResult, RunContext
+from airoad.labs.kit import figure, fit_race, frame_xy, param, render_notes, split, timed
+
+KERNELS = ("linear", "poly", "rbf")
 
 
 @dataclass(frozen=True)
 class Config:
-    test_size: float = 0.25
-    C: float = 1.0
-    kernels: tuple[str, ...] = ("linear", "poly", "rbf")
-    c_grid: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0, 100.0)  # swept on breast-cancer, RBF
-    max_digits: int = 1797  # all of digits; fewer makes the run faster
-    pegasos_lam: float = 1e-3
-    pegasos_epochs: int = 30
-    tol: float = 1e-3
-    seed: int = 0
+    test_size: float = param(0.25, ge=0.05, le=0.5)
+    C: float = param(1.0, gt=0.0, le=1e6)
+    kernels: tuple[str, ...] = param(KERNELS, choices=KERNELS)
+    c_grid: tuple[float, ...] = param((0.01, 0.1, 1.0, 10.0, 100.0), gt=0.0, le=1e6)  # RBF sweep
+    max_digits: int = param(1797, ge=200, le=1797)  # all of digits; fewer makes the run faster
+    pegasos_lam: float = param(1e-3, gt=0.0, le=10.0)
+    pegasos_epochs: int = param(30, ge=1, le=10_000)
+    tol: float = param(1e-3, gt=0.0, le=0.1)
+    seed: int = param(0, ge=0)
 
 
 QUICK = {
@@ -37,31 +40,38 @@ QUICK = {
     "pegasos_epochs": 10,
 }
 
+NOTES = (
+    "SMO matched libsvm on {accuracy_equal_runs} of {kernel_runs} (data, kernel) runs to the last "
+    "test prediction; decision values differ by at most {max_decision_gap:.1e} (tol = {tol}) and "
+    "support-vector sets by at most {max_sv_sym_diff} points.",
+    "Digits, {digits_kernel} kernel: {ours_digits_rbf_acc:.4f} accuracy with {digits_rbf_n_sv} support "
+    "vectors (sklearn {sklearn_digits_rbf_acc:.4f}, {sklearn_digits_rbf_n_sv}).",
+    "SMO took {ours_smo_seconds:.2f} s in total vs libsvm's {sklearn_smo_seconds:.2f} s (ratio "
+    "{smo_time_ratio:.1f}x).",
+    "Pegasos: digits {ours_pegasos_digits_acc:.4f} vs LinearSVC {linearsvc_digits_acc:.4f}; "
+    "breast-cancer {ours_pegasos_cancer_acc:.4f} vs {linearsvc_cancer_acc:.4f}.",
+    "Best C on breast-cancer (RBF, held-out accuracy): {best_C:g}; support vectors fall from "
+    "{softest[ours_n_sv]} at C={softest[C]:g} to {hardest[ours_n_sv]} at C={hardest[C]:g}.",
+)
 
-def _data(name: str, config: Config):
-    from sklearn.model_selection import train_test_split
+
+def _data(name: str, config: Config) -> list:
+    """A stratified split; breast-cancer standardised, digits a seeded subset of max_digits."""
     from sklearn.preprocessing import StandardScaler
 
-    df = load(name)
-    X, y = df.drop(columns="target").to_numpy(np.float64), df["target"].to_numpy()
+    X, y = frame_xy(load(name))
     if name == "digits" and config.max_digits < len(X):
         keep = np.random.default_rng(config.seed).permutation(len(X))[: config.max_digits]
         X, y = X[keep], y[keep]
-    split = train_test_split(X, y, test_size=config.test_size, random_state=config.seed, stratify=y)
+    data = split(X, y, config.test_size, config.seed)
     if name == "breast-cancer":  # 30 features on wildly different scales: standardise
-        scaler = StandardScaler().fit(split[0])
-        split[0], split[1] = scaler.transform(split[0]), scaler.transform(split[1])
-    return split  # digits pixels (0-16) share one scale; gamma="scale" copes as it is
-
-
-def _timed(make, Xtr, ytr, Xte):
-    start = time.perf_counter()
-    model = make().fit(Xtr, ytr)
-    pred = model.predict(Xte)
-    return model, pred, time.perf_counter() - start
+        scaler = StandardScaler().fit(data[0])
+        data[0], data[1] = scaler.transform(data[0]), scaler.transform(data[1])
+    return data  # digits pixels (0-16) share one scale; gamma="scale" copes as it is
 
 
 def _kernel_rows(config: Config, data: dict, ctx: RunContext) -> list[dict]:
+    """SMO against libsvm for every dataset and kernel: accuracy, support vectors, decisions."""
     from sklearn import svm as sk
 
     rows = []
@@ -69,8 +79,8 @@ def _kernel_rows(config: Config, data: dict, ctx: RunContext) -> list[dict]:
     for name, kernel in ctx.track(jobs, "SMO vs libsvm"):
         Xtr, Xte, ytr, yte = data[name]
         kw = dict(C=config.C, kernel=kernel, tol=config.tol, decision_function_shape="ovo")
-        ours, p_ours, t_ours = _timed(lambda: ref.SVC(**kw), Xtr, ytr, Xte)  # noqa: B023 (called before the loop moves on)
-        theirs, p_lib, t_lib = _timed(lambda: sk.SVC(**kw), Xtr, ytr, Xte)  # noqa: B023 (called before the loop moves on)
+        ours, theirs = ref.SVC(**kw), sk.SVC(**kw)
+        r = fit_race(ours, theirs, Xtr, ytr, Xte)
         gap = np.abs(ours.decision_function(Xte) - theirs.decision_function(Xte)).max()
         a, b = set(ours.support_.tolist()), set(theirs.support_.tolist())
         rows.append(
@@ -78,60 +88,62 @@ def _kernel_rows(config: Config, data: dict, ctx: RunContext) -> list[dict]:
                 "data": name,
                 "kernel": kernel,
                 "C": config.C,
-                "ours_acc": float((p_ours == yte).mean()),
-                "sklearn_acc": float((p_lib == yte).mean()),
+                "ours_acc": float((r["ours"] == yte).mean()),
+                "sklearn_acc": float((r["library"] == yte).mean()),
                 "ours_n_sv": len(a),
                 "sklearn_n_sv": len(b),
                 "sv_sym_diff": len(a ^ b),
                 "max_abs_decision_gap": float(gap),
                 "ours_iters": int(ours.n_iter_.sum()),
                 "sklearn_iters": int(np.sum(theirs.n_iter_)),
-                "ours_s": t_ours,
-                "sklearn_s": t_lib,
+                "ours_s": r["ours_seconds"],
+                "sklearn_s": r["library_seconds"],
             }
         )
     return rows
 
 
-def _linear_rows(config: Config, data: dict) -> list[dict]:
-    import warnings
-
+def _linear_models(config: Config, n_train: int) -> dict:
+    """Pegasos and the two hinge-loss linear SVMs of scikit-learn, at the same lambda."""
     from sklearn import svm as sk
-    from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import SGDClassifier
+
+    lam = config.pegasos_lam
+    return {
+        "ours Pegasos": ref.PegasosSVC(
+            lam=lam, n_epochs=config.pegasos_epochs, random_state=config.seed
+        ),
+        "sklearn LinearSVC(hinge)": sk.LinearSVC(
+            C=1.0 / (lam * n_train), loss="hinge", max_iter=50_000
+        ),
+        "sklearn SGDClassifier(hinge)": SGDClassifier(
+            loss="hinge", alpha=lam, random_state=config.seed
+        ),
+    }
+
+
+def _fit_predict(model, Xtr: np.ndarray, ytr: np.ndarray, Xte: np.ndarray) -> np.ndarray:
+    return model.fit(Xtr, ytr).predict(Xte)
+
+
+def _linear_rows(config: Config, data: dict) -> list[dict]:
+    """Linear SVMs on standardised features: held-out accuracy and fit + predict seconds."""
+    from sklearn.exceptions import ConvergenceWarning
     from sklearn.preprocessing import StandardScaler
 
     rows = []
     for name, (Xtr, Xte, ytr, yte) in data.items():
         scaler = StandardScaler().fit(Xtr)
         Xtr, Xte = scaler.transform(Xtr), scaler.transform(Xte)
-        lam = config.pegasos_lam
-        models = {
-            "ours Pegasos": lambda: ref.PegasosSVC(
-                lam=lam,  # noqa: B023 (called before the loop moves on)
-                n_epochs=config.pegasos_epochs,
-                random_state=config.seed,  # noqa: B023 (called before the loop moves on)
-            ),
-            "sklearn LinearSVC(hinge)": lambda: sk.LinearSVC(
-                C=1.0 / (lam * len(Xtr)),  # noqa: B023 (called before the loop moves on)
-                loss="hinge",
-                max_iter=50_000,  # noqa: B023 (called before the loop moves on)
-            ),
-            "sklearn SGDClassifier(hinge)": lambda: SGDClassifier(
-                loss="hinge",
-                alpha=lam,  # noqa: B023 (called before the loop moves on)
-                random_state=config.seed,  # noqa: B023 (called before the loop moves on)
-            ),
-        }
-        for label, make in models.items():
+        for label, model in _linear_models(config, len(Xtr)).items():
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ConvergenceWarning)
-                _, pred, secs = _timed(make, Xtr, ytr, Xte)
+                pred, secs = timed(_fit_predict, model, Xtr, ytr, Xte)
             rows.append(
                 {
                     "data": name,
                     "model": label,
-                    "lambda": lam,
+                    "lambda": config.pegasos_lam,
                     "accuracy": float((pred == yte).mean()),
                     "seconds": secs,
                 }
@@ -140,6 +152,7 @@ def _linear_rows(config: Config, data: dict) -> list[dict]:
 
 
 def _c_sweep(config: Config, data: dict, ctx: RunContext) -> list[dict]:
+    """The RBF SVM on breast-cancer across c_grid: accuracy and support vectors."""
     from sklearn import svm as sk
 
     Xtr, Xte, ytr, yte = data["breast-cancer"]
@@ -160,123 +173,109 @@ def _c_sweep(config: Config, data: dict, ctx: RunContext) -> list[dict]:
     return rows
 
 
-def _margin_figure(config: Config, data: dict, ctx: RunContext):
-    import matplotlib.pyplot as plt
-    from sklearn import svm as sk
-
-    Xtr, _, ytr, _ = data["breast-cancer"]
-    # First two principal components of the standardised features (SVD of the centred data).
-    _, _, Vt = np.linalg.svd(Xtr - Xtr.mean(axis=0), full_matrices=False)
-    Z = (Xtr - Xtr.mean(axis=0)) @ Vt[:2].T
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.6))
-    pad = 0.5
-    gx, gy = np.meshgrid(
-        np.linspace(Z[:, 0].min() - pad, Z[:, 0].max() + pad, 200),
-        np.linspace(Z[:, 1].min() - pad, Z[:, 1].max() + pad, 200),
+def _summary(config: Config, data: dict, kernels: list, linear: list, sweep: list) -> dict:
+    """The headline (digits, RBF if run) and the numbers the notes quote."""
+    digits_rbf = next(
+        (r for r in kernels if r["data"] == "digits" and r["kernel"] == "rbf"), kernels[-1]
     )
-    grid = np.c_[gx.ravel(), gy.ravel()]
-    for ax, kernel in zip(axes, ["linear", "rbf"]):
-        ours = ref.SVC(C=config.C, kernel=kernel, tol=config.tol).fit(Z, ytr)
-        theirs = sk.SVC(C=config.C, kernel=kernel, tol=config.tol).fit(Z, ytr)
-        f_ours = ours.decision_function(grid).reshape(gx.shape)
-        f_lib = theirs.decision_function(grid).reshape(gx.shape)
-        ax.contourf(gx, gy, f_ours, levels=[-1e9, 0, 1e9], colors=["#f4c7c3", "#c6dbef"], alpha=0.6)
-        ax.contour(gx, gy, f_ours, levels=[-1, 0, 1], colors="k", linestyles=[":", "-", ":"])
-        ax.contour(gx, gy, f_lib, levels=[0], colors="orange", linestyles="--", linewidths=2)
-        ax.scatter(Z[:, 0], Z[:, 1], c=np.where(ytr == 1, "tab:blue", "tab:red"), s=8)
-        sv = Z[ours.support_]
-        ax.scatter(sv[:, 0], sv[:, 1], s=45, facecolors="none", edgecolors="k", linewidths=0.7)
-        ax.set(
-            title=f"{kernel} kernel, C={config.C}: {len(ours.support_)} support vectors",
-            xlabel="PC 1",
-            ylabel="PC 2",
-        )
-    axes[0].plot([], [], "k-", label="ours f = 0")
-    axes[0].plot([], [], "k:", label="ours f = +/-1 (margin)")
-    axes[0].plot([], [], "--", color="orange", label="sklearn SVC f = 0")
-    axes[0].legend(fontsize=8, loc="lower left")
-    fig.suptitle("breast-cancer in 2-D (red malignant, blue benign); circled: support vectors")
-    return ctx.save_figure(fig, "margin_2d")
-
-
-def _sweep_figure(rows: list[dict], ctx: RunContext):
-    import matplotlib.pyplot as plt
-
-    Cs = [r["C"] for r in rows]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    left.semilogx(Cs, [r["ours_acc"] for r in rows], "o-", lw=3, alpha=0.5, label="ours test")
-    left.semilogx(Cs, [r["sklearn_acc"] for r in rows], "k.--", label="sklearn test")
-    left.semilogx(Cs, [r["ours_train_acc"] for r in rows], "s:", label="ours train")
-    left.set(xlabel="C", ylabel="accuracy", title="RBF SVM on breast-cancer")
-    left.legend()
-    right.semilogx(Cs, [r["ours_n_sv"] for r in rows], "o-", lw=3, alpha=0.5, label="ours")
-    right.semilogx(Cs, [r["sklearn_n_sv"] for r in rows], "k.--", label="sklearn")
-    right.set(xlabel="C", ylabel="support vectors", title="softer margin (small C) = more SVs")
-    right.legend()
-    return ctx.save_figure(fig, "c_sweep")
-
-
-def run(config: Config, ctx: RunContext) -> LabResult:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    data = {name: _data(name, config) for name in ("breast-cancer", "digits")}
-    kernel_rows = _kernel_rows(config, data, ctx)
-    linear_rows = _linear_rows(config, data)
-    sweep = _c_sweep(config, data, ctx)
-    figures = [_margin_figure(config, data, ctx), _sweep_figure(sweep, ctx)]
-
-    def row(name: str, kernel: str) -> dict:
-        return next(r for r in kernel_rows if r["data"] == name and r["kernel"] == kernel)
 
     def lin(name: str, prefix: str) -> float:
         return next(
-            r["accuracy"]
-            for r in linear_rows
-            if r["data"] == name and r["model"].startswith(prefix)
+            r["accuracy"] for r in linear if r["data"] == name and r["model"].startswith(prefix)
         )
 
-    digits_rbf = row("digits", "rbf") if "rbf" in config.kernels else kernel_rows[-1]
-    same = sum(r["ours_acc"] == r["sklearn_acc"] for r in kernel_rows)
-    metrics = {
+    ours_s, sk_s = sum(r["ours_s"] for r in kernels), sum(r["sklearn_s"] for r in kernels)
+    return {
         "n_digits": len(data["digits"][0]) + len(data["digits"][1]),
         "ours_digits_rbf_acc": digits_rbf["ours_acc"],
         "sklearn_digits_rbf_acc": digits_rbf["sklearn_acc"],
         "digits_rbf_n_sv": digits_rbf["ours_n_sv"],
         "sklearn_digits_rbf_n_sv": digits_rbf["sklearn_n_sv"],
-        "max_decision_gap": max(r["max_abs_decision_gap"] for r in kernel_rows),
-        "max_sv_sym_diff": max(r["sv_sym_diff"] for r in kernel_rows),
-        "accuracy_equal_runs": same,
-        "kernel_runs": len(kernel_rows),
-        "ours_smo_seconds": sum(r["ours_s"] for r in kernel_rows),
-        "sklearn_smo_seconds": sum(r["sklearn_s"] for r in kernel_rows),
+        "digits_kernel": digits_rbf["kernel"],  # rbf unless the config leaves it out
+        "max_decision_gap": max(r["max_abs_decision_gap"] for r in kernels),
+        "max_sv_sym_diff": max(r["sv_sym_diff"] for r in kernels),
+        "accuracy_equal_runs": sum(r["ours_acc"] == r["sklearn_acc"] for r in kernels),
+        "kernel_runs": len(kernels),
+        "ours_smo_seconds": ours_s,
+        "sklearn_smo_seconds": sk_s,
+        "smo_time_ratio": ours_s / max(sk_s, 1e-9),
         "ours_pegasos_digits_acc": lin("digits", "ours"),
         "linearsvc_digits_acc": lin("digits", "sklearn LinearSVC"),
         "ours_pegasos_cancer_acc": lin("breast-cancer", "ours"),
         "linearsvc_cancer_acc": lin("breast-cancer", "sklearn LinearSVC"),
         "best_C": max(sweep, key=lambda r: r["ours_acc"])["C"],
     }
-    notes = [
-        f"SMO matched libsvm on {same} of {len(kernel_rows)} (data, kernel) runs to the last test "
-        f"prediction; decision values differ by at most {metrics['max_decision_gap']:.1e} "
-        f"(tol = {config.tol}) and support-vector sets by at most {metrics['max_sv_sym_diff']} points.",
-        f"Digits, RBF: {digits_rbf['ours_acc']:.4f} accuracy with {digits_rbf['ours_n_sv']} support "
-        f"vectors (sklearn {digits_rbf['sklearn_acc']:.4f}, {digits_rbf['sklearn_n_sv']}).",
-        f"SMO took {metrics['ours_smo_seconds']:.2f} s in total vs libsvm's "
-        f"{metrics['sklearn_smo_seconds']:.2f} s (ratio "
-        f"{metrics['ours_smo_seconds'] / max(metrics['sklearn_smo_seconds'], 1e-9):.1f}x).",
-        f"Pegasos: digits {metrics['ours_pegasos_digits_acc']:.4f} vs LinearSVC "
-        f"{metrics['linearsvc_digits_acc']:.4f}; breast-cancer {metrics['ours_pegasos_cancer_acc']:.4f} "
-        f"vs {metrics['linearsvc_cancer_acc']:.4f}.",
-        f"Best C on breast-cancer (RBF, held-out accuracy): {metrics['best_C']:g}; support vectors "
-        f"fall from {sweep[0]['ours_n_sv']} at C={sweep[0]['C']:g} to {sweep[-1]['ours_n_sv']} at "
-        f"C={sweep[-1]['C']:g}.",
-    ]
+
+
+def _margin_figure(config: Config, data: dict, ctx: RunContext) -> None:
+    """Breast-cancer on its first two principal components: margins of two kernels."""
+    from sklearn import svm as sk
+
+    Xtr, _, ytr, _ = data["breast-cancer"]
+    # First two principal components of the standardised features (SVD of the centred data).
+    _, _, Vt = np.linalg.svd(Xtr - Xtr.mean(axis=0), full_matrices=False)
+    Z = (Xtr - Xtr.mean(axis=0)) @ Vt[:2].T
+    pad = 0.5
+    gx, gy = np.meshgrid(
+        np.linspace(Z[:, 0].min() - pad, Z[:, 0].max() + pad, 200),
+        np.linspace(Z[:, 1].min() - pad, Z[:, 1].max() + pad, 200),
+    )
+    grid = np.c_[gx.ravel(), gy.ravel()]
+    with figure(ctx, "margin_2d", 1, 2, figsize=(11, 4.6)) as (fig, axes):
+        for ax, kernel in zip(axes, ["linear", "rbf"]):
+            ours = ref.SVC(C=config.C, kernel=kernel, tol=config.tol).fit(Z, ytr)
+            theirs = sk.SVC(C=config.C, kernel=kernel, tol=config.tol).fit(Z, ytr)
+            f_ours = ours.decision_function(grid).reshape(gx.shape)
+            f_lib = theirs.decision_function(grid).reshape(gx.shape)
+            shades = ["#f4c7c3", "#c6dbef"]
+            ax.contourf(gx, gy, f_ours, levels=[-1e9, 0, 1e9], colors=shades, alpha=0.6)
+            ax.contour(gx, gy, f_ours, levels=[-1, 0, 1], colors="k", linestyles=[":", "-", ":"])
+            ax.contour(gx, gy, f_lib, levels=[0], colors="orange", linestyles="--", linewidths=2)
+            ax.scatter(Z[:, 0], Z[:, 1], c=np.where(ytr == 1, "tab:blue", "tab:red"), s=8)
+            sv = Z[ours.support_]
+            ax.scatter(*sv.T, s=45, facecolors="none", edgecolors="k", linewidths=0.7)
+            ax.set(
+                title=f"{kernel} kernel, C={config.C}: {len(ours.support_)} support vectors",
+                xlabel="PC 1",
+                ylabel="PC 2",
+            )
+        axes[0].plot([], [], "k-", label="ours f = 0")
+        axes[0].plot([], [], "k:", label="ours f = +/-1 (margin)")
+        axes[0].plot([], [], "--", color="orange", label="sklearn SVC f = 0")
+        axes[0].legend(fontsize=8, loc="lower left")
+        fig.suptitle("breast-cancer in 2-D (red malignant, blue benign); circled: support vectors")
+
+
+def _sweep_figure(rows: list[dict], ctx: RunContext) -> None:
+    Cs = [r["C"] for r in rows]
+    with figure(ctx, "c_sweep", 1, 2, figsize=(10, 4)) as (_, (left, right)):
+        left.semilogx(Cs, [r["ours_acc"] for r in rows], "o-", lw=3, alpha=0.5, label="ours test")
+        left.semilogx(Cs, [r["sklearn_acc"] for r in rows], "k.--", label="sklearn test")
+        left.semilogx(Cs, [r["ours_train_acc"] for r in rows], "s:", label="ours train")
+        left.set(xlabel="C", ylabel="accuracy", title="RBF SVM on breast-cancer")
+        left.legend()
+        right.semilogx(Cs, [r["ours_n_sv"] for r in rows], "o-", lw=3, alpha=0.5, label="ours")
+        right.semilogx(Cs, [r["sklearn_n_sv"] for r in rows], "k.--", label="sklearn")
+        right.set(xlabel="C", ylabel="support vectors", title="softer margin (small C) = more SVs")
+        right.legend()
+
+
+def run(config: Config, ctx: RunContext) -> LabResult:
+    data = {name: _data(name, config) for name in ("breast-cancer", "digits")}
+    kernel_rows = _kernel_rows(config, data, ctx)
+    linear_rows = _linear_rows(config, data)
+    sweep = _c_sweep(config, data, ctx)
+    metrics = _summary(config, data, kernel_rows, linear_rows, sweep)
+
+    _margin_figure(config, data, ctx)
+    _sweep_figure(sweep, ctx)
+
+    values = {**asdict(config), **metrics, "softest": sweep[0], "hardest": sweep[-1]}
     return LabResult(
         metrics=metrics,
         key_metric="ours_digits_rbf_acc",
         library_metric="sklearn_digits_rbf_acc",
         tables={"kernels": kernel_rows, "linear": linear_rows, "c_sweep": sweep},
-        figures=figures,
-        notes=notes,
+        figures=ctx.figures,
+        notes=render_notes(NOTES, values),
     )
