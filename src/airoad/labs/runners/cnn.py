@@ -7,18 +7,18 @@ epoch, with CPU time (process_time, all threads) and wall time, plus filters and
 
 from __future__ import annotations
 
-import os
+import json
 import time
-from dataclasses import dataclass
-
-# Idle OpenMP threads sleep instead of spinning: on a shared 2-core machine spinning threads
-# burn (and bill) several times the CPU time of the real work. Read when torch first loads.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 
 import numpy as np
 
 from airoad.data import load
+from airoad.errors import ConfigError
 from airoad.labs.contract import LabResult, RunContext
+from airoad.labs.kit import figure, param, race, render_notes
 from airoad.neural import cnn as ref
 
 MEAN, STD = 0.2860, 0.3530  # Fashion-MNIST pixel mean / std on the training set (in [0, 1])
@@ -38,24 +38,37 @@ CLASSES = (
 
 @dataclass(frozen=True)
 class Config:
-    n_train: int = 60_000
-    n_test: int = 10_000
-    epochs: int = 10
-    batch_size: int = 128
-    lr: float = 4e-3  # peak of the one-cycle schedule
-    weight_decay: float = 5e-4
-    channels: tuple[int, ...] = (16, 32)
-    hidden: int = 128
-    dropout: float = 0.2
-    crop_padding: int = 2
-    flip: bool = True
-    target_accuracy: float = 0.91
-    threads: int = 2
-    check_images: int = 64  # images for the NumPy-vs-torch layer check
-    seed: int = 0
+    n_train: int = param(60_000, ge=100, le=60_000)
+    n_test: int = param(10_000, ge=100, le=10_000)
+    epochs: int = param(10, ge=1, le=100)
+    batch_size: int = param(128, ge=1, le=60_000)
+    lr: float = param(4e-3, gt=0.0, le=1.0)  # peak of the one-cycle schedule
+    weight_decay: float = param(5e-4, ge=0.0, le=1.0)
+    channels: tuple[int, ...] = param((16, 32), ge=1, le=512, min_len=2)  # exactly two stages
+    hidden: int = param(128, ge=1, le=8192)
+    dropout: float = param(0.2, ge=0.0, lt=1.0)
+    crop_padding: int = param(2, ge=0, le=14)
+    flip: bool = param(True)
+    target_accuracy: float = param(0.91, gt=0.0, le=1.0)  # the full run's target
+    threads: int = param(2, ge=1, le=64)
+    check_images: int = param(64, ge=1, le=10_000)  # images for the NumPy-vs-torch layer check
+    seed: int = param(0, ge=0)
 
 
 QUICK = {"n_train": 2000, "n_test": 1000, "epochs": 1, "check_images": 8, "threads": 1}
+
+# Fields that do not change what the target was set for: the full run keeps its target with them.
+NOT_SETUP = ("target_accuracy", "threads", "check_images", "seed")
+
+NOTES = (
+    "NumPy im2col layers match torch.nn.functional to {conv_max_abs_diff_out:.1e} (values) and "
+    "{conv_max_abs_diff_grad:.1e} (gradients) in float64; our conv forward+backward takes "
+    "{conv_fwd_bwd_time_ratio_ours_over_torch:.1f}x torch's time on {check_images} images.",
+    "CNN ({n_parameters} parameters): test accuracy {test_accuracy:.4f} after {epochs} epochs on "
+    "{n_train} images; {cpu_seconds:.0f} CPU-s (process_time over {threads} threads), "
+    "{wall_seconds:.0f} s wall (wall time is inflated when other jobs share the machine).",
+    "{target_sentence}",
+)
 
 
 def prepare(images: np.ndarray):
@@ -123,17 +136,23 @@ def _time_ratio(x, w, b, g, repeats: int) -> float:
     import torch
     import torch.nn.functional as F
 
-    ours, theirs = [], []
-    for _ in range(repeats):
-        t = time.perf_counter()
+    def ours() -> None:
         _, cache = ref.conv2d_forward(x, w, b, 1, 1)
         ref.conv2d_backward(g, cache)
-        ours.append(time.perf_counter() - t)
-        t = time.perf_counter()
+
+    def theirs() -> None:
         xt, wt, bt = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
         F.conv2d(xt, wt, bt, padding=1).backward(torch.from_numpy(g))
-        theirs.append(time.perf_counter() - t)
-    return float(np.median(ours) / np.median(theirs))
+
+    races = [race(ours, theirs) for _ in range(repeats)]
+    ours_s = np.median([r["ours_seconds"] for r in races])
+    return float(ours_s / np.median([r["library_seconds"] for r in races]))
+
+
+def _stopwatch() -> Callable[[], tuple[float, float]]:
+    """A clock started now: each call returns (CPU seconds, all threads; wall seconds) so far."""
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    return lambda: (time.process_time() - cpu0, time.perf_counter() - wall0)
 
 
 def evaluate(model, X, y, batch: int = 1000) -> float:
@@ -166,7 +185,7 @@ def train(config: Config, data: dict, ctx: RunContext | None = None):
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps = (len(X) + config.batch_size - 1) // config.batch_size
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, config.lr, total_steps=config.epochs * steps)
-    history, cpu0, wall0 = [], time.process_time(), time.perf_counter()
+    history, clock = [], _stopwatch()
     epochs = (
         range(config.epochs) if ctx is None else ctx.track(range(config.epochs), "training CNN")
     )
@@ -186,92 +205,39 @@ def train(config: Config, data: dict, ctx: RunContext | None = None):
             opt.step()
             sched.step()
             total += loss.item() * len(idx)
+        acc = evaluate(model, Xte, yte)
+        cpu, wall = clock()
         history.append(
             {
                 "epoch": epoch + 1,
                 "train_loss": total / len(X),
-                "test_accuracy": evaluate(model, Xte, yte),
-                "cpu_seconds": time.process_time() - cpu0,
-                "wall_seconds": time.perf_counter() - wall0,
+                "test_accuracy": acc,
+                "cpu_seconds": cpu,
+                "wall_seconds": wall,
             }
         )
     return model, history, (Xte, yte)
 
 
-def _figures(model, history, Xte, config: Config, ctx: RunContext) -> list:
-    import matplotlib.pyplot as plt
-    import torch
-
-    out = []
-    fig, ax = plt.subplots(1, 2, figsize=(10, 3.8))
-    ep = [h["epoch"] for h in history]
-    ax[0].plot(ep, [h["train_loss"] for h in history], "o-")
-    ax[0].set(xlabel="epoch", ylabel="train cross-entropy", title="training loss (augmented)")
-    ax[1].plot(ep, [h["test_accuracy"] for h in history], "o-")
-    ax[1].axhline(
-        config.target_accuracy, color="r", ls=":", label=f"target {config.target_accuracy:.0%}"
-    )
-    ax[1].set(xlabel="epoch", ylabel="test accuracy", title="test accuracy")
-    ax[1].legend()
-    out.append(ctx.save_figure(fig, "training_curves"))
-
-    filters = model.stage1[0].weight.detach()[:, 0].numpy()  # (c1, 3, 3)
-    cols = 8
-    rows = (len(filters) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.2, rows * 1.3))
-    for k, a in enumerate(np.ravel(axes)):
-        a.axis("off")
-        if k < len(filters):
-            lim = np.abs(filters[k]).max()
-            a.imshow(filters[k], cmap="bwr", vmin=-lim, vmax=lim)
-    fig.suptitle("first-layer 3x3 filters (red +, blue -)")
-    out.append(ctx.save_figure(fig, "filters"))
-
-    model.eval()
-    with torch.no_grad():
-        maps = [m[0].numpy() for m in model.features(Xte[:1])]
-    fig, axes = plt.subplots(3, 9, figsize=(12, 4.6))
-    titles = ["stage 1 (14x14)", "stage 2 (7x7)", "residual (7x7)"]
-    for r, fmap in enumerate(maps):
-        axes[r, 0].imshow(Xte[0, 0].numpy(), cmap="gray")
-        axes[r, 0].set_title("input" if r == 0 else "", fontsize=8)
-        axes[r, 0].set_ylabel(titles[r], fontsize=8)
-        for c in range(1, 9):
-            axes[r, c].imshow(fmap[c - 1], cmap="viridis")
-        for a in axes[r]:
-            a.set_xticks([])
-            a.set_yticks([])
-        axes[r, 0].set_ylabel(titles[r], fontsize=8)
-    fig.suptitle("feature maps of one test image (first 8 channels per stage)")
-    out.append(ctx.save_figure(fig, "feature_maps"))
-
-    gen = torch.Generator().manual_seed(config.seed)
-    aug = ref.augment(Xte[:8], max(config.crop_padding, 1), gen, True)
-    fig, axes = plt.subplots(2, 8, figsize=(10, 2.8))
-    for k in range(8):
-        axes[0, k].imshow(Xte[k, 0].numpy(), cmap="gray")
-        axes[1, k].imshow(aug[k, 0].numpy(), cmap="gray")
-        axes[0, k].axis("off")
-        axes[1, k].axis("off")
-    fig.suptitle("originals (top) and random crop + flip (bottom)")
-    out.append(ctx.save_figure(fig, "augmentation"))
-    return out
+def _check_channels(config: Config) -> None:
+    if len(config.channels) != 2:
+        raise ConfigError(
+            f"config key 'channels' has {len(config.channels)} values; FashionCNN takes exactly "
+            "two (stage 1, stage 2), e.g. --set channels=16,32"
+        )
 
 
-def run(config: Config, ctx: RunContext) -> LabResult:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    data = load("fashion-mnist")
+def _layer_check(config: Config, data: dict, ctx: RunContext) -> tuple[list[dict], float]:
+    """Part 1: our conv2d / pooling against torch on the first test images, in float64."""
     check_x = data["X_test"][: config.check_images, None].astype(np.float64) / 255.0
     with ctx.step("NumPy conv2d / pooling vs torch"):
-        check_rows, ratio = conv_check(check_x, config.seed)
-    model, history, (Xte, _) = train(config, data, ctx)
-    figures = _figures(model, history, Xte, config, ctx)
+        return conv_check(check_x, config.seed)
 
+
+def _summary(config: Config, model, history, check_rows, ratio) -> dict:
     reached = [h for h in history if h["test_accuracy"] >= config.target_accuracy]
     last = history[-1]
-    metrics = {
+    return {
         "test_accuracy": last["test_accuracy"],
         "cpu_seconds": last["cpu_seconds"],
         "wall_seconds": last["wall_seconds"],
@@ -284,26 +250,137 @@ def run(config: Config, ctx: RunContext) -> LabResult:
         "conv_fwd_bwd_time_ratio_ours_over_torch": ratio,
         "n_parameters": sum(p.numel() for p in model.parameters()),
     }
-    notes = [
-        f"NumPy im2col layers match torch.nn.functional to {metrics['conv_max_abs_diff_out']:.1e} "
-        f"(values) and {metrics['conv_max_abs_diff_grad']:.1e} (gradients) in float64; our conv "
-        f"forward+backward takes {ratio:.1f}x torch's time on {config.check_images} images.",
-        f"CNN ({metrics['n_parameters']} parameters): test accuracy {last['test_accuracy']:.4f} after "
-        f"{config.epochs} epochs on {config.n_train} images; {last['cpu_seconds']:.0f} CPU-s "
-        f"(process_time over {config.threads} threads), {last['wall_seconds']:.0f} s wall "
-        "(wall time is inflated when other jobs share the machine).",
-        (
-            f"Reached {config.target_accuracy:.0%} at epoch {reached[0]['epoch']} "
-            f"({reached[0]['cpu_seconds']:.0f} CPU-s)."
-            if reached
-            else f"Did not reach {config.target_accuracy:.0%} in this config (the quick run is far too short)."
-        ),
-    ]
+
+
+def _target_is_ours(config: Config) -> bool:
+    """The target belongs to the full run's setup, or to any run whose target was set by hand."""
+    full = Config()
+    if config.target_accuracy != full.target_accuracy:
+        return True
+    setup = [f.name for f in fields(Config) if f.name not in NOT_SETUP]
+    return all(getattr(config, k) == getattr(full, k) for k in setup)
+
+
+def _target_sentence(config: Config, history: list[dict]) -> str:
+    target = config.target_accuracy
+    if not _target_is_ours(config):
+        full = Config()
+        return (
+            f"The {target:.0%} target is for the full run ({full.epochs} epochs on "
+            f"{full.n_train} images)."
+        )
+    reached = [h for h in history if h["test_accuracy"] >= target]
+    if reached:
+        first = reached[0]
+        return f"Reached {target:.0%} at epoch {first['epoch']} ({first['cpu_seconds']:.0f} CPU-s)."
+    return f"Did not reach {target:.0%} in this config."
+
+
+def _curves_figure(history: list[dict], config: Config, ctx: RunContext) -> None:
+    ep = [h["epoch"] for h in history]
+    label = "target" if _target_is_ours(config) else "full-run target"
+    with figure(ctx, "training_curves", 1, 2, figsize=(10, 3.8)) as (_, ax):
+        ax[0].plot(ep, [h["train_loss"] for h in history], "o-")
+        ax[0].set(xlabel="epoch", ylabel="train cross-entropy", title="training loss (augmented)")
+        ax[1].plot(ep, [h["test_accuracy"] for h in history], "o-")
+        ax[1].axhline(
+            config.target_accuracy, color="r", ls=":", label=f"{label} {config.target_accuracy:.0%}"
+        )
+        ax[1].set(xlabel="epoch", ylabel="test accuracy", title="test accuracy")
+        ax[1].legend()
+
+
+def _filters_figure(model, ctx: RunContext) -> None:
+    filters = model.stage1[0].weight.detach()[:, 0].numpy()  # (c1, 3, 3)
+    cols = 8
+    rows = (len(filters) + cols - 1) // cols
+    with figure(ctx, "filters", rows, cols, figsize=(cols * 1.2, rows * 1.3)) as (fig, axes):
+        for k, a in enumerate(np.ravel(axes)):
+            a.axis("off")
+            if k < len(filters):
+                lim = np.abs(filters[k]).max()
+                a.imshow(filters[k], cmap="bwr", vmin=-lim, vmax=lim)
+        fig.suptitle("first-layer 3x3 filters (red +, blue -)")
+
+
+def _feature_maps_figure(model, Xte, ctx: RunContext) -> None:
+    import torch
+
+    model.eval()
+    with torch.no_grad():
+        maps = [m[0].numpy() for m in model.features(Xte[:1])]
+    titles = ["stage 1 (14x14)", "stage 2 (7x7)", "residual (7x7)"]
+    with figure(ctx, "feature_maps", 3, 9, figsize=(12, 4.6)) as (fig, axes):
+        for r, fmap in enumerate(maps):
+            axes[r, 0].imshow(Xte[0, 0].numpy(), cmap="gray")
+            axes[r, 0].set_title("input" if r == 0 else "", fontsize=8)
+            for c in range(1, 9):
+                axes[r, c].imshow(fmap[c - 1], cmap="viridis")
+            for a in axes[r]:
+                a.set_xticks([])
+                a.set_yticks([])
+            axes[r, 0].set_ylabel(titles[r], fontsize=8)
+        fig.suptitle("feature maps of one test image (first 8 channels per stage)")
+
+
+def _augmentation_figure(Xte, config: Config, ctx: RunContext) -> None:
+    import torch
+
+    gen = torch.Generator().manual_seed(config.seed)
+    aug = ref.augment(Xte[:8], max(config.crop_padding, 1), gen, True)
+    with figure(ctx, "augmentation", 2, 8, figsize=(10, 2.8)) as (fig, axes):
+        for k in range(8):
+            axes[0, k].imshow(Xte[k, 0].numpy(), cmap="gray")
+            axes[1, k].imshow(aug[k, 0].numpy(), cmap="gray")
+            axes[0, k].axis("off")
+            axes[1, k].axis("off")
+        fig.suptitle("originals (top) and random crop + flip (bottom)")
+
+
+def _classifier_writer(model, config: Config, test_accuracy: float) -> Callable[[Path], None]:
+    """Writes `model.pt` (the state_dict) and `model.json` (how to rebuild and feed it)."""
+    import torch
+
+    def write(folder: Path) -> None:
+        torch.save(model.state_dict(), folder / "model.pt")
+        spec = {
+            "module": "airoad.neural.cnn.FashionCNN",
+            "args": {
+                "channels": list(config.channels),
+                "hidden": config.hidden,
+                "n_classes": len(CLASSES),
+                "dropout": config.dropout,
+            },
+            "dataset": "fashion-mnist",
+            "test_accuracy": test_accuracy,
+            "n_test": config.n_test,
+            "input": {"shape": [1, 28, 28], "scale": 1 / 255, "mean": MEAN, "std": STD},
+            "classes": list(CLASSES),
+        }
+        (folder / "model.json").write_text(json.dumps(spec, indent=2), encoding="utf-8")
+
+    return write
+
+
+def run(config: Config, ctx: RunContext) -> LabResult:
+    _check_channels(config)
+    data = load("fashion-mnist")
+    check_rows, ratio = _layer_check(config, data, ctx)
+    model, history, (Xte, _) = train(config, data, ctx)
+    metrics = _summary(config, model, history, check_rows, ratio)
+
+    _curves_figure(history, config, ctx)
+    _filters_figure(model, ctx)
+    _feature_maps_figure(model, Xte, ctx)
+    _augmentation_figure(Xte, config, ctx)
+    ctx.save_artifact("classifier", _classifier_writer(model, config, metrics["test_accuracy"]))
+
+    values = {**asdict(config), **metrics, "target_sentence": _target_sentence(config, history)}
     return LabResult(
         metrics=metrics,
         key_metric="test_accuracy",
         library_metric=None,
         tables={"layer_check": check_rows, "epochs": history},
-        figures=figures,
-        notes=notes,
+        figures=ctx.figures,
+        notes=render_notes(NOTES, values),
     )
