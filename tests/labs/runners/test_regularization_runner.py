@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from airoad.errors import ConfigError
-from airoad.labs.contract import LabResult, RunContext
+from airoad.labs.contract import LabResult, RunContext, make_config
 from airoad.labs.runners import regularization as runner
 
 
@@ -45,6 +45,11 @@ def test_figures_are_written(result):
         assert path.stat().st_size > 5_000, f"{path.name} looks empty"
 
 
-def test_unknown_variant_is_a_clear_error(tmp_path):
-    with pytest.raises(ConfigError, match="unknown variants"):
-        runner.run(runner.Config(variants=("baseline", "magic")), RunContext(tmp_path))
+def test_unknown_variant_is_rejected_before_the_run():
+    with pytest.raises(ConfigError, match="'variants' is 'magic'"):
+        make_config(runner.Config, runner.QUICK, True, {"variants": ("baseline", "magic")})
+
+
+def test_validation_images_stay_out_of_training(tmp_path):
+    with pytest.raises(ConfigError, match="n_train"):
+        runner.run(runner.Config(n_train=59_000, n_val=5_000), RunContext(tmp_path))

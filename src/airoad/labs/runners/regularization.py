@@ -14,7 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from airoad.data import load
+from airoad.errors import ConfigError
 from airoad.labs.contract import LabResult, RunContext
+from airoad.labs.kit import figure, param, render_notes
 from airoad.neural import regularization as ref
 
 VARIANTS = (
@@ -32,21 +34,21 @@ VARIANTS = (
 
 @dataclass(frozen=True)
 class Config:
-    n_train: int = 10_000  # a small training set makes overfitting (and its cures) visible
-    n_val: int = 5_000  # held out of the training images, for early stopping
-    n_test: int = 10_000
-    epochs: int = 25
-    batch_size: int = 64
-    hidden: int = 256
-    lr: float = 1e-3
-    dropout: float = 0.3
-    l2: float = 1e-3
-    l1: float = 2e-5
-    warmup_epochs: int = 2
-    patience: int = 4
-    variants: tuple[str, ...] = VARIANTS
-    threads: int = 1  # small matmuls: a second thread buys little
-    seed: int = 0
+    n_train: int = param(10_000, ge=100, le=59_900)  # small, so overfitting (and cures) show
+    n_val: int = param(5_000, ge=100, le=59_900)  # the tail of the training images (disjoint)
+    n_test: int = param(10_000, ge=100, le=10_000)
+    epochs: int = param(25, ge=1, le=200)
+    batch_size: int = param(64, ge=1, le=60_000)
+    hidden: int = param(256, ge=1, le=8192)
+    lr: float = param(1e-3, gt=0.0, le=1.0)
+    dropout: float = param(0.3, ge=0.0, lt=1.0)
+    l2: float = param(1e-3, ge=0.0, le=10.0)
+    l1: float = param(2e-5, ge=0.0, le=1.0)
+    warmup_epochs: int = param(2, ge=0, le=200)
+    patience: int = param(4, ge=1, le=200)
+    variants: tuple[str, ...] = param(VARIANTS, choices=VARIANTS)
+    threads: int = param(1, ge=1, le=64)  # small matmuls: a second thread buys little
+    seed: int = param(0, ge=0)
 
 
 QUICK = {
@@ -58,6 +60,24 @@ QUICK = {
     "warmup_epochs": 1,
     "patience": 1,
 }
+N_TRAIN_IMAGES = 60_000  # Fashion-MNIST training images: n_train from the head, n_val from the tail
+
+NOTES = (
+    "Gradient accumulation 4 x 16 vs one batch of 64: max gradient difference "
+    "{accumulation_max_grad_diff:.1e}.",
+)
+BATCHNORM_NOTE = (
+    "Our BatchNorm {batchnorm_ours_test_acc:.4f} vs nn.BatchNorm1d {batchnorm_torch_test_acc:.4f} "
+    "test accuracy (same seed, same batches)."
+)
+BASELINE_NOTE = (
+    "Baseline: train {train_acc:.3f} vs test {test_acc:.3f} (gap {gap_train_minus_test:+.3f}). "
+    "Best: {best} at {best_acc:.4f} ({best_gain:+.4f} vs baseline)."
+)
+VARIANT_NOTE = (
+    "{variant}: test {test_acc:.4f} ({gain:+.4f}), gap {gap_train_minus_test:+.3f}, "
+    "{epochs_run} epochs."
+)
 
 
 def make_mlp(config: Config, variant: str):
@@ -161,6 +181,46 @@ def train_variant(variant: str, config: Config, data: tuple) -> tuple[dict, list
     return row, curve
 
 
+def _check_split(config: Config) -> None:
+    if config.n_train + config.n_val > N_TRAIN_IMAGES:
+        raise ConfigError(
+            f"config keys 'n_train' + 'n_val' are {config.n_train + config.n_val}; at most "
+            f"{N_TRAIN_IMAGES}, so the validation images stay out of the training set"
+        )
+
+
+def _fashion(config: Config) -> tuple:
+    """Train from the head of the training images, validation from the tail, then the test set."""
+    import torch
+
+    d = load("fashion-mnist")
+
+    def images(x):
+        return torch.from_numpy(x.astype(np.float32) / 255.0)
+
+    def labels(y):
+        return torch.from_numpy(y).long()
+
+    n, v, m = config.n_train, config.n_val, config.n_test
+    return (
+        images(d["X_train"][:n]),
+        labels(d["y_train"][:n]),
+        images(d["X_train"][-v:]),
+        labels(d["y_train"][-v:]),
+        images(d["X_test"][:m]),
+        labels(d["y_test"][:m]),
+    )
+
+
+def _ablation(config: Config, data: tuple, ctx: RunContext) -> tuple[list[dict], dict]:
+    """Every variant from the same seed and batch order: table rows and per-epoch curves."""
+    rows, curves = [], {}
+    for variant in ctx.track(list(config.variants), "ablation"):
+        row, curves[variant] = train_variant(variant, config, data)
+        rows.append(row)
+    return rows, curves
+
+
 def accumulation_check(X, y, seed: int) -> float:
     """Max |grad(4 x 16 accumulated) - grad(batch 64)| of a float64 MLP on 64 real images."""
     import torch
@@ -177,111 +237,86 @@ def accumulation_check(X, y, seed: int) -> float:
     return max(float((p.grad - g).abs().max()) for p, g in zip(model.parameters(), full))
 
 
-def _figures(curves: dict, config: Config, ctx: RunContext) -> list:
-    import matplotlib.pyplot as plt
-
-    out = []
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for name, curve in curves.items():
-        ep = [c["epoch"] for c in curve]
-        axes[0].plot(ep, [c["val_loss"] for c in curve], label=name)
-        axes[1].plot(ep, [c["train_acc"] - c["val_acc"] for c in curve], label=name)
-    axes[0].set(xlabel="epoch", ylabel="validation cross-entropy", title="validation loss")
-    axes[1].set(xlabel="epoch", ylabel="train acc - val acc", title="generalisation gap")
-    axes[0].legend(fontsize=7)
-    fig.tight_layout()
-    path = ctx.figure_path("ablation_curves")
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    out.append(path)
-
-    steps = config.epochs * 100
-    lrs = [
-        ref.warmup_cosine_lr(s, config.lr, config.warmup_epochs * 100, steps) for s in range(steps)
-    ]
-    fig, ax = plt.subplots(figsize=(6, 3.2))
-    ax.plot(np.arange(steps) / 100, lrs)
-    ax.set(xlabel="epoch", ylabel="learning rate", title="linear warm-up, then cosine annealing")
-    fig.tight_layout()
-    path = ctx.figure_path("lr_schedule")
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    out.append(path)
-    return out
+def _metric_key(variant: str) -> str:
+    return variant.replace(" ", "_").replace("(", "").replace(")", "").replace("+", "_")
 
 
-def run(config: Config, ctx: RunContext) -> LabResult:
-    import matplotlib
-    import torch
-
-    matplotlib.use("Agg")
-    unknown = set(config.variants) - set(VARIANTS)
-    if unknown:
-        from airoad.errors import ConfigError
-
-        raise ConfigError(f"unknown variants {sorted(unknown)}; choose from {', '.join(VARIANTS)}")
-    torch.set_num_threads(config.threads)
-    d = load("fashion-mnist")
-
-    def prep(images):
-        return torch.from_numpy(images.astype(np.float32) / 255.0)
-
-    n, v = config.n_train, config.n_val
-    data = (
-        prep(d["X_train"][:n]),
-        torch.from_numpy(d["y_train"][:n]).long(),
-        prep(d["X_train"][-v:]),
-        torch.from_numpy(d["y_train"][-v:]).long(),  # val: the tail, disjoint
-        prep(d["X_test"][: config.n_test]),
-        torch.from_numpy(d["y_test"][: config.n_test]).long(),
-    )
-    rows, curves = [], {}
-    for variant in ctx.track(list(config.variants), "ablation"):
-        row, curves[variant] = train_variant(variant, config, data)
-        rows.append(row)
-    figures = _figures(curves, config, ctx)
-    acc_diff = accumulation_check(data[0], data[1], config.seed)
-
-    by = {r["variant"]: r for r in rows}
+def _summary(config: Config, rows: list[dict], acc_diff: float) -> dict:
     metrics: dict = {
         "accumulation_max_grad_diff": acc_diff,
-        "n_train": n,
+        "n_train": config.n_train,
         "epochs": config.epochs,
         "cpu_seconds": sum(r["cpu_seconds"] for r in rows),
     }
-    for r in rows:
-        key = r["variant"].replace(" ", "_").replace("(", "").replace(")", "").replace("+", "_")
-        metrics[f"{key}_test_acc"] = r["test_acc"]
-    notes = [
-        f"Gradient accumulation 4 x 16 vs one batch of 64: max gradient difference {acc_diff:.1e}."
-    ]
+    return metrics | {f"{_metric_key(r['variant'])}_test_acc": r["test_acc"] for r in rows}
+
+
+def _headline(metrics: dict) -> tuple[str, str | None]:
+    """Our BatchNorm beside torch's when both ran, else the first variant alone."""
     key, lib = "batchnorm_ours_test_acc", "batchnorm_torch_test_acc"
-    if key not in metrics or lib not in metrics:
-        key, lib = next(k for k in metrics if k.endswith("_test_acc")), None
-    else:
-        notes.append(
-            f"Our BatchNorm {metrics[key]:.4f} vs nn.BatchNorm1d {metrics[lib]:.4f} test accuracy "
-            "(same seed, same batches)."
+    if key in metrics and lib in metrics:
+        return key, lib
+    return next(k for k in metrics if k.endswith("_test_acc")), None
+
+
+def _notes(metrics: dict, rows: list[dict]) -> list[str]:
+    """The accumulation check, BatchNorm beside torch's, then each variant against the baseline."""
+    notes = render_notes(NOTES, metrics)
+    if _headline(metrics)[1] is not None:
+        notes += render_notes((BATCHNORM_NOTE,), metrics)
+    base = next((r for r in rows if r["variant"] == "baseline"), None)
+    if base is None:
+        return notes
+    best = max(rows, key=lambda r: r["test_acc"])
+    best_gain = best["test_acc"] - base["test_acc"]
+    best_values = {"best": best["variant"], "best_acc": best["test_acc"], "best_gain": best_gain}
+    notes += render_notes((BASELINE_NOTE,), base | best_values)
+    for r in rows:
+        if r["variant"] != "baseline":
+            notes += render_notes((VARIANT_NOTE,), r | {"gain": r["test_acc"] - base["test_acc"]})
+    return notes
+
+
+def _curves_figure(curves: dict, ctx: RunContext) -> None:
+    with figure(ctx, "ablation_curves", 1, 2, figsize=(11, 4)) as (_, axes):
+        for name, curve in curves.items():
+            ep = [c["epoch"] for c in curve]
+            axes[0].plot(ep, [c["val_loss"] for c in curve], label=name)
+            axes[1].plot(ep, [c["train_acc"] - c["val_acc"] for c in curve], label=name)
+        axes[0].set(xlabel="epoch", ylabel="validation cross-entropy", title="validation loss")
+        axes[1].set(xlabel="epoch", ylabel="train acc - val acc", title="generalisation gap")
+        axes[0].legend(fontsize=7)
+
+
+def _schedule_figure(config: Config, ctx: RunContext) -> None:
+    """The warm-up + cosine schedule drawn for 100 steps per epoch."""
+    steps = config.epochs * 100
+    warmup = config.warmup_epochs * 100
+    lrs = [ref.warmup_cosine_lr(s, config.lr, warmup, steps) for s in range(steps)]
+    with figure(ctx, "lr_schedule", figsize=(6, 3.2)) as (_, ax):
+        ax.plot(np.arange(steps) / 100, lrs)
+        ax.set(
+            xlabel="epoch", ylabel="learning rate", title="linear warm-up, then cosine annealing"
         )
-    if "baseline" in by:
-        base = by["baseline"]
-        best = max(rows, key=lambda r: r["test_acc"])
-        notes.append(
-            f"Baseline: train {base['train_acc']:.3f} vs test {base['test_acc']:.3f} (gap "
-            f"{base['gap_train_minus_test']:+.3f}). Best: {best['variant']} at {best['test_acc']:.4f} "
-            f"({best['test_acc'] - base['test_acc']:+.4f} vs baseline)."
-        )
-        for r in rows:
-            if r["variant"] != "baseline":
-                notes.append(
-                    f"{r['variant']}: test {r['test_acc']:.4f} ({r['test_acc'] - base['test_acc']:+.4f}), "
-                    f"gap {r['gap_train_minus_test']:+.3f}, {r['epochs_run']} epochs."
-                )
+
+
+def run(config: Config, ctx: RunContext) -> LabResult:
+    import torch
+
+    _check_split(config)
+    torch.set_num_threads(config.threads)
+    data = _fashion(config)
+    rows, curves = _ablation(config, data, ctx)
+    _curves_figure(curves, ctx)
+    _schedule_figure(config, ctx)
+    metrics = _summary(config, rows, accumulation_check(data[0], data[1], config.seed))
+
+    key, lib = _headline(metrics)
     return LabResult(
         metrics=metrics,
         key_metric=key,
         library_metric=lib,
         tables={"ablation": rows},
-        figures=figures,
-        notes=notes,
+        figures=ctx.figures,
+        notes=_notes(metrics, rows),
     )
