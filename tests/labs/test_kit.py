@@ -12,6 +12,8 @@ import pytest
 from airoad.errors import ConfigError
 from airoad.labs.contract import RunContext, make_config, parse_overrides
 from airoad.labs.kit import (
+    changed_from_full,
+    cpu_timed,
     describe_rules,
     field_rules,
     figure,
@@ -21,6 +23,7 @@ from airoad.labs.kit import (
     render_notes,
     split,
     subsample,
+    thread_limit,
     validate_config,
 )
 
@@ -116,3 +119,23 @@ def test_render_notes_fills_templates_and_fails_on_unknown_names():
     ]
     with pytest.raises(KeyError, match="'missing'"):
         render_notes(["{missing}"], {})
+
+
+def test_thread_limit_restores_torch_threads():
+    import torch
+
+    before = torch.get_num_threads()
+    with thread_limit(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+
+
+def test_cpu_timed_reports_cpu_and_wall_seconds():
+    out, cpu, wall = cpu_timed(lambda: sum(range(100_000)))
+    assert out == sum(range(100_000)) and cpu >= 0 and wall >= 0
+
+
+def test_changed_from_full_names_the_settings_that_differ():
+    assert changed_from_full(Cfg()) == []
+    assert changed_from_full(Cfg(epochs=1, seed=3)) == ["epochs", "seed"]
+    assert changed_from_full(Cfg(epochs=1, seed=3), ["lr", "seed"]) == ["seed"]

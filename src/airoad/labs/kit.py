@@ -1,10 +1,12 @@
 """The runner kit: the few helpers every lab runner shares, so `run()` reads as a table of contents.
 
 - ``param``: a ``Config`` field that declares its valid range or choices (checked before a run);
-- ``timed`` / ``race`` / ``fit_race``: time our fit beside the trusted library's on the same data;
+- ``timed`` / ``cpu_timed`` / ``race`` / ``fit_race``: time our fit beside the library's on the same data;
+- ``thread_limit``: torch and BLAS threads for a block, restored after;
 - ``frame_xy`` / ``split``: a registry frame into ``X`` and ``y``, and a seeded (stratified) split;
 - ``figure``: make a matplotlib figure that is saved into the run folder when the block ends;
-- ``render_notes``: the learner's notes, written as templates and filled from the metrics.
+- ``render_notes``: the learner's notes, written as templates and filled from the metrics;
+- ``changed_from_full``: which settings differ from the full run (a target belongs to that run).
 
 A runner imports from here and from ``airoad.labs.contract``; nothing here knows about any lab.
 """
@@ -111,6 +113,28 @@ def timed(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Any, float
     return out, time.perf_counter() - start
 
 
+def cpu_timed(fn: Callable[[], Any]) -> tuple[Any, float, float]:
+    """``fn()``'s result, its CPU seconds (``process_time``: all threads) and its wall seconds."""
+    cpu0 = time.process_time()
+    out, wall = timed(fn)
+    return out, time.process_time() - cpu0, wall
+
+
+@contextmanager
+def thread_limit(n: int) -> Iterator[None]:
+    """torch and BLAS limited to ``n`` threads inside the block; torch's count restored after."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        with threadpool_limits(n):
+            yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def race(ours: Callable[[], Any], library: Callable[[], Any]) -> dict[str, Any]:
     """Run our callable and the library's on the same data, one after the other.
 
@@ -192,6 +216,17 @@ def figure(
 
 
 # ---------------------------------------------------------------- notes
+
+
+def changed_from_full(config: Any, keys: Sequence[str] | None = None) -> list[str]:
+    """Names of ``keys`` (default: every field) whose value differs from the full config's.
+
+    A target or a published number belongs to the full config; a note claims it only when
+    this list is empty.
+    """
+    full = type(config)()
+    names = keys if keys is not None else [f.name for f in dataclasses.fields(config)]
+    return [k for k in names if getattr(config, k) != getattr(full, k)]
 
 
 def render_notes(templates: Sequence[str], values: dict[str, Any]) -> list[str]:

@@ -18,7 +18,7 @@ import numpy as np
 from airoad.data import load
 from airoad.errors import ConfigError
 from airoad.labs.contract import LabResult, RunContext
-from airoad.labs.kit import figure, param, race, render_notes
+from airoad.labs.kit import changed_from_full, figure, param, race, render_notes
 from airoad.neural import cnn as ref
 
 MEAN, STD = 0.2860, 0.3530  # Fashion-MNIST pixel mean / std on the training set (in [0, 1])
@@ -254,11 +254,9 @@ def _summary(config: Config, model, history, check_rows, ratio) -> dict:
 
 def _target_is_ours(config: Config) -> bool:
     """The target belongs to the full run's setup, or to any run whose target was set by hand."""
-    full = Config()
-    if config.target_accuracy != full.target_accuracy:
-        return True
     setup = [f.name for f in fields(Config) if f.name not in NOT_SETUP]
-    return all(getattr(config, k) == getattr(full, k) for k in setup)
+    by_hand = config.target_accuracy != Config().target_accuracy
+    return by_hand or not changed_from_full(config, setup)
 
 
 def _target_sentence(config: Config, history: list[dict]) -> str:

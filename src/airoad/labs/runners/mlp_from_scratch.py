@@ -6,17 +6,13 @@ finite-difference gradient check, and figures: curves, misclassified digits, fir
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from typing import Any
 
 import numpy as np
 
 from airoad.data import load
 from airoad.labs.contract import LabResult, RunContext
-from airoad.labs.kit import figure, param, render_notes, timed
+from airoad.labs.kit import changed_from_full, cpu_timed, figure, param, render_notes, thread_limit
 from airoad.neural import mlp_from_scratch as ref
 
 MEAN, STD = 0.1307, 0.3081  # MNIST pixel mean and std after scaling to [0, 1]
@@ -55,28 +51,6 @@ TORCH_NOTES = (
     "{torch_cpu_seconds:.1f} CPU s; the two differ only by float32 rounding, which grows over "
     "thousands of steps.",
 )
-
-
-@contextmanager
-def _thread_limit(n: int) -> Iterator[None]:
-    """BLAS and torch limited to ``n`` threads for the block; torch's count restored after."""
-    import torch
-    from threadpoolctl import threadpool_limits
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        with threadpool_limits(n):
-            yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def _cpu_timed(fn: Callable[[], Any]) -> tuple[Any, float, float]:
-    """``fn()``'s result, its CPU seconds (all threads, ``process_time``) and its wall seconds."""
-    cpu0 = time.process_time()
-    out, wall = timed(fn)
-    return out, time.process_time() - cpu0, wall
 
 
 def _prepare(images: np.ndarray) -> np.ndarray:
@@ -125,7 +99,7 @@ def _train_ours(config: Config, data: dict, ctx: RunContext) -> dict:
             hist["test_loss"].append(ref.softmax_cross_entropy(logits, yt)[0])
             hist["test_acc"].append(float((logits.argmax(1) == yt).mean()))
 
-    _, hist["cpu"], hist["wall"] = _cpu_timed(loop)
+    _, hist["cpu"], hist["wall"] = cpu_timed(loop)
     hist["net"], hist["init"], hist["pred"] = net, init, net.predict(Xt)
     return hist
 
@@ -173,7 +147,7 @@ def _train_torch(config: Config, data: dict, init: tuple, ctx: RunContext) -> di
             hist["test_loss"].append(float(F.cross_entropy(logits, torch.from_numpy(yt))))
             hist["test_acc"].append(float((logits.argmax(1).numpy() == yt).mean()))
 
-    _, hist["cpu"], hist["wall"] = _cpu_timed(loop)
+    _, hist["cpu"], hist["wall"] = cpu_timed(loop)
     return hist
 
 
@@ -267,10 +241,8 @@ def _weights_figure(net, ctx: RunContext) -> None:
 def _target_clause(config: Config, acc: float) -> str:
     """Reached or missed, said only for the config the target belongs to (the full run's
     training setup, or any run whose target was set by hand)."""
-    full, target = Config(), config.target_accuracy
-    if target == full.target_accuracy and any(
-        getattr(config, k) != getattr(full, k) for k in TARGET_SETUP
-    ):
+    target = config.target_accuracy
+    if target == Config().target_accuracy and changed_from_full(config, TARGET_SETUP):
         return f" (the {target:.3f} target is for the full run)"
     return f", which {'reaches' if acc >= target else 'misses'} the {target:.3f} target"
 
@@ -292,7 +264,7 @@ def _notes(config: Config, metrics: dict, ours: dict, yt) -> list[str]:
 
 
 def run(config: Config, ctx: RunContext) -> LabResult:
-    with _thread_limit(config.threads):
+    with thread_limit(config.threads):
         data = _mnist(config)
         grad_err = _gradient_check(config, data)
         ours = _train_ours(config, data, ctx)

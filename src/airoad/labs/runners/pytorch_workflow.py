@@ -4,18 +4,14 @@ resumed; the two loss curves must coincide. Then export TorchScript and check it
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from typing import Any
 
 import numpy as np
 
 from airoad.data import load
 from airoad.errors import ConfigError
 from airoad.labs.contract import LabResult, RunContext
-from airoad.labs.kit import figure, param, render_notes, timed
+from airoad.labs.kit import cpu_timed, figure, param, render_notes, thread_limit
 from airoad.neural import pytorch_workflow as ref
 
 CLASSES = (
@@ -59,26 +55,6 @@ NOTES = (
 )
 
 
-@contextmanager
-def _torch_threads(n: int) -> Iterator[None]:
-    """torch limited to ``n`` threads for the block, its previous count restored after."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def _cpu_timed(fn: Callable[[], Any]) -> tuple[Any, float, float]:
-    """``fn()``'s result, its CPU seconds (all threads, ``process_time``) and its wall seconds."""
-    cpu0 = time.process_time()
-    out, wall = timed(fn)
-    return out, time.process_time() - cpu0, wall
-
-
 def _check_resume_point(config: Config) -> None:
     if not config.resume_after < config.epochs:
         raise ConfigError(
@@ -120,7 +96,7 @@ def _train(config: Config, data: dict, ctx: RunContext, label: str, epochs: int,
 
 def _uninterrupted(config: Config, data: dict, ctx: RunContext) -> dict:
     """The reference run, straight through, timed in CPU and wall seconds."""
-    (_, losses, accs), cpu, wall = _cpu_timed(
+    (_, losses, accs), cpu, wall = cpu_timed(
         lambda: _train(config, data, ctx, "uninterrupted run", config.epochs)
     )
     return {"losses": losses, "accs": accs, "cpu": cpu, "wall": wall}
@@ -263,7 +239,7 @@ def _note_values(config: Config, metrics: dict, straight: dict, per_class: list[
 
 def run(config: Config, ctx: RunContext) -> LabResult:
     _check_resume_point(config)
-    with _torch_threads(config.threads):
+    with thread_limit(config.threads):
         data = _fashion(config)
         straight = _uninterrupted(config, data, ctx)
         resumed = _checkpoint_and_resume(config, data, ctx)
