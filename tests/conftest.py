@@ -12,13 +12,14 @@ os.environ["COLUMNS"] = "200"  # rich wraps at 80 columns off a terminal; keep m
 
 import pytest
 
-from airoad.home import data_dir
+from airoad.home import data_dirs
 from airoad.labs.learner import load_implementation
 
 pytest_plugins = ("lab_budget",)  # per-lab test time, printed at the end of the run
 
-# Every test gets a fresh AIROAD_HOME, but all share the dataset cache fetched by `make setup`.
-os.environ["AIROAD_DATA_DIR"] = str(data_dir())
+# Every test gets a fresh AIROAD_HOME, but reads datasets exactly where the learner's commands
+# do: the folders `data_dirs()` resolves now, in the shell's AIROAD_HOME, pinned for all tests.
+os.environ["AIROAD_DATA_DIR"] = os.pathsep.join(str(p) for p in data_dirs())
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,8 @@ def _private_cache(tmp_path, monkeypatch):
 
 
 def _files(ds):
-    return {p.name: p.read_bytes() for p in store.folder(ds).iterdir()}
+    """The dataset's files (not the hidden `.verified.json` sidecar)."""
+    return {p.name: p.read_bytes() for p in store.folder(ds).iterdir() if p.name != store.SIDECAR}
 
 
 def test_fetch_then_idempotent():
@@ -110,3 +111,26 @@ def test_stale_temp_folder_from_a_killed_fetch_is_removed():
     young.mkdir()
     store.fetch(ds)
     assert not stale.exists() and young.exists()
+
+
+def test_load_verifies_cheaply_and_catches_an_edit(monkeypatch):
+    """After one full check a load re-hashes nothing; an edit that keeps the size and puts the
+    modification time back is still caught (ctime), and `fetch` then replaces the copy."""
+    import os
+
+    from airoad.data.registry import REGISTRY
+
+    ds = fake_dataset(name="zz-fake")
+    monkeypatch.setitem(REGISTRY, ds.name, ds)
+    assert store.fetch(ds) == "fetched"
+    hashed = []
+    real_sha = store.sha256
+    monkeypatch.setattr(store, "sha256", lambda p: hashed.append(p.name) or real_sha(p))
+    assert store.load(ds.name) == PAYLOAD and hashed == []
+    path = store.folder(ds) / "b.bin"
+    before = path.stat()
+    path.write_bytes(b"X" + PAYLOAD["b.bin"][1:])
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    with pytest.raises(store.DatasetCorrupt, match=r"b.bin: checksum mismatch.*airoad data fetch"):
+        store.load(ds.name)
+    assert store.fetch(ds) == "fetched" and store.load(ds.name) == PAYLOAD

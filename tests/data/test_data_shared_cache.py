@@ -9,12 +9,11 @@ import pytest
 
 from airoad.data import store
 from airoad.errors import DatasetMissing
-from airoad.home import data_dir
 
 
 @pytest.fixture
 def default_home_with_penguins(tmp_path, monkeypatch):
-    real = data_dir() / "penguins"
+    real = store.location(store.get("penguins"))
     fake_user = tmp_path / "user"
     shutil.copytree(real, fake_user / ".airoad" / "data" / "penguins")
     monkeypatch.setenv("HOME", str(fake_user))

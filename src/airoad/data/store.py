@@ -1,8 +1,18 @@
-"""The local dataset cache: what is present, fetching (atomic, verified), loading."""
+"""The local dataset cache: what is present, fetching (atomic, verified), loading.
+
+Where a dataset is read from is `location()`: the first folder of `home.data_dirs()` holding all
+its files. Every command, `load()` and the graders go through it.
+
+Loading verifies cheaply: a full sha256 check records each file's size and timestamps in a
+sidecar (`.verified.json` in the dataset's folder); a later load re-hashes only a file whose
+size or timestamps changed, so a truncated or edited dataset never runs silently.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -13,9 +23,21 @@ from typing import Any, Literal
 from airoad.data.registry import REGISTRY, Dataset
 from airoad.data.sources import Note, quiet
 from airoad.errors import AiroadError, DatasetMissing
-from airoad.home import data_dir, shared_data_dirs
+from airoad.home import data_dir, data_dirs, writable_dir, write_json_atomic
 
 Status = Literal["ok", "bundled", "missing", "corrupt"]
+SIDECAR = ".verified.json"
+
+
+class DatasetCorrupt(AiroadError):
+    """The copy of a dataset that would be read does not match its registered sha256."""
+
+    def __init__(self, name: str, where: Path, found: list[str]):
+        super().__init__(
+            f"dataset '{name}' in {where} is damaged ({'; '.join(found)}): "
+            f"run `airoad data fetch {name}` to replace it"
+        )
+        self.name = name
 
 
 def get(name: str) -> Dataset:
@@ -50,14 +72,61 @@ def sha256(path: Path) -> str:
 def problems(ds: Dataset, where: Path | None = None) -> list[str]:
     """Empty when every file is present with the registered checksum (in `where`, by default
     the dataset's folder in the cache)."""
-    out = []
+    where = where or folder(ds)
+    out, stamps = [], {}
     for fname, expected in ds.files.items():
-        path = (where or folder(ds)) / fname
+        path = where / fname
         if not path.is_file():
             out.append(f"{fname}: missing")
-        elif sha256(path) != expected:
+            continue
+        stamp = _stamp(path)  # taken before hashing: a write during the hash changes it
+        if sha256(path) != expected:
             out.append(f"{fname}: checksum mismatch (corrupted or truncated)")
+        else:
+            stamps[fname] = {"sha256": expected, **stamp}
+    if not out:
+        _write_sidecar(where, stamps)
     return out
+
+
+def _stamp(path: Path) -> dict[str, int]:
+    st = path.stat()
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns}
+
+
+def _write_sidecar(where: Path, stamps: dict[str, dict]) -> None:
+    """Remember what was verified; best effort (a read-only shared cache just re-hashes)."""
+    with contextlib.suppress(OSError):
+        write_json_atomic(where / SIDECAR, {"files": stamps})
+
+
+def _unchanged_since_verified(ds: Dataset, where: Path) -> bool:
+    """True when every file has the size and timestamps recorded when it last hashed right."""
+    try:
+        seen = json.loads((where / SIDECAR).read_text(encoding="utf-8"))["files"]
+        return all(
+            seen[f] == {"sha256": expected, **_stamp(where / f)} for f, expected in ds.files.items()
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def verified_location(ds: Dataset) -> Path | None:
+    """`location(ds)`, checked against the registered sha256 (cheaply, see the module doc).
+
+    Raises DatasetMissing when no folder has it, DatasetCorrupt (naming the fetch command)
+    when the copy that would be read does not match. None for a dataset bundled with a package.
+    """
+    if not ds.files:
+        return None
+    where = location(ds)
+    if where is None:
+        raise DatasetMissing(ds.name)
+    if not _unchanged_since_verified(ds, where):
+        found = problems(ds, where)
+        if found:
+            raise DatasetCorrupt(ds.name, where, found)
+    return where
 
 
 def status(ds: Dataset) -> tuple[Status, list[str]]:
@@ -78,12 +147,8 @@ def _complete(where: Path, ds: Dataset) -> bool:
 
 
 def location(ds: Dataset) -> Path | None:
-    """The folder to load `ds` from: the cache, else a shared cache (see home.shared_data_dirs)."""
-    if _complete(folder(ds), ds):
-        return folder(ds)
-    return next(
-        (base / ds.name for base in shared_data_dirs() if _complete(base / ds.name, ds)), None
-    )
+    """The folder `ds` is read from: the first of `home.data_dirs()` that holds all its files."""
+    return next((base / ds.name for base in data_dirs() if _complete(base / ds.name, ds)), None)
 
 
 def is_present(ds: Dataset) -> bool:
@@ -106,13 +171,11 @@ def fetch(ds: Dataset, force: bool = False, note: Note = quiet) -> str:
         return "present"
     if not force:
         note("verifying cached files")
-        if not problems(ds):
+        where = location(ds)  # the very copy `load` and the graders would read
+        if where is not None and not problems(ds, where):
             return "present"
-        shared = location(ds)
-        if shared is not None and shared != folder(ds) and not problems(ds, shared):
-            return "present"  # a verified copy in the shared cache serves this home
     target = folder(ds)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    writable_dir(target.parent, "the dataset cache")
     _remove_stale_temps(ds)
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{ds.name}-") as tmp:
         ds.source.fetch_into(Path(tmp), note)
@@ -130,9 +193,12 @@ def fetch(ds: Dataset, force: bool = False, note: Note = quiet) -> str:
                     f"{ds.name}/{fname} downloaded with sha256 {got[:12]}..., expected "
                     f"{expected[:12]}...: the source changed; nothing was replaced"
                 )
+        stamps = {}
         target.mkdir(exist_ok=True)
-        for fname in ds.files:
+        for fname, expected in ds.files.items():
             os.replace(Path(tmp) / fname, target / fname)
+            stamps[fname] = {"sha256": expected, **_stamp(target / fname)}
+        _write_sidecar(target, stamps)
     return "fetched"
 
 
@@ -150,9 +216,7 @@ def remove(ds: Dataset) -> None:
 
 
 def load(name: str) -> Any:
-    """Load a dataset from the cache; a missing one names the command that fetches it."""
+    """Load a dataset from the cache, verified; a missing or damaged one names the fetch command."""
     ds = get(name)
-    where = location(ds)
-    if where is None:
-        raise DatasetMissing(name)
-    return ds.loader(where)
+    where = verified_location(ds)
+    return ds.loader(where if where is not None else folder(ds))
