@@ -6,10 +6,8 @@ Heavy libraries (numpy, torch, mlflow, sklearn) are imported inside the commands
 
 from __future__ import annotations
 
-import functools
 import json
 import os
-from collections.abc import Callable
 from pathlib import Path
 
 import typer
@@ -19,6 +17,7 @@ from rich.console import Console
 # doubles the CPU a training run burns. Must be set before torch is first imported.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+from airoad.cli_common import err, friendly  # noqa: E402, F401  (err: for the commands)
 from airoad.cli_data import data_app  # noqa: E402
 from airoad.errors import AiroadError  # noqa: E402
 
@@ -32,24 +31,6 @@ progress_app = typer.Typer(help="Change a lab's progress state by hand.", no_arg
 app.add_typer(data_app, name="data")
 app.add_typer(progress_app, name="progress")
 console = Console()
-err = Console(stderr=True)
-
-
-def friendly(fn: Callable) -> Callable:
-    """Turn errors the user can fix into one red line and exit code 1."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except AiroadError as exc:
-            err.print(f"[red]error:[/red] {exc}", highlight=False)
-            raise typer.Exit(1) from None
-        except KeyboardInterrupt:
-            err.print("[yellow]interrupted[/yellow]")
-            raise typer.Exit(130) from None
-
-    return wrapper
 
 
 @app.command()
@@ -86,14 +67,19 @@ def run(
         None, "--out", help="Run folder (default under $AIROAD_HOME/runs)."
     ),
     track: bool = typer.Option(True, "--track/--no-track", help="Log the run to MLflow."),
+    force: bool = typer.Option(False, "--force", help="Write into an --out that holds files."),
 ):
     """Run a lab: metrics.json, config.json and PNG figures in the run folder, logged to MLflow."""
     from airoad import cli_views as views
     from airoad.labs.runner import run_lab
 
     with views.progress_bars(console) as bars:
-        rec = run_lab(lab_id, quick=quick, pairs=set_, out=out, track=track, progress=bars)
+        rec = run_lab(
+            lab_id, quick=quick, pairs=set_, out=out, track=track, progress=bars, force=force
+        )
     views.print_run(console, rec)
+    if rec.problem:
+        raise AiroadError(rec.problem)
 
 
 @app.command()
@@ -103,6 +89,8 @@ def runs(limit: int = typer.Option(20, help="How many recent runs to list.")):
     from airoad import cli_views as views
     from airoad.labs.runner import past_runs
 
+    if limit < 0:
+        raise AiroadError(f"--limit counts runs to list: give 0 or more, not {limit}")
     console.print(views.runs_table(past_runs()[:limit]))
 
 
@@ -161,10 +149,10 @@ def roadmap(as_json: bool = typer.Option(False, "--json", help="Print JSON for s
 def progress_skip(lab_id: str = typer.Argument(..., metavar="ID")):
     """Mark a lab skipped: later labs use its reference implementation."""
     from airoad.catalog import load_catalog
-    from airoad.catalog.progress import SKIPPED, record
+    from airoad.catalog.progress import SKIPPED, save_state
 
     load_catalog().get(lab_id)
-    record(lab_id, SKIPPED)
+    save_state(lab_id, SKIPPED)
     console.print(f"{lab_id}: skipped")
 
 
@@ -173,10 +161,10 @@ def progress_skip(lab_id: str = typer.Argument(..., metavar="ID")):
 def progress_reset(lab_id: str = typer.Argument(..., metavar="ID")):
     """Forget a lab's progress (back to `not started`)."""
     from airoad.catalog import load_catalog
-    from airoad.catalog.progress import NOT_STARTED, record
+    from airoad.catalog.progress import NOT_STARTED, save_state
 
     load_catalog().get(lab_id)
-    record(lab_id, NOT_STARTED)
+    save_state(lab_id, NOT_STARTED)
     console.print(f"{lab_id}: not started")
 
 

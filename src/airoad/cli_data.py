@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from airoad.cli_common import friendly
+
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -44,6 +46,7 @@ def _mb(nbytes: float) -> str:
 
 
 @data_app.command("list")
+@friendly
 def list_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
@@ -112,6 +115,7 @@ def _progress():
 
 
 @data_app.command("fetch")
+@friendly
 def fetch_cmd(
     names: list[str] | None = typer.Argument(
         None, help="Datasets to fetch (see `airoad data list`)."
@@ -164,6 +168,7 @@ def fetch_cmd(
 
 
 @data_app.command("verify")
+@friendly
 def verify_cmd() -> None:
     """Check every cached file's sha256: OK, MISSING or CORRUPT (exit 1 if any is corrupt)."""
     from rich.table import Table

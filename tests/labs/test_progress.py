@@ -12,7 +12,6 @@ import time
 import pytest
 
 from airoad.catalog import progress
-from airoad.errors import AiroadError
 
 
 def test_states_round_trip():
@@ -29,16 +28,23 @@ def test_states_round_trip():
 
 
 def test_failed_write_keeps_the_old_file(monkeypatch):
-    """If the write dies before the rename, the previous store is intact and no temp file is left."""
+    """If the write dies before the rename, the previous store is intact and no temp file is left;
+    `save_state` says so in one line, `record` keeps the reason for the CLI instead of raising."""
     progress.record("pca", progress.PASSED)
     before = progress.progress_path().read_text()
 
     def boom(*_):
-        raise OSError("disk full")
+        raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "replace", boom)
-    with pytest.raises(OSError):
-        progress.record("knn", progress.LEARNING)
+    with pytest.raises(progress.ProgressNotSaved, match="could not record 'knn' as learning"):
+        progress.save_state("knn", progress.LEARNING)
+    assert progress.record("knn", progress.LEARNING) == {}
+    assert progress.unsaved() == [
+        f"could not record 'knn' as learning in {progress.progress_path()} "
+        "(No space left on device); make it writable, then run the command again"
+    ]
+    assert progress.unsaved() == []
     assert progress.progress_path().read_text() == before
     assert [p.name for p in progress.progress_path().parent.iterdir() if p.suffix == ".tmp"] == []
 
@@ -63,8 +69,14 @@ def test_killed_writer_never_corrupts_the_store():
     assert progress.load_progress() == data["labs"]
 
 
-def test_garbled_store_is_a_clear_error():
-    """A store edited into invalid JSON gives one sentence with the fix."""
+def test_garbled_store_is_set_aside(capsys):
+    """A store edited into invalid JSON is copied aside, one warning line names the copy, and
+    progress carries on from empty."""
     progress.progress_path().write_text("{not json")
-    with pytest.raises(AiroadError, match="move it aside"):
-        progress.load_progress()
+    assert progress.load_progress() == {}
+    (backup,) = progress.progress_path().parent.glob("progress.json.bad-*")
+    assert backup.read_text() == "{not json"
+    warning = capsys.readouterr().err
+    assert warning.count("\n") == 1 and backup.name in warning and "not valid JSON" in warning
+    progress.record("pca", progress.LEARNING)
+    assert progress.state_of("pca") == progress.LEARNING

@@ -2,6 +2,10 @@
 
 The artifact location is set explicitly when the experiment is created; otherwise MLflow
 with a SQLite store would write into ./mlruns of whatever folder the learner stands in.
+
+Logging holds an exclusive file lock (`mlflow.db.lock`): MLflow creates and migrates the SQLite
+schema on first use, and two first runs at once in a fresh home would race in that (and in
+creating the experiment) and crash with a SQLAlchemy traceback.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from airoad.home import home
+from airoad.home import file_lock, home
 
 EXPERIMENT = "airoad"
 
@@ -35,6 +39,18 @@ def log_run(
     for name in ("mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.ERROR)
 
+    with file_lock(home() / "mlflow.db.lock"):
+        return _log(mlflow, lab_id, quick, config, metrics, run_dir)
+
+
+def _log(
+    mlflow: Any,
+    lab_id: str,
+    quick: bool,
+    config: dict[str, Any],
+    metrics: dict[str, Any],
+    run_dir: Path,
+) -> str:
     mlflow.set_tracking_uri(tracking_uri())
     experiment = mlflow.get_experiment_by_name(EXPERIMENT)
     if experiment is None:
