@@ -16,6 +16,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 from rich.table import Table
+from rich.text import Text
 from rich.tree import Tree
 
 from airoad.catalog import load_catalog
@@ -47,12 +48,18 @@ def lab_rows() -> list[dict]:
     ]
 
 
+def _id_column(table: Table, header: str, ids: list[str]) -> None:
+    """A column of lab ids printed whole on any width, so an id can be copied from it."""
+    table.add_column(header, no_wrap=True, min_width=max(map(len, ids), default=0))
+
+
 def labs_table(rows: list[dict]) -> Table:
     table = Table(
         title=f"airoad labs ({sum(r['status'] == 'built' for r in rows)} built of {len(rows)})"
     )
-    for col in ("id", "title", "phase", "layer", "status", "progress"):
-        table.add_column(col)
+    _id_column(table, "id", [r["id"] for r in rows])
+    for col in ("title", "phase", "layer", "status", "progress"):
+        table.add_column(col, overflow="fold")
     for r in rows:
         style = STATE_STYLE.get(r["progress"], "")
         status = "[bold]built[/bold]" if r["status"] == "built" else "[dim]planned[/dim]"
@@ -143,12 +150,13 @@ def rows_table(title: str, rows: list[dict]) -> Table:
 
 def runs_table(rows: list[dict]) -> Table:
     table = Table(title="past runs (newest first)")
-    for col in ("when", "lab", "config", "key metric", "seconds", "folder"):
-        table.add_column(col)
+    _id_column(table, "lab", [r["lab"] for r in rows])
+    for col in ("when", "config", "key metric", "seconds", "folder"):
+        table.add_column(col, overflow="fold")  # a folded path can still be copied whole
     for r in rows:
         table.add_row(
-            r["at"],
             r["lab"],
+            r["at"],
             "quick" if r["quick"] else "full",
             f"{r['key_metric']} = {_fmt(r['key_value'])}",
             f"{r['seconds']:.1f}",
@@ -213,14 +221,15 @@ def roadmap_tree() -> Tree:
 
 def tour_table(rows: list[dict]) -> Table:
     table = Table(title="airoad tour: ours vs the trusted library, same data")
-    for col in ("lab", "key metric (ours)", "trusted library", "seconds", "status"):
-        table.add_column(col)
+    _id_column(table, "lab", [r["lab"] for r in rows])
+    for col in ("key metric (ours)", "trusted library", "seconds", "status"):
+        table.add_column(col, overflow="fold")
     for r in rows:
         table.add_row(
             r["lab"],
             r["ours"],
             r["library"],
             f"{r['seconds']:.1f}",
-            "[green]ok[/green]" if r["status"] == "ok" else f"[red]{r['status']}[/red]",
+            Text("ok", "green") if r["status"] == "ok" else Text(r["status"], "red"),
         )
     return table

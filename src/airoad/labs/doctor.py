@@ -1,20 +1,30 @@
-"""`airoad doctor`: is this machine ready? Each check prints OK or FAIL with the fix."""
+"""`airoad doctor`: is this machine ready? Each check prints OK or FAIL with the fix.
+
+Doctor is what a learner runs when something is wrong, so it never crashes itself: a check that
+raises becomes a FAIL line naming the check and the error.
+"""
 
 from __future__ import annotations
 
 import os
 import shutil
 import sys
+from collections.abc import Callable
+from pathlib import Path
 
 from rich.console import Console
+from rich.text import Text
 
-from airoad.home import home
+from airoad.errors import AiroadError
+from airoad.home import data_dirs, home_path, writable_dir
 
 TORCH_VERSION = "2.13.0"
 MIN_FREE_GB = 2.0
 
+Check = tuple[bool, str, str]  # (ok, what was found, the fix)
 
-def _python() -> tuple[bool, str, str]:
+
+def _python() -> Check:
     v = sys.version_info
     ok = (v.major, v.minor) == (3, 11)
     return (
@@ -24,7 +34,7 @@ def _python() -> tuple[bool, str, str]:
     )
 
 
-def _torch() -> tuple[bool, str, str]:
+def _torch() -> Check:
     fix = f"pip install torch=={TORCH_VERSION} (the CPU wheel; never an unpinned torch)"
     try:
         import torch
@@ -36,7 +46,7 @@ def _torch() -> tuple[bool, str, str]:
     return base == TORCH_VERSION and cpu, detail, fix
 
 
-def _threads() -> tuple[bool, str, str]:
+def _threads() -> Check:
     import torch
 
     omp = os.environ.get("OMP_NUM_THREADS", "unset")
@@ -49,16 +59,59 @@ def _threads() -> tuple[bool, str, str]:
     )
 
 
-def _disk() -> tuple[bool, str, str]:
-    free = shutil.disk_usage(home()).free / 1e9
+def _usable(path: Path, what: str, fix: str) -> Check:
+    """OK when `path` is (or can be made) a folder airoad can write to. Creates nothing new
+    except the folder itself, as the commands would."""
+    try:
+        writable_dir(path, what)
+    except AiroadError as exc:
+        return False, str(exc), fix
+    return True, f"{what} {path} is a writable folder", fix
+
+
+def _home() -> Check:
+    return _usable(
+        home_path(),
+        "AIROAD_HOME",
+        "point AIROAD_HOME at a folder you can write to (or unset it for ~/.airoad)",
+    )
+
+
+def _data() -> list[Check]:
+    first, *others = data_dirs()
+    out = [
+        _usable(
+            first,
+            "the dataset cache",
+            "make it writable, or point AIROAD_DATA_DIR (or AIROAD_HOME) at a folder you own",
+        )
+    ]
+    for extra in others:
+        if extra.exists():
+            readable = extra.is_dir() and os.access(extra, os.R_OK | os.X_OK)
+            out.append(
+                (
+                    readable,
+                    f"shared dataset cache {extra} is " + ("readable" if readable else "unusable"),
+                    f"make {extra} a readable folder, or remove it",
+                )
+            )
+    return out
+
+
+def _disk() -> Check:
+    where = home_path()
+    while not where.is_dir() and where != where.parent:
+        where = where.parent  # a home not created yet: measure the disk it would be on
+    free = shutil.disk_usage(where).free / 1e9
     return (
         free >= MIN_FREE_GB,
-        f"{free:.1f} GB free under {home()}",
+        f"{free:.1f} GB free under {where}",
         f"free at least {MIN_FREE_GB:g} GB, or point AIROAD_HOME at a bigger disk",
     )
 
 
-def _datasets() -> list[tuple[bool, str, str]]:
+def _datasets() -> list[Check]:
     from airoad.catalog import load_catalog
     from airoad.data import store
 
@@ -76,10 +129,40 @@ def _datasets() -> list[tuple[bool, str, str]]:
     return out
 
 
+def _guarded(check: Callable[[], Check | list[Check]], name: str) -> list[Check]:
+    try:
+        found = check()
+    except Exception as exc:  # doctor reports a broken check; it never crashes itself
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        return [
+            (
+                False,
+                f"the {name} check crashed: {type(exc).__name__}: {first}",
+                "this is a bug in airoad: please report it",
+            )
+        ]
+    return found if isinstance(found, list) else [found]
+
+
+def _checks() -> list[tuple[Callable[[], Check | list[Check]], str]]:
+    return [
+        (_python, "Python"),
+        (_torch, "torch"),
+        (_threads, "threads"),
+        (_home, "AIROAD_HOME"),
+        (_data, "dataset folder"),
+        (_disk, "disk"),
+        (_datasets, "datasets"),
+    ]
+
+
 def run_doctor(console: Console) -> bool:
-    checks = [_python(), _torch(), _threads(), _disk(), *_datasets()]
-    for ok, what, fix in checks:
-        console.print(
-            f"[green]OK  [/green] {what}" if ok else f"[red]FAIL[/red] {what} -> fix: {fix}"
-        )
-    return all(ok for ok, _, _ in checks)
+    ok_all = True
+    for check, name in _checks():
+        for ok, what, fix in _guarded(check, name):
+            ok_all = ok_all and ok
+            line = Text.assemble(("OK  ", "green"), " ", what)
+            if not ok:
+                line = Text.assemble(("FAIL", "red"), " ", what, " -> fix: ", fix)
+            console.print(line)
+    return ok_all

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from airoad.catalog.progress import mark_learning
 from airoad.errors import AiroadError
-from airoad.home import write_atomic
+from airoad.home import writable_dir, write_atomic
 from airoad.labs.runner import built_entry
 from airoad.labs.stubs import make_stub
 
@@ -28,6 +28,8 @@ def workspace_file(workspace: Path, module: str) -> Path:
 def write_exercise(lab_id: str, workspace: Path, force: bool = False) -> list[Path]:
     """Write one stub per reference module; never overwrite a learner's file unless forced."""
     entry = built_entry(lab_id)
+    if workspace.exists() and not workspace.is_dir():
+        raise AiroadError(f"--dir {workspace} is a file: give the folder for your exercise files")
     targets = [(m, workspace_file(workspace, m)) for m in entry.reference]
     existing = [str(p) for _, p in targets if p.exists()]
     if existing and not force:
@@ -35,6 +37,7 @@ def write_exercise(lab_id: str, workspace: Path, force: bool = False) -> list[Pa
             f"{', '.join(existing)} already exists and may hold your work; "
             f"check it with `airoad check {lab_id}` or pass --force to overwrite"
         )
+    writable_dir(workspace, "the workspace")
     written = []
     for module, path in targets:
         _, source = reference_source(module)
