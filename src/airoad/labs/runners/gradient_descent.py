@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import partial
 from typing import Any
 
@@ -15,22 +15,32 @@ import numpy as np
 from airoad.data import load
 from airoad.foundations import gradient_descent as gd
 from airoad.labs.contract import LabResult, RunContext
+from airoad.labs.kit import figure, param, render_notes
 
 
 @dataclass(frozen=True)
 class Config:
-    dataset: str = "diabetes"
-    epochs: int = 100
-    batch_size: int = 32
-    lr: float = 0.05  # plain SGD: batch and mini-batch GD, and the schedules' base lr
-    stochastic_lr: float = 0.01  # batch size 1 needs a smaller step to stay stable
-    momentum: float = 0.9  # momentum runs use lr * (1 - momentum): same long-run step size
-    adaptive_lr: float = 0.01  # RMSProp and Adam
-    seed: int = 0
+    dataset: str = param("diabetes", choices=("diabetes",))  # bmi -> disease progression
+    epochs: int = param(100, ge=1, le=1000)
+    batch_size: int = param(32, ge=1, le=442)  # diabetes has 442 rows
+    # plain SGD: batch and mini-batch GD, and the schedules' base lr (above 1 it diverges)
+    lr: float = param(0.05, gt=0.0, le=1.5)
+    stochastic_lr: float = param(0.01, gt=0.0, le=1.0)  # batch size 1 needs a smaller step
+    # momentum runs use lr * (1 - momentum): same long-run step size
+    momentum: float = param(0.9, gt=0.0, lt=1.0)
+    adaptive_lr: float = param(0.01, gt=0.0, le=1.0)  # RMSProp and Adam
+    seed: int = param(0, ge=0)
 
 
 QUICK = {"epochs": 10}
 PATH_STEPS = 200
+
+NOTES = (
+    "least squares (sklearn): m = {ls_m:.4f}, b = {ls_b:.1e}, MSE = {sklearn_ls_mse:.4f} "
+    "(np.polyfit agrees to {polyfit_vs_sklearn_m_diff:.1e})",
+    "closest variant: {closest_variant} (excess MSE {closest_excess_mse:.1e})",
+    "our optimizers track torch.optim on the same batches to {max_loss_diff_vs_torch:.1e} in loss",
+)
 
 
 class _PathRecorder:
@@ -116,99 +126,47 @@ def _torch_losses(
     return np.array(out)
 
 
-def _plots(
-    ctx: RunContext,
-    runs: list[dict],
-    ls: tuple[float, float, float],
-    x: np.ndarray,
-    y: np.ndarray,
-    iters: int,
-    cfg: Config,
-) -> list:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    m_ls, b_ls, mse_ls = ls
-    n = len(x)
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
-    for ax, group in zip(axes, ["batch size", "optimizer", "schedule"]):
-        for r in (r for r in runs if r["group"] == group):
-            per_epoch = int(np.ceil(n / (r["batch_size"] or n)))
-            xs = (
-                np.arange(len(r["losses"])) / per_epoch
-                if group == "batch size"
-                else np.arange(len(r["losses"]))
-            )
-            ax.plot(xs, np.maximum(r["losses"] - mse_ls, 1e-12), label=r["name"], lw=1)
-        ax.set_yscale("log")
-        ax.set_xlabel("epoch" if group == "batch size" else "update (mini-batch)")
-        ax.set_ylabel("MSE - least-squares MSE")
-        ax.set_title(f"by {group}")
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(ctx.figure_path("loss_curves"), dpi=110)
-    plt.close(fig)
-
-    t = np.arange(iters)
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for r in (r for r in runs if r["group"] == "schedule"):
-        ax.plot(t, [r["schedule"](k) for k in t], label=r["name"])
-    ax.set_xlabel("update")
-    ax.set_ylabel("learning rate")
-    ax.set_title(f"schedules over {iters} updates (base lr {cfg.lr})")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(ctx.figure_path("lr_schedules"), dpi=110)
-    plt.close(fig)
-
-    mm, bb = np.meshgrid(np.linspace(-0.2, 1.0, 120), np.linspace(-0.6, 0.6, 120))
-    # MSE(m, b) of standardised data is a quadratic: expand it instead of looping over the grid.
-    sxx, sxy, syy, sx, sy = np.mean(x * x), np.mean(x * y), np.mean(y * y), np.mean(x), np.mean(y)
-    grid = mm**2 * sxx + bb**2 + syy + 2 * mm * bb * sx - 2 * mm * sxy - 2 * bb * sy
-    fig, ax = plt.subplots(figsize=(6, 5))
-    ax.contour(
-        mm,
-        bb,
-        grid,
-        levels=np.quantile(grid, np.linspace(0.01, 0.9, 14)),
-        cmap="Greys",
-        linewidths=0.7,
-    )
-    for r in (r for r in runs if r["name"] in ("batch GD", "stochastic GD", "momentum", "Adam")):
-        path = np.vstack([np.zeros(2), r["path"][:PATH_STEPS]])  # the early steps tell the story
-        ax.plot(path[:, 0], path[:, 1], lw=0.8, label=r["name"], alpha=0.85)
-    ax.plot([m_ls], [b_ls], "k*", ms=12, label="least squares")
-    ax.set_xlabel("slope m")
-    ax.set_ylabel("intercept b")
-    ax.set_title(f"first {PATH_STEPS} updates on the MSE surface")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(ctx.figure_path("paths"), dpi=110)
-    plt.close(fig)
-    return [ctx.figure_path(name) for name in ("loss_curves", "lr_schedules", "paths")]
-
-
-def run(config: Config, ctx: RunContext) -> LabResult:
-    from sklearn.linear_model import LinearRegression
-
+def _standardised(config: Config) -> tuple[np.ndarray, np.ndarray]:
+    """bmi and the target, both standardised: the loss surface becomes round-ish and one lr
+    suits every variant."""
     frame = load(config.dataset)
     x_raw, y_raw = frame["bmi"].to_numpy(float), frame["target"].to_numpy(float)
-    # Standardise both: the loss surface becomes round-ish and one lr suits every variant.
-    x = (x_raw - x_raw.mean()) / x_raw.std()
-    y = (y_raw - y_raw.mean()) / y_raw.std()
-    n = len(x)
+    return (x_raw - x_raw.mean()) / x_raw.std(), (y_raw - y_raw.mean()) / y_raw.std()
+
+
+def _least_squares(x: np.ndarray, y: np.ndarray, ctx: RunContext) -> tuple[dict, list[dict]]:
+    """The closed-form line every variant is judged against: np.polyfit beside sklearn."""
+    from sklearn.linear_model import LinearRegression
 
     with ctx.step("closed-form least squares"):
         m_poly, b_poly = np.polyfit(x, y, 1)
         sk = LinearRegression().fit(x[:, None], y)
         m_ls, b_ls = float(sk.coef_[0]), float(sk.intercept_)
         mse_ls = gd.mse_loss(np.array([m_ls, b_ls]), x, y)
+    metrics = {
+        "ls_m": m_ls,
+        "ls_b": b_ls,
+        "sklearn_ls_mse": mse_ls,
+        "n_samples": len(x),
+        "polyfit_vs_sklearn_m_diff": abs(m_poly - m_ls),
+    }
+    rows = [
+        {"fit": "np.polyfit", "m": round(float(m_poly), 6), "b": f"{b_poly:.1e}"},
+        {"fit": "sklearn LinearRegression", "m": round(m_ls, 6), "b": f"{b_ls:.1e}"},
+    ]
+    return metrics, rows
 
-    iters = config.epochs * int(np.ceil(n / config.batch_size))
+
+def _updates(config: Config, n: int) -> int:
+    """Mini-batch updates in the run: what the schedules count down."""
+    return config.epochs * int(np.ceil(n / config.batch_size))
+
+
+def _fit_variants(x: np.ndarray, y: np.ndarray, config: Config, ctx: RunContext) -> list[dict]:
+    """Every variant with our optimizer, then torch.optim replaying exactly the same batches."""
+    n = len(x)
     runs = []
-    for v in ctx.track(_variants(config, iters), "fitting the line"):
+    for v in ctx.track(_variants(config, _updates(config, n)), "fitting the line"):
         rec = _PathRecorder(getattr(gd, v["opt"])(**v["kwargs"]))
         theta, losses = gd.fit_line(
             x, y, rec, v["batch_size"], config.epochs, config.seed, v["schedule"]
@@ -218,16 +176,13 @@ def run(config: Config, ctx: RunContext) -> LabResult:
         runs.append(
             dict(v, theta=theta, losses=losses, path=np.array(rec.path), torch_losses=torch_losses)
         )
+    return runs
 
-    figures = _plots(ctx, runs, (m_ls, b_ls, mse_ls), x, y, iters, config)
 
-    metrics: dict[str, Any] = {
-        "ls_m": m_ls,
-        "ls_b": b_ls,
-        "sklearn_ls_mse": mse_ls,
-        "n_samples": n,
-        "polyfit_vs_sklearn_m_diff": abs(m_poly - m_ls),
-    }
+def _compare(runs: list[dict], ls: dict) -> tuple[dict, list[dict], list[dict], dict]:
+    """Per variant: final MSE, slope error and torch's final MSE; the closest to least squares."""
+    n, m_ls, mse_ls = ls["n_samples"], ls["ls_m"], ls["sklearn_ls_mse"]
+    metrics: dict[str, Any] = {}
     variant_rows, torch_rows = [], []
     for r in runs:
         key = re.sub(r"[^a-z0-9]+", "_", r["name"].lower()).strip("_")
@@ -258,18 +213,69 @@ def run(config: Config, ctx: RunContext) -> LabResult:
     metrics["max_loss_diff_vs_torch"] = max(
         float(np.max(np.abs(r["losses"] - r["torch_losses"]))) for r in runs
     )
-
     best = min(runs, key=lambda r: r["losses"][-1])
-    notes = [
-        f"least squares (sklearn): m = {m_ls:.4f}, b = {b_ls:.1e}, MSE = {mse_ls:.4f} "
-        f"(np.polyfit agrees to {abs(m_poly - m_ls):.1e})",
-        f"closest variant: {best['name']} (excess MSE {best['losses'][-1] - mse_ls:.1e})",
-        f"our optimizers track torch.optim on the same batches to {metrics['max_loss_diff_vs_torch']:.1e} in loss",
-    ]
-    ls_rows = [
-        {"fit": "np.polyfit", "m": round(float(m_poly), 6), "b": f"{b_poly:.1e}"},
-        {"fit": "sklearn LinearRegression", "m": round(m_ls, 6), "b": f"{b_ls:.1e}"},
-    ]
+    closest = {"closest_variant": best["name"], "closest_excess_mse": best["losses"][-1] - mse_ls}
+    return metrics, variant_rows, torch_rows, closest
+
+
+def _loss_figure(runs: list[dict], mse_ls: float, n: int, ctx: RunContext) -> None:
+    """Loss above the least-squares floor, one panel per group of variants."""
+    with figure(ctx, "loss_curves", 1, 3, figsize=(16, 4.5)) as (_, axes):
+        for ax, group in zip(axes, ["batch size", "optimizer", "schedule"]):
+            for r in (r for r in runs if r["group"] == group):
+                steps = np.arange(len(r["losses"]))
+                if group == "batch size":  # different batch sizes: compare per epoch
+                    steps = steps / int(np.ceil(n / (r["batch_size"] or n)))
+                ax.plot(steps, np.maximum(r["losses"] - mse_ls, 1e-12), label=r["name"], lw=1)
+            ax.set_yscale("log")
+            ax.set_xlabel("epoch" if group == "batch size" else "update (mini-batch)")
+            ax.set_ylabel("MSE - least-squares MSE")
+            ax.set_title(f"by {group}")
+            ax.legend(fontsize=8)
+
+
+def _schedule_figure(runs: list[dict], iters: int, lr: float, ctx: RunContext) -> None:
+    t = np.arange(iters)
+    with figure(ctx, "lr_schedules", figsize=(6, 4)) as (_, ax):
+        for r in (r for r in runs if r["group"] == "schedule"):
+            ax.plot(t, [r["schedule"](k) for k in t], label=r["name"])
+        ax.set_xlabel("update")
+        ax.set_ylabel("learning rate")
+        ax.set_title(f"schedules over {iters} updates (base lr {lr})")
+        ax.legend()
+
+
+def _path_figure(runs: list[dict], x: np.ndarray, y: np.ndarray, ls: dict, ctx: RunContext):
+    """The first PATH_STEPS updates of four variants on the contours of the MSE."""
+    mm, bb = np.meshgrid(np.linspace(-0.2, 1.0, 120), np.linspace(-0.6, 0.6, 120))
+    # MSE(m, b) of standardised data is a quadratic: expand it instead of looping over the grid.
+    sxx, sxy, syy, sx, sy = np.mean(x * x), np.mean(x * y), np.mean(y * y), np.mean(x), np.mean(y)
+    grid = mm**2 * sxx + bb**2 + syy + 2 * mm * bb * sx - 2 * mm * sxy - 2 * bb * sy
+    with figure(ctx, "paths", figsize=(6, 5)) as (_, ax):
+        levels = np.quantile(grid, np.linspace(0.01, 0.9, 14))
+        ax.contour(mm, bb, grid, levels=levels, cmap="Greys", linewidths=0.7)
+        shown = ("batch GD", "stochastic GD", "momentum", "Adam")
+        for r in (r for r in runs if r["name"] in shown):
+            path = np.vstack([np.zeros(2), r["path"][:PATH_STEPS]])  # the early steps tell it
+            ax.plot(path[:, 0], path[:, 1], lw=0.8, label=r["name"], alpha=0.85)
+        ax.plot([ls["ls_m"]], [ls["ls_b"]], "k*", ms=12, label="least squares")
+        ax.set_xlabel("slope m")
+        ax.set_ylabel("intercept b")
+        ax.set_title(f"first {PATH_STEPS} updates on the MSE surface")
+        ax.legend(fontsize=8)
+
+
+def run(config: Config, ctx: RunContext) -> LabResult:
+    x, y = _standardised(config)
+    ls_metrics, ls_rows = _least_squares(x, y, ctx)
+    runs = _fit_variants(x, y, config, ctx)
+    metrics, variant_rows, torch_rows, closest = _compare(runs, ls_metrics)
+    metrics = {**ls_metrics, **metrics}
+
+    _loss_figure(runs, ls_metrics["sklearn_ls_mse"], len(x), ctx)
+    _schedule_figure(runs, _updates(config, len(x)), config.lr, ctx)
+    _path_figure(runs, x, y, ls_metrics, ctx)
+
     return LabResult(
         metrics=metrics,
         key_metric="ours_adam_mse",
@@ -279,6 +285,6 @@ def run(config: Config, ctx: RunContext) -> LabResult:
             "ours_vs_torch_optim": torch_rows,
             "least_squares": ls_rows,
         },
-        figures=figures,
-        notes=notes,
+        figures=ctx.figures,
+        notes=render_notes(NOTES, {**asdict(config), **metrics, **closest}),
     )
