@@ -12,7 +12,7 @@ import subprocess
 import sys
 
 import pytest
-from hostile_tiny_lab import airoad, env_for
+from hostile_tiny_lab import env_for
 from typer.testing import CliRunner
 
 from airoad.cli import app
@@ -37,13 +37,18 @@ def learner_with_titanic(tmp_path):
     return env_for(tmp_path / "elsewhere", HOME=str(user), AIROAD_DATA_DIR=None)
 
 
-def test_graders_see_what_the_commands_see_under_another_home(learner_with_titanic, tmp_path):
+def test_graders_see_what_the_commands_see_under_another_home(
+    learner_with_titanic, tmp_path, monkeypatch
+):
     """Under a non-default AIROAD_HOME, `data fetch` says present and the grader's conftest
     finds the same copy (before: conftest pinned $AIROAD_HOME/data, the grader raised
     DatasetMissing while `airoad data fetch titanic` said "present, verified")."""
     env = learner_with_titanic
-    fetched = airoad("data", "fetch", "titanic", env=env)
-    assert fetched.returncode == 0 and "present, verified" in fetched.stdout, fetched.stderr
+    for key in ("HOME", "AIROAD_HOME"):
+        monkeypatch.setenv(key, env[key])
+    monkeypatch.delenv("AIROAD_DATA_DIR")
+    fetched = runner.invoke(app, ["data", "fetch", "titanic"])
+    assert fetched.exit_code == 0 and "present, verified" in fetched.stdout, fetched.output
     suite = tmp_path / "suite"
     suite.mkdir()
     shutil.copy(repo_root() / "tests" / "conftest.py", suite / "conftest.py")

@@ -10,7 +10,7 @@ import json
 import os
 import subprocess
 import sys
-import time
+from pathlib import Path
 
 import pytest
 from hostile_tiny_lab import airoad, env_for, install_tiny_lab, make_tiny_lab
@@ -30,11 +30,16 @@ def tiny(tmp_path, monkeypatch):
     return folder
 
 
-def _start_together(code: str, n: int, env: dict, imports: str = "", delay: float = 2.0) -> list:
-    """Start `n` processes that import `imports`, sleep until the same instant, then run `code`
-    (with the process's number in argv[1])."""
-    at = time.time() + delay
-    prelude = f"import time\n{imports}\ntime.sleep(max(0.0, {at} - time.time()))\n"
+def _start_together(code: str, n: int, env: dict, barrier: Path, imports: str = "") -> list:
+    """Start `n` processes that import `imports`, wait at a file barrier until all of them are
+    ready, then run `code` at once (with the process's number in argv[1])."""
+    barrier.mkdir(parents=True)
+    prelude = (
+        f"import pathlib, sys, time\n{imports}\n"
+        f"gate = pathlib.Path({str(barrier)!r})\n"
+        "(gate / sys.argv[1]).touch()\n"
+        f"while len(list(gate.iterdir())) < {n}: time.sleep(0.005)\n"
+    )
     return [
         subprocess.Popen(
             [sys.executable, "-c", prelude + code, str(i)],
@@ -58,7 +63,7 @@ def test_ten_concurrent_writers_keep_every_entry(tmp_path):
         "    progress.record(f'lab-{sys.argv[1]}-{j}', progress.LEARNING)\n"
     )
     imports = "from airoad.catalog import progress"
-    procs = _start_together(code, 10, env_for(tmp_path / "home"), imports)
+    procs = _start_together(code, 10, env_for(tmp_path / "home"), tmp_path / "gate", imports)
     for p in procs:
         assert p.wait(timeout=60) == 0, p.stderr.read()
     labs = json.loads((tmp_path / "home" / "progress.json").read_text())["labs"]
@@ -125,7 +130,7 @@ def test_two_first_runs_at_once_are_both_logged(tmp_path):
         "folder.mkdir(); (folder / 'metrics.json').write_text('{}')\n"
         "print(log_run('pca', True, {'seed': 0}, {'score': 1.0}, folder))\n"
     )
-    procs = _start_together(code, 2, env_for(tmp_path / "home"), "import mlflow", delay=6.0)
+    procs = _start_together(code, 2, env_for(tmp_path / "home"), tmp_path / "gate", "import mlflow")
     outs = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [err[-300:] for _, err in outs]
     assert len({out.strip() for out, _ in outs}) == 2, "two distinct MLflow run ids"

@@ -15,6 +15,7 @@ import json
 import os
 import random
 import shutil
+import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -75,7 +76,7 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-RUNNING = ".running"  # in a run folder while its run is under way: holds the pid
+RUNNING = ".running"  # in a run folder while its run is under way: "<host> <pid>"
 
 
 def _new_run_dir(lab_id: str) -> Path:
@@ -106,12 +107,14 @@ def _claim_out(out: Path, force: bool) -> bool:
 
 
 def _sweep_abandoned() -> None:
-    """Remove run folders whose run was killed (SIGKILL, power loss): their pid is gone."""
-    root = runs_dir()
-    for marker in root.glob(f"*/{RUNNING}"):
+    """Remove run folders whose run was killed (SIGKILL, power loss): their process is gone.
+    Only runs started on this host are judged (a home shared over the network is left alone)."""
+    for marker in runs_dir().glob(f"*/{RUNNING}"):
         try:
-            pid = int(marker.read_text().strip())
-            os.kill(pid, 0)
+            host, pid = marker.read_text().split()
+            if host != socket.gethostname():
+                continue
+            os.kill(int(pid), 0)
         except ProcessLookupError:
             shutil.rmtree(marker.parent, ignore_errors=True)
         except (OSError, ValueError):
@@ -141,7 +144,7 @@ def run_lab(
         created = _claim_out(out_dir, force)
     marker = out_dir / RUNNING
     try:
-        marker.write_text(str(os.getpid()))
+        marker.write_text(f"{socket.gethostname()} {os.getpid()}")
         seconds, result, config_dict = _execute(entry, config, out_dir, progress)
         write_json_atomic(out_dir / "config.json", {"lab": lab_id, "quick": quick, **config_dict})
         write_json_atomic(out_dir / "metrics.json", _payload(lab_id, quick, seconds, result))
