@@ -13,6 +13,7 @@ from airoad.errors import ConfigError
 from airoad.labs.contract import RunContext, make_config, parse_overrides
 from airoad.labs.kit import (
     changed_from_full,
+    config_check,
     cpu_timed,
     describe_rules,
     field_rules,
@@ -139,3 +140,26 @@ def test_changed_from_full_names_the_settings_that_differ():
     assert changed_from_full(Cfg()) == []
     assert changed_from_full(Cfg(epochs=1, seed=3)) == ["epochs", "seed"]
     assert changed_from_full(Cfg(epochs=1, seed=3), ["lr", "seed"]) == ["seed"]
+
+
+@dataclass(frozen=True)
+class Rows:
+    rows: int = param(0, ge=100, le=1000, also=(0,))  # 0 = every row
+    k_min: int = param(2, ge=1)
+    k_max: int = param(8, ge=1)
+
+    def __post_init__(self) -> None:
+        config_check(self.k_max >= self.k_min + 2, "k_max", "must be at least k_min + 2")
+
+
+def test_also_admits_a_value_outside_the_range():
+    """`also=(0,)` lets 0 mean "all" while 1..99 stays an error that says so."""
+    validate_config(Rows(rows=0))
+    validate_config(Rows(rows=500))
+    with pytest.raises(ConfigError, match=r"'rows' is 50; allowed: 0 or >= 100 and <= 1000"):
+        validate_config(Rows(rows=50))
+
+
+def test_config_check_names_the_key():
+    with pytest.raises(ConfigError, match="config key 'k_max' must be at least k_min"):
+        make_config(Rows, {}, False, {"k_min": 5, "k_max": 6})

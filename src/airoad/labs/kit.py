@@ -23,7 +23,7 @@ from typing import Any
 from airoad.errors import ConfigError
 from airoad.labs.contract import RunContext
 
-_RULE_KEYS = ("ge", "gt", "le", "lt", "choices", "min_len")
+_RULE_KEYS = ("ge", "gt", "le", "lt", "choices", "min_len", "also")
 
 
 def param(
@@ -35,13 +35,16 @@ def param(
     lt: float | None = None,
     choices: Sequence[Any] | None = None,
     min_len: int | None = None,
+    also: Sequence[Any] | None = None,
 ) -> Any:
     """A ``Config`` field with its allowed values in the field's metadata.
 
     ``ge``/``gt``/``le``/``lt`` bound a number (each element of a tuple field), ``choices`` lists
-    the allowed values of a string, ``min_len`` the fewest elements of a tuple (default 1).
+    the allowed values of a string, ``min_len`` the fewest elements of a tuple (default 1),
+    ``also`` values allowed outside the range (e.g. ``param(0, ge=100, also=(0,))``: 0 = all rows).
     """
     rules = {"ge": ge, "gt": gt, "le": le, "lt": lt, "choices": choices, "min_len": min_len}
+    rules["also"] = tuple(also) if also is not None else None
     metadata = {k: v for k, v in rules.items() if v is not None}
     if choices is not None:
         metadata["choices"] = tuple(choices)
@@ -62,11 +65,16 @@ def describe_rules(rules: dict[str, Any]) -> str:
         return "one of: " + ", ".join(str(c) for c in rules["choices"])
     words = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
     parts = [f"{words[k]} {rules[k]}" for k in ("ge", "gt", "le", "lt") if k in rules]
-    return " and ".join(parts) if parts else "any value"
+    text = " and ".join(parts) if parts else "any value"
+    if rules.get("also"):
+        text = " or ".join(str(v) for v in rules["also"]) + " or " + text
+    return text
 
 
 def _bad_number(value: Any, rules: dict[str, Any]) -> bool:
     if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    if value in rules.get("also", ()):
         return False
     if isinstance(value, float) and not math.isfinite(value):
         return True  # nan and inf are never a sensible learning rate, size or seed
@@ -101,6 +109,15 @@ def validate_config(config: Any) -> None:
                 allowed = describe_rules(rules)
                 allowed = "a finite number" if allowed == "any value" else allowed
                 raise ConfigError(f"config key '{f.name}' is {item}; allowed: {allowed}")
+
+
+def config_check(ok: bool, key: str, why: str) -> None:
+    """A rule across fields, for a Config's ``__post_init__``: one line naming the key.
+
+    ``config_check(self.k_max >= self.k_min + 2, "k_max", "must be at least k_min + 2")``
+    """
+    if not ok:
+        raise ConfigError(f"config key '{key}' {why}")
 
 
 # ---------------------------------------------------------------- timing

@@ -12,9 +12,8 @@ import numpy as np
 import torch
 
 from airoad.data import load
-from airoad.errors import ConfigError
 from airoad.labs.contract import LabResult, RunContext
-from airoad.labs.kit import figure, param, render_notes, timed, validate_config
+from airoad.labs.kit import figure, param, render_notes, timed
 from airoad.sequence import lstm_sentiment as ref
 
 POSITIVE = "great"
@@ -23,7 +22,7 @@ MIN_TRAIN = 50  # fewer reviews leave no vocabulary and no second class to learn
 
 @dataclass(frozen=True)
 class Config:
-    n_train: int = param(0, ge=0, le=4000)  # 0 = all 4000 training reviews
+    n_train: int = param(0, ge=MIN_TRAIN, le=4000, also=(0,))  # 0 = all 4000 training reviews
     # tokens kept per review (the median review has about 50)
     max_len: int = param(200, ge=1, le=5000)
     min_count: int = param(2, ge=1, le=1000)
@@ -35,13 +34,6 @@ class Config:
     lr: float = param(3e-3, gt=0.0, le=1.0)
     val_fraction: float = param(0.1, gt=0.0, le=0.5)
     seed: int = param(0, ge=0)
-
-    def __post_init__(self) -> None:
-        validate_config(self)  # the declared ranges first
-        if 0 < self.n_train < MIN_TRAIN:
-            raise ConfigError(
-                f"config key 'n_train' is {self.n_train}; use 0 (all) or at least {MIN_TRAIN}"
-            )
 
 
 QUICK = {"n_train": 600, "max_len": 60, "epochs": 1, "embed_dim": 16, "hidden_size": 16}

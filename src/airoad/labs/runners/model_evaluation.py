@@ -14,7 +14,6 @@ import numpy as np
 
 from airoad.classic import model_evaluation as ref
 from airoad.data import load
-from airoad.errors import ConfigError
 from airoad.labs.contract import LabResult, RunContext
 from airoad.labs.kit import figure, param, render_notes
 
@@ -38,16 +37,9 @@ class Config:
     datasets: tuple[str, ...] = param(DATASETS, choices=DATASETS)
     n_splits: int = param(5, ge=2, le=20)
     # 0 = all 32561 training rows; otherwise a seeded stratified subset of about this many rows
-    adult_rows: int = param(0, ge=0, le=32561)
+    adult_rows: int = param(0, ge=MIN_ADULT_ROWS, le=32561, also=(0,))  # 0 = all rows
     n_estimators: int = param(100, ge=1, le=5000)  # trees in the forest, rounds of boosting
     seed: int = param(0, ge=0, le=2**32 - 1)
-
-    def __post_init__(self) -> None:
-        if 0 < self.adult_rows < MIN_ADULT_ROWS:
-            raise ConfigError(
-                f"config key 'adult_rows' is {self.adult_rows}; allowed: 0 (all rows) or "
-                f">= {MIN_ADULT_ROWS} and <= 32561"
-            )
 
 
 QUICK = {"adult_rows": 1000, "n_estimators": 10, "n_splits": 3}

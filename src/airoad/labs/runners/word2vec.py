@@ -12,9 +12,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from airoad.data import load
-from airoad.errors import ConfigError
 from airoad.labs.contract import LabResult, RunContext
-from airoad.labs.kit import figure, param, render_notes, timed, validate_config
+from airoad.labs.kit import figure, param, render_notes, timed
 from airoad.sequence import word2vec as ref
 
 GROUPS = {
@@ -32,7 +31,7 @@ LOW = 0.10  # an analogy accuracy below this is called low in the notes
 @dataclass(frozen=True)
 class Config:
     # 0 = both corpora whole (1.64 M words); else half from each
-    max_tokens: int = param(0, ge=0, le=2_000_000)
+    max_tokens: int = param(0, ge=MIN_TOKENS, le=2_000_000, also=(0,))
     min_count: int = param(5, ge=1, le=100)
     dim: int = param(100, ge=1, le=1024)
     window: int = param(5, ge=1, le=50)
@@ -43,14 +42,6 @@ class Config:
     lr: float = param(1e-2, gt=0.0, le=1.0)
     threads: int = param(1, ge=1, le=256)
     seed: int = param(0, ge=0)
-
-    def __post_init__(self) -> None:
-        validate_config(self)  # the declared ranges first
-        if 0 < self.max_tokens < MIN_TOKENS:
-            raise ConfigError(
-                f"config key 'max_tokens' is {self.max_tokens}; use 0 (all) or at least "
-                f"{MIN_TOKENS} (fewer words leave too little to train on)"
-            )
 
 
 QUICK = {"max_tokens": 60_000, "dim": 50, "epochs": 1, "min_count": 3, "lr": 3e-2}
