@@ -12,7 +12,7 @@ import numpy as np
 from airoad.data import load
 from airoad.foundations import autograd_and_distributions as ad
 from airoad.labs.contract import LabResult, RunContext
-from airoad.labs.kit import figure, frame_xy, param, render_notes
+from airoad.labs.kit import config_check, figure, frame_xy, param, render_notes
 
 
 @dataclass(frozen=True)
@@ -23,11 +23,15 @@ class Config:
     linreg_epochs: int = param(5000, ge=1, le=100_000)
     linreg_lr: float = param(0.2, gt=0.0, lt=0.25)  # below 2 / L = 0.25 for standardised diabetes
     n_arms: int = param(10, ge=2, le=1000)
-    # bandit pulls; at least one batch of pulls per update
-    episodes: int = param(20_000, ge=1000, le=10_000_000)
-    batch_size: int = param(32, ge=1, le=1000)  # pulls per REINFORCE update
+    episodes: int = param(20_000, ge=1, le=10_000_000)  # bandit pulls
+    batch_size: int = param(32, ge=1, le=10_000)  # pulls per REINFORCE update
     policy_lr: float = param(1.0, gt=0.0, le=100.0)
     seed: int = param(0, ge=0)
+
+    def __post_init__(self) -> None:
+        config_check(
+            self.episodes >= self.batch_size, "episodes", "must be at least batch_size (one update)"
+        )
 
 
 QUICK = {"n_samples": 20_000, "linreg_epochs": 1500, "episodes": 5000}
