@@ -194,8 +194,7 @@ def test_residual_block_is_identity_plus_branch(impl):
 
 
 def test_fashion_cnn_shapes_and_gradients(impl):
-    """FashionCNN maps (N, 1, 28, 28) to (N, 10) logits, features() gives 14x14 and 7x7 maps, and
-    every parameter receives a gradient."""
+    """FashionCNN maps (N,1,28,28) to (N,10), features() gives 14x14 and 7x7 maps, all get grads."""
     torch.manual_seed(0)
     model = impl.FashionCNN((4, 8), hidden=16)
     x = torch.randn(3, 1, 28, 28)
