@@ -118,17 +118,42 @@ def check(
         None, "--dir", help="Your workspace (default ./workspace)."
     ),
     file: Path | None = typer.Option(None, "--file", help="One file, for single-module labs."),
-    timeout: float = typer.Option(60.0, "--timeout", help="Seconds allowed per test."),
+    timeout: float | None = typer.Option(
+        None, "--timeout", help="Seconds allowed per test (default 60, or the lab's own)."
+    ),
+    memory_mb: float | None = typer.Option(
+        None,
+        "--memory-mb",
+        help="Resident memory for all test processes together (default 2048, or the lab's own).",
+    ),
+    cpu_seconds: float | None = typer.Option(
+        None,
+        "--cpu-seconds",
+        help="CPU time for the whole grading (default: start-up + per-test limit x tests).",
+    ),
+    output_mb: float | None = typer.Option(
+        None, "--output-mb", help="Megabytes your code may print (default 10)."
+    ),
 ):
     """Grade your code with the lab's own tests; records `passed` when all pass."""
-    from airoad import cli_views as views
+    from rich.markup import escape
+
     from airoad.labs.check import run_check
+    from airoad.labs.check_view import print_check
 
     if directory is not None and file is not None:
         raise typer.BadParameter("give --dir or --file, not both")
-    with console.status(f"grading {lab_id} ..."):
-        report = run_check(lab_id, directory, file, per_test_timeout=timeout)
-    views.print_check(console, report)
+    with console.status(f"grading {escape(lab_id)} ..."):
+        report = run_check(
+            lab_id,
+            directory,
+            file,
+            timeout=timeout,
+            memory_mb=memory_mb,
+            cpu_seconds=cpu_seconds,
+            output_mb=output_mb,
+        )
+    print_check(console, report)
     raise typer.Exit(0 if report.passed else 1)
 
 

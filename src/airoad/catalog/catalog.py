@@ -54,6 +54,10 @@ _LAB_KEYS: dict[str, type | tuple[type, ...]] = {
     "summary": str,
 }
 
+# Optional on a lab: grading limits for `airoad check` above its defaults (a lab whose tests load
+# a model, start a server or spawn processes needs more): positive numbers.
+_OPTIONAL_LAB_KEYS = ("check_memory_mb", "check_test_timeout")
+
 
 @dataclass(frozen=True)
 class Phase:
@@ -81,6 +85,8 @@ class LabEntry:
     cpu_minutes: float
     status: str
     summary: str
+    check_memory_mb: float | None = None  # `airoad check --memory-mb` default for this lab
+    check_test_timeout: float | None = None  # `airoad check --timeout` default for this lab
 
     @property
     def built(self) -> bool:
@@ -207,8 +213,23 @@ def _phase(row: dict[str, Any], index: int, where: str) -> Phase:
     return Phase(id=row["id"], title=row["title"], order=row["order"], summary=row["summary"])
 
 
+def _optional_limits(row: dict[str, Any], who: str, where: str) -> dict[str, float]:
+    found = {}
+    for key in _OPTIONAL_LAB_KEYS:
+        if key in row:
+            value = row[key]
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise AiroadError(f"{where}: {who}: key '{key}' must be a number, got {value!r}")
+            if not 0 < value < float("inf"):
+                raise AiroadError(f"{where}: {who}: key '{key}' must be positive, got {value!r}")
+            found[key] = float(value)
+    return found
+
+
 def _lab(row: dict[str, Any], index: int, where: str) -> LabEntry:
     who = _name("lab", row, index)
+    limits = _optional_limits(row, who, where)
+    row = {k: v for k, v in row.items() if k not in _OPTIONAL_LAB_KEYS}
     _check_keys(row, _LAB_KEYS, who, where)
     return LabEntry(
         id=row["id"],
@@ -223,6 +244,7 @@ def _lab(row: dict[str, Any], index: int, where: str) -> LabEntry:
         cpu_minutes=float(row["cpu_minutes"]),
         status=row["status"],
         summary=row["summary"],
+        **limits,
     )
 
 
