@@ -106,12 +106,13 @@ def test_exception_in_function(tmp_path):
 
 
 def test_endless_loop_in_function(tmp_path):
-    """An endless loop is stopped by the per-test time limit and reported as such."""
+    """An endless loop is stopped by the per-test time limit; the other tests still run."""
     result = check(
         tmp_path, with_body(reference(), "transpose", "while True: pass"), "--timeout", "3"
     )
     assert result.exit_code == 1
-    assert "took longer than 3 s" in result.output
+    assert "✗ test_transpose_swaps_axes: took longer than 3 s" in result.output
+    assert "✓ test_merge_lookup_rejects_missing_keys" in result.output  # run after the kill
 
 
 def test_endless_loop_at_import(tmp_path):
@@ -125,3 +126,11 @@ def test_missing_workspace_file(tmp_path):
     """Checking before `exercise` says which command creates the file."""
     result = runner.invoke(app, ["check", LAB, "--dir", str(tmp_path / "nowhere")])
     assert result.exit_code == 1 and f"airoad exercise {LAB}" in result.output
+
+
+def test_stub_importing_the_reference_does_not_pass(tmp_path):
+    """`from <the reference> import *` is refused while grading: the lab stays `learning`."""
+    result = check(tmp_path, f"from {MODULE} import *  # noqa: F403\n")
+    assert result.exit_code == 1
+    assert f"imports {MODULE}, the reference this lab asks you to write" in result.output
+    assert state_of(LAB) != PASSED
