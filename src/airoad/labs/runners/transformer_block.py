@@ -1,0 +1,585 @@
+"""Runner for transformer-block: the block's parts beside torch's, then pre-LN against post-LN
+as a small character language model on Shakespeare, trained without warm-up at a sweep of
+learning rates.
+
+Part 1 copies weights into ``nn.LayerNorm``, ``nn.RMSNorm`` and ``nn.TransformerEncoderLayer``
+(both ``norm_first`` settings) and compares values and gradients in float64 on embedded
+Shakespeare windows, and checks that RoPE scores depend only on the offset.
+Part 2 trains the same seeded model as post-LN and as pre-LN at every learning rate (Adam,
+constant rate, no warm-up, no clipping, the same batches, the loss and gradient norm of every
+step kept), trains the best pre-LN run again with torch's encoder layers as the library twin,
+and compares the four position encodings at one learning rate."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from airoad.data import load
+from airoad.errors import ConfigError
+from airoad.labs.contract import LabResult, RunContext
+from airoad.labs.kit import figure, param, race, render_notes, validate_config
+from airoad.transformer import transformer_block as ref
+
+POSITIONS = ("sinusoidal", "learned", "rope", "none")
+
+
+@dataclass(frozen=True)
+class Config:
+    text_chars: int = param(0, ge=0)  # 0 = the whole corpus (about 5 M characters)
+    val_fraction: float = param(0.1, gt=0.0, le=0.5)
+    val_chars: int = param(20_000, ge=1)  # the fixed validation slice every curve is scored on
+    d_model: int = param(64, ge=2, le=1024)
+    n_heads: int = param(4, ge=1, le=64)
+    n_layers: int = param(8, ge=1, le=48)
+    d_ff: int = param(256, ge=1, le=8192)
+    seq_len: int = param(64, ge=2, le=1024)
+    batch_size: int = param(16, ge=1, le=1024)
+    steps: int = param(250, ge=1, le=100_000)
+    lrs: tuple[float, ...] = param((3e-4, 1e-3, 3e-3, 1e-2, 3e-2), gt=0.0, le=1.0)
+    position: str = param("learned", choices=("sinusoidal", "learned", "none"))  # for the sweep
+    activation: str = param("gelu", choices=("relu", "gelu"))
+    positions_lr: float = param(3e-3, gt=0.0, le=1.0)  # the lr of the position-encoding runs
+    eval_every: int = param(50, ge=1)
+    check_batch: int = param(4, ge=1, le=256)  # windows in the ours-vs-torch check
+    seed: int = param(0, ge=0)
+
+    def __post_init__(self) -> None:
+        validate_config(self)
+        if self.d_model % self.n_heads or (self.d_model // self.n_heads) % 2:
+            raise ConfigError(
+                f"config keys 'd_model' ({self.d_model}) and 'n_heads' ({self.n_heads}): the "
+                "head width d_model / n_heads must be a whole, even number (RoPE rotates pairs)"
+            )
+        if self.val_chars <= self.seq_len:
+            raise ConfigError(
+                f"config key 'val_chars' is {self.val_chars}; it must exceed seq_len "
+                f"({self.seq_len}) to hold one validation window"
+            )
+
+
+QUICK = {
+    "text_chars": 300_000,
+    "val_chars": 4_000,
+    "d_model": 32,
+    "n_heads": 2,
+    "n_layers": 6,
+    "d_ff": 64,
+    "seq_len": 32,
+    "batch_size": 8,
+    "steps": 30,
+    "lrs": (1e-3, 3e-2),
+    "positions_lr": 1e-3,
+    "eval_every": 10,
+    "check_batch": 2,
+}
+
+NOTES = (
+    "Our block equals nn.TransformerEncoderLayer to {block_max_abs_diff_out:.1e} (values) and "
+    "{block_max_abs_diff_grad:.1e} (gradients) in float64, post-LN and pre-LN; RoPE scores move "
+    "by at most {rope_shift_max_abs_diff:.1e} when both positions shift.",
+    "{n_layers} layers, no warm-up, {steps} steps: pre-LN is best at lr {pre_ln_best_lr:g} "
+    "(validation {pre_ln_best_val_loss:.3f} nats/char), post-LN at lr {post_ln_best_lr:g} "
+    "({post_ln_best_val_loss:.3f}); the unigram model scores {unigram_val_loss:.3f}.",
+    "{stability_verdict}",
+    "torch's encoder layers, same init, batches and lr {pre_ln_best_lr:g}: validation "
+    "{torch_pre_ln_val_loss:.3f} (ours {pre_ln_best_val_loss:.3f}); "
+    "{ours_ms_per_step:.0f} ms per step for ours, {torch_ms_per_step:.0f} ms for torch's.",
+    "Position encodings at lr {positions_lr:g} (pre-LN): {positions_summary}.",
+)
+
+
+# ---------------------------------------------------------------- data
+
+
+def _shakespeare(config: Config) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """The works in title order as character ids, split by position; the validation slice."""
+    works = load("shakespeare")
+    text = "\n".join(works[name] for name in sorted(works))
+    if config.text_chars:
+        text = text[: config.text_chars]
+    itos = sorted(set(text))
+    lookup = np.zeros(max(map(ord, itos)) + 1, dtype=np.int64)
+    lookup[[ord(c) for c in itos]] = np.arange(len(itos))
+    ids = torch.from_numpy(lookup[np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)])
+    n_train = int(len(ids) * (1 - config.val_fraction))
+    val = ids[n_train : n_train + config.val_chars + 1]
+    if len(val) <= config.seq_len + 1 or n_train <= config.seq_len + 1:
+        raise ConfigError(
+            f"config key 'text_chars' is {config.text_chars}: too little text for seq_len "
+            f"{config.seq_len} in both the training and the validation part"
+        )
+    return ids[:n_train], val, itos
+
+
+def _batch(train: torch.Tensor, config: Config, gen: torch.Generator, size: int = 0):
+    """Random windows x (B, T) and their next characters y (B, T); B = size or batch_size."""
+    n = size or config.batch_size
+    start = torch.randint(0, len(train) - config.seq_len - 1, (n,), generator=gen)
+    window = train[start[:, None] + torch.arange(config.seq_len + 1)]
+    return window[:, :-1], window[:, 1:]
+
+
+def _evaluate(model: nn.Module, val: torch.Tensor, seq_len: int) -> float:
+    """Mean next-character loss (nats) over non-overlapping windows of the validation slice."""
+    n = (len(val) - 1) // seq_len
+    x, y = val[: n * seq_len].view(n, seq_len), val[1 : n * seq_len + 1].view(n, seq_len)
+    model.eval()
+    with torch.no_grad():
+        total = sum(
+            ref.lm_loss(model, x[i : i + 64], y[i : i + 64]).item() * len(x[i : i + 64])
+            for i in range(0, n, 64)
+        )
+    model.train()
+    return total / n
+
+
+def _unigram_loss(train: torch.Tensor, val: torch.Tensor, vocab: int) -> float:
+    """Validation loss of predicting every character from its training frequency alone."""
+    counts = torch.bincount(train, minlength=vocab).double() + 0.5
+    return float(-(counts / counts.sum()).log()[val[1:]].mean())
+
+
+# ---------------------------------------------------------------- part 1: parts vs torch
+
+
+def _compare(ours: nn.Module, theirs: nn.Module, x: torch.Tensor, kw: dict, kw_torch: dict):
+    """Max |ours - torch| over the outputs and over the gradients of x and every parameter."""
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out, want = ours(xa, **kw), theirs(xb, **kw_torch)
+    g = torch.randn(out.shape, dtype=out.dtype, generator=torch.Generator().manual_seed(1))
+    out.backward(g)
+    want.backward(g)
+    named = dict(theirs.named_parameters())
+    grads = [(xa.grad, xb.grad)] + [
+        (p.grad, named[n.removeprefix("ff.")].grad) for n, p in ours.named_parameters()
+    ]
+    diff_out = float((out - want).detach().abs().max())
+    return diff_out, max(float((a - b).abs().max()) for a, b in grads)
+
+
+def _parts_vs_torch(train: torch.Tensor, vocab: int, config: Config) -> list[dict]:
+    """Norms and both block layouts against torch in float64 on embedded Shakespeare windows."""
+    torch.manual_seed(config.seed)
+    gen = torch.Generator().manual_seed(config.seed)
+    x_ids, _ = _batch(train, config, gen, size=config.check_batch)
+    x = nn.Embedding(vocab, config.d_model).double()(x_ids).detach()
+    d, h, ff = config.d_model, config.n_heads, config.d_ff
+    rows = []
+    pairs = [("LayerNorm", ref.LayerNorm(d), nn.LayerNorm(d), {}, {})]
+    pairs.append(("RMSNorm", ref.RMSNorm(d), nn.RMSNorm(d, eps=1e-6), {}, {}))
+    causal = torch.ones(config.seq_len, config.seq_len, dtype=torch.bool).triu(1)
+    for norm_first in (False, True):
+        ours = ref.TransformerBlock(d, h, ff, 0.0, config.activation, norm_first)
+        theirs = nn.TransformerEncoderLayer(
+            d, h, ff, 0.0, config.activation, batch_first=True, norm_first=norm_first
+        )
+        name = f"block, {'pre' if norm_first else 'post'}-LN, causal"
+        pairs.append(
+            (name, ours, theirs, {"causal": True}, {"src_mask": causal, "is_causal": True})
+        )
+    for name, ours, theirs, kw, kw_torch in pairs:
+        with torch.no_grad():
+            for p in ours.parameters():
+                p.add_(0.1 * torch.randn(p.shape))  # affine params away from ones and zeros
+        ours, theirs = ours.double(), theirs.double()
+        theirs.load_state_dict({k.removeprefix("ff."): v for k, v in ours.state_dict().items()})
+        diff_out, diff_grad = _compare(ours, theirs, x, kw, kw_torch)
+        rows.append({"part": name, "max_abs_diff_out": diff_out, "max_abs_diff_grad": diff_grad})
+    return rows
+
+
+def _rope_shift_check(config: Config, shifts=(1, 10, 100, 1000)) -> float:
+    """Largest change of every q.k score when all positions move by the same shift (float64)."""
+    gen = torch.Generator().manual_seed(config.seed)
+    q, k = torch.randn(2, config.seq_len, config.d_model // config.n_heads, generator=gen).double()
+    pos = torch.arange(config.seq_len)
+    base = ref.apply_rope(q, pos) @ ref.apply_rope(k, pos).T
+    return max(
+        float((ref.apply_rope(q, pos + s) @ ref.apply_rope(k, pos + s).T - base).abs().max())
+        for s in shifts
+    )
+
+
+def _rope_offset_curves(config: Config, starts=(0, 50, 500)) -> dict[int, np.ndarray]:
+    """q.k against the offset n - m for one q and k, starting from several absolute positions."""
+    dh = config.d_model // config.n_heads
+    gen = torch.Generator().manual_seed(config.seed)
+    q, k = torch.randn(2, 1, dh, generator=gen).double()
+    offsets = torch.arange(64)
+    return {
+        m: (ref.apply_rope(q, torch.tensor([m])) @ ref.apply_rope(k.expand(64, dh), m + offsets).T)
+        .ravel()
+        .numpy()
+        for m in starts
+    }
+
+
+# ---------------------------------------------------------------- part 2: training
+
+
+class _TorchLM(nn.Module):
+    """The library twin: our embeddings and head around nn.TransformerEncoderLayer's."""
+
+    def __init__(self, ours: ref.TransformerLM, config: Config):
+        super().__init__()
+        d = config.d_model
+        self.tok_emb = nn.Embedding.from_pretrained(
+            ours.tok_emb.weight.detach().clone(), freeze=False
+        )
+        self.pos = (
+            None if ours.pos_emb is None else nn.Parameter(ours.pos_emb.weight.detach().clone())
+        )
+        self.position = config.position
+        self.layers = nn.ModuleList()
+        for block in ours.blocks:
+            layer = nn.TransformerEncoderLayer(
+                d,
+                config.n_heads,
+                config.d_ff,
+                0.0,
+                config.activation,
+                batch_first=True,
+                norm_first=ours.norm_first,
+            )
+            layer.load_state_dict({k.removeprefix("ff."): v for k, v in block.state_dict().items()})
+            self.layers.append(layer)
+        self.norm_f = nn.LayerNorm(d) if ours.norm_first else nn.Identity()
+        self.norm_f.load_state_dict(ours.norm_f.state_dict())
+        self.head = nn.Linear(d, ours.head.out_features)
+        self.head.load_state_dict(ours.head.state_dict())
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        t = idx.shape[1]
+        h = self.tok_emb(idx)
+        if self.pos is not None:
+            h = h + self.pos[:t]
+        elif self.position == "sinusoidal":
+            h = h + ref.sinusoidal_positions(t, h.shape[-1])
+        mask = torch.ones(t, t, dtype=torch.bool).triu(1)
+        for layer in self.layers:
+            h = layer(h, src_mask=mask, is_causal=True)
+        return self.head(self.norm_f(h))
+
+
+def _new_model(vocab: int, config: Config, norm_first: bool, position: str) -> ref.TransformerLM:
+    return ref.TransformerLM(
+        vocab,
+        config.d_model,
+        config.n_heads,
+        config.n_layers,
+        config.d_ff,
+        config.seq_len,
+        position,
+        norm_first,
+        config.activation,
+        seed=config.seed,
+    )
+
+
+def _train(model: nn.Module, train, val, lr: float, config: Config) -> dict:
+    """Adam at a constant lr from step 1 (no warm-up, no clipping); the validation curve.
+
+    A run whose loss turns NaN/inf stops there and is marked diverged.
+    """
+    gen = torch.Generator().manual_seed(config.seed)  # the same batches for every run
+    opt = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, 0.98))
+    curve = [(0, _evaluate(model, val, config.seq_len))]
+    seconds, diverged = 0.0, False  # training time only, the evaluations left out
+    losses, grad_norms = [], []
+    for step in range(1, config.steps + 1):
+        start = time.perf_counter()
+        x, y = _batch(train, config, gen)
+        loss = ref.lm_loss(model, x, y)
+        if not math.isfinite(loss.item()):
+            diverged = True
+            break
+        opt.zero_grad()
+        loss.backward()
+        grad_norms.append(float(nn.utils.get_total_norm([p.grad for p in model.parameters()])))
+        opt.step()
+        seconds += time.perf_counter() - start
+        losses.append(loss.item())
+        if step % config.eval_every == 0 or step == config.steps:
+            curve.append((step, _evaluate(model, val, config.seq_len)))
+    final = float("nan") if diverged else curve[-1][1]
+    if not math.isfinite(final):
+        diverged = True
+    return {
+        "curve": curve,
+        "val_loss": final,
+        "diverged": diverged,
+        "seconds": seconds,
+        "train_loss": losses,
+        "grad_norm": grad_norms,
+    }
+
+
+def _stability_sweep(train, val, vocab: int, config: Config, ctx: RunContext) -> list[dict]:
+    """Post-LN and pre-LN at every learning rate, from the same seed and on the same batches."""
+    runs = [(nf, lr) for nf in (False, True) for lr in config.lrs]
+    rows = []
+    for norm_first, lr in ctx.track(runs, "post-LN vs pre-LN sweep"):
+        model = _new_model(vocab, config, norm_first, config.position)
+        out = _train(model, train, val, lr, config)
+        rows.append({"layout": "pre-LN" if norm_first else "post-LN", "lr": lr, **out})
+    return rows
+
+
+def _torch_twin(train, val, vocab: int, lr: float, config: Config, ctx: RunContext) -> dict:
+    """The best pre-LN run again with torch's layers: same init, batches and lr; ms per step."""
+    with ctx.step("torch twin (nn.TransformerEncoderLayer)"):
+        ours = _new_model(vocab, config, True, config.position)
+        twin = _TorchLM(ours, config)
+        x, _ = _batch(train, config, torch.Generator().manual_seed(config.seed))
+        with torch.no_grad():
+            init_diff = float((ours(x) - twin(x)).abs().max())
+        both = race(
+            lambda: _train(ours, train, val, lr, config),
+            lambda: _train(twin, train, val, lr, config),
+        )
+    return {
+        "ours": both["ours"],
+        "torch": both["library"],
+        "init_logits_max_abs_diff": init_diff,
+        "ours_ms_per_step": 1000 * both["ours"]["seconds"] / config.steps,
+        "torch_ms_per_step": 1000 * both["library"]["seconds"] / config.steps,
+    }
+
+
+def _positions(train, val, vocab: int, sweep: list[dict], config: Config, ctx: RunContext):
+    """Pre-LN at positions_lr with each position encoding (the sweep's run is reused)."""
+    same = [r for r in sweep if r["layout"] == "pre-LN" and r["lr"] == config.positions_lr]
+    rows = []
+    for position in ctx.track(POSITIONS, "position encodings"):
+        if same and position == config.position:
+            out = same[0]
+        else:
+            model = _new_model(vocab, config, True, position)
+            out = _train(model, train, val, config.positions_lr, config)
+        rows.append({"position": position, "val_loss": out["val_loss"], "curve": out["curve"]})
+    return rows
+
+
+# ---------------------------------------------------------------- summary
+
+
+def _learns(row: dict, unigram: float) -> bool:
+    """A run learns when it ends clearly below the unigram model (not just letter frequencies)."""
+    return not row["diverged"] and row["val_loss"] < unigram - 0.1
+
+
+def _summary(parts, rope_diff, sweep, twin, positions, unigram, vocab, config) -> dict:
+    m: dict = {
+        "vocab_size": vocab,
+        "unigram_val_loss": unigram,
+        "rope_shift_max_abs_diff": rope_diff,
+    }
+    blocks = [r for r in parts if r["part"].startswith("block")]
+    m["block_max_abs_diff_out"] = max(r["max_abs_diff_out"] for r in blocks)
+    m["block_max_abs_diff_grad"] = max(r["max_abs_diff_grad"] for r in blocks)
+    m["norm_max_abs_diff"] = max(
+        max(r["max_abs_diff_out"], r["max_abs_diff_grad"]) for r in parts if "Norm" in r["part"]
+    )
+    for layout, key in (("post-LN", "post_ln"), ("pre-LN", "pre_ln")):
+        rows = [r for r in sweep if r["layout"] == layout]
+        finite = [r for r in rows if not r["diverged"]] or rows
+        best = min(finite, key=lambda r: r["val_loss"] if math.isfinite(r["val_loss"]) else 1e9)
+        m[f"{key}_best_val_loss"], m[f"{key}_best_lr"] = best["val_loss"], best["lr"]
+        m[f"{key}_lrs_that_learn"] = sum(_learns(r, unigram) for r in rows)
+        m[f"{key}_worst_val_loss"] = max(
+            (r["val_loss"] if math.isfinite(r["val_loss"]) else math.inf) for r in rows
+        )
+    m["n_lrs"] = len(config.lrs)
+    m["torch_pre_ln_val_loss"] = twin["torch"]["val_loss"]
+    m["twin_val_loss_abs_diff"] = abs(twin["torch"]["val_loss"] - twin["ours"]["val_loss"])
+    m["twin_init_logits_max_abs_diff"] = twin["init_logits_max_abs_diff"]
+    m["ours_ms_per_step"], m["torch_ms_per_step"] = (
+        twin["ours_ms_per_step"],
+        twin["torch_ms_per_step"],
+    )
+    for row in positions:
+        m[f"position_{row['position']}_val_loss"] = row["val_loss"]
+    return m
+
+
+def _verdicts(m: dict) -> dict[str, str]:
+    post, pre, n = m["post_ln_lrs_that_learn"], m["pre_ln_lrs_that_learn"], m["n_lrs"]
+    if pre > post:
+        verdict = f"pre-LN learns at {pre} of {n} learning rates, post-LN at only {post}"
+    elif pre == post:
+        verdict = f"both layouts learn at {pre} of {n} learning rates (no stability gap at this depth/length)"
+    else:
+        verdict = f"post-LN learns at {post} of {n} learning rates, pre-LN at {pre}"
+    ranked = sorted(
+        (k.removeprefix("position_").removesuffix("_val_loss"), v)
+        for k, v in m.items()
+        if k.startswith("position_")
+    )
+    ranked.sort(key=lambda kv: kv[1] if math.isfinite(kv[1]) else math.inf)
+    summary = ", ".join(f"{name} {v:.3f}" for name, v in ranked)
+    return {"stability_verdict": verdict + ".", "positions_summary": summary}
+
+
+# ---------------------------------------------------------------- figures
+
+
+def _stability_figure(sweep: list[dict], unigram: float, twin: dict, config: Config, ctx) -> None:
+    import matplotlib
+
+    colours = {"post-LN": "tab:red", "pre-LN": "tab:blue"}
+    ceiling = unigram + 0.6  # off-scale and NaN runs are drawn here
+    finite = [v for r in sweep for _, v in r["curve"] if math.isfinite(v)]
+    floor = min(finite, default=unigram) - 0.05
+    with figure(ctx, "stability", 1, 3, figsize=(15, 4.2)) as (fig, ax):
+        for layout, colour in colours.items():
+            rows = [r for r in sweep if r["layout"] == layout]
+            lrs = [r["lr"] for r in rows]
+            vals = [
+                min(r["val_loss"], ceiling) if math.isfinite(r["val_loss"]) else ceiling
+                for r in rows
+            ]
+            ax[0].plot(lrs, vals, "o-", color=colour, label=layout)
+            for r, v in zip(rows, vals):
+                if r["diverged"]:
+                    ax[0].annotate("NaN", (r["lr"], v), color=colour, ha="center", va="bottom")
+        ax[0].plot(
+            [twin["lr"]], [twin["torch"]["val_loss"]], "k*", ms=12, label="pre-LN, torch layers"
+        )
+        ax[0].axhline(unigram, color="grey", ls=":", label=f"unigram {unigram:.2f}")
+        ax[0].set(
+            xscale="log",
+            xlabel="learning rate (constant, no warm-up)",
+            ylabel=f"validation loss after {config.steps} steps (nats/char)",
+            title=f"{config.n_layers}-layer char LM on Shakespeare",
+        )
+        ax[0].legend(fontsize=8)
+        cmap = matplotlib.colormaps["viridis"]
+        for panel, layout in zip(ax[1:], colours):
+            for i, r in enumerate([r for r in sweep if r["layout"] == layout]):
+                steps, vals = zip(*r["curve"])
+                panel.plot(
+                    steps,
+                    vals,
+                    "-",
+                    color=cmap(i / max(1, len(config.lrs) - 1)),
+                    label=f"lr {r['lr']:g}",
+                )
+            panel.axhline(unigram, color="grey", ls=":")
+            panel.set(
+                xlabel="step",
+                ylabel="validation loss (nats/char)",
+                title=f"{layout}: validation curves",
+                ylim=(floor, ceiling),
+            )
+            panel.legend(fontsize=8)
+
+
+def _early_pair(sweep: list[dict], unigram: float) -> tuple[float, list[dict]]:
+    """The smallest lr where post-LN fails to learn (else the largest lr), and both runs at it."""
+    failing = [r["lr"] for r in sweep if r["layout"] == "post-LN" and not _learns(r, unigram)]
+    lr = min(failing) if failing else max(r["lr"] for r in sweep)
+    return lr, [r for r in sweep if r["lr"] == lr]
+
+
+def _early_training_figure(sweep: list[dict], unigram: float, config: Config, ctx) -> None:
+    lr, pair = _early_pair(sweep, unigram)
+    with figure(ctx, "early_training", 1, 2, figsize=(11, 4)) as (fig, ax):
+        for r in pair:
+            colour = "tab:red" if r["layout"] == "post-LN" else "tab:blue"
+            steps = np.arange(1, len(r["train_loss"]) + 1)
+            ax[0].plot(steps, r["train_loss"], color=colour, lw=0.8, label=r["layout"])
+            ax[1].plot(steps, r["grad_norm"], color=colour, lw=0.8, label=r["layout"])
+        ax[0].axhline(unigram, color="grey", ls=":", label=f"unigram {unigram:.2f}")
+        ax[0].set(
+            xlabel="step",
+            ylabel="training loss of the batch (nats/char)",
+            title=f"every step at lr {lr:g}, no warm-up",
+        )
+        ax[1].set(
+            xlabel="step",
+            ylabel="gradient norm (all weights)",
+            yscale="log",
+            title="gradient norm before each update",
+        )
+        for a in ax:
+            a.legend(fontsize=8)
+
+
+def _positions_figure(positions: list[dict], rope_curves: dict, config: Config, ctx) -> None:
+    with figure(ctx, "positions", 1, 3, figsize=(15, 4)) as (fig, ax):
+        table = ref.sinusoidal_positions(config.seq_len, config.d_model).numpy()
+        im = ax[0].imshow(table.T, aspect="auto", cmap="RdBu", vmin=-1, vmax=1)
+        ax[0].set(
+            xlabel="position", ylabel="dimension", title="sinusoidal table (fast clocks on top)"
+        )
+        fig.colorbar(im, ax=ax[0])
+        for m, scores in rope_curves.items():
+            ax[1].plot(
+                np.arange(len(scores)),
+                scores,
+                lw=3 if m == 0 else 1.2,
+                ls="-" if m == 0 else "--",
+                label=f"query at position {m}",
+            )
+        ax[1].set(
+            xlabel="offset n - m",
+            ylabel="q . k after RoPE",
+            title="RoPE: the score depends on the offset only",
+        )
+        ax[1].legend(fontsize=8)
+        for row in positions:
+            steps, vals = zip(*row["curve"])
+            ax[2].plot(steps, vals, "-o", ms=3, label=f"{row['position']} {row['val_loss']:.3f}")
+        ax[2].set(
+            xlabel="step",
+            ylabel="validation loss (nats/char)",
+            title=f"position encodings, pre-LN, lr {config.positions_lr:g}",
+        )
+        ax[2].legend(fontsize=8)
+
+
+# ---------------------------------------------------------------- run
+
+
+def run(config: Config, ctx: RunContext) -> LabResult:
+    train, val, itos = _shakespeare(config)
+    vocab, unigram = len(itos), _unigram_loss(train, val, len(itos))
+    with ctx.step("our parts vs torch (float64)"):
+        parts = _parts_vs_torch(train, vocab, config)
+        rope_diff, rope_curves = _rope_shift_check(config), _rope_offset_curves(config)
+    sweep = _stability_sweep(train, val, vocab, config, ctx)
+    best_lr = min(
+        (r for r in sweep if r["layout"] == "pre-LN" and not r["diverged"]),
+        key=lambda r: r["val_loss"],
+        default={"lr": config.lrs[0]},
+    )["lr"]
+    twin = {**_torch_twin(train, val, vocab, best_lr, config, ctx), "lr": best_lr}
+    positions = _positions(train, val, vocab, sweep, config, ctx)
+    metrics = _summary(parts, rope_diff, sweep, twin, positions, unigram, vocab, config)
+
+    _stability_figure(sweep, unigram, twin, config, ctx)
+    _early_training_figure(sweep, unigram, config, ctx)
+    _positions_figure(positions, rope_curves, config, ctx)
+
+    values = {**asdict(config), **metrics, **_verdicts(metrics)}
+    return LabResult(
+        metrics={**metrics, **_verdicts(metrics)},
+        key_metric="pre_ln_best_val_loss",
+        library_metric="torch_pre_ln_val_loss",
+        tables={
+            "parts_vs_torch": parts,
+            "sweep": [
+                {k: r[k] for k in ("layout", "lr", "val_loss", "diverged", "seconds")}
+                for r in sweep
+            ],
+            "positions": [{k: r[k] for k in ("position", "val_loss")} for r in positions],
+        },
+        figures=ctx.figures,
+        notes=render_notes(NOTES, values),
+    )
