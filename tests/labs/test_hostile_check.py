@@ -130,9 +130,10 @@ def test_bad_file_arguments_are_one_sentence(tmp_path):
     folder = runner.invoke(app, ["check", h.LAB, "--file", str(tmp_path)])
     assert folder.exit_code == 1 and "is a folder" in folder.output
     latin = tmp_path / "boxlab_ref.py"
-    latin.write_bytes(h.reference().encode() + "# café\n".encode("latin-1"))
-    result = runner.invoke(app, ["check", h.LAB, "--file", str(latin)])
-    assert result.exit_code == 1 and "is not UTF-8 text" in result.output
+    for text in ("# café\n" + h.reference(), h.reference() + "# café\n"):  # line 1 or later
+        latin.write_bytes(text.encode("latin-1"))
+        result = runner.invoke(app, ["check", h.LAB, "--file", str(latin)])
+        assert result.exit_code == 1 and "is not UTF-8 text (byte 0xe9" in result.output
     as_dir = runner.invoke(app, ["check", h.LAB, "--dir", str(latin)])
     assert as_dir.exit_code == 1 and "is a file, not a folder" in as_dir.output
     for r in (folder, result, as_dir):

@@ -15,7 +15,6 @@ from typer.testing import CliRunner
 
 from airoad.catalog.progress import PASSED, state_of
 from airoad.cli import app
-from airoad.labs.learner import ImportGuard
 
 sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "boxlab"))
 import boxlab_harness as h  # noqa: E402
@@ -103,6 +102,8 @@ return a + b
 def test_import_guard_rules():
     """Own module refused, sibling served from the learner's file, topic packages refused
     except what the reference imports; modules that are not the learner's are not looked at."""
+    from airoad.labs.learner import ImportGuard
+
     guard = ImportGuard(
         {"airoad.classic.mixture": "/ws/mixture.py", "airoad.classic.clustering": "/ws/c.py"},
         ["airoad.classic", "airoad.foundations", "airoad.labs.runners"],

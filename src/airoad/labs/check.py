@@ -94,16 +94,19 @@ def resolve_limits(
 
 
 def _unreadable(path: Path) -> str:
+    data = path.read_bytes()
     try:
-        decode_source(path.read_bytes())
-    except UnicodeDecodeError as exc:
-        byte = exc.object[exc.start : exc.start + 1].hex()
-        return (
-            f"{path} is not UTF-8 text (byte 0x{byte} at offset {exc.start}): "
-            f"save it as UTF-8 and check again"
-        )
-    except SyntaxError as exc:  # a coding line naming an unknown encoding
-        return f"{path}: {exc.msg}"
+        decode_source(data)
+    except (UnicodeDecodeError, SyntaxError) as exc:
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError as bad:
+            byte = bad.object[bad.start : bad.start + 1].hex()
+            return (
+                f"{path} is not UTF-8 text (byte 0x{byte} at offset {bad.start}): "
+                f"save it as UTF-8 and check again"
+            )
+        return f"{path} cannot be read as Python source: {getattr(exc, 'msg', exc)}"
     return ""
 
 

@@ -317,6 +317,7 @@ def _watch(proc, reader: _Reader, run: BoxRun, limits: Limits, options: tuple) -
             elif kind == "start":
                 extra, first = (first_extra if first else 0.0), False
                 running, test_deadline = True, now + limits.test_seconds + extra
+                deadline = max(deadline, test_deadline + 1)  # the test's own limit decides
             elif kind == "call" and running:
                 test_deadline = min(test_deadline, now + limits.test_seconds)
             elif kind == "end":
