@@ -165,25 +165,6 @@ def runs_table(rows: list[dict]) -> Table:
     return table
 
 
-def print_check(console: Console, report) -> None:
-    if report.problem:
-        console.print(f"[red]✗[/red] {report.problem}")
-        console.print(f"Fix that first, then run `airoad check {report.lab_id}` again.")
-        return
-    for o in report.outcomes:
-        if o.passed:
-            console.print(f"[green]✓[/green] {o.name}")
-        else:
-            console.print(f"[red]✗[/red] {o.name}: {o.reason}")
-            if o.hint:
-                console.print(f"    [dim]checks: {o.hint}[/dim]")
-    n_pass = sum(o.passed for o in report.outcomes)
-    n_fail = len(report.outcomes) - n_pass
-    console.print(f"{n_pass} passed, {n_fail} failed")
-    if report.passed:
-        console.print(f"[green]{report.lab_id}: passed[/green] — recorded in your progress.")
-
-
 def roadmap_data() -> dict:
     progress = load_progress()
     return {

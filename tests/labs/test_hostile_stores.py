@@ -115,6 +115,7 @@ def test_unwritable_store_keeps_the_check_result(tmp_path):
     assert done.returncode == 1
     (line,) = [ln for ln in done.stderr.splitlines() if ln.startswith("error:")]
     assert "could not record 'tiny-lab' as passed" in line and str(store) in line
+    assert "recorded in your progress" not in done.stdout, "the pass line must not claim a save"
     assert store.is_dir(), "an unreadable store is never overwritten"
 
 

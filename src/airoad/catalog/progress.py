@@ -149,6 +149,11 @@ def record(lab_id: str, state: str, **details: str) -> dict:
         return {}
 
 
+def has_unsaved() -> bool:
+    """True when a `record` since the last `unsaved()` could not be saved."""
+    return bool(_unsaved)
+
+
 def unsaved() -> list[str]:
     """The progress changes `record` could not save since the last call (and forget them)."""
     out = list(_unsaved)

@@ -34,7 +34,9 @@ def print_check(console: Console, report) -> None:
             highlight=False,
         )
     elif report.passed:
-        console.print(
-            f"[green]{_safe(report.lab_id)}: passed[/green] — recorded in your progress.",
-            highlight=False,
+        from airoad.catalog.progress import has_unsaved
+
+        where = (
+            "could not be recorded (see below)" if has_unsaved() else "recorded in your progress"
         )
+        console.print(f"[green]{_safe(report.lab_id)}: passed[/green] — {where}.", highlight=False)
