@@ -40,6 +40,9 @@ from airoad.transformer import efficient_attention as ref
 METHODS = ("naive", "sdpa", "tiled", "window", "linear")
 LM_KINDS = ("full", "window", "linear")
 MIB = 2**20
+POINT_KEYS = "heads head_dim causal backward block window repeats threads seed".split()
+# The whole program of a measuring process: a fresh interpreter that imports torch and this module.
+CHILD = "import sys; from airoad.labs.runners.efficient_attention import _point_main as m; m(sys.argv[1])"
 
 
 @dataclass(frozen=True)
@@ -131,63 +134,55 @@ def attention_fn(method: str, causal: bool, block: int, window: int) -> Callable
 
 
 def _exactness(config: Config) -> tuple[dict, list[dict]]:
-    """Max |ours - reference| on seeded float64 tensors (1 x 2 heads x check_len x 16)."""
+    """Max |ours - reference| in outputs and gradients, seeded float64 (1, 2 heads, L, 16)."""
     g = torch.Generator().manual_seed(config.seed)
-    q, k, v = (
-        torch.randn(1, 2, config.check_len, 16, generator=g, dtype=torch.float64) for _ in "qkv"
-    )
-    for t in (q, k, v):
-        t.requires_grad_(True)
-    grad = torch.randn(1, 2, config.check_len, 16, generator=g, dtype=torch.float64)
+    shape = (1, 2, config.check_len, 16)
+    q, k, v, grad = (torch.randn(shape, generator=g, dtype=torch.float64) for _ in range(4))
     band = ref.sliding_window_mask(config.check_len, config.lm_window, causal=True)
-    fq, fk = ref.elu_feature_map(q), ref.elu_feature_map(k)
-    a = (fq @ fk.transpose(-2, -1)).tril()
-    pairs = {  # name: (ours, reference)
-        "tiled": (
-            ref.tiled_attention(q, k, v, False, None, 32, 48)[0],
-            F.scaled_dot_product_attention(q, k, v),
-        ),
+    sdpa, w = F.scaled_dot_product_attention, config.lm_window
+
+    def quadratic_linear(q, k, v):  # the causal linear-attention formula, term by term
+        a = (ref.elu_feature_map(q) @ ref.elu_feature_map(k).transpose(-2, -1)).tril()
+        return (a @ v) / (a.sum(-1, keepdim=True) + 1e-6)
+
+    checks = {  # name: (ours, the reference it must equal)
+        "tiled": (lambda *t: ref.tiled_attention(*t, False, None, 32, 48)[0], sdpa),
         "tiled_causal": (
-            ref.tiled_attention(q, k, v, True, None, 32, 48)[0],
-            F.scaled_dot_product_attention(q, k, v, is_causal=True),
+            lambda *t: ref.tiled_attention(*t, True, None, 32, 48)[0],
+            lambda *t: sdpa(*t, is_causal=True),
         ),
         "flash_causal": (
-            ref.flash_attention(q, k, v, True, None, 32, 48),
-            F.scaled_dot_product_attention(q, k, v, is_causal=True),
+            lambda *t: ref.flash_attention(*t, True, None, 32, 48),
+            lambda *t: sdpa(*t, is_causal=True),
         ),
         "window": (
-            ref.sliding_window_attention(q, k, v, config.lm_window, True, None, 32),
-            F.scaled_dot_product_attention(q, k, v, attn_mask=band),
+            lambda *t: ref.sliding_window_attention(*t, w, True, None, 32),
+            lambda *t: sdpa(*t, attn_mask=band),
         ),
-        "linear_causal": (
-            ref.linear_attention(q, k, v, causal=True, chunk=32),
-            (a @ v) / (a.sum(-1, keepdim=True) + 1e-6),
-        ),
+        "linear_causal": (lambda *t: ref.linear_attention(*t, True, chunk=32), quadratic_linear),
     }
-    rows = []
-    for name, (ours, theirs) in pairs.items():
-        g_ours = torch.autograd.grad(ours, (q, k, v), grad)
-        g_theirs = torch.autograd.grad(theirs, (q, k, v), grad)
-        rows.append(
-            {
-                "check": name,
-                "reference": "quadratic form" if name == "linear_causal" else "SDPA",
-                "max_abs_diff_out": float((ours - theirs).detach().abs().max()),
-                "max_abs_diff_grad": max(
-                    float((x - y).abs().max()) for x, y in zip(g_ours, g_theirs)
-                ),
-            }
-        )
+    rows = [_compare(name, *fns, (q, k, v), grad) for name, fns in checks.items()]
     by = {r["check"]: r for r in rows}
     metrics = {
-        "tiled_max_abs_diff": max(
-            by["tiled"]["max_abs_diff_out"], by["tiled_causal"]["max_abs_diff_out"]
-        ),
+        "tiled_max_abs_diff": max(by[n]["max_abs_diff_out"] for n in ("tiled", "tiled_causal")),
         "flash_grad_max_abs_diff": by["flash_causal"]["max_abs_diff_grad"],
         "window_max_abs_diff": by["window"]["max_abs_diff_out"],
         "linear_max_abs_diff": by["linear_causal"]["max_abs_diff_out"],
     }
     return metrics, rows
+
+
+def _compare(name: str, ours: Callable, theirs: Callable, qkv: tuple, grad: torch.Tensor) -> dict:
+    """One exactness row: largest output difference and largest q/k/v gradient difference."""
+    inputs = [t.detach().requires_grad_(True) for t in qkv]
+    a, b = ours(*inputs), theirs(*inputs)
+    grads = zip(torch.autograd.grad(a, inputs, grad), torch.autograd.grad(b, inputs, grad))
+    return {
+        "check": name,
+        "reference": "quadratic form" if name.startswith("linear") else "SDPA",
+        "max_abs_diff_out": float((a - b).detach().abs().max()),
+        "max_abs_diff_grad": max(float((x - y).abs().max()) for x, y in grads),
+    }
 
 
 # ---------------------------------------------------------------- 2. scaling, one process per point
@@ -233,16 +228,8 @@ def _point_main(raw: str) -> None:
         start = time.perf_counter()
         call(args["length"])
         times.append(time.perf_counter() - start)
-    print(
-        json.dumps(
-            {
-                "before": before,
-                "after": after,
-                "first_s": first,
-                "median_s": statistics.median(times),
-            }
-        )
-    )
+    report = {"before": before, "after": after, "first_s": first}
+    print(json.dumps(report | {"median_s": statistics.median(times)}))
 
 
 def _measure_point(config: Config, method: str, length: int) -> dict:
@@ -251,25 +238,11 @@ def _measure_point(config: Config, method: str, length: int) -> dict:
     row = {"method": method, "length": length, "matrix_mib": matrix / MIB}
     if method == "naive" and matrix > config.max_matrix_mib * MIB:
         return row | {"status": f"skipped: matrix over {config.max_matrix_mib} MiB"}
-    args = {
-        f: getattr(config, f)
-        for f in (
-            "heads",
-            "head_dim",
-            "causal",
-            "backward",
-            "block",
-            "window",
-            "repeats",
-            "threads",
-            "seed",
-        )
-    }
-    code = "import sys; from airoad.labs.runners.efficient_attention import _point_main; _point_main(sys.argv[1])"
+    args = {key: getattr(config, key) for key in POINT_KEYS} | {"method": method, "length": length}
     env = os.environ | {"OMP_NUM_THREADS": str(config.threads), "OMP_WAIT_POLICY": "PASSIVE"}
     try:
         done = subprocess.run(
-            [sys.executable, "-c", code, json.dumps(args | {"method": method, "length": length})],
+            [sys.executable, "-c", CHILD, json.dumps(args)],
             capture_output=True,
             text=True,
             timeout=config.point_timeout_s,
