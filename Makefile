@@ -41,6 +41,7 @@ bench: setup
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/classical.py
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/python benchmarks/neural_mlp.py
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/python benchmarks/neural_cnn.py
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/python benchmarks/efficient_attention.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info
