@@ -12,6 +12,7 @@ and compares the four position encodings at one learning rate."""
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -23,7 +24,7 @@ from torch import nn
 from airoad.data import load
 from airoad.errors import ConfigError
 from airoad.labs.contract import LabResult, RunContext
-from airoad.labs.kit import figure, param, race, render_notes, validate_config
+from airoad.labs.kit import figure, param, render_notes, thread_limit, validate_config
 from airoad.transformer import transformer_block as ref
 
 POSITIONS = ("sinusoidal", "learned", "rope", "none")
@@ -33,20 +34,25 @@ POSITIONS = ("sinusoidal", "learned", "rope", "none")
 class Config:
     text_chars: int = param(0, ge=0)  # 0 = the whole corpus (about 5 M characters)
     val_fraction: float = param(0.1, gt=0.0, le=0.5)
-    val_chars: int = param(20_000, ge=1)  # the fixed validation slice every curve is scored on
+    val_chars: int = param(
+        20_000, ge=1, le=200_000
+    )  # the fixed validation slice every curve is scored on
     d_model: int = param(64, ge=2, le=1024)
     n_heads: int = param(4, ge=1, le=64)
     n_layers: int = param(8, ge=1, le=48)
     d_ff: int = param(256, ge=1, le=8192)
     seq_len: int = param(64, ge=2, le=1024)
     batch_size: int = param(16, ge=1, le=1024)
-    steps: int = param(250, ge=1, le=100_000)
-    lrs: tuple[float, ...] = param((3e-4, 1e-3, 3e-3, 1e-2, 3e-2), gt=0.0, le=1.0)
+    steps: int = param(200, ge=1, le=100_000)
+    lrs: tuple[float, ...] = param((1e-3, 3e-3, 1e-2, 3e-2), gt=0.0, le=1.0)
     position: str = param("learned", choices=("sinusoidal", "learned", "none"))  # for the sweep
     activation: str = param("gelu", choices=("relu", "gelu"))
     positions_lr: float = param(3e-3, gt=0.0, le=1.0)  # the lr of the position-encoding runs
     eval_every: int = param(50, ge=1)
     check_batch: int = param(4, ge=1, le=256)  # windows in the ours-vs-torch check
+    # One thread: this model is too small for a second one to help (68 vs 70 ms per step,
+    # measured idle), and on a shared machine it only adds waiting.
+    threads: int = param(1, ge=1, le=64)
     seed: int = param(0, ge=0)
 
     def __post_init__(self) -> None:
@@ -131,12 +137,9 @@ def _evaluate(model: nn.Module, val: torch.Tensor, seq_len: int) -> float:
     x, y = val[: n * seq_len].view(n, seq_len), val[1 : n * seq_len + 1].view(n, seq_len)
     model.eval()
     with torch.no_grad():
-        total = sum(
-            ref.lm_loss(model, x[i : i + 64], y[i : i + 64]).item() * len(x[i : i + 64])
-            for i in range(0, n, 64)
-        )
+        loss = ref.lm_loss(model, x, y).item()  # every window in one batch: val_chars is capped
     model.train()
-    return total / n
+    return loss
 
 
 def _unigram_loss(train: torch.Tensor, val: torch.Tensor, vocab: int) -> float:
@@ -170,19 +173,26 @@ def _parts_vs_torch(train: torch.Tensor, vocab: int, config: Config) -> list[dic
     x_ids, _ = _batch(train, config, gen, size=config.check_batch)
     x = nn.Embedding(vocab, config.d_model).double()(x_ids).detach()
     d, h, ff = config.d_model, config.n_heads, config.d_ff
+    causal = {
+        "src_mask": torch.ones(config.seq_len, config.seq_len).bool().triu(1),
+        "is_causal": True,
+    }
+    pairs = [
+        ("LayerNorm", ref.LayerNorm(d), nn.LayerNorm(d), {}, {}),
+        ("RMSNorm", ref.RMSNorm(d), nn.RMSNorm(d, eps=1e-6), {}, {}),
+    ] + [
+        (
+            f"block, {'pre' if nf else 'post'}-LN, causal",
+            ref.TransformerBlock(d, h, ff, 0.0, config.activation, nf),
+            nn.TransformerEncoderLayer(
+                d, h, ff, 0.0, config.activation, batch_first=True, norm_first=nf
+            ),
+            {"causal": True},
+            causal,
+        )
+        for nf in (False, True)
+    ]
     rows = []
-    pairs = [("LayerNorm", ref.LayerNorm(d), nn.LayerNorm(d), {}, {})]
-    pairs.append(("RMSNorm", ref.RMSNorm(d), nn.RMSNorm(d, eps=1e-6), {}, {}))
-    causal = torch.ones(config.seq_len, config.seq_len, dtype=torch.bool).triu(1)
-    for norm_first in (False, True):
-        ours = ref.TransformerBlock(d, h, ff, 0.0, config.activation, norm_first)
-        theirs = nn.TransformerEncoderLayer(
-            d, h, ff, 0.0, config.activation, batch_first=True, norm_first=norm_first
-        )
-        name = f"block, {'pre' if norm_first else 'post'}-LN, causal"
-        pairs.append(
-            (name, ours, theirs, {"causal": True}, {"src_mask": causal, "is_causal": True})
-        )
     for name, ours, theirs, kw, kw_torch in pairs:
         with torch.no_grad():
             for p in ours.parameters():
@@ -194,92 +204,50 @@ def _parts_vs_torch(train: torch.Tensor, vocab: int, config: Config) -> list[dic
     return rows
 
 
-def _rope_shift_check(config: Config, shifts=(1, 10, 100, 1000)) -> float:
-    """Largest change of every q.k score when all positions move by the same shift (float64)."""
-    gen = torch.Generator().manual_seed(config.seed)
-    q, k = torch.randn(2, config.seq_len, config.d_model // config.n_heads, generator=gen).double()
-    pos = torch.arange(config.seq_len)
-    base = ref.apply_rope(q, pos) @ ref.apply_rope(k, pos).T
-    return max(
-        float((ref.apply_rope(q, pos + s) @ ref.apply_rope(k, pos + s).T - base).abs().max())
-        for s in shifts
-    )
+def _rope_offsets(config: Config, starts=(0, 50, 500, 5000)) -> tuple[float, dict]:
+    """q.k against the offset n - m for one (q, k), with the query at several positions m.
 
-
-def _rope_offset_curves(config: Config, starts=(0, 50, 500)) -> dict[int, np.ndarray]:
-    """q.k against the offset n - m for one q and k, starting from several absolute positions."""
+    Returns the curves and their largest gap to the m = 0 curve (0 up to rounding for RoPE).
+    """
     dh = config.d_model // config.n_heads
-    gen = torch.Generator().manual_seed(config.seed)
-    q, k = torch.randn(2, 1, dh, generator=gen).double()
-    offsets = torch.arange(64)
-    return {
-        m: (ref.apply_rope(q, torch.tensor([m])) @ ref.apply_rope(k.expand(64, dh), m + offsets).T)
+    q, k = torch.randn(2, 1, dh, generator=torch.Generator().manual_seed(config.seed)).double()
+    ks = k.expand(64, dh)
+    curves = {
+        m: (ref.apply_rope(q, torch.tensor([m])) @ ref.apply_rope(ks, m + torch.arange(64)).T)
         .ravel()
         .numpy()
         for m in starts
     }
+    return max(float(np.abs(c - curves[0]).max()) for c in curves.values()), curves
 
 
 # ---------------------------------------------------------------- part 2: training
 
 
-class _TorchLM(nn.Module):
-    """The library twin: our embeddings and head around nn.TransformerEncoderLayer's."""
+class _TorchBlock(nn.Module):
+    """nn.TransformerEncoderLayer with our block's weights, called the way our LM calls blocks."""
 
-    def __init__(self, ours: ref.TransformerLM, config: Config):
+    def __init__(self, block: ref.TransformerBlock, config: Config):
         super().__init__()
-        d = config.d_model
-        self.tok_emb = nn.Embedding.from_pretrained(
-            ours.tok_emb.weight.detach().clone(), freeze=False
+        d, h, ff, act = config.d_model, config.n_heads, config.d_ff, config.activation
+        self.layer = nn.TransformerEncoderLayer(
+            d, h, ff, 0.0, act, batch_first=True, norm_first=block.norm_first
         )
-        self.pos = (
-            None if ours.pos_emb is None else nn.Parameter(ours.pos_emb.weight.detach().clone())
+        self.layer.load_state_dict(
+            {k.removeprefix("ff."): v for k, v in block.state_dict().items()}
         )
-        self.position = config.position
-        self.layers = nn.ModuleList()
-        for block in ours.blocks:
-            layer = nn.TransformerEncoderLayer(
-                d,
-                config.n_heads,
-                config.d_ff,
-                0.0,
-                config.activation,
-                batch_first=True,
-                norm_first=ours.norm_first,
-            )
-            layer.load_state_dict({k.removeprefix("ff."): v for k, v in block.state_dict().items()})
-            self.layers.append(layer)
-        self.norm_f = nn.LayerNorm(d) if ours.norm_first else nn.Identity()
-        self.norm_f.load_state_dict(ours.norm_f.state_dict())
-        self.head = nn.Linear(d, ours.head.out_features)
-        self.head.load_state_dict(ours.head.state_dict())
 
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        t = idx.shape[1]
-        h = self.tok_emb(idx)
-        if self.pos is not None:
-            h = h + self.pos[:t]
-        elif self.position == "sinusoidal":
-            h = h + ref.sinusoidal_positions(t, h.shape[-1])
-        mask = torch.ones(t, t, dtype=torch.bool).triu(1)
-        for layer in self.layers:
-            h = layer(h, src_mask=mask, is_causal=True)
-        return self.head(self.norm_f(h))
+    def forward(self, h: torch.Tensor, causal: bool = True) -> torch.Tensor:
+        mask = torch.ones(h.shape[1], h.shape[1], dtype=torch.bool).triu(1)
+        return self.layer(h, src_mask=mask, is_causal=True)
 
 
 def _new_model(vocab: int, config: Config, norm_first: bool, position: str) -> ref.TransformerLM:
+    c = config
     return ref.TransformerLM(
-        vocab,
-        config.d_model,
-        config.n_heads,
-        config.n_layers,
-        config.d_ff,
-        config.seq_len,
-        position,
-        norm_first,
-        config.activation,
-        seed=config.seed,
-    )
+        vocab, c.d_model, c.n_heads, c.n_layers, c.d_ff, c.seq_len, position, norm_first,
+        c.activation, seed=c.seed,
+    )  # fmt: skip
 
 
 def _train(model: nn.Module, train, val, lr: float, config: Config) -> dict:
@@ -308,16 +276,8 @@ def _train(model: nn.Module, train, val, lr: float, config: Config) -> dict:
         if step % config.eval_every == 0 or step == config.steps:
             curve.append((step, _evaluate(model, val, config.seq_len)))
     final = float("nan") if diverged else curve[-1][1]
-    if not math.isfinite(final):
-        diverged = True
-    return {
-        "curve": curve,
-        "val_loss": final,
-        "diverged": diverged,
-        "seconds": seconds,
-        "train_loss": losses,
-        "grad_norm": grad_norms,
-    }
+    run = {"curve": curve, "val_loss": final, "diverged": diverged or not math.isfinite(final)}
+    return run | {"seconds": seconds, "train_loss": losses, "grad_norm": grad_norms}
 
 
 def _stability_sweep(train, val, vocab: int, config: Config, ctx: RunContext) -> list[dict]:
@@ -331,25 +291,20 @@ def _stability_sweep(train, val, vocab: int, config: Config, ctx: RunContext) ->
     return rows
 
 
-def _torch_twin(train, val, vocab: int, lr: float, config: Config, ctx: RunContext) -> dict:
-    """The best pre-LN run again with torch's layers: same init, batches and lr; ms per step."""
+def _torch_twin(train, val, vocab: int, sweep: list[dict], config: Config, ctx) -> dict:
+    """The best pre-LN run again, its blocks replaced by torch's layers (same weights, batches
+    and lr); ours is that sweep run."""
+    ok = [r for r in sweep if r["layout"] == "pre-LN" and not r["diverged"]]
+    ours = min(ok, key=lambda r: r["val_loss"]) if ok else sweep[-1]
     with ctx.step("torch twin (nn.TransformerEncoderLayer)"):
-        ours = _new_model(vocab, config, True, config.position)
-        twin = _TorchLM(ours, config)
+        model = _new_model(vocab, config, True, config.position)
+        twin = copy.deepcopy(model)
+        twin.blocks = nn.ModuleList(_TorchBlock(b, config) for b in model.blocks)
         x, _ = _batch(train, config, torch.Generator().manual_seed(config.seed))
         with torch.no_grad():
-            init_diff = float((ours(x) - twin(x)).abs().max())
-        both = race(
-            lambda: _train(ours, train, val, lr, config),
-            lambda: _train(twin, train, val, lr, config),
-        )
-    return {
-        "ours": both["ours"],
-        "torch": both["library"],
-        "init_logits_max_abs_diff": init_diff,
-        "ours_ms_per_step": 1000 * both["ours"]["seconds"] / config.steps,
-        "torch_ms_per_step": 1000 * both["library"]["seconds"] / config.steps,
-    }
+            init_diff = float((model(x) - twin(x)).abs().max())
+        out = _train(twin, train, val, ours["lr"], config)
+    return {"ours": ours, "torch": out, "lr": ours["lr"], "init_diff": init_diff}
 
 
 def _positions(train, val, vocab: int, sweep: list[dict], config: Config, ctx: RunContext):
@@ -375,138 +330,91 @@ def _learns(row: dict, unigram: float) -> bool:
 
 
 def _summary(parts, rope_diff, sweep, twin, positions, unigram, vocab, config) -> dict:
+    blocks = [r for r in parts if r["part"].startswith("block")]
     m: dict = {
         "vocab_size": vocab,
         "unigram_val_loss": unigram,
         "rope_shift_max_abs_diff": rope_diff,
+        "block_max_abs_diff_out": max(r["max_abs_diff_out"] for r in blocks),
+        "block_max_abs_diff_grad": max(r["max_abs_diff_grad"] for r in blocks),
+        "norm_max_abs_diff": max(
+            max(r["max_abs_diff_out"], r["max_abs_diff_grad"]) for r in parts if "Norm" in r["part"]
+        ),
+        "n_lrs": len(config.lrs),
     }
-    blocks = [r for r in parts if r["part"].startswith("block")]
-    m["block_max_abs_diff_out"] = max(r["max_abs_diff_out"] for r in blocks)
-    m["block_max_abs_diff_grad"] = max(r["max_abs_diff_grad"] for r in blocks)
-    m["norm_max_abs_diff"] = max(
-        max(r["max_abs_diff_out"], r["max_abs_diff_grad"]) for r in parts if "Norm" in r["part"]
-    )
     for layout, key in (("post-LN", "post_ln"), ("pre-LN", "pre_ln")):
         rows = [r for r in sweep if r["layout"] == layout]
-        finite = [r for r in rows if not r["diverged"]] or rows
-        best = min(finite, key=lambda r: r["val_loss"] if math.isfinite(r["val_loss"]) else 1e9)
+        best = min(rows, key=lambda r: r["val_loss"] if not r["diverged"] else math.inf)
         m[f"{key}_best_val_loss"], m[f"{key}_best_lr"] = best["val_loss"], best["lr"]
         m[f"{key}_lrs_that_learn"] = sum(_learns(r, unigram) for r in rows)
-        m[f"{key}_worst_val_loss"] = max(
-            (r["val_loss"] if math.isfinite(r["val_loss"]) else math.inf) for r in rows
-        )
-    m["n_lrs"] = len(config.lrs)
     m["torch_pre_ln_val_loss"] = twin["torch"]["val_loss"]
     m["twin_val_loss_abs_diff"] = abs(twin["torch"]["val_loss"] - twin["ours"]["val_loss"])
-    m["twin_init_logits_max_abs_diff"] = twin["init_logits_max_abs_diff"]
-    m["ours_ms_per_step"], m["torch_ms_per_step"] = (
-        twin["ours_ms_per_step"],
-        twin["torch_ms_per_step"],
-    )
+    m["twin_init_logits_max_abs_diff"] = twin["init_diff"]
+    m["ours_ms_per_step"] = 1000 * twin["ours"]["seconds"] / config.steps
+    m["torch_ms_per_step"] = 1000 * twin["torch"]["seconds"] / config.steps
     for row in positions:
         m[f"position_{row['position']}_val_loss"] = row["val_loss"]
     return m
 
 
-def _verdicts(m: dict) -> dict[str, str]:
+def _verdicts(m: dict, positions: list[dict]) -> dict[str, str]:
+    """The stability conclusion and the position encodings ranked, as strings for the notes."""
     post, pre, n = m["post_ln_lrs_that_learn"], m["pre_ln_lrs_that_learn"], m["n_lrs"]
-    if pre > post:
-        verdict = f"pre-LN learns at {pre} of {n} learning rates, post-LN at only {post}"
-    elif pre == post:
-        verdict = f"both layouts learn at {pre} of {n} learning rates (no stability gap at this depth/length)"
+    if pre == post:
+        verdict = f"Both layouts learn at {pre} of {n} learning rates: no gap in this setting."
     else:
-        verdict = f"post-LN learns at {post} of {n} learning rates, pre-LN at {pre}"
-    ranked = sorted(
-        (k.removeprefix("position_").removesuffix("_val_loss"), v)
-        for k, v in m.items()
-        if k.startswith("position_")
-    )
-    ranked.sort(key=lambda kv: kv[1] if math.isfinite(kv[1]) else math.inf)
-    summary = ", ".join(f"{name} {v:.3f}" for name, v in ranked)
-    return {"stability_verdict": verdict + ".", "positions_summary": summary}
+        verdict = f"pre-LN learns at {pre} of {n} learning rates, post-LN at {post}."
+    ranked = sorted(positions, key=lambda r: r["val_loss"] if math.isfinite(r["val_loss"]) else 1e9)
+    summary = ", ".join(f"{r['position']} {r['val_loss']:.3f}" for r in ranked)
+    return {"stability_verdict": verdict, "positions_summary": summary}
 
 
 # ---------------------------------------------------------------- figures
 
 
 def _stability_figure(sweep: list[dict], unigram: float, twin: dict, config: Config, ctx) -> None:
-    import matplotlib
+    from matplotlib import colormaps
 
-    colours = {"post-LN": "tab:red", "pre-LN": "tab:blue"}
-    ceiling = unigram + 0.6  # off-scale and NaN runs are drawn here
-    finite = [v for r in sweep for _, v in r["curve"] if math.isfinite(v)]
-    floor = min(finite, default=unigram) - 0.05
+    ceiling = unigram + 0.6  # diverged (NaN) and off-scale runs are drawn at this height
+    floor = min(v for r in sweep for _, v in r["curve"] if math.isfinite(v)) - 0.05
     with figure(ctx, "stability", 1, 3, figsize=(15, 4.2)) as (fig, ax):
-        for layout, colour in colours.items():
+        for layout, colour in (("post-LN", "tab:red"), ("pre-LN", "tab:blue")):
             rows = [r for r in sweep if r["layout"] == layout]
-            lrs = [r["lr"] for r in rows]
-            vals = [
-                min(r["val_loss"], ceiling) if math.isfinite(r["val_loss"]) else ceiling
-                for r in rows
-            ]
-            ax[0].plot(lrs, vals, "o-", color=colour, label=layout)
-            for r, v in zip(rows, vals):
-                if r["diverged"]:
-                    ax[0].annotate("NaN", (r["lr"], v), color=colour, ha="center", va="bottom")
-        ax[0].plot(
-            [twin["lr"]], [twin["torch"]["val_loss"]], "k*", ms=12, label="pre-LN, torch layers"
-        )
-        ax[0].axhline(unigram, color="grey", ls=":", label=f"unigram {unigram:.2f}")
-        ax[0].set(
-            xscale="log",
-            xlabel="learning rate (constant, no warm-up)",
-            ylabel=f"validation loss after {config.steps} steps (nats/char)",
-            title=f"{config.n_layers}-layer char LM on Shakespeare",
-        )
-        ax[0].legend(fontsize=8)
-        cmap = matplotlib.colormaps["viridis"]
-        for panel, layout in zip(ax[1:], colours):
-            for i, r in enumerate([r for r in sweep if r["layout"] == layout]):
-                steps, vals = zip(*r["curve"])
-                panel.plot(
-                    steps,
-                    vals,
-                    "-",
-                    color=cmap(i / max(1, len(config.lrs) - 1)),
-                    label=f"lr {r['lr']:g}",
-                )
+            vals = [ceiling if r["diverged"] else min(r["val_loss"], ceiling) for r in rows]
+            ax[0].plot([r["lr"] for r in rows], vals, "o-", color=colour, label=layout)
+            for r in (r for r in rows if r["diverged"]):
+                ax[0].annotate("NaN", (r["lr"], ceiling), color=colour, ha="center")
+            panel = ax[1] if layout == "post-LN" else ax[2]
+            for i, r in enumerate(rows):
+                colour_i = colormaps["viridis"](i / max(1, len(rows) - 1))
+                panel.plot(*zip(*r["curve"]), color=colour_i, label=f"lr {r['lr']:g}")
             panel.axhline(unigram, color="grey", ls=":")
-            panel.set(
-                xlabel="step",
-                ylabel="validation loss (nats/char)",
-                title=f"{layout}: validation curves",
-                ylim=(floor, ceiling),
-            )
+            panel.set(xlabel="step", ylabel="validation loss (nats/char)", ylim=(floor, ceiling))
+            panel.set_title(f"{layout}: validation curves")
             panel.legend(fontsize=8)
+        ax[0].plot([twin["lr"]], [twin["torch"]["val_loss"]], "k*", ms=12, label="torch layers")
+        ax[0].axhline(unigram, color="grey", ls=":", label=f"unigram {unigram:.2f}")
+        ax[0].set(xscale="log", xlabel="learning rate (constant, no warm-up)")
+        ax[0].set_ylabel(f"validation loss after {config.steps} steps (nats/char)")
+        ax[0].set_title(f"{config.n_layers}-layer char LM on Shakespeare")
+        ax[0].legend(fontsize=8)
 
 
-def _early_pair(sweep: list[dict], unigram: float) -> tuple[float, list[dict]]:
-    """The smallest lr where post-LN fails to learn (else the largest lr), and both runs at it."""
+def _early_training_figure(sweep: list[dict], unigram: float, ctx) -> None:
+    """Both layouts at the smallest lr where post-LN fails to learn (else the largest lr)."""
     failing = [r["lr"] for r in sweep if r["layout"] == "post-LN" and not _learns(r, unigram)]
     lr = min(failing) if failing else max(r["lr"] for r in sweep)
-    return lr, [r for r in sweep if r["lr"] == lr]
-
-
-def _early_training_figure(sweep: list[dict], unigram: float, config: Config, ctx) -> None:
-    lr, pair = _early_pair(sweep, unigram)
     with figure(ctx, "early_training", 1, 2, figsize=(11, 4)) as (fig, ax):
-        for r in pair:
+        for r in (r for r in sweep if r["lr"] == lr):
             colour = "tab:red" if r["layout"] == "post-LN" else "tab:blue"
             steps = np.arange(1, len(r["train_loss"]) + 1)
             ax[0].plot(steps, r["train_loss"], color=colour, lw=0.8, label=r["layout"])
             ax[1].plot(steps, r["grad_norm"], color=colour, lw=0.8, label=r["layout"])
         ax[0].axhline(unigram, color="grey", ls=":", label=f"unigram {unigram:.2f}")
-        ax[0].set(
-            xlabel="step",
-            ylabel="training loss of the batch (nats/char)",
-            title=f"every step at lr {lr:g}, no warm-up",
-        )
-        ax[1].set(
-            xlabel="step",
-            ylabel="gradient norm (all weights)",
-            yscale="log",
-            title="gradient norm before each update",
-        )
+        ax[0].set(xlabel="step", ylabel="training loss of the batch (nats/char)")
+        ax[0].set_title(f"every step at lr {lr:g}, no warm-up")
+        ax[1].set(xlabel="step", ylabel="gradient norm (all weights)", yscale="log")
+        ax[1].set_title("gradient norm before each update")
         for a in ax:
             a.legend(fontsize=8)
 
@@ -515,71 +423,56 @@ def _positions_figure(positions: list[dict], rope_curves: dict, config: Config, 
     with figure(ctx, "positions", 1, 3, figsize=(15, 4)) as (fig, ax):
         table = ref.sinusoidal_positions(config.seq_len, config.d_model).numpy()
         im = ax[0].imshow(table.T, aspect="auto", cmap="RdBu", vmin=-1, vmax=1)
-        ax[0].set(
-            xlabel="position", ylabel="dimension", title="sinusoidal table (fast clocks on top)"
-        )
+        ax[0].set(xlabel="position", ylabel="dimension", title="sinusoidal table")
         fig.colorbar(im, ax=ax[0])
         for m, scores in rope_curves.items():
-            ax[1].plot(
-                np.arange(len(scores)),
-                scores,
-                lw=3 if m == 0 else 1.2,
-                ls="-" if m == 0 else "--",
-                label=f"query at position {m}",
-            )
-        ax[1].set(
-            xlabel="offset n - m",
-            ylabel="q . k after RoPE",
-            title="RoPE: the score depends on the offset only",
-        )
+            width, style = (3, "-") if m == 0 else (1.2, "--")
+            ax[1].plot(scores, lw=width, ls=style, label=f"query at position {m}")
+        ax[1].set(xlabel="offset n - m", ylabel="q . k after RoPE")
+        ax[1].set_title("RoPE: the score depends on the offset only")
         ax[1].legend(fontsize=8)
         for row in positions:
-            steps, vals = zip(*row["curve"])
-            ax[2].plot(steps, vals, "-o", ms=3, label=f"{row['position']} {row['val_loss']:.3f}")
-        ax[2].set(
-            xlabel="step",
-            ylabel="validation loss (nats/char)",
-            title=f"position encodings, pre-LN, lr {config.positions_lr:g}",
-        )
+            label = f"{row['position']} {row['val_loss']:.3f}"
+            ax[2].plot(*zip(*row["curve"]), "-o", ms=3, label=label)
+        ax[2].set(xlabel="step", ylabel="validation loss (nats/char)")
+        ax[2].set_title(f"position encodings, pre-LN, lr {config.positions_lr:g}")
         ax[2].legend(fontsize=8)
 
 
 # ---------------------------------------------------------------- run
 
 
+def _tables(parts: list[dict], sweep: list[dict], positions: list[dict]) -> dict:
+    keep = ("layout", "lr", "val_loss", "diverged", "seconds")
+    return {
+        "parts_vs_torch": parts,
+        "sweep": [{k: r[k] for k in keep} for r in sweep],
+        "positions": [{k: r[k] for k in ("position", "val_loss")} for r in positions],
+    }
+
+
 def run(config: Config, ctx: RunContext) -> LabResult:
     train, val, itos = _shakespeare(config)
     vocab, unigram = len(itos), _unigram_loss(train, val, len(itos))
-    with ctx.step("our parts vs torch (float64)"):
-        parts = _parts_vs_torch(train, vocab, config)
-        rope_diff, rope_curves = _rope_shift_check(config), _rope_offset_curves(config)
-    sweep = _stability_sweep(train, val, vocab, config, ctx)
-    best_lr = min(
-        (r for r in sweep if r["layout"] == "pre-LN" and not r["diverged"]),
-        key=lambda r: r["val_loss"],
-        default={"lr": config.lrs[0]},
-    )["lr"]
-    twin = {**_torch_twin(train, val, vocab, best_lr, config, ctx), "lr": best_lr}
-    positions = _positions(train, val, vocab, sweep, config, ctx)
+    with thread_limit(config.threads):
+        with ctx.step("our parts vs torch (float64)"):
+            parts = _parts_vs_torch(train, vocab, config)
+            rope_diff, rope_curves = _rope_offsets(config)
+        sweep = _stability_sweep(train, val, vocab, config, ctx)
+        twin = _torch_twin(train, val, vocab, sweep, config, ctx)
+        positions = _positions(train, val, vocab, sweep, config, ctx)
     metrics = _summary(parts, rope_diff, sweep, twin, positions, unigram, vocab, config)
+    metrics |= _verdicts(metrics, positions)
 
     _stability_figure(sweep, unigram, twin, config, ctx)
-    _early_training_figure(sweep, unigram, config, ctx)
+    _early_training_figure(sweep, unigram, ctx)
     _positions_figure(positions, rope_curves, config, ctx)
 
-    values = {**asdict(config), **metrics, **_verdicts(metrics)}
     return LabResult(
-        metrics={**metrics, **_verdicts(metrics)},
+        metrics=metrics,
         key_metric="pre_ln_best_val_loss",
         library_metric="torch_pre_ln_val_loss",
-        tables={
-            "parts_vs_torch": parts,
-            "sweep": [
-                {k: r[k] for k in ("layout", "lr", "val_loss", "diverged", "seconds")}
-                for r in sweep
-            ],
-            "positions": [{k: r[k] for k in ("position", "val_loss")} for r in positions],
-        },
+        tables=_tables(parts, sweep, positions),
         figures=ctx.figures,
-        notes=render_notes(NOTES, values),
+        notes=render_notes(NOTES, {**asdict(config), **metrics}),
     )
