@@ -321,15 +321,22 @@ def _forecast_figure(d: _Data, preds: dict, tf, lstm, m: dict, config: Config, c
         )
         top.set(ylabel=TARGET, title=f"next-day forecasts, last {config.plot_days} test days")
         top.legend(fontsize=8, ncol=4)
-        names = ["last value", "linear", "LSTM", "transformer"]
-        keys = ["last_value", "linear", "lstm", "transformer"]
-        maes = [m[f"{k}_test_mae"] for k in keys]
-        spread = [0, 0, m["lstm_test_mae_std"], m["transformer_test_mae_std"]]
-        bottom.barh(names, maes, xerr=spread, color=["C7", "C0", "C2", "C3"], capsize=4)
-        for k, (v, e) in enumerate(zip(maes, spread)):
-            bottom.text(v + e, k, f"  {v:.4f}", va="center", fontsize=8)
-        bottom.set(xlim=(min(maes) * 0.9, max(maes) * 1.06), xlabel="test MAE (log volume)")
-        bottom.set_title(f"1980-1986 test period; bars: mean (+/- std) over {m['n_seeds']} seed(s)")
+        per_seed = {
+            "last value": [m["last_value_test_mae"]],
+            "linear": [m["linear_test_mae"]],
+            "LSTM": [seq.mean_absolute_error(y, r["test"]) for r in lstm],
+            "transformer": [seq.mean_absolute_error(y, r["test"]) for r in tf],
+        }
+        for k, maes in enumerate(per_seed.values()):
+            colour = ("C7", "C0", "C1", "C2")[k]
+            bottom.plot(maes, [k] * len(maes), "o", color=colour, alpha=0.6, ms=6)
+            bottom.plot([np.mean(maes)], [k], "|", color=colour, ms=22, mew=2.5)
+            bottom.text(np.max(maes), k + 0.25, f"mean {np.mean(maes):.4f}", fontsize=8)
+        bottom.set_yticks(range(len(per_seed)), list(per_seed))
+        bottom.set(ylim=(-0.6, len(per_seed) - 0.3), xlabel="test MAE (log volume)")
+        bottom.set_title(f"1980-1986 test period: one dot per seed ({m['n_seeds']}), bar = mean")
+        bottom.grid(axis="x", alpha=0.3)
+        bottom.margins(x=0.08)
 
 
 def _attention_figure(att: np.ndarray, ar_coef: np.ndarray, config: Config, ctx: RunContext):
