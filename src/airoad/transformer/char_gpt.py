@@ -76,7 +76,10 @@ class KVCache:
     def update(
         self, layer: int, k: torch.Tensor, v: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Append the new k, v (B, H, T, D) to ``layer``'s cache; return all of them (B, H, S+T, D)."""
+        """Append k, v (B, H, T, D) to ``layer``'s cache and return all of them: (B, H, S + T, D).
+
+        The first call for a layer just stores k and v.
+        """
         if self.keys[layer] is not None:
             k = torch.cat([self.keys[layer], k], dim=-2)
             v = torch.cat([self.values[layer], v], dim=-2)

@@ -28,7 +28,7 @@ class CharVocab:
         self.stoi: dict[str, int] = {ch: i for i, ch in enumerate(self.chars)}
 
     def encode(self, text: str) -> torch.Tensor:
-        """text of length N -> int64 tensor (N,) of ids; KeyError on a character not in the vocab."""
+        """text of length N -> int64 ids (N,); a character outside the vocabulary is a KeyError."""
         return torch.tensor([self.stoi[ch] for ch in text], dtype=torch.long)
 
     def decode(self, ids: Iterable[int] | torch.Tensor) -> str:

@@ -41,14 +41,15 @@ class Config:
     n_embd: int = param(128, ge=8, le=1024)
     block_size: int = param(128, ge=8, le=1024)
     dropout: float = param(0.0, ge=0.0, lt=1.0)
-    batch_size: int = param(32, ge=1, le=1024)
-    steps: int = param(1800, ge=2, le=100_000)
+    batch_size: int = param(16, ge=1, le=1024)
+    steps: int = param(2400, ge=2, le=100_000)
     warmup_steps: int = param(100, ge=1)
-    max_lr: float = param(2e-3, gt=0.0, le=1.0)
-    min_lr: float = param(2e-4, ge=0.0, le=1.0)
+    max_lr: float = param(6e-3, gt=0.0, le=1.0)
+    min_lr: float = param(6e-4, ge=0.0, le=1.0)
     weight_decay: float = param(0.1, ge=0.0, le=1.0)
     grad_clip: float = param(1.0, gt=0.0)
-    eval_every: int = param(150, ge=1)
+    precision: str = param("auto", choices=("auto", "bf16", "fp32"))  # auto: bf16 if the CPU has it
+    eval_every: int = param(200, ge=1)
     prompt: str = "ROMEO.\n"
     sample_chars: int = param(500, ge=1, le=100_000)
     temperature: float = param(0.8, gt=0.0, le=10.0)
@@ -57,55 +58,39 @@ class Config:
     seed: int = param(0, ge=0)
 
     def __post_init__(self) -> None:
-        validate_config(self)
-        if self.n_embd % self.n_head:
-            raise ConfigError(
-                f"config key 'n_embd' is {self.n_embd}; it must be a multiple of n_head "
-                f"({self.n_head})"
-            )
-        if self.warmup_steps >= self.steps:
-            raise ConfigError(
-                f"config key 'warmup_steps' is {self.warmup_steps}; it must be < steps "
-                f"({self.steps})"
-            )
-        if self.min_lr > self.max_lr:
-            raise ConfigError(f"config key 'min_lr' is {self.min_lr}; it must be <= max_lr")
-        if not self.prompt or len(self.prompt) >= self.block_size:
-            raise ConfigError(
-                f"config key 'prompt' must have 1..{self.block_size - 1} characters "
-                f"(block_size - 1), got {len(self.prompt)}"
-            )
+        validate_config(self)  # the declared ranges first, then how the keys fit together
+        rules = [
+            (self.n_embd % self.n_head == 0, f"'n_embd' {self.n_embd} is no multiple of n_head"),
+            (self.warmup_steps < self.steps, f"'warmup_steps' is {self.warmup_steps}, not < steps"),
+            (self.min_lr <= self.max_lr, f"'min_lr' is {self.min_lr}, above max_lr"),
+            (0 < len(self.prompt) < self.block_size, "'prompt' needs 1 to block_size - 1 chars"),
+        ]
+        for ok, why in rules:
+            if not ok:
+                raise ConfigError(f"config key {why}")
 
 
-QUICK = {
-    "text_chars": 400_000,
-    "val_chars": 20_000,
-    "curve_chars": 4_000,
-    "n_layer": 2,
-    "n_head": 2,
-    "n_embd": 48,
-    "block_size": 64,
-    "batch_size": 16,
-    "steps": 100,
-    "warmup_steps": 10,
-    "max_lr": 1e-2,
-    "min_lr": 1e-3,
-    "eval_every": 25,
-    "sample_chars": 120,
+# fmt: off
+QUICK = {  # a 2-layer, 48-wide model, 100 steps on the first 400 k characters: seconds
+    "text_chars": 400_000, "val_chars": 20_000, "curve_chars": 4_000, "sample_chars": 120,
+    "n_layer": 2, "n_head": 2, "n_embd": 48, "block_size": 64, "batch_size": 16,
+    "steps": 100, "warmup_steps": 10, "max_lr": 1e-2, "min_lr": 1e-3, "eval_every": 25,
     "cache_lengths": (32, 64, 128),
 }
+# fmt: on
 
 NOTES = (
     "Validation loss {val_loss:.3f} nats/char ({val_bits:.3f} bits) on the first {val_chars} "
-    "held-out characters after {steps} steps ({train_tokens} training tokens, {train_cpu_s:.0f} "
-    "CPU-s, {train_wall_s:.0f} s wall); bigram counts score {bigram_val_loss:.3f}, uniform "
-    "{uniform_loss:.3f}.",
+    "held-out characters after {steps} steps ({train_tokens} training tokens in {precision}, "
+    "{train_cpu_s:.0f} CPU-s, {train_wall_s:.0f} s wall); bigram counts score "
+    "{bigram_val_loss:.3f}, uniform {uniform_loss:.3f}.",
     "Training resumed from the checkpoint of step {resume_step} in fresh objects.",
     "Causal attention equals F.scaled_dot_product_attention to {attention_max_abs_diff:.1e}; "
     "the same weights in nn.TransformerEncoderLayer score {torch_layers_val_loss:.4f} "
     "(ours {val_loss:.4f}).",
     "KV cache: {cache_tokens} new tokens in {cache_seconds:.2f} s, {nocache_seconds:.2f} s "
-    "without ({cache_speedup:.1f}x faster); float64 logits agree to {cache_max_abs_logit_diff:.1e}.",
+    "without ({cache_speedup:.1f}x faster); float64 logits agree to "
+    "{cache_max_abs_logit_diff:.1e}.",
 )
 
 
@@ -148,8 +133,18 @@ def _configs(config: Config, vocab_size: int) -> tuple[ref.GPTConfig, train_ref.
         total_steps=config.steps,
         weight_decay=config.weight_decay,
         grad_clip=config.grad_clip,
+        bf16=_use_bf16(config),
     )
     return model, training
+
+
+def _use_bf16(config: Config) -> bool:
+    """bfloat16 autocast when asked, or on "auto" when the CPU multiplies bfloat16 natively
+    (AMX or AVX512-BF16: about 2x faster here); without that support bf16 is slower than fp32."""
+    if config.precision != "auto":
+        return config.precision == "bf16"
+    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
 
 
 def _fresh(model_cfg: ref.GPTConfig, train_cfg: train_ref.TrainConfig, seed: int):
@@ -218,6 +213,23 @@ def _attention_check(model: ref.GPT, val: torch.Tensor, config: Config) -> dict:
     }
 
 
+# nn.TransformerEncoderLayer's parameter name -> ours inside a Block
+_TORCH_NAMES = {
+    "self_attn.in_proj_weight": "attn.c_attn.weight",
+    "self_attn.in_proj_bias": "attn.c_attn.bias",
+    "self_attn.out_proj.weight": "attn.c_proj.weight",
+    "self_attn.out_proj.bias": "attn.c_proj.bias",
+    "linear1.weight": "mlp.c_fc.weight",
+    "linear1.bias": "mlp.c_fc.bias",
+    "linear2.weight": "mlp.c_proj.weight",
+    "linear2.bias": "mlp.c_proj.bias",
+    "norm1.weight": "ln_1.weight",
+    "norm1.bias": "ln_1.bias",
+    "norm2.weight": "ln_2.weight",
+    "norm2.bias": "ln_2.bias",
+}
+
+
 class _TorchTwin(nn.Module):
     """Our trained GPT with every block replaced by nn.TransformerEncoderLayer, weights copied."""
 
@@ -229,23 +241,8 @@ class _TorchTwin(nn.Module):
             layer = nn.TransformerEncoderLayer(
                 c, gpt.config.n_head, 4 * c, 0.0, "gelu", batch_first=True, norm_first=True
             )
-            pairs = [
-                (layer.self_attn.in_proj_weight, block.attn.c_attn.weight),
-                (layer.self_attn.in_proj_bias, block.attn.c_attn.bias),
-                (layer.self_attn.out_proj.weight, block.attn.c_proj.weight),
-                (layer.self_attn.out_proj.bias, block.attn.c_proj.bias),
-                (layer.linear1.weight, block.mlp.c_fc.weight),
-                (layer.linear1.bias, block.mlp.c_fc.bias),
-                (layer.linear2.weight, block.mlp.c_proj.weight),
-                (layer.linear2.bias, block.mlp.c_proj.bias),
-                (layer.norm1.weight, block.ln_1.weight),
-                (layer.norm1.bias, block.ln_1.bias),
-                (layer.norm2.weight, block.ln_2.weight),
-                (layer.norm2.bias, block.ln_2.bias),
-            ]
-            with torch.no_grad():
-                for mine, theirs in pairs:
-                    mine.copy_(theirs)
+            ours = block.state_dict()
+            layer.load_state_dict({name: ours[mine] for name, mine in _TORCH_NAMES.items()})
             self.layers.append(layer)
 
     def loss(self, idx: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -258,37 +255,42 @@ class _TorchTwin(nn.Module):
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
 
 
-def _kv_cache_race(model: ref.GPT, val: torch.Tensor, config: Config) -> tuple[dict, list[dict]]:
-    """Logits with and without the cache in float64 on a real window; generation timed both ways."""
+def _cache_logit_diff(model: ref.GPT, val: torch.Tensor, config: Config) -> float:
+    """Max |logits| difference, float64, between one full pass over a real held-out window and
+    the prompt-sized prefill followed by one token at a time through a KVCache."""
     twin = ref.GPT(model.config).double()
     twin.load_state_dict(model.state_dict())
     twin.eval()
-    window = val[None, : config.block_size]
-    split = len(config.prompt)
+    window, split = val[None, : config.block_size], len(config.prompt)
     with torch.no_grad():
-        full = twin(window)
         cache = ref.KVCache(config.n_layer)
         steps = [twin(window[:, :split], cache)]
         steps += [twin(window[:, t : t + 1], cache) for t in range(split, config.block_size)]
-    diff = float((torch.cat(steps, dim=1) - full).abs().max())
-    rows = []
-    prompt = window[:, :split]
+        return float((torch.cat(steps, dim=1) - twin(window)).abs().max())
+
+
+def _generation_race(model: ref.GPT, val: torch.Tensor, config: Config) -> list[dict]:
+    """Greedy generation of each length with and without the cache: seconds, same tokens?"""
+    prompt, rows = val[None, : len(config.prompt)], []
     for n in config.cache_lengths:
-        with_cache, s_cache = timed(model.generate, prompt, n, 0.0, None, None, True)
-        without, s_plain = timed(model.generate, prompt, n, 0.0, None, None, False)
-        same = bool(torch.equal(with_cache, without))
+        cached, cache_s = timed(model.generate, prompt, n, 0.0, None, None, True)
+        plain, plain_s = timed(model.generate, prompt, n, 0.0, None, None, False)
+        same = bool(torch.equal(cached, plain))
         rows.append(
-            {"tokens": n, "cache_seconds": s_cache, "nocache_seconds": s_plain, "same_tokens": same}
+            {"tokens": n, "cache_seconds": cache_s, "nocache_seconds": plain_s, "same_tokens": same}
         )
+    return rows
+
+
+def _cache_metrics(diff: float, rows: list[dict]) -> dict:
     last = rows[-1]
-    metrics = {
+    return {
         "cache_max_abs_logit_diff": diff,
         "cache_tokens": last["tokens"],
         "cache_seconds": last["cache_seconds"],
         "nocache_seconds": last["nocache_seconds"],
         "cache_speedup": last["nocache_seconds"] / last["cache_seconds"],
     }
-    return metrics, rows
 
 
 def _samples(model: ref.GPT, vocab: train_ref.CharVocab, config: Config) -> list[dict]:
@@ -302,46 +304,41 @@ def _samples(model: ref.GPT, vocab: train_ref.CharVocab, config: Config) -> list
     return out
 
 
-def _loss_figure(curve: list[dict], m: dict, ctx: RunContext) -> None:
-    steps = [c["step"] for c in curve]
+def _loss_figure(curve: list[dict], m: dict, config: Config, ctx: RunContext) -> None:
+    steps, val = [c["step"] for c in curve], [c["curve_val_loss"] for c in curve]
+    train, bigram = [c["train_loss"] for c in curve[1:]], m["bigram_val_loss"]
     with figure(ctx, "loss_curve", figsize=(8, 4.5)) as (_, ax):
-        ax.plot(
-            steps[1:],
-            [c["train_loss"] for c in curve[1:]],
-            "o-",
-            ms=3,
-            label="train (mean of the interval)",
-        )
-        ax.plot(steps, [c["curve_val_loss"] for c in curve], "s-", ms=3, label="held-out slice")
-        ax.axhline(
-            m["bigram_val_loss"],
-            color="k",
-            ls="--",
-            label=f"bigram counts {m['bigram_val_loss']:.2f}",
-        )
+        ax.plot(steps[1:], train, "o-", ms=3, label="train (mean over the interval)")
+        ax.plot(steps, val, "s-", ms=3, label=f"held-out, first {m['curve_chars']} chars")
+        ax.plot(steps[-1], m["val_loss"], "r*", ms=12, label=f"final, first {m['val_chars']} chars")
+        ax.axhline(bigram, color="k", ls="--", label=f"bigram counts {bigram:.2f}")
         ax.axvline(m["resume_step"], color="grey", ls=":", label="checkpoint, resumed")
         ax.set(
             xlabel="optimizer step", ylabel="nats per character", title="char GPT on Shakespeare"
         )
-        ax.set_ylim(top=max(m["bigram_val_loss"] + 0.6, 3.0))
-        lr_ax = ax.twinx()
-        lr_ax.plot(steps[1:], [c["lr"] for c in curve[1:]], color="tab:green", alpha=0.5, lw=1)
-        lr_ax.set_ylabel("learning rate (green)")
+        ax.set_ylim(min(*val, *train, bigram) - 0.1, max(*val, *train, bigram) + 0.1)
         ax.legend(fontsize=8)
+        c = config
+        lrs = [
+            train_ref.lr_at(s, c.max_lr, c.warmup_steps, c.steps, c.min_lr) for s in range(c.steps)
+        ]
+        lr_ax = ax.twinx()
+        lr_ax.plot(range(c.steps), lrs, color="tab:green", alpha=0.5, lw=1)
+        lr_ax.set_ylabel("learning rate (green): warm-up, cosine decay")
 
 
-def _cache_figure(rows: list[dict], ctx: RunContext) -> None:
+def _cache_figure(rows: list[dict], config: Config, ctx: RunContext) -> None:
     n = [r["tokens"] for r in rows]
     with figure(ctx, "kv_cache", figsize=(6.5, 4)) as (_, ax):
         ax.plot(n, [r["nocache_seconds"] for r in rows], "o-", label="no cache (re-run the window)")
         ax.plot(n, [r["cache_seconds"] for r in rows], "s-", label="KV cache (one token per step)")
+        full = config.block_size - len(config.prompt)
+        ax.axvline(full, color="grey", ls=":", label=f"context full ({config.block_size} tokens)")
         ax.set(xlabel="new tokens generated", ylabel="seconds", title="greedy generation time")
         ax.legend()
 
 
-def _model_writer(
-    model: ref.GPT, vocab: train_ref.CharVocab, metrics: dict
-) -> Callable[[Path], None]:
+def _model_writer(model: ref.GPT, vocab, metrics: dict, config: Config) -> Callable[[Path], None]:
     """Writes `model.pt` (the state_dict) and `model.json` (the GPTConfig and the vocabulary)."""
 
     def write(folder: Path) -> None:
@@ -351,8 +348,10 @@ def _model_writer(
             "config": asdict(model.config),
             "vocab": vocab.chars,
             "dataset": "shakespeare",
+            "text": "the works in title order joined by newlines; the last val_fraction held out",
+            "val_fraction": config.val_fraction,
+            "val_chars": config.val_chars,
             "val_loss": metrics["val_loss"],
-            "val_chars": metrics["val_chars"],
         }
         (folder / "model.json").write_text(json.dumps(spec, indent=2), encoding="utf-8")
 
@@ -372,6 +371,7 @@ def _scores(model: ref.GPT, train, val, vocab, config: Config) -> dict:
         "bigram_val_loss": _bigram_loss(train, val_slice, len(vocab.chars)),
         "uniform_loss": math.log(len(vocab.chars)),
         "val_chars": config.val_chars,
+        "curve_chars": config.curve_chars,
         "train_chars": len(train),
         "vocab_size": len(vocab.chars),
         "n_parameters": sum(p.numel() for p in model.parameters()),
@@ -388,14 +388,15 @@ def run(config: Config, ctx: RunContext) -> LabResult:
     )
     metrics = _scores(model, train, val, vocab, config)
     metrics |= {"resume_step": resume_step, "train_cpu_s": cpu_s, "train_wall_s": wall_s}
+    metrics["precision"] = "bf16 autocast" if train_cfg.bf16 else "fp32"
     metrics |= _attention_check(model, val, config)
-    cache_metrics, cache_rows = _kv_cache_race(model, val, config)
-    metrics |= cache_metrics
+    cache_rows = _generation_race(model, val, config)
+    metrics |= _cache_metrics(_cache_logit_diff(model, val, config), cache_rows)
     samples = _samples(model, vocab, config)
 
-    _loss_figure(curve, metrics, ctx)
-    _cache_figure(cache_rows, ctx)
-    ctx.save_artifact("model", _model_writer(model, vocab, metrics))
+    _loss_figure(curve, metrics, config, ctx)
+    _cache_figure(cache_rows, config, ctx)
+    ctx.save_artifact("model", _model_writer(model, vocab, metrics, config))
 
     return LabResult(
         metrics=metrics,
