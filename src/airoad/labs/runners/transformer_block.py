@@ -25,6 +25,7 @@ from airoad.data import load
 from airoad.errors import ConfigError
 from airoad.labs.contract import LabResult, RunContext
 from airoad.labs.kit import figure, param, render_notes, thread_limit, validate_config
+from airoad.labs.runners.transformer_block_parts import parts_vs_torch, rope_offsets
 from airoad.transformer import transformer_block as ref
 
 POSITIONS = ("sinusoidal", "learned", "rope", "none")
@@ -148,77 +149,11 @@ def _unigram_loss(train: torch.Tensor, val: torch.Tensor, vocab: int) -> float:
     return float(-(counts / counts.sum()).log()[val[1:]].mean())
 
 
-# ---------------------------------------------------------------- part 1: parts vs torch
-
-
-def _compare(ours: nn.Module, theirs: nn.Module, x: torch.Tensor, kw: dict, kw_torch: dict):
-    """Max |ours - torch| over the outputs and over the gradients of x and every parameter."""
-    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
-    out, want = ours(xa, **kw), theirs(xb, **kw_torch)
-    g = torch.randn(out.shape, dtype=out.dtype, generator=torch.Generator().manual_seed(1))
-    out.backward(g)
-    want.backward(g)
-    named = dict(theirs.named_parameters())
-    grads = [(xa.grad, xb.grad)] + [
-        (p.grad, named[n.removeprefix("ff.")].grad) for n, p in ours.named_parameters()
-    ]
-    diff_out = float((out - want).detach().abs().max())
-    return diff_out, max(float((a - b).abs().max()) for a, b in grads)
-
-
 def _parts_vs_torch(train: torch.Tensor, vocab: int, config: Config) -> list[dict]:
-    """Norms and both block layouts against torch in float64 on embedded Shakespeare windows."""
-    torch.manual_seed(config.seed)
+    """Part 1 (transformer_block_parts) on one seeded batch of Shakespeare windows."""
     gen = torch.Generator().manual_seed(config.seed)
     x_ids, _ = _batch(train, config, gen, size=config.check_batch)
-    x = nn.Embedding(vocab, config.d_model).double()(x_ids).detach()
-    d, h, ff = config.d_model, config.n_heads, config.d_ff
-    causal = {
-        "src_mask": torch.ones(config.seq_len, config.seq_len).bool().triu(1),
-        "is_causal": True,
-    }
-    pairs = [
-        ("LayerNorm", ref.LayerNorm(d), nn.LayerNorm(d), {}, {}),
-        ("RMSNorm", ref.RMSNorm(d), nn.RMSNorm(d, eps=1e-6), {}, {}),
-    ] + [
-        (
-            f"block, {'pre' if nf else 'post'}-LN, causal",
-            ref.TransformerBlock(d, h, ff, 0.0, config.activation, nf),
-            nn.TransformerEncoderLayer(
-                d, h, ff, 0.0, config.activation, batch_first=True, norm_first=nf
-            ),
-            {"causal": True},
-            causal,
-        )
-        for nf in (False, True)
-    ]
-    rows = []
-    for name, ours, theirs, kw, kw_torch in pairs:
-        with torch.no_grad():
-            for p in ours.parameters():
-                p.add_(0.1 * torch.randn(p.shape))  # affine params away from ones and zeros
-        ours, theirs = ours.double(), theirs.double()
-        theirs.load_state_dict({k.removeprefix("ff."): v for k, v in ours.state_dict().items()})
-        diff_out, diff_grad = _compare(ours, theirs, x, kw, kw_torch)
-        rows.append({"part": name, "max_abs_diff_out": diff_out, "max_abs_diff_grad": diff_grad})
-    return rows
-
-
-def _rope_offsets(config: Config, starts=(0, 50, 500, 5000)) -> tuple[float, dict]:
-    """q.k against the offset n - m for one (q, k), with the query at several positions m.
-
-    Returns the curves and their largest gap to the m = 0 curve (0 up to rounding for RoPE).
-    """
-    dh = config.d_model // config.n_heads
-    q, k = torch.randn(2, 1, dh, generator=torch.Generator().manual_seed(config.seed)).double()
-    ks = k.expand(64, dh)
-    curves = {
-        m: (ref.apply_rope(q, torch.tensor([m])) @ ref.apply_rope(ks, m + torch.arange(64)).T)
-        .ravel()
-        .numpy()
-        for m in starts
-    }
-    return max(float(np.abs(c - curves[0]).max()) for c in curves.values()), curves
+    return parts_vs_torch(x_ids, vocab, config)
 
 
 # ---------------------------------------------------------------- part 2: training
@@ -457,7 +392,7 @@ def run(config: Config, ctx: RunContext) -> LabResult:
     with thread_limit(config.threads):
         with ctx.step("our parts vs torch (float64)"):
             parts = _parts_vs_torch(train, vocab, config)
-            rope_diff, rope_curves = _rope_offsets(config)
+            rope_diff, rope_curves = rope_offsets(config)
         sweep = _stability_sweep(train, val, vocab, config, ctx)
         twin = _torch_twin(train, val, vocab, sweep, config, ctx)
         positions = _positions(train, val, vocab, sweep, config, ctx)
