@@ -29,8 +29,8 @@ def test_quick_training_learns_and_torch_layers_agree(result):
     assert result.key_metric == "val_loss" and result.library_metric == "torch_layers_val_loss"
     assert m["val_chars"] == runner.QUICK["val_chars"]
     assert m["steps"] == runner.QUICK["steps"]
-    # uniform is ln(V); 100 small steps already take off more than a nat (about 2.8)
-    assert m["val_loss"] < m["uniform_loss"] - 1.0
+    # uniform is ln(V) = 4.32; 150 small steps reach about 2.6 (bigram counts: 2.44)
+    assert m["val_loss"] < m["uniform_loss"] - 1.2
     assert math.isclose(m["val_bits"], m["val_loss"] / math.log(2))
     assert abs(m["torch_layers_val_loss"] - m["val_loss"]) < 1e-4
     assert m["attention_max_abs_diff"] < 1e-5

@@ -71,10 +71,10 @@ class Config:
 
 
 # fmt: off
-QUICK = {  # a 2-layer, 48-wide model, 100 steps on the first 400 k characters: seconds
+QUICK = {  # a 2-layer, 48-wide model, 150 steps on the first 400 k characters: seconds
     "text_chars": 400_000, "val_chars": 20_000, "curve_chars": 4_000, "sample_chars": 120,
-    "n_layer": 2, "n_head": 2, "n_embd": 48, "block_size": 64, "batch_size": 16,
-    "steps": 100, "warmup_steps": 10, "max_lr": 1e-2, "min_lr": 1e-3, "eval_every": 25,
+    "n_layer": 2, "n_head": 2, "n_embd": 48, "block_size": 64, "batch_size": 32,
+    "steps": 150, "warmup_steps": 10, "max_lr": 1e-2, "min_lr": 1e-3, "eval_every": 25,
     "cache_lengths": (32, 64, 128),
 }
 # fmt: on
