@@ -71,8 +71,11 @@ def run(
 ):
     """Run a lab: metrics.json, config.json and PNG figures in the run folder, logged to MLflow."""
     from airoad import cli_views as views
-    from airoad.labs.runner import run_lab
+    from airoad.labs.runner import built_entry, check_datasets, resolve_config, run_lab
 
+    entry = built_entry(lab_id)  # bad id, config or missing data: one line, before any display
+    resolve_config(entry, quick, set_)
+    check_datasets(entry)
     with views.progress_bars(console) as bars:
         rec = run_lab(
             lab_id, quick=quick, pairs=set_, out=out, track=track, progress=bars, force=force

@@ -174,3 +174,11 @@ def test_files_follow_the_umask(tiny, tmp_path, umask_002):
         p.name: umask_002 for p in paths
     }
     assert home().is_dir()
+
+
+def test_bad_set_prints_nothing_on_stdout(tmp_path):
+    """An out-of-range --set is one line on stderr and nothing on stdout (before: a blank
+    line from the progress display came first)."""
+    done = airoad("run", "knn", "--quick", "--set", "k=0", env=env_for(tmp_path / "home"))
+    assert done.returncode == 1 and done.stdout == "", repr(done.stdout)
+    assert done.stderr.strip() == "error: config key 'k' is 0; allowed: >= 1 and <= 500"
