@@ -65,8 +65,10 @@ NOTES = (
 
 
 @dataclass
-class _Data:
-    """Standardised windows of the NYSE series, the chronological split and the scale."""
+class NyseWindows:
+    """Standardised windows of the NYSE series, the chronological split and the scale.
+
+    Public: the time-series-transformer lab uses the same series and split."""
 
     df: Any  # the nyse frame, indexed by date
     X: np.ndarray  # (N, window, F)
@@ -86,21 +88,22 @@ class _Data:
         return self.X[:, :, self.tcol]
 
 
-def _nyse_windows(config: Config) -> _Data:
+def nyse_windows(features: tuple[str, ...], window: int, val_days: int) -> NyseWindows:
+    """The book's split; the scaler sees only the days the training windows can see."""
     df = load("nyse")
-    raw = df[list(config.features)].to_numpy(dtype=float)
-    tcol = list(config.features).index(TARGET)
+    raw = df[list(features)].to_numpy(dtype=float)
+    tcol = list(features).index(TARGET)
     test_days = int((~df["train"]).sum())
-    n_samples = len(df) - config.window
-    train, val, test = ref.chronological_split(n_samples, config.val_days, test_days)
+    n_samples = len(df) - window
+    train, val, test = ref.chronological_split(n_samples, val_days, test_days)
     # Fit the scaler on the days the training windows and targets can see, nothing later.
-    mean, std = ref.fit_standardizer(raw[: train[-1] + config.window + 1])
+    mean, std = ref.fit_standardizer(raw[: train[-1] + window + 1])
     scaled = ref.standardize(raw, mean, std)
-    X, y = ref.make_windows(scaled, scaled[:, tcol], config.window)
-    return _Data(df, X, y, train, val, test, tcol, mean[tcol], std[tcol])
+    X, y = ref.make_windows(scaled, scaled[:, tcol], window)
+    return NyseWindows(df, X, y, train, val, test, tcol, mean[tcol], std[tcol])
 
 
-def _naive_forecasts(d: _Data, config: Config) -> dict[str, np.ndarray]:
+def _naive_forecasts(d: NyseWindows, config: Config) -> dict[str, np.ndarray]:
     hist = d.history[d.test]
     return {
         "last value": d.back(ref.last_value_forecast(hist)),
@@ -111,7 +114,7 @@ def _naive_forecasts(d: _Data, config: Config) -> dict[str, np.ndarray]:
     }
 
 
-def _linear_forecasts(d: _Data, config: Config) -> tuple[dict[str, np.ndarray], float]:
+def _linear_forecasts(d: NyseWindows, config: Config) -> tuple[dict[str, np.ndarray], float]:
     """Least squares on the target's lags and on every feature's, ours beside sklearn's."""
     from sklearn.linear_model import LinearRegression
 
@@ -129,7 +132,7 @@ def _linear_forecasts(d: _Data, config: Config) -> tuple[dict[str, np.ndarray], 
     return preds, max(coef_diffs)
 
 
-def _lstm_forecast(d: _Data, config: Config, ctx: RunContext) -> tuple[np.ndarray, dict]:
+def _lstm_forecast(d: NyseWindows, config: Config, ctx: RunContext) -> tuple[np.ndarray, dict]:
     """Train the LSTM with early stopping on the validation days; forecast the test period."""
     import torch
 
@@ -162,7 +165,7 @@ def _score(y_test: np.ndarray, preds: dict[str, np.ndarray]) -> list[dict]:
     ]
 
 
-def _metrics(d: _Data, rows: list[dict], coef_diff: float, history: dict, config: Config):
+def _metrics(d: NyseWindows, rows: list[dict], coef_diff: float, history: dict, config: Config):
     mae = {r["method"]: r["test_mae"] for r in rows}
     return {
         "n_days": len(d.df),
@@ -184,7 +187,7 @@ def _metrics(d: _Data, rows: list[dict], coef_diff: float, history: dict, config
     }
 
 
-def _verdict(d: _Data, rows: list[dict], gap: float) -> dict:
+def _verdict(d: NyseWindows, rows: list[dict], gap: float) -> dict:
     """The best method, and the LSTM against the linear model: a gap under 1% is a tie
     (seeds move the LSTM by about that much)."""
     best = min(rows, key=lambda r: r["test_mae"])
@@ -204,7 +207,9 @@ def _verdict(d: _Data, rows: list[dict], gap: float) -> dict:
     }
 
 
-def _forecast_figure(d: _Data, preds: dict, rows: list[dict], config: Config, ctx: RunContext):
+def _forecast_figure(
+    d: NyseWindows, preds: dict, rows: list[dict], config: Config, ctx: RunContext
+):
     dates = d.df.index[d.test + config.window]
     actual = d.back(d.y[d.test])
     show = slice(len(d.test) - config.plot_days, None)
@@ -231,7 +236,7 @@ def _loss_figure(history: dict, ctx: RunContext) -> None:
 
 
 def run(config: Config, ctx: RunContext) -> LabResult:
-    data = _nyse_windows(config)
+    data = nyse_windows(config.features, config.window, config.val_days)
     preds = _naive_forecasts(data, config)
     linear, coef_diff = _linear_forecasts(data, config)
     preds |= linear

@@ -13,11 +13,9 @@ against torch's `nn.TransformerEncoderLayer` holding the trained weights."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
 
 import numpy as np
 
-from airoad.data import load
 from airoad.labs.contract import LabResult, RunContext
 from airoad.labs.kit import config_check, cpu_timed, figure, param, race, render_notes
 from airoad.labs.runners import lstm_time_series as lstm_lab
@@ -73,39 +71,7 @@ NOTES = (
 )
 
 
-@dataclass
-class _Data:
-    """Standardised NYSE windows, the chronological split and the target's scale."""
-
-    df: Any  # the nyse frame, indexed by date
-    X: np.ndarray  # (N, window, F)
-    y: np.ndarray  # (N,) standardised target
-    train: np.ndarray
-    val: np.ndarray
-    test: np.ndarray
-    mean: float
-    std: float
-
-    def back(self, z: np.ndarray) -> np.ndarray:
-        return z * self.std + self.mean
-
-
-def _nyse_windows(config: Config) -> _Data:
-    """The lstm-time-series protocol, step by step with that lab's reference functions."""
-    df = load("nyse")
-    raw = df[list(FEATURES)].to_numpy(dtype=float)
-    tcol = FEATURES.index(TARGET)
-    n_samples = len(df) - config.window
-    train, val, test = seq.chronological_split(
-        n_samples, config.val_days, int((~df["train"]).sum())
-    )
-    mean, std = seq.fit_standardizer(raw[: train[-1] + config.window + 1])  # training days only
-    scaled = seq.standardize(raw, mean, std)
-    X, y = seq.make_windows(scaled, scaled[:, tcol], config.window)
-    return _Data(df, X, y, train, val, test, mean[tcol], std[tcol])
-
-
-def _linear_forecasts(d: _Data) -> tuple[dict[str, np.ndarray], np.ndarray]:
+def _linear_forecasts(d: lstm_lab.NyseWindows) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Persistence and the LSTM lab's linear model (least squares on every feature's lags)."""
     fit = np.concatenate([d.train, d.val])  # a linear model needs no early stopping
     design = seq.lag_matrix(d.X)
@@ -136,7 +102,7 @@ def _build(kind: str, config: Config, seed: int):
     )
 
 
-def _train_seeds(kind: str, d: _Data, config: Config, ctx: RunContext) -> list[dict]:
+def _train_seeds(kind: str, d: lstm_lab.NyseWindows, config: Config, ctx: RunContext) -> list[dict]:
     """One network per seed through the LSTM lab's training loop; test forecasts per seed."""
     import torch
 
@@ -188,7 +154,7 @@ def _torch_twin(model, config: Config):
     return forecast
 
 
-def _torch_check(runs: list[dict], d: _Data, config: Config) -> dict:
+def _torch_check(runs: list[dict], d: lstm_lab.NyseWindows, config: Config) -> dict:
     """Forecast the test period with torch's layers for every seed; time one forward pass each."""
     import torch
 
@@ -219,7 +185,9 @@ def _pooled_attention(model, X: np.ndarray, config: Config) -> np.ndarray:
     return torch.cat([r.mean(0) for r in rows]).numpy()
 
 
-def _scores(d: _Data, preds: dict, tf: list[dict], lstm: list[dict], att: np.ndarray) -> dict:
+def _scores(
+    d: lstm_lab.NyseWindows, preds: dict, tf: list[dict], lstm: list[dict], att: np.ndarray
+) -> dict:
     y = d.back(d.y[d.test])
     tf_mae = [seq.mean_absolute_error(y, r["test"]) for r in tf]
     lstm_mae = [seq.mean_absolute_error(y, r["test"]) for r in lstm]
@@ -308,7 +276,9 @@ def _training_rows(tf: list[dict], lstm: list[dict]) -> list[dict]:
     return rows
 
 
-def _forecast_figure(d: _Data, preds: dict, tf, lstm, m: dict, config: Config, ctx: RunContext):
+def _forecast_figure(
+    d: lstm_lab.NyseWindows, preds: dict, tf, lstm, m: dict, config: Config, ctx: RunContext
+):
     dates = d.df.index[d.test + config.window]
     show = slice(len(d.test) - config.plot_days, None)
     y = d.back(d.y[d.test])
@@ -372,7 +342,7 @@ def _training_figure(tf: list[dict], lstm: list[dict], ctx: RunContext) -> None:
 
 
 def run(config: Config, ctx: RunContext) -> LabResult:
-    data = _nyse_windows(config)
+    data = lstm_lab.nyse_windows(FEATURES, config.window, config.val_days)
     preds, ar_coef = _linear_forecasts(data)
     lstm = _train_seeds("LSTM", data, config, ctx)
     tf = _train_seeds("transformer", data, config, ctx)
