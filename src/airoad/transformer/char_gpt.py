@@ -19,6 +19,7 @@ token runs the network on that token only instead of on the whole context again.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -115,12 +116,16 @@ class CausalSelfAttention(nn.Module):
 
 
 class MLP(nn.Module):
-    """Position-wise feed-forward: C -> 4C -> GELU -> C (exact erf GELU, like nn.GELU())."""
+    """Position-wise feed-forward: C -> 4C -> GELU -> C (exact erf GELU, like nn.GELU()).
 
-    def __init__(self, n_embd: int, dropout: float = 0.0):
+    ``hidden`` replaces the 4C width (a mixture-of-experts layer uses narrower experts).
+    """
+
+    def __init__(self, n_embd: int, dropout: float = 0.0, hidden: int | None = None):
         super().__init__()
-        self.c_fc = nn.Linear(n_embd, 4 * n_embd)
-        self.c_proj = nn.Linear(4 * n_embd, n_embd)
+        hidden = 4 * n_embd if hidden is None else hidden
+        self.c_fc = nn.Linear(n_embd, hidden)
+        self.c_proj = nn.Linear(hidden, n_embd)
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -132,15 +137,23 @@ class Block(nn.Module):
     """A pre-LN transformer block: x + attn(ln_1(x)), then + mlp(ln_2(x)).
 
     Each sub-layer adds to the residual stream instead of replacing it, so the gradient has a
-    straight path from the loss to every layer.
+    straight path from the loss to every layer. ``mlp`` replaces the feed-forward module (any
+    (..., C) -> (..., C) module, e.g. a mixture of experts); None builds the dense ``MLP``.
     """
 
-    def __init__(self, n_embd: int, n_head: int, dropout: float = 0.0, layer: int = 0):
+    def __init__(
+        self,
+        n_embd: int,
+        n_head: int,
+        dropout: float = 0.0,
+        layer: int = 0,
+        mlp: nn.Module | None = None,
+    ):
         super().__init__()
         self.ln_1 = nn.LayerNorm(n_embd)
         self.attn = CausalSelfAttention(n_embd, n_head, dropout, layer)
         self.ln_2 = nn.LayerNorm(n_embd)
-        self.mlp = MLP(n_embd, dropout)
+        self.mlp = MLP(n_embd, dropout) if mlp is None else mlp
 
     def forward(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
         """x (B, T, C) -> (B, T, C)."""
@@ -155,16 +168,17 @@ class GPT(nn.Module):
     the dot product of the final hidden state with v's input embedding. Weights start at
     N(0, 0.02); the projections that write into the residual stream (``c_proj``) at
     N(0, 0.02 / sqrt(2 L)), so the stream's variance does not grow with depth (GPT-2's rule).
+    ``mlp(layer)``, when given, makes each block's feed-forward module (initialised the same way).
     """
 
-    def __init__(self, config: GPTConfig):
+    def __init__(self, config: GPTConfig, mlp: Callable[[int], nn.Module] | None = None):
         super().__init__()
         self.config = config
         self.wte = nn.Embedding(config.vocab_size, config.n_embd)
         self.wpe = nn.Embedding(config.block_size, config.n_embd)
         self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(
-            Block(config.n_embd, config.n_head, config.dropout, layer)
+            Block(config.n_embd, config.n_head, config.dropout, layer, mlp and mlp(layer))
             for layer in range(config.n_layer)
         )
         self.ln_f = nn.LayerNorm(config.n_embd)
