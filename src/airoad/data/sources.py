@@ -272,7 +272,7 @@ def safe_extract_tar(archive: Path, root: Path) -> None:
         for member in tf.getmembers():
             target = (base / member.name).resolve()
             # a symlink points relative to its own folder, a hard link relative to the root
-            link = {True: target.parent, False: base}[member.issym()] / member.linkname
+            link = (target.parent if member.issym() else base) / member.linkname
             link_ok = not (member.issym() or member.islnk()) or link.resolve().is_relative_to(base)
             if not target.is_relative_to(base) or not link_ok:
                 raise AiroadError(
