@@ -24,7 +24,12 @@ from torch import nn
 from airoad.data import load
 from airoad.errors import ConfigError
 from airoad.labs.contract import LabResult, RunContext
-from airoad.labs.kit import figure, param, render_notes, thread_limit, validate_config
+from airoad.labs.kit import param, render_notes, thread_limit, validate_config
+from airoad.labs.runners.transformer_block_figures import (
+    early_training_figure,
+    positions_figure,
+    stability_figure,
+)
 from airoad.labs.runners.transformer_block_parts import parts_vs_torch, rope_offsets
 from airoad.transformer import transformer_block as ref
 
@@ -264,6 +269,12 @@ def _learns(row: dict, unigram: float) -> bool:
     return not row["diverged"] and row["val_loss"] < unigram - 0.1
 
 
+def _first_failing_lr(sweep: list[dict], unigram: float) -> float:
+    """The smallest lr where post-LN fails to learn (else the largest lr): the telling one."""
+    failing = [r["lr"] for r in sweep if r["layout"] == "post-LN" and not _learns(r, unigram)]
+    return min(failing) if failing else max(r["lr"] for r in sweep)
+
+
 def _summary(parts, rope_diff, sweep, twin, positions, unigram, vocab, config) -> dict:
     blocks = [r for r in parts if r["part"].startswith("block")]
     m: dict = {
@@ -304,76 +315,6 @@ def _verdicts(m: dict, positions: list[dict]) -> dict[str, str]:
     return {"stability_verdict": verdict, "positions_summary": summary}
 
 
-# ---------------------------------------------------------------- figures
-
-
-def _stability_figure(sweep: list[dict], unigram: float, twin: dict, config: Config, ctx) -> None:
-    from matplotlib import colormaps
-
-    ceiling = unigram + 0.6  # diverged (NaN) and off-scale runs are drawn at this height
-    floor = min(v for r in sweep for _, v in r["curve"] if math.isfinite(v)) - 0.05
-    with figure(ctx, "stability", 1, 3, figsize=(15, 4.2)) as (fig, ax):
-        for layout, colour in (("post-LN", "tab:red"), ("pre-LN", "tab:blue")):
-            rows = [r for r in sweep if r["layout"] == layout]
-            vals = [ceiling if r["diverged"] else min(r["val_loss"], ceiling) for r in rows]
-            ax[0].plot([r["lr"] for r in rows], vals, "o-", color=colour, label=layout)
-            for r in (r for r in rows if r["diverged"]):
-                ax[0].annotate("NaN", (r["lr"], ceiling), color=colour, ha="center")
-            panel = ax[1] if layout == "post-LN" else ax[2]
-            for i, r in enumerate(rows):
-                colour_i = colormaps["viridis"](i / max(1, len(rows) - 1))
-                panel.plot(*zip(*r["curve"]), color=colour_i, label=f"lr {r['lr']:g}")
-            panel.axhline(unigram, color="grey", ls=":")
-            panel.set(xlabel="step", ylabel="validation loss (nats/char)", ylim=(floor, ceiling))
-            panel.set_title(f"{layout}: validation curves")
-            panel.legend(fontsize=8)
-        ax[0].plot([twin["lr"]], [twin["torch"]["val_loss"]], "k*", ms=12, label="torch layers")
-        ax[0].axhline(unigram, color="grey", ls=":", label=f"unigram {unigram:.2f}")
-        ax[0].set(xscale="log", xlabel="learning rate (constant, no warm-up)")
-        ax[0].set_ylabel(f"validation loss after {config.steps} steps (nats/char)")
-        ax[0].set_title(f"{config.n_layers}-layer char LM on Shakespeare")
-        ax[0].legend(fontsize=8)
-
-
-def _early_training_figure(sweep: list[dict], unigram: float, ctx) -> None:
-    """Both layouts at the smallest lr where post-LN fails to learn (else the largest lr)."""
-    failing = [r["lr"] for r in sweep if r["layout"] == "post-LN" and not _learns(r, unigram)]
-    lr = min(failing) if failing else max(r["lr"] for r in sweep)
-    with figure(ctx, "early_training", 1, 2, figsize=(11, 4)) as (fig, ax):
-        for r in (r for r in sweep if r["lr"] == lr):
-            colour = "tab:red" if r["layout"] == "post-LN" else "tab:blue"
-            steps = np.arange(1, len(r["train_loss"]) + 1)
-            ax[0].plot(steps, r["train_loss"], color=colour, lw=0.8, label=r["layout"])
-            ax[1].plot(steps, r["grad_norm"], color=colour, lw=0.8, label=r["layout"])
-        ax[0].axhline(unigram, color="grey", ls=":", label=f"unigram {unigram:.2f}")
-        ax[0].set(xlabel="step", ylabel="training loss of the batch (nats/char)")
-        ax[0].set_title(f"every step at lr {lr:g}, no warm-up")
-        ax[1].set(xlabel="step", ylabel="gradient norm (all weights)", yscale="log")
-        ax[1].set_title("gradient norm before each update")
-        for a in ax:
-            a.legend(fontsize=8)
-
-
-def _positions_figure(positions: list[dict], rope_curves: dict, config: Config, ctx) -> None:
-    with figure(ctx, "positions", 1, 3, figsize=(15, 4)) as (fig, ax):
-        table = ref.sinusoidal_positions(config.seq_len, config.d_model).numpy()
-        im = ax[0].imshow(table.T, aspect="auto", cmap="RdBu", vmin=-1, vmax=1)
-        ax[0].set(xlabel="position", ylabel="dimension", title="sinusoidal table")
-        fig.colorbar(im, ax=ax[0])
-        for m, scores in rope_curves.items():
-            width, style = (3, "-") if m == 0 else (1.2, "--")
-            ax[1].plot(scores, lw=width, ls=style, label=f"query at position {m}")
-        ax[1].set(xlabel="offset n - m", ylabel="q . k after RoPE")
-        ax[1].set_title("RoPE: the score depends on the offset only")
-        ax[1].legend(fontsize=8)
-        for row in positions:
-            label = f"{row['position']} {row['val_loss']:.3f}"
-            ax[2].plot(*zip(*row["curve"]), "-o", ms=3, label=label)
-        ax[2].set(xlabel="step", ylabel="validation loss (nats/char)")
-        ax[2].set_title(f"position encodings, pre-LN, lr {config.positions_lr:g}")
-        ax[2].legend(fontsize=8)
-
-
 # ---------------------------------------------------------------- run
 
 
@@ -399,9 +340,9 @@ def run(config: Config, ctx: RunContext) -> LabResult:
     metrics = _summary(parts, rope_diff, sweep, twin, positions, unigram, vocab, config)
     metrics |= _verdicts(metrics, positions)
 
-    _stability_figure(sweep, unigram, twin, config, ctx)
-    _early_training_figure(sweep, unigram, ctx)
-    _positions_figure(positions, rope_curves, config, ctx)
+    stability_figure(sweep, unigram, twin, config, ctx)
+    early_training_figure(sweep, unigram, _first_failing_lr(sweep, unigram), ctx)
+    positions_figure(positions, rope_curves, config, ctx)
 
     return LabResult(
         metrics=metrics,
