@@ -232,11 +232,14 @@ def _profiles_figure(ctx: RunContext, profiles: list[dict], names: list[str]) ->
         ax.set_title("segment profiles: centroid in standard units")
 
 
+def _standard_units(X: np.ndarray) -> np.ndarray:
+    """k-means measures plain distances: in standard units dollars cannot drown out age."""
+    return (X - X.mean(axis=0)) / X.std(axis=0)
+
+
 def run(config: Config, ctx: RunContext) -> LabResult:
     X, names = _features(load("credit"), config.features)
-    Z = (X - X.mean(axis=0)) / X.std(
-        axis=0
-    )  # k-means on standard units: dollars must not drown age
+    Z = _standard_units(X)
     scan = _scan_k(Z, config, ctx)
     choice, reason = _choose_k(scan, config.tolerance)
     k = choice["chosen_k"]
