@@ -1,0 +1,1 @@
+"""Large language models: fine-tuning, quantisation and prompting of small pretrained models."""
