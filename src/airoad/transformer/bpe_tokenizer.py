@@ -88,8 +88,9 @@ class ByteBPE:
         """GPT-2's tokenizer from its two files: `encoder.json` (token -> id) and `vocab.bpe`
         (a '#version' line, then one merge per line: two tokens separated by a space)."""
         vocab = json.loads(Path(encoder_json).read_text(encoding="utf-8"))
-        lines = Path(vocab_bpe).read_text(encoding="utf-8").splitlines()
-        merges = [tuple(line.split(" ")) for line in lines if line and not line.startswith("#")]
+        lines = Path(vocab_bpe).read_text(encoding="utf-8").split("\n")
+        # '#' is a token too ('# #' is a merge): skip only the header line
+        merges = [tuple(line.split(" ")) for line in lines if line and not line.startswith("#v")]
         return cls(vocab, merges)
 
     def bpe(self, chars: str) -> list[str]:
