@@ -19,13 +19,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import nn
 
-from airoad.data import load
 from airoad.errors import ConfigError
 from airoad.labs.contract import LabResult, RunContext
-from airoad.labs.kit import cpu_timed, figure, param, render_notes, timed, validate_config
+from airoad.labs.kit import cpu_timed, param, render_notes, validate_config
+from airoad.labs.runners import char_gpt_parts as parts
 from airoad.transformer import char_gpt as ref
 from airoad.transformer import gpt_training as train_ref
 
@@ -96,23 +94,15 @@ NOTES = (
 
 def _shakespeare(config: Config) -> tuple[torch.Tensor, torch.Tensor, train_ref.CharVocab]:
     """The works in title order as ids, split by position; the vocabulary of the whole text."""
-    works = load("shakespeare")
-    text = "\n".join(works[name] for name in sorted(works))
-    if config.text_chars:
-        text = text[: config.text_chars]
+    text = parts.shakespeare_text(config.text_chars)
+    train_text, val_text = parts.held_out_split(
+        text, config.val_fraction, config.val_chars, config.block_size
+    )
     vocab = train_ref.CharVocab(text)
     missing = sorted(set(config.prompt) - set(vocab.stoi))
     if missing:
         raise ConfigError(f"config key 'prompt' has characters the text never uses: {missing}")
-    ids = vocab.encode(text)
-    cut = int(round(len(ids) * (1.0 - config.val_fraction)))
-    train, val = ids[:cut], ids[cut:]
-    if len(val) <= config.val_chars or len(train) <= config.block_size:
-        raise ConfigError(
-            f"config key 'val_chars' is {config.val_chars}; the held-out part has only "
-            f"{len(val)} characters (raise text_chars or val_fraction)"
-        )
-    return train, val, vocab
+    return vocab.encode(train_text), vocab.encode(val_text), vocab
 
 
 def _configs(config: Config, vocab_size: int) -> tuple[ref.GPTConfig, train_ref.TrainConfig]:
@@ -185,114 +175,6 @@ def _train(train, val, model_cfg, train_cfg, config: Config, ctx: RunContext):
     return model, curve, resume_step
 
 
-def _bigram_loss(
-    train: torch.Tensor, val: torch.Tensor, vocab_size: int, alpha: float = 0.1
-) -> float:
-    """Nats/char on val of add-alpha smoothed bigram counts from train: a floor to beat."""
-    pairs = torch.bincount(train[:-1] * vocab_size + train[1:], minlength=vocab_size**2)
-    counts = pairs.reshape(vocab_size, vocab_size).double() + alpha
-    logp = torch.log(counts / counts.sum(1, keepdim=True))
-    return float(-logp[val[:-1], val[1:]].mean())
-
-
-def _attention_check(model: ref.GPT, val: torch.Tensor, config: Config) -> dict:
-    """Block 0's real queries, keys and values: ours vs F.scaled_dot_product_attention."""
-    x = val[: 8 * config.block_size].view(8, config.block_size)
-    block = model.blocks[0]
-    with torch.no_grad():
-        h = block.ln_1(model.wte(x) + model.wpe(torch.arange(config.block_size)))
-        q, k, v = block.attn.c_attn(h).split(config.n_embd, dim=2)
-        shape = (8, config.block_size, config.n_head, config.n_embd // config.n_head)
-        q, k, v = (z.reshape(shape).transpose(1, 2) for z in (q, k, v))
-        ours, ours_s = timed(ref.causal_attention, q, k, v)
-        theirs, torch_s = timed(F.scaled_dot_product_attention, q, k, v, is_causal=True)
-    return {
-        "attention_max_abs_diff": float((ours - theirs).abs().max()),
-        "attention_ours_seconds": ours_s,
-        "attention_torch_seconds": torch_s,
-    }
-
-
-# nn.TransformerEncoderLayer's parameter name -> ours inside a Block
-_TORCH_NAMES = {
-    "self_attn.in_proj_weight": "attn.c_attn.weight",
-    "self_attn.in_proj_bias": "attn.c_attn.bias",
-    "self_attn.out_proj.weight": "attn.c_proj.weight",
-    "self_attn.out_proj.bias": "attn.c_proj.bias",
-    "linear1.weight": "mlp.c_fc.weight",
-    "linear1.bias": "mlp.c_fc.bias",
-    "linear2.weight": "mlp.c_proj.weight",
-    "linear2.bias": "mlp.c_proj.bias",
-    "norm1.weight": "ln_1.weight",
-    "norm1.bias": "ln_1.bias",
-    "norm2.weight": "ln_2.weight",
-    "norm2.bias": "ln_2.bias",
-}
-
-
-class _TorchTwin(nn.Module):
-    """Our trained GPT with every block replaced by nn.TransformerEncoderLayer, weights copied."""
-
-    def __init__(self, gpt: ref.GPT):
-        super().__init__()
-        c, self.gpt = gpt.config.n_embd, gpt
-        self.layers = nn.ModuleList()
-        for block in gpt.blocks:
-            layer = nn.TransformerEncoderLayer(
-                c, gpt.config.n_head, 4 * c, 0.0, "gelu", batch_first=True, norm_first=True
-            )
-            ours = block.state_dict()
-            layer.load_state_dict({name: ours[mine] for name, mine in _TORCH_NAMES.items()})
-            self.layers.append(layer)
-
-    def loss(self, idx: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        t = idx.shape[1]
-        x = self.gpt.wte(idx) + self.gpt.wpe(torch.arange(t))
-        mask = nn.Transformer.generate_square_subsequent_mask(t)
-        for layer in self.layers:
-            x = layer(x, src_mask=mask, is_causal=True)
-        logits = self.gpt.lm_head(self.gpt.ln_f(x))
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
-
-
-def _cache_logit_diff(model: ref.GPT, val: torch.Tensor, config: Config) -> float:
-    """Max |logits| difference, float64, between one full pass over a real held-out window and
-    the prompt-sized prefill followed by one token at a time through a KVCache."""
-    twin = ref.GPT(model.config).double()
-    twin.load_state_dict(model.state_dict())
-    twin.eval()
-    window, split = val[None, : config.block_size], len(config.prompt)
-    with torch.no_grad():
-        cache = ref.KVCache(config.n_layer)
-        steps = [twin(window[:, :split], cache)]
-        steps += [twin(window[:, t : t + 1], cache) for t in range(split, config.block_size)]
-        return float((torch.cat(steps, dim=1) - twin(window)).abs().max())
-
-
-def _generation_race(model: ref.GPT, val: torch.Tensor, config: Config) -> list[dict]:
-    """Greedy generation of each length with and without the cache: seconds, same tokens?"""
-    prompt, rows = val[None, : len(config.prompt)], []
-    for n in config.cache_lengths:
-        cached, cache_s = timed(model.generate, prompt, n, 0.0, None, None, True)
-        plain, plain_s = timed(model.generate, prompt, n, 0.0, None, None, False)
-        same = bool(torch.equal(cached, plain))
-        rows.append(
-            {"tokens": n, "cache_seconds": cache_s, "nocache_seconds": plain_s, "same_tokens": same}
-        )
-    return rows
-
-
-def _cache_metrics(diff: float, rows: list[dict]) -> dict:
-    last = rows[-1]
-    return {
-        "cache_max_abs_logit_diff": diff,
-        "cache_tokens": last["tokens"],
-        "cache_seconds": last["cache_seconds"],
-        "nocache_seconds": last["nocache_seconds"],
-        "cache_speedup": last["nocache_seconds"] / last["cache_seconds"],
-    }
-
-
 def _samples(model: ref.GPT, vocab: train_ref.CharVocab, config: Config) -> list[dict]:
     """Continue the prompt at the configured temperature, and greedily, each from the seed."""
     prompt = vocab.encode(config.prompt)[None]
@@ -302,40 +184,6 @@ def _samples(model: ref.GPT, vocab: train_ref.CharVocab, config: Config) -> list
         ids = model.generate(prompt, config.sample_chars, temperature, config.top_k or None, gen)
         out.append({"temperature": temperature, "text": vocab.decode(ids[0])})
     return out
-
-
-def _loss_figure(curve: list[dict], m: dict, config: Config, ctx: RunContext) -> None:
-    steps, val = [c["step"] for c in curve], [c["curve_val_loss"] for c in curve]
-    train, bigram = [c["train_loss"] for c in curve[1:]], m["bigram_val_loss"]
-    with figure(ctx, "loss_curve", figsize=(8, 4.5)) as (_, ax):
-        ax.plot(steps[1:], train, "o-", ms=3, label="train (mean over the interval)")
-        ax.plot(steps, val, "s-", ms=3, label=f"held-out, first {m['curve_chars']} chars")
-        ax.plot(steps[-1], m["val_loss"], "r*", ms=12, label=f"final, first {m['val_chars']} chars")
-        ax.axhline(bigram, color="k", ls="--", label=f"bigram counts {bigram:.2f}")
-        ax.axvline(m["resume_step"], color="grey", ls=":", label="checkpoint, resumed")
-        ax.set(
-            xlabel="optimizer step", ylabel="nats per character", title="char GPT on Shakespeare"
-        )
-        ax.set_ylim(min(*val, *train, bigram) - 0.1, max(*val, *train, bigram) + 0.1)
-        ax.legend(fontsize=8)
-        c = config
-        lrs = [
-            train_ref.lr_at(s, c.max_lr, c.warmup_steps, c.steps, c.min_lr) for s in range(c.steps)
-        ]
-        lr_ax = ax.twinx()
-        lr_ax.plot(range(c.steps), lrs, color="tab:green", alpha=0.5, lw=1)
-        lr_ax.set_ylabel("learning rate (green): warm-up, cosine decay")
-
-
-def _cache_figure(rows: list[dict], config: Config, ctx: RunContext) -> None:
-    n = [r["tokens"] for r in rows]
-    with figure(ctx, "kv_cache", figsize=(6.5, 4)) as (_, ax):
-        ax.plot(n, [r["nocache_seconds"] for r in rows], "o-", label="no cache (re-run the window)")
-        ax.plot(n, [r["cache_seconds"] for r in rows], "s-", label="KV cache (one token per step)")
-        full = config.block_size - len(config.prompt)
-        ax.axvline(full, color="grey", ls=":", label=f"context full ({config.block_size} tokens)")
-        ax.set(xlabel="new tokens generated", ylabel="seconds", title="greedy generation time")
-        ax.legend()
 
 
 def _model_writer(model: ref.GPT, vocab, metrics: dict, config: Config) -> Callable[[Path], None]:
@@ -366,9 +214,9 @@ def _scores(model: ref.GPT, train, val, vocab, config: Config) -> dict:
         "val_loss": val_loss,
         "val_bits": val_loss / math.log(2),
         "torch_layers_val_loss": train_ref.evaluate(
-            _TorchTwin(model), val_slice, config.block_size
+            parts.TorchTwin(model), val_slice, config.block_size
         ),
-        "bigram_val_loss": _bigram_loss(train, val_slice, len(vocab.chars)),
+        "bigram_val_loss": parts.bigram_loss(train, val_slice, len(vocab.chars)),
         "uniform_loss": math.log(len(vocab.chars)),
         "val_chars": config.val_chars,
         "curve_chars": config.curve_chars,
@@ -389,13 +237,13 @@ def run(config: Config, ctx: RunContext) -> LabResult:
     metrics = _scores(model, train, val, vocab, config)
     metrics |= {"resume_step": resume_step, "train_cpu_s": cpu_s, "train_wall_s": wall_s}
     metrics["precision"] = "bf16 autocast" if train_cfg.bf16 else "fp32"
-    metrics |= _attention_check(model, val, config)
-    cache_rows = _generation_race(model, val, config)
-    metrics |= _cache_metrics(_cache_logit_diff(model, val, config), cache_rows)
+    metrics |= parts.attention_check(model, val, config)
+    cache_rows = parts.generation_race(model, val, config)
+    metrics |= parts.cache_metrics(parts.cache_logit_diff(model, val, config), cache_rows)
     samples = _samples(model, vocab, config)
 
-    _loss_figure(curve, metrics, config, ctx)
-    _cache_figure(cache_rows, config, ctx)
+    parts.loss_figure(curve, metrics, config, ctx)
+    parts.cache_figure(cache_rows, config, ctx)
     ctx.save_artifact("model", _model_writer(model, vocab, metrics, config))
 
     return LabResult(
