@@ -24,7 +24,7 @@ from airoad.transformer import bpe_tokenizer as ref
 
 @dataclass(frozen=True)
 class Config:
-    train_chars: int = param(0, ge=10_000, also=(0,))  # 0 = the whole training part
+    train_chars: int = param(1_000_000, ge=10_000, also=(0,))  # 0 = the whole training part
     val_fraction: float = param(0.1, gt=0.0, le=0.5)
     eval_chars: int = param(200_000, ge=1_000)  # held-out Shakespeare, and Python docs, each
     vocab_size: int = param(1024, ge=257, le=50_000)
