@@ -127,4 +127,9 @@ register(
 )
 
 # The larger sources, one module per kind of data; importing them registers their entries.
-from airoad.data import datasets_images, datasets_tabular, datasets_text  # noqa: E402, F401
+from airoad.data import (  # noqa: E402, F401
+    datasets_images,
+    datasets_tabular,
+    datasets_text,
+    models,
+)

@@ -6,6 +6,9 @@ its files. Every command, `load()` and the graders go through it.
 Loading verifies cheaply: a full sha256 check records each file's size and timestamps in a
 sidecar (`.verified.json` in the dataset's folder); a later load re-hashes only a file whose
 size or timestamps changed, so a truncated or edited dataset never runs silently.
+
+A dataset's `derived` files (a model converted at fetch time) have no pinned sha256: fetch
+records theirs in a manifest (`.derived.json`) and every later check compares against it.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from airoad.home import data_dir, data_dirs, writable_dir, write_json_atomic
 
 Status = Literal["ok", "bundled", "missing", "corrupt"]
 SIDECAR = ".verified.json"
+MANIFEST = ".derived.json"
 
 
 class DatasetCorrupt(AiroadError):
@@ -69,18 +73,33 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def checksums(ds: Dataset, where: Path) -> dict[str, str]:
+    """File name -> the sha256 it must have in `where`: the pinned `files`, plus each derived
+    file's sha256 recorded in `where`'s manifest ('' when unrecorded: it never matches)."""
+    if not ds.derived:
+        return dict(ds.files)
+    try:
+        recorded = json.loads((where / MANIFEST).read_text(encoding="utf-8"))["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        recorded = {}
+    recorded = recorded if isinstance(recorded, dict) else {}
+    return {**ds.files, **{f: str(recorded.get(f, "")) for f in ds.derived}}
+
+
 def problems(ds: Dataset, where: Path | None = None) -> list[str]:
-    """Empty when every file is present with the registered checksum (in `where`, by default
-    the dataset's folder in the cache)."""
+    """Empty when every file is present with the registered (or, for a derived file, recorded)
+    checksum (in `where`, by default the dataset's folder in the cache)."""
     where = where or folder(ds)
     out, stamps = [], {}
-    for fname, expected in ds.files.items():
+    for fname, expected in checksums(ds, where).items():
         path = where / fname
         if not path.is_file():
             out.append(f"{fname}: missing")
             continue
         stamp = _stamp(path)  # taken before hashing: a write during the hash changes it
-        if sha256(path) != expected:
+        if not expected:
+            out.append(f"{fname}: checksum mismatch (no sha256 recorded when it was made)")
+        elif sha256(path) != expected:
             out.append(f"{fname}: checksum mismatch (corrupted or truncated)")
         else:
             stamps[fname] = {"sha256": expected, **stamp}
@@ -105,7 +124,8 @@ def _unchanged_since_verified(ds: Dataset, where: Path) -> bool:
     try:
         seen = json.loads((where / SIDECAR).read_text(encoding="utf-8"))["files"]
         return all(
-            seen[f] == {"sha256": expected, **_stamp(where / f)} for f, expected in ds.files.items()
+            seen[f] == {"sha256": expected, **_stamp(where / f)}
+            for f, expected in checksums(ds, where).items()
         )
     except (OSError, ValueError, KeyError, TypeError):
         return False
@@ -143,7 +163,7 @@ def status(ds: Dataset) -> tuple[Status, list[str]]:
 
 
 def _complete(where: Path, ds: Dataset) -> bool:
-    return all((where / f).is_file() for f in ds.files)
+    return all((where / f).is_file() for f in (*ds.files, *ds.derived))
 
 
 def location(ds: Dataset) -> Path | None:
@@ -157,7 +177,8 @@ def is_present(ds: Dataset) -> bool:
 
 def disk_bytes(ds: Dataset) -> int:
     """Bytes the dataset's cached files take (0 when absent)."""
-    return sum(p.stat().st_size for f in ds.files if (p := folder(ds) / f).is_file())
+    names = (*ds.files, *ds.derived)
+    return sum(p.stat().st_size for f in names if (p := folder(ds) / f).is_file())
 
 
 def fetch(ds: Dataset, force: bool = False, note: Note = quiet) -> str:
@@ -178,6 +199,8 @@ def fetch(ds: Dataset, force: bool = False, note: Note = quiet) -> str:
     writable_dir(target.parent, "the dataset cache")
     _remove_stale_temps(ds)
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{ds.name}-") as tmp:
+        for fname in ds.files:  # a member may sit in a subfolder (a model's 1_Pooling/)
+            (Path(tmp) / fname).parent.mkdir(parents=True, exist_ok=True)
         ds.source.fetch_into(Path(tmp), note)
         note("checking sha256")
         for fname, expected in ds.files.items():
@@ -193,13 +216,34 @@ def fetch(ds: Dataset, force: bool = False, note: Note = quiet) -> str:
                     f"{ds.name}/{fname} downloaded with sha256 {got[:12]}..., expected "
                     f"{expected[:12]}...: the source changed; nothing was replaced"
                 )
+        made = _prepare(ds, Path(tmp), note)
         stamps = {}
         target.mkdir(exist_ok=True)
-        for fname, expected in ds.files.items():
+        for fname, expected in {**ds.files, **made}.items():
+            (target / fname).parent.mkdir(parents=True, exist_ok=True)
             os.replace(Path(tmp) / fname, target / fname)
             stamps[fname] = {"sha256": expected, **_stamp(target / fname)}
+        if made:
+            os.replace(Path(tmp) / MANIFEST, target / MANIFEST)
         _write_sidecar(target, stamps)
     return "fetched"
+
+
+def _prepare(ds: Dataset, tmp: Path, note: Note) -> dict[str, str]:
+    """Run `ds.prepare` on the verified files in the temp folder and record the sha256 of each
+    derived file in the manifest there: an interrupted step leaves nothing in the cache."""
+    if ds.prepare is None:
+        return {}
+    ds.prepare(tmp, note)
+    made = {}
+    for fname in ds.derived:
+        if not (tmp / fname).is_file():
+            raise AiroadError(
+                f"preparing dataset '{ds.name}' did not make {fname}; nothing was replaced"
+            )
+        made[fname] = sha256(tmp / fname)
+    write_json_atomic(tmp / MANIFEST, {"files": made})
+    return made
 
 
 def _remove_stale_temps(ds: Dataset, max_age_s: float = 3600.0) -> None:

@@ -144,6 +144,25 @@ def _npm() -> Check:
     return (False if needed else None), what, fix
 
 
+def _models() -> list[Check]:
+    """A row per pretrained model: verified, or the fetch command (a WARN while no built lab
+    needs a missing one)."""
+    from airoad.catalog import load_catalog
+    from airoad.data import store
+    from airoad.data.models import MODELS
+
+    needed = {d for e in load_catalog().built() for d in e.datasets}
+    out: list[Check] = []
+    for name in MODELS:
+        state, problems = store.status(store.get(name))
+        ok = state == "ok" or (None if state == "missing" and name not in needed else False)
+        detail = {"ok": "present, sha256 verified", "missing": "not fetched"}.get(state)
+        out.append(
+            (ok, f"model {name}: {detail or '; '.join(problems)}", f"airoad data fetch {name}")
+        )
+    return out
+
+
 def _guarded(check: Callable[[], Check | list[Check]], name: str) -> list[Check]:
     try:
         found = check()
@@ -169,6 +188,7 @@ def _checks() -> list[tuple[Callable[[], Check | list[Check]], str]]:
         (_disk, "disk"),
         (_datasets, "datasets"),
         (_npm, "npm"),
+        (_models, "models"),
     ]
 
 
