@@ -183,7 +183,9 @@ def verify_cmd() -> None:
         state, found = store.status(ds)
         fix = f"run `airoad data fetch {ds.name}`"
         if state == "ok":
-            table.add_row(ds.name, "[green]OK[/]", f"{len(ds.files)} file(s) match")
+            table.add_row(
+                ds.name, "[green]OK[/]", f"{len(ds.files) + len(ds.derived)} file(s) match"
+            )
         elif state == "bundled":
             table.add_row(ds.name, "[green]OK[/]", ds.source.describe())
         elif state == "missing":

@@ -56,9 +56,7 @@ def _copy_to(tmp_path, monkeypatch, name: str) -> tuple:
     src = load(name)
     ds = store.get(name)
     dest = tmp_path / "cache" / name
-    for fname in (*ds.files, *ds.derived, store.MANIFEST if ds.derived else None):
-        if fname is None:
-            continue
+    for fname in [*ds.files, *ds.derived] + ([store.MANIFEST] if ds.derived else []):
         (dest / fname).parent.mkdir(parents=True, exist_ok=True)
         if (src / fname).stat().st_size > 1_000_000:
             (dest / fname).symlink_to(src / fname)
