@@ -9,38 +9,13 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
+from lora_testing import lm_loss, tiny_llama, token_ids
 from peft import LoraConfig, get_peft_model
 from torch import nn
-from transformers import LlamaConfig, LlamaForCausalLM
 
 REFERENCE = "airoad.llm.lora_finetune"
 
 ALL_LINEARS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-
-
-def tiny_llama(seed: int = 0, tie: bool = False) -> LlamaForCausalLM:
-    """A seeded float64 two-layer Llama (vocabulary 40, width 16) in eval mode."""
-    config = LlamaConfig(
-        vocab_size=40,
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=32,
-        tie_word_embeddings=tie,
-    )
-    torch.manual_seed(seed)
-    return LlamaForCausalLM(config).double().eval()
-
-
-def _ids(seed: int = 1) -> torch.Tensor:
-    return torch.randint(0, 40, (2, 9), generator=torch.Generator().manual_seed(seed))
-
-
-def _loss(model, ids: torch.Tensor) -> torch.Tensor:
-    logits = model(input_ids=ids).logits
-    return F.cross_entropy(logits[:, :-1].reshape(-1, 40), ids[:, 1:].reshape(-1))
 
 
 def _ours_and_peft(impl, targets, r, alpha, dropout=0.0, seed=0):
@@ -86,7 +61,7 @@ def _peft_grads(model) -> dict[str, torch.Tensor]:
 def test_outputs_and_gradients_equal_peft(impl, targets, r, alpha):
     """With the same A and B, logits and the gradients of every A and B equal peft's LoRA."""
     _, ours, theirs = _ours_and_peft(impl, targets, r, alpha)
-    ids = _ids()
+    ids = token_ids()
     torch.testing.assert_close(
         ours(input_ids=ids).logits,
         theirs(input_ids=ids).logits,
@@ -94,8 +69,8 @@ def test_outputs_and_gradients_equal_peft(impl, targets, r, alpha):
         rtol=1e-8,
         msg="logits differ from peft's: check y = base(x) + (alpha / r) x A^T B^T",
     )
-    _loss(ours, ids).backward()
-    _loss(theirs, ids).backward()
+    lm_loss(ours, ids).backward()
+    lm_loss(theirs, ids).backward()
     mine, peft = _lora_grads(impl, ours), _peft_grads(theirs)
     assert set(mine) == set(peft), f"adapters on {sorted(mine)}, peft has {sorted(peft)}"
     for name, grad in mine.items():
@@ -113,20 +88,20 @@ def test_dropout_matches_peft_in_train_mode(impl):
     outs = []
     for model in (ours, theirs):
         torch.manual_seed(7)  # both draw one dropout mask per wrapped layer, in module order
-        outs.append(model(input_ids=_ids()).logits)
+        outs.append(model(input_ids=token_ids()).logits)
     torch.testing.assert_close(
         outs[0], outs[1], atol=1e-10, rtol=1e-8, msg="dropout must act on x before A, only there"
     )
     ours.eval()
     with torch.no_grad():
-        again = ours(input_ids=_ids()).logits
+        again = ours(input_ids=token_ids()).logits
     assert not torch.allclose(again, outs[0]), "in eval mode dropout must be off"
 
 
 def test_merge_equals_peft_merge_and_unload(impl):
     """merge_lora gives the same weights as peft's merge_and_unload() and the same logits."""
     _, ours, theirs = _ours_and_peft(impl, ALL_LINEARS, 4, 8.0)
-    ids = _ids()
+    ids = token_ids()
     with torch.no_grad():
         before = ours(input_ids=ids).logits
         merged = impl.merge_lora(ours)
@@ -164,7 +139,7 @@ def test_zero_b_start_is_the_base_model_and_only_b_learns_first(impl):
     base = tiny_llama(3)
     model = copy.deepcopy(base)
     impl.add_lora(model, ("q_proj", "v_proj"), r=4, alpha=8.0, seed=0)
-    ids = _ids(2)
+    ids = token_ids(2)
     torch.testing.assert_close(
         model(input_ids=ids).logits,
         base(input_ids=ids).logits,
@@ -172,7 +147,7 @@ def test_zero_b_start_is_the_base_model_and_only_b_learns_first(impl):
         rtol=0.0,
         msg="with B = 0 the wrapped model must equal the base exactly",
     )
-    _loss(model, ids).backward()
+    lm_loss(model, ids).backward()
     for name, grad in _lora_grads(impl, model).items():
         if name.endswith("lora_A"):
             assert grad is None or not grad.any(), f"{name}: dL/dA = s B^T (...) is 0 while B = 0"
@@ -231,7 +206,7 @@ def test_bottleneck_adapter_closed_form_identity_start_and_gradcheck(impl):
     base = tiny_llama(4)
     model = copy.deepcopy(base)
     names = impl.add_adapters(model, ("o_proj", "down_proj"), bottleneck=3, seed=0)
-    ids = _ids(3)
+    ids = token_ids(3)
     torch.testing.assert_close(
         model(input_ids=ids).logits,
         base(input_ids=ids).logits,
