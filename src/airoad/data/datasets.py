@@ -129,6 +129,7 @@ register(
 # The larger sources, one module per kind of data; importing them registers their entries.
 from airoad.data import (  # noqa: E402, F401
     datasets_images,
+    datasets_parallel,
     datasets_tabular,
     datasets_text,
     models,
