@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 SOLVERS = ("svd", "eigh")
 
@@ -53,7 +54,7 @@ class PCA(TransformerMixin, BaseEstimator):
         Raise ValueError for an unknown solver, or when n_components is not an int in
         [1, min(n_samples, n_features)]. `y` is ignored. Returns self.
         """
-        X = _as_2d_float(X)
+        X = validate_data(self, X, dtype=np.float64)  # finite 2-D floats; sets n_features_in_
         n_samples, n_features = X.shape
         k = min(n_samples, n_features) if self.n_components is None else self.n_components
         if not (isinstance(k, (int, np.integer)) and 1 <= k <= min(n_samples, n_features)):
@@ -81,7 +82,9 @@ class PCA(TransformerMixin, BaseEstimator):
 
     def transform(self, X) -> np.ndarray:
         """Coordinates of X on the axes: (X - mean_) @ components_.T, shape (n_samples, k)."""
-        return (_as_2d_float(X) - self.mean_) @ self.components_.T
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=np.float64, reset=False)
+        return (X - self.mean_) @ self.components_.T
 
     def fit_transform(self, X, y=None) -> np.ndarray:
         """Fit on X, then return transform(X), shape (n_samples, n_components_)."""
