@@ -25,7 +25,7 @@ import numpy as np
 from scipy.special import xlogy
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 LEAF = -1  # children of a leaf (sklearn's TREE_LEAF)
 UNDEFINED = -2  # feature and threshold of a leaf (sklearn's TREE_UNDEFINED)
@@ -397,17 +397,6 @@ class _BaseTree(BaseEstimator):
         )
         self.feature_importances_ = feature_importances(self.tree_, X.shape[1])
 
-    def _weights(self, sample_weight: np.ndarray | None, n: int) -> np.ndarray:
-        """Sample weights as a (n,) float array: ones when None; rejects a wrong shape or sign."""
-        if sample_weight is None:
-            return np.ones(n)
-        w = np.asarray(sample_weight, dtype=np.float64)
-        if w.shape != (n,) or np.any(w < 0) or not np.all(np.isfinite(w)):
-            raise ValueError(
-                f"sample_weight must be {n} finite non-negative numbers, got shape {w.shape}"
-            )
-        return w
-
     def apply(self, X: np.ndarray) -> np.ndarray:
         """Leaf id of every row of X (n, d) -> (n,) int."""
         check_is_fitted(self, "tree_")
@@ -468,7 +457,7 @@ class DecisionTreeClassifier(ClassifierMixin, _BaseTree):
         X, y = validate_data(self, X, y, dtype=np.float64)
         check_classification_targets(y)
         self.classes_, codes = np.unique(y, return_inverse=True)
-        w = self._weights(sample_weight, len(y))
+        w = _check_sample_weight(sample_weight, X, ensure_non_negative=True)
         self._grow(X, target_stats(codes, w, self.criterion, len(self.classes_)), w, presorted)
         return self
 
@@ -517,7 +506,7 @@ class DecisionTreeRegressor(RegressorMixin, _BaseTree):
         if self.criterion != "squared_error":
             raise ValueError(f"criterion must be 'squared_error', got {self.criterion!r}")
         X, y = validate_data(self, X, y, dtype=np.float64, y_numeric=True)
-        w = self._weights(sample_weight, len(y))
+        w = _check_sample_weight(sample_weight, X, ensure_non_negative=True)
         self._grow(X, target_stats(y, w, self.criterion), w, presorted)
         return self
 

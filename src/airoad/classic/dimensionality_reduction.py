@@ -198,6 +198,7 @@ class RFE(MetaEstimatorMixin, SelectorMixin, BaseEstimator):
 
     def predict(self, X) -> np.ndarray:
         """estimator_'s predictions on the kept columns of X: shape (n_samples,)."""
+        check_is_fitted(self)
         return self.estimator_.predict(self.transform(X))
 
     def score(self, X, y) -> float:

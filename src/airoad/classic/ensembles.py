@@ -295,10 +295,16 @@ class GradientBoostingClassifier(ClassifierMixin, _GradientBoosting):
         self.classes_, codes = np.unique(y, return_inverse=True)
         if len(self.classes_) != 2:
             raise ValueError(
-                f"GradientBoostingClassifier here is binary; got {len(self.classes_)} classes"
+                f"Only binary classification is supported (log-odds of one class); got {len(self.classes_)} classes"
             )
         self._boost(X, codes.astype(np.float64))
         return self
+
+    def __sklearn_tags__(self):
+        """scikit-learn's tags, marked binary-only so its checks pass two-class data."""
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_class = False
+        return tags
 
     def _initial_raw(self, y: np.ndarray) -> float:
         """F0 = log(p / (1 - p)) with p the share of the positive class (the prior log-odds)."""
@@ -381,6 +387,10 @@ class AdaBoostClassifier(ClassifierMixin, BaseEstimator):
         check_classification_targets(y)
         self.classes_, codes = np.unique(y, return_inverse=True)
         k = len(self.classes_)
+        if k < 2:
+            raise ValueError(
+                "AdaBoostClassifier needs samples of at least 2 classes; got one class"
+            )
         rng = np.random.default_rng(self.random_state)
         w = np.full(len(y), 1.0 / len(y))
         presorted = presort(X)  # X never changes between rounds: sort it once
