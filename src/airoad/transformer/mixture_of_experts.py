@@ -147,7 +147,7 @@ class MoE(nn.Module):
             token, slot = torch.nonzero((experts == e) & keep, as_tuple=True)
             if len(token):
                 y = gates[token, slot, None] * expert(x[token])
-                out = out.index_add(0, token, y.to(out.dtype))
+                out.index_add_(0, token, y.to(out.dtype))
         self.aux = {
             "balance_loss": load_balancing_loss(probs, experts),
             "z_loss": router_z_loss(logits),
