@@ -10,6 +10,7 @@ import torch
 
 from airoad.labs.contract import LabResult, RunContext
 from airoad.labs.runners import char_gpt as runner
+from airoad.transformer.bpe_tokenizer import ByteBPE
 from airoad.transformer.char_gpt import GPT, GPTConfig
 from airoad.transformer.gpt_training import CharVocab, evaluate
 
@@ -89,3 +90,36 @@ def test_model_artifact_rebuilds_the_same_model(result, run_dir):
     text = "ROMEO.\nWhat light through yonder window breaks?\n" * 3
     loss = evaluate(model, vocab.encode(text), spec["config"]["block_size"])
     assert loss < result.metrics["uniform_loss"]
+
+
+@pytest.fixture(scope="module")
+def bpe_result(tmp_path_factory) -> tuple[LabResult, object]:
+    folder = tmp_path_factory.mktemp("char-gpt-bpe")
+    # a shorter run than QUICK: learning the merges and encoding take a few seconds of their own
+    quick = {**runner.QUICK, "text_chars": 250_000, "steps": 100}
+    config = runner.Config(**{**quick, "tokens": "bpe", "bpe_vocab": 512})
+    return runner.run(config, RunContext(folder)), folder
+
+
+def test_characters_are_their_own_tokens(result):
+    m = result.metrics
+    assert m["chars_per_token"] == 1.0 and m["val_loss"] == m["val_loss_per_token"]
+
+
+def test_bpe_variant_is_scored_per_character(bpe_result):
+    """The BPE run trains on token ids but reports nats per character, like the char run."""
+    result, folder = bpe_result
+    m = result.metrics
+    assert m["vocab_size"] == 512 and 1.8 < m["chars_per_token"] < 3.0
+    assert m["val_loss"] == pytest.approx(m["val_loss_per_token"] / m["chars_per_token"])
+    assert abs(m["torch_layers_val_loss"] - m["val_loss"]) < 1e-4
+    # per character: uniform over 512 ids is about 3.26 nats, 100 small steps reach about 2.46
+    assert m["val_loss"] < m["uniform_loss"] - 0.5
+    spec = json.loads((folder / "artifacts" / "model" / "model.json").read_text("utf-8"))
+    assert spec["tokens"] == "bpe" and "vocab" not in spec
+    bpe = ByteBPE(spec["bpe"]["vocab"], [tuple(pair) for pair in spec["bpe"]["merges"]])
+    text = "ROMEO.\nWhat light through yonder window breaks?\n"
+    ids = bpe.encode(text)
+    assert bpe.decode(ids) == text and len(ids) < len(text) / 1.5
+    sample = result.tables["samples"][0]["text"]
+    assert sample.startswith(runner.Config.prompt) and len(sample) > runner.QUICK["sample_chars"]

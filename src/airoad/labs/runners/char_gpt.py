@@ -24,6 +24,7 @@ from airoad.errors import ConfigError
 from airoad.labs.contract import LabResult, RunContext
 from airoad.labs.kit import cpu_timed, param, render_notes, validate_config
 from airoad.labs.runners import char_gpt_parts as parts
+from airoad.transformer import bpe_tokenizer as bpe_ref
 from airoad.transformer import char_gpt as ref
 from airoad.transformer import gpt_training as train_ref
 
@@ -31,6 +32,8 @@ from airoad.transformer import gpt_training as train_ref
 @dataclass(frozen=True)
 class Config:
     text_chars: int = param(0, ge=0)  # 0 = the whole corpus (about 5.06 M characters)
+    tokens: str = param("char", choices=("char", "bpe"))  # bpe: byte-level BPE of the train part
+    bpe_vocab: int = param(1024, ge=512, le=2048)  # BPE vocabulary size (tokens="bpe" only)
     val_fraction: float = param(0.1, gt=0.0, le=0.5)
     val_chars: int = param(200_000, ge=1_000)  # the fixed held-out slice of the final number
     curve_chars: int = param(20_000, ge=1_000)  # the slice scored during training
@@ -49,7 +52,7 @@ class Config:
     precision: str = param("auto", choices=("auto", "bf16", "fp32"))  # auto: bf16 if the CPU has it
     eval_every: int = param(200, ge=1)
     prompt: str = "ROMEO.\n"
-    sample_chars: int = param(500, ge=1, le=100_000)
+    sample_chars: int = param(500, ge=1, le=100_000)  # tokens generated (characters or BPE)
     temperature: float = param(0.8, gt=0.0, le=10.0)
     top_k: int = param(0, ge=0)  # 0 = sample from every character
     cache_lengths: tuple[int, ...] = param((64, 128, 256, 512), ge=1, le=10_000)
@@ -89,20 +92,25 @@ NOTES = (
     "KV cache: {cache_tokens} new tokens in {cache_seconds:.2f} s, {nocache_seconds:.2f} s "
     "without ({cache_speedup:.1f}x faster); float64 logits agree to "
     "{cache_max_abs_logit_diff:.1e}.",
+    "Tokens: {tokens_desc}.",
 )
 
 
-def _shakespeare(config: Config) -> tuple[torch.Tensor, torch.Tensor, train_ref.CharVocab]:
-    """The works in title order as ids, split by position; the vocabulary of the whole text."""
+def _corpus(config: Config) -> parts.Corpus:
+    """The works in title order, split by position, as characters (the vocabulary of the whole
+    text) or as byte-level BPE tokens (merges learned on the training part only)."""
     text = parts.shakespeare_text(config.text_chars)
     train_text, val_text = parts.held_out_split(
         text, config.val_fraction, config.val_chars, config.block_size
     )
-    vocab = train_ref.CharVocab(text)
-    missing = sorted(set(config.prompt) - set(vocab.stoi))
-    if missing:
-        raise ConfigError(f"config key 'prompt' has characters the text never uses: {missing}")
-    return vocab.encode(train_text), vocab.encode(val_text), vocab
+    if config.tokens == "bpe":
+        vocab = parts.BpeVocab(bpe_ref.train_bpe(train_text, config.bpe_vocab))
+    else:
+        vocab = train_ref.CharVocab(text)
+        missing = sorted(set(config.prompt) - set(vocab.stoi))
+        if missing:
+            raise ConfigError(f"config key 'prompt' has characters the text never uses: {missing}")
+    return parts.corpus(vocab, train_text, val_text, config.curve_chars, config.val_chars)
 
 
 def _configs(config: Config, vocab_size: int) -> tuple[ref.GPTConfig, train_ref.TrainConfig]:
@@ -145,12 +153,15 @@ def _fresh(model_cfg: ref.GPTConfig, train_cfg: train_ref.TrainConfig, seed: int
     return model, opt, torch.Generator().manual_seed(seed)
 
 
-def _train(train, val, model_cfg, train_cfg, config: Config, ctx: RunContext):
-    """Both halves of training with a checkpoint between them; the curve as it goes."""
-    curve_slice = val[: config.curve_chars + 1]
+def _train(data: parts.Corpus, model_cfg, train_cfg, config: Config, ctx: RunContext):
+    """Both halves of training with a checkpoint between them; the curve (nats per character)
+    as it goes."""
+
+    def curve_loss(model: ref.GPT) -> float:
+        return train_ref.evaluate(model, data.curve, config.block_size) * data.curve_per_char
+
     model, opt, gen = _fresh(model_cfg, train_cfg, config.seed)
-    curve = [{"step": 0, "train_loss": None, "curve_val_loss": None, "lr": 0.0}]
-    curve[0]["curve_val_loss"] = train_ref.evaluate(model, curve_slice, config.block_size)
+    curve = [{"step": 0, "train_loss": None, "curve_val_loss": curve_loss(model), "lr": 0.0}]
     resume_step = config.steps // 2
     bounds = sorted({*range(0, config.steps, config.eval_every), resume_step, config.steps})
     checkpoint = ctx.out_dir / "checkpoint.pt"
@@ -159,23 +170,18 @@ def _train(train, val, model_cfg, train_cfg, config: Config, ctx: RunContext):
             train_ref.save_checkpoint(checkpoint, model, opt, start, gen, train_cfg)
             model, opt, gen = _fresh(model_cfg, train_cfg, config.seed + 1)
             start = train_ref.load_checkpoint(checkpoint, model, opt, gen)
-        losses = train_ref.train_steps(model, opt, train, train_cfg, gen, start, stop)
+        losses = train_ref.train_steps(model, opt, data.train, train_cfg, gen, start, stop)
         lr = train_ref.lr_at(
             stop - 1, config.max_lr, config.warmup_steps, config.steps, config.min_lr
         )
-        val_loss = train_ref.evaluate(model, curve_slice, config.block_size)
+        train_loss = float(np.mean(losses)) * data.train_per_char
         curve.append(
-            {
-                "step": stop,
-                "train_loss": float(np.mean(losses)),
-                "curve_val_loss": val_loss,
-                "lr": lr,
-            }
+            {"step": stop, "train_loss": train_loss, "curve_val_loss": curve_loss(model), "lr": lr}
         )
     return model, curve, resume_step
 
 
-def _samples(model: ref.GPT, vocab: train_ref.CharVocab, config: Config) -> list[dict]:
+def _samples(model: ref.GPT, vocab, config: Config) -> list[dict]:
     """Continue the prompt at the configured temperature, and greedily, each from the seed."""
     prompt = vocab.encode(config.prompt)[None]
     out = []
@@ -187,41 +193,54 @@ def _samples(model: ref.GPT, vocab: train_ref.CharVocab, config: Config) -> list
 
 
 def _model_writer(model: ref.GPT, vocab, metrics: dict, config: Config) -> Callable[[Path], None]:
-    """Writes `model.pt` (the state_dict) and `model.json` (the GPTConfig and the vocabulary)."""
+    """Writes `model.pt` (the state_dict) and `model.json` (the GPTConfig and the vocabulary:
+    the characters, or with tokens "bpe" the BPE's vocab and merges)."""
 
     def write(folder: Path) -> None:
         torch.save(model.state_dict(), folder / "model.pt")
         spec = {
             "module": "airoad.transformer.char_gpt.GPT",
             "config": asdict(model.config),
-            "vocab": vocab.chars,
+            "tokens": config.tokens,
             "dataset": "shakespeare",
             "text": "the works in title order joined by newlines; the last val_fraction held out",
             "val_fraction": config.val_fraction,
             "val_chars": config.val_chars,
             "val_loss": metrics["val_loss"],
         }
+        if config.tokens == "bpe":
+            spec["bpe"] = {"vocab": vocab.bpe.vocab, "merges": vocab.bpe.merges}
+        else:
+            spec["vocab"] = vocab.chars
         (folder / "model.json").write_text(json.dumps(spec, indent=2), encoding="utf-8")
 
     return write
 
 
-def _scores(model: ref.GPT, train, val, vocab, config: Config) -> dict:
-    """The held-out loss of ours, of torch's layers with our weights, and of bigram counts."""
-    val_slice = val[: config.val_chars + 1]
-    val_loss = train_ref.evaluate(model, val_slice, config.block_size)
+def _scores(model: ref.GPT, data: parts.Corpus, config: Config) -> dict:
+    """The held-out loss per character of ours, of torch's layers with our weights, and of
+    bigram counts; per token too."""
+    per_char, v = data.scored_per_char, data.vocab_size
+    per_token = train_ref.evaluate(model, data.scored, config.block_size)
+    twin = train_ref.evaluate(parts.TorchTwin(model), data.scored, config.block_size)
+    if config.tokens == "bpe":
+        desc = f"byte-level BPE, {v} ids learned on the training part, {1 / per_char:.2f} "
+        desc += f"characters per held-out token, {per_token:.3f} nats per token"
+    else:
+        desc = f"characters, {v} ids"
     return {
-        "val_loss": val_loss,
-        "val_bits": val_loss / math.log(2),
-        "torch_layers_val_loss": train_ref.evaluate(
-            parts.TorchTwin(model), val_slice, config.block_size
-        ),
-        "bigram_val_loss": parts.bigram_loss(train, val_slice, len(vocab.chars)),
-        "uniform_loss": math.log(len(vocab.chars)),
+        "val_loss": per_token * per_char,
+        "val_bits": per_token * per_char / math.log(2),
+        "val_loss_per_token": per_token,
+        "chars_per_token": 1 / per_char,
+        "tokens_desc": desc,
+        "torch_layers_val_loss": twin * per_char,
+        "bigram_val_loss": parts.bigram_loss(data.train, data.scored, v) * per_char,
+        "uniform_loss": math.log(v) * per_char,
         "val_chars": config.val_chars,
         "curve_chars": config.curve_chars,
-        "train_chars": len(train),
-        "vocab_size": len(vocab.chars),
+        "train_chars": round(len(data.train) / data.train_per_char),
+        "vocab_size": v,
         "n_parameters": sum(p.numel() for p in model.parameters()),
         "train_tokens": config.steps * config.batch_size * config.block_size,
         "steps": config.steps,
@@ -229,22 +248,22 @@ def _scores(model: ref.GPT, train, val, vocab, config: Config) -> dict:
 
 
 def run(config: Config, ctx: RunContext) -> LabResult:
-    train, val, vocab = _shakespeare(config)
-    model_cfg, train_cfg = _configs(config, len(vocab.chars))
+    data = _corpus(config)
+    model_cfg, train_cfg = _configs(config, data.vocab_size)
     (model, curve, resume_step), cpu_s, wall_s = cpu_timed(
-        lambda: _train(train, val, model_cfg, train_cfg, config, ctx)
+        lambda: _train(data, model_cfg, train_cfg, config, ctx)
     )
-    metrics = _scores(model, train, val, vocab, config)
+    metrics = _scores(model, data, config)
     metrics |= {"resume_step": resume_step, "train_cpu_s": cpu_s, "train_wall_s": wall_s}
     metrics["precision"] = "bf16 autocast" if train_cfg.bf16 else "fp32"
-    metrics |= parts.attention_check(model, val, config)
-    cache_rows = parts.generation_race(model, val, config)
-    metrics |= parts.cache_metrics(parts.cache_logit_diff(model, val, config), cache_rows)
-    samples = _samples(model, vocab, config)
+    metrics |= parts.attention_check(model, data.val, config)
+    cache_rows = parts.generation_race(model, data.val, config)
+    metrics |= parts.cache_metrics(parts.cache_logit_diff(model, data.val, config), cache_rows)
+    samples = _samples(model, data.vocab, config)
 
     parts.loss_figure(curve, metrics, config, ctx)
     parts.cache_figure(cache_rows, config, ctx)
-    ctx.save_artifact("model", _model_writer(model, vocab, metrics, config))
+    ctx.save_artifact("model", _model_writer(model, data.vocab, metrics, config))
 
     return LabResult(
         metrics=metrics,

@@ -1,10 +1,11 @@
-"""Parts of the char-gpt runner: the Shakespeare text and its split, the bigram floor, the
-checks against torch (attention, nn.TransformerEncoderLayer with our weights), the KV-cache
+"""Parts of the char-gpt runner: the Shakespeare text, its split and its tokens (characters or
+byte-level BPE, scored per character either way), the bigram floor, the checks against torch (attention, nn.TransformerEncoderLayer with our weights), the KV-cache
 checks and the two figures. ``benchmarks/char_gpt.py`` reads the same text and split from here.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -15,6 +16,7 @@ from airoad.data import load
 from airoad.errors import ConfigError
 from airoad.labs.contract import RunContext
 from airoad.labs.kit import figure, timed
+from airoad.transformer import bpe_tokenizer as bpe_ref
 from airoad.transformer import char_gpt as ref
 from airoad.transformer import gpt_training as train_ref
 
@@ -36,6 +38,61 @@ def held_out_split(text: str, val_fraction: float, val_chars: int, block_size: i
             "characters (raise text_chars or val_fraction)"
         )
     return train, val
+
+
+class BpeVocab:
+    """A trained ByteBPE with CharVocab's interface: encode -> int64 ids, decode -> text."""
+
+    def __init__(self, bpe: bpe_ref.ByteBPE):
+        self.bpe = bpe
+
+    def encode(self, text: str) -> torch.Tensor:
+        return torch.tensor(self.bpe.encode(text), dtype=torch.long)
+
+    def decode(self, ids) -> str:
+        return self.bpe.decode(int(i) for i in ids)
+
+
+@dataclass
+class Corpus:
+    """Token ids of both parts, and the factors that turn a mean loss per predicted token into
+    nats per predicted character (exactly 1 for characters), so char and BPE runs compare."""
+
+    vocab: train_ref.CharVocab | BpeVocab
+    vocab_size: int
+    train: torch.Tensor  # the training text
+    val: torch.Tensor  # the whole held-out text
+    curve: torch.Tensor  # its first curve_chars + 1 characters, scored during training
+    curve_per_char: float
+    scored: torch.Tensor  # its first val_chars + 1 characters: the final number
+    scored_per_char: float
+    train_per_char: float  # training tokens per training character
+
+
+def _slice(vocab, val_text: str, n_chars: int) -> tuple[torch.Tensor, float]:
+    """The ids of the first n_chars + 1 characters; predicted tokens per predicted character
+    (every token but the first is predicted; so is every character it does not cover)."""
+    ids = vocab.encode(val_text[: n_chars + 1])
+    return ids, (len(ids) - 1) / (n_chars + 1 - len(vocab.decode(ids[:1])))
+
+
+def corpus(vocab, train_text: str, val_text: str, curve_chars: int, val_chars: int) -> Corpus:
+    """Encode the split with vocab (a CharVocab or a BpeVocab)."""
+    train = vocab.encode(train_text)
+    size = vocab.bpe.vocab_size if isinstance(vocab, BpeVocab) else len(vocab.chars)
+    curve, curve_per_char = _slice(vocab, val_text, curve_chars)
+    scored, scored_per_char = _slice(vocab, val_text, val_chars)
+    return Corpus(
+        vocab,
+        size,
+        train,
+        vocab.encode(val_text),
+        curve,
+        curve_per_char,
+        scored,
+        scored_per_char,
+        len(train) / len(train_text),
+    )
 
 
 def bigram_loss(
