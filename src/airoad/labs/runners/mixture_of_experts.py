@@ -4,8 +4,11 @@ Both models share everything but the feed-forward layer: the same data (Shakespe
 characters, char-gpt's split), seed, batches, schedule and attention. Each MoE expert is as wide
 as 4C / k, so a token's active parameters match the dense model's (plus a router). First both
 train for the same number of steps; then the slower of the two trains again, with its schedule
-shortened to the steps that fit the faster one's training seconds: equal wall time. The expert
-load of every MoE step (share per expert, drop rate) is kept for the utilisation figure.
+shortened to the steps that fit the faster one's training seconds: equal time. Those seconds
+are the process's CPU seconds by default (on a machine shared with other jobs, wall seconds
+measure the neighbours as much as the model; on an idle one, CPU seconds = wall seconds x
+threads); ``clock=wall`` uses wall seconds. The expert load of every MoE step (share per
+expert, drop rate) is kept for the utilisation figure.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ class Config:
     balance_coef: float = param(0.01, ge=0.0, le=10.0)
     z_coef: float = param(0.001, ge=0.0, le=10.0)
     noise_std: float = param(0.0, ge=0.0, le=10.0)
+    clock: str = param("cpu", choices=("cpu", "wall"))  # the seconds that "equal time" equalises
     seed: int = param(0, ge=0)
 
     def __post_init__(self) -> None:
@@ -72,9 +76,11 @@ NOTES = (
     "Equal steps ({steps}): MoE ({n_experts} experts, top-{top_k}, {moe_total_params} params, "
     "{moe_active_params} active) {moe_val_loss:.3f} nats/char against dense "
     "({dense_total_params} params) {dense_val_loss:.3f}: {equal_steps_winner} ends lower.",
-    "Speed: dense {dense_tokens_per_s:.0f} tokens/s, MoE {moe_tokens_per_s:.0f} tokens/s "
-    "({moe_step_cost:.2f}x the dense step time).",
-    "Equal wall time ({equal_time_seconds:.0f} s of training): {equal_time_kind} retrained for "
+    "Speed: dense {dense_tokens_per_cpu_s:.0f} tokens per CPU-second, MoE "
+    "{moe_tokens_per_cpu_s:.0f} ({moe_step_cost:.2f}x the dense step's {clock} time; wall: "
+    "dense {dense_tokens_per_s:.0f}, MoE {moe_tokens_per_s:.0f} tokens/s).",
+    "Equal time ({equal_time_seconds:.0f} {clock} seconds of training): {equal_time_kind} "
+    "retrained for "
     "{equal_time_steps} steps scores {equal_time_val_loss:.3f} against {equal_time_rival} "
     "{equal_time_rival_val_loss:.3f}: {equal_time_winner} ends lower.",
     "Expert load: {moe_drop_rate:.1%} of assignments dropped (second half of training, capacity "
@@ -86,13 +92,18 @@ NOTES = (
 
 def _equal_time(runs: dict, train_ids, val_ids, vocab: int, config: Config, ctx) -> dict:
     """The slower model again, its schedule cut to the steps that fit the faster one's seconds."""
-    slow, fast = sorted(("dense", "moe"), key=lambda k: -runs[k]["seconds"])
-    per_step = runs[slow]["seconds"] / runs[slow]["steps"]
-    steps = max(config.warmup_steps + 1, math.floor(runs[fast]["seconds"] / per_step))
+    clock = _clock(config)
+    slow, fast = sorted(("dense", "moe"), key=lambda k: -runs[k][clock])
+    per_step = runs[slow][clock] / runs[slow]["steps"]
+    steps = max(config.warmup_steps + 1, math.floor(runs[fast][clock] / per_step))
     run = parts.train(slow, steps, train_ids, val_ids, vocab, config, ctx)
     for row in run["curve"]:
         row["run"] = f"{slow}, equal time"
     return run | {"kind": slow, "rival": fast}
+
+
+def _clock(config: Config) -> str:
+    return "cpu_seconds" if config.clock == "cpu" else "seconds"
 
 
 def _compare(runs: dict, val_ids, config: Config) -> tuple[dict, list[dict]]:
@@ -100,15 +111,15 @@ def _compare(runs: dict, val_ids, config: Config) -> tuple[dict, list[dict]]:
     scores = {name: parts.score(run, val_ids, config) for name, run in runs.items()}
     rows = [{"run": name} | s for name, s in scores.items()]
     m = {f"{kind}_{key}": scores[kind][key] for kind in ("dense", "moe") for key in scores[kind]}
-    eq, rival = runs["equal_time"], runs["equal_time"]["rival"]
+    eq, rival, clock = runs["equal_time"], runs["equal_time"]["rival"], _clock(config)
     m |= {
         "moe_drop_rate": scores["moe"]["drop_rate_2nd_half"],
-        "moe_step_cost": m["moe_train_seconds"] / m["dense_train_seconds"],
+        "moe_step_cost": runs["moe"][clock] / runs["dense"][clock],
         "equal_steps_winner": min(("dense", "moe"), key=lambda k: scores[k]["val_loss"]),
         "equal_time_kind": eq["kind"],
         "equal_time_rival": rival,
         "equal_time_steps": eq["steps"],
-        "equal_time_seconds": scores[rival]["train_seconds"],
+        "equal_time_seconds": runs[rival][clock],
         "equal_time_val_loss": scores["equal_time"]["val_loss"],
         "equal_time_rival_val_loss": scores[rival]["val_loss"],
     }
@@ -130,7 +141,7 @@ def run(config: Config, ctx: RunContext) -> LabResult:
     metrics["vocab_size"] = vocab
 
     curves = [row for r in runs.values() for row in r["curve"]]
-    parts.loss_figure(curves, ctx)
+    parts.loss_figure(curves, config.clock, ctx)
     parts.load_figure(runs["moe"]["load"], config, ctx)
 
     return LabResult(

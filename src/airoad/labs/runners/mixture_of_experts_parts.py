@@ -98,8 +98,8 @@ def train(
     """One run of ``steps`` AdamW steps (char-gpt's schedule, clipping and batches, seeded).
 
     Returns the model, its curve (held-out loss on the curve slice every eval_every steps,
-    against steps and training seconds, evaluation excluded) and, for an MoE, the expert load
-    of every step.
+    against steps and training seconds, wall and CPU, evaluation excluded) and, for an MoE, the
+    expert load of every step.
     """
     model = build(kind, config, vocab_size)
     opt = train_ref.make_optimizer(model, config.max_lr, config.weight_decay)
@@ -109,19 +109,21 @@ def train(
         config.precision == "bf16",
     )  # fmt: skip
     gen, curve_ids = torch.Generator().manual_seed(config.seed), val_ids[: config.curve_chars + 1]
-    curve, load_rows, seconds, losses = [], [], 0.0, []
+    curve, load_rows, seconds, cpu_seconds, losses = [], [], 0.0, 0.0, []
     bounds = sorted({*range(0, steps, config.eval_every), steps})
     for start, stop in ctx.track(list(zip(bounds, bounds[1:])), f"training {kind} ({steps} steps)"):
         for step in range(start, stop):
-            tic = time.perf_counter()
+            tic, cpu_tic = time.perf_counter(), time.process_time()
             losses += train_ref.train_steps(model, opt, train_ids, cfg, gen, step, step + 1)
             seconds += time.perf_counter() - tic
+            cpu_seconds += time.process_time() - cpu_tic
             load_rows += _load_row(model, step)
         with eval_capacity(model, config.eval_capacity_factor):
             val = train_ref.evaluate(model, curve_ids, config.block_size)
-        curve.append({"run": kind, "step": stop, "seconds": seconds, "val_loss": val,
-                      "train_loss": float(np.mean(losses[start:stop]))})  # fmt: skip
-    return {"model": model, "curve": curve, "load": load_rows, "seconds": seconds, "steps": steps}
+        curve.append({"run": kind, "step": stop, "seconds": seconds, "cpu_seconds": cpu_seconds,
+                      "val_loss": val, "train_loss": float(np.mean(losses[start:stop]))})  # fmt: skip
+    return {"model": model, "curve": curve, "load": load_rows, "steps": steps,
+            "seconds": seconds, "cpu_seconds": cpu_seconds}  # fmt: skip
 
 
 def score(run: dict, val_ids: torch.Tensor, config: Config) -> dict:
@@ -136,7 +138,9 @@ def score(run: dict, val_ids: torch.Tensor, config: Config) -> dict:
         "val_loss": val,
         "steps": run["steps"],
         "train_seconds": run["seconds"],
+        "train_cpu_seconds": run["cpu_seconds"],
         "tokens_per_s": tokens / run["seconds"],
+        "tokens_per_cpu_s": tokens / run["cpu_seconds"],
         "total_params": counts["total"],
         "active_params": counts["active"],
         "drop_rate_2nd_half": float(np.mean(late)) if late else 0.0,
@@ -162,18 +166,19 @@ def balance_check(model: ref.MoEGPT, val_ids: torch.Tensor, config: Config) -> d
     }
 
 
-def loss_figure(curves: list[dict], ctx: RunContext) -> None:
+def loss_figure(curves: list[dict], clock: str, ctx: RunContext) -> None:
     """Held-out loss against optimizer steps (left) and against training seconds (right)."""
+    time_key = "cpu_seconds" if clock == "cpu" else "seconds"
     with figure(ctx, "val_loss_vs_time", 1, 2, figsize=(11, 4.2), sharey=True) as (_, axes):
         for run in dict.fromkeys(c["run"] for c in curves):
             rows = [c for c in curves if c["run"] == run]
-            for ax, key in zip(axes, ("step", "seconds")):
+            for ax, key in zip(axes, ("step", time_key)):
                 ax.plot(
                     [r[key] for r in rows], [r["val_loss"] for r in rows], "o-", ms=3, label=run
                 )
         axes[0].set(xlabel="optimizer step", ylabel="held-out loss (nats/char)",
                     title="equal steps")  # fmt: skip
-        axes[1].set(xlabel="training seconds (evaluation excluded)", title="equal wall time")
+        axes[1].set(xlabel=f"training {clock} seconds (evaluation excluded)", title="equal time")
         axes[1].legend()
         low = min(c["val_loss"] for c in curves)
         axes[0].set_ylim(low - 0.05, low + 1.0)  # the interesting end of the curves
