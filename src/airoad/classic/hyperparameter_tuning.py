@@ -29,7 +29,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, MetaEstimatorMixin, clone, is_classifier
 from sklearn.metrics import check_scoring
 from sklearn.model_selection import check_cv
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 # ---------------------------------------------------------------- candidates
 
@@ -108,6 +108,7 @@ class _BaseSearch(MetaEstimatorMixin, BaseEstimator):
         ties share the lower rank)}, best_index_ (the FIRST candidate of highest mean),
         best_params_, best_score_, n_splits_ and, when refit, best_estimator_. Returns self.
         """
+        validate_data(self, X, y, skip_check_array=True)  # records n_features_in_ only
         X, y = np.asarray(X), np.asarray(y)
         candidates = self._candidates()
         if not candidates:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 WEIGHTS = ("uniform", "distance")
@@ -109,6 +110,7 @@ class KNeighborsClassifier(ClassifierMixin, BaseEstimator):
         if int(self.n_neighbors) != self.n_neighbors or self.n_neighbors < 1:
             raise ValueError(f"n_neighbors must be a positive integer, got {self.n_neighbors}")
         X, y = validate_data(self, X, y, dtype=np.float64)
+        check_classification_targets(y)
         self.classes_, self.y_index_ = np.unique(y, return_inverse=True)
         self.X_fit_ = X
         self.n_samples_fit_ = X.shape[0]
@@ -145,4 +147,5 @@ class KNeighborsClassifier(ClassifierMixin, BaseEstimator):
 
     def predict(self, X) -> np.ndarray:
         """The class with the most (weighted) votes, first in classes_ on a tie; shape (n,)."""
+        check_is_fitted(self)
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]

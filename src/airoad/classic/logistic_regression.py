@@ -23,6 +23,7 @@ import numpy as np
 from scipy.linalg import cho_factor, cho_solve
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 SOLVERS = ("newton", "gd", "lbfgs")
@@ -184,10 +185,11 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         if not (np.isfinite(self.C) and self.C > 0):
             raise ValueError(f"C must be a positive finite number, got {self.C}")
         X, y = validate_data(self, X, y, dtype=np.float64)
+        check_classification_targets(y)
         self.classes_, y_index = np.unique(y, return_inverse=True)
         K = len(self.classes_)
         if K < 2:
-            raise ValueError(f"need samples of at least 2 classes, got only {self.classes_}")
+            raise ValueError(f"need samples of at least 2 classes, got one class: {self.classes_}")
         X1 = add_intercept_column(X, self.fit_intercept)
         n, p = X1.shape
         if K == 2:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, check_non_negative, validate_data
 
 
@@ -51,6 +52,7 @@ class _NaiveBayes(ClassifierMixin, BaseEstimator):
 
     def predict(self, X) -> np.ndarray:
         """The class with the largest joint log-likelihood (= largest posterior), shape (n,)."""
+        check_is_fitted(self)
         return self.classes_[np.argmax(self.predict_joint_log_proba(X), axis=1)]
 
 
@@ -74,6 +76,7 @@ class GaussianNB(_NaiveBayes):
         Raise ValueError when priors do not match the classes or do not sum to 1.
         """
         X, y = validate_data(self, X, y, dtype=np.float64)
+        check_classification_targets(y)
         self.classes_, y_index = np.unique(y, return_inverse=True)
         Y = one_hot(y_index, len(self.classes_))
         self.class_count_ = Y.sum(axis=0)
@@ -136,6 +139,7 @@ class MultinomialNB(_NaiveBayes):
             raise ValueError(f"alpha must be >= 0, got {self.alpha}")
         X, y = validate_data(self, X, y, accept_sparse="csr", dtype=np.float64)
         check_non_negative(X, "MultinomialNB (input X)")
+        check_classification_targets(y)
         self.classes_, y_index = np.unique(y, return_inverse=True)
         Y = one_hot(y_index, len(self.classes_))
         self.class_count_ = Y.sum(axis=0)
@@ -162,3 +166,12 @@ class MultinomialNB(_NaiveBayes):
         X = validate_data(self, X, accept_sparse="csr", dtype=np.float64, reset=False)
         check_non_negative(X, "MultinomialNB (input X)")
         return np.asarray(X @ self.feature_log_prob_.T) + self.class_log_prior_
+
+    def __sklearn_tags__(self):
+        """scikit-learn's tags: non-negative counts, maybe sparse; a count model scores poorly
+        on the dense blobs its checks use (scikit-learn tags its MultinomialNB the same)."""
+        tags = super().__sklearn_tags__()
+        tags.input_tags.positive_only = True
+        tags.input_tags.sparse = True
+        tags.classifier_tags.poor_score = True
+        return tags

@@ -198,7 +198,7 @@ class SVC(ClassifierMixin, BaseEstimator):
         self.classes_, yi = np.unique(y, return_inverse=True)
         k = len(self.classes_)
         if k < 2:
-            raise ValueError("SVC needs samples of at least two classes")
+            raise ValueError("SVC needs samples of at least two classes; got one class")
         if self.gamma == "scale":
             var = X.var()
             self.gamma_ = 1.0 / (X.shape[1] * var) if var > 0 else 1.0
@@ -321,7 +321,7 @@ class PegasosSVC(ClassifierMixin, BaseEstimator):
             raise ValueError(f"lam must be positive, got {self.lam}")
         self.classes_, yi = np.unique(y, return_inverse=True)
         if len(self.classes_) < 2:
-            raise ValueError("PegasosSVC needs samples of at least two classes")
+            raise ValueError("PegasosSVC needs samples of at least two classes; got one class")
         n, d = X.shape
         # +1/-1 targets: one column for binary (classes_[1] positive), else one per class.
         onehot = np.eye(len(self.classes_))[yi]
