@@ -42,6 +42,7 @@ bench: setup
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/python benchmarks/neural_mlp.py
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/python benchmarks/neural_cnn.py
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/python benchmarks/efficient_attention.py
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/python benchmarks/char_gpt.py
 	$(BIN)/python benchmarks/bpe_tokenizer.py
 
 clean:
