@@ -23,7 +23,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from airoad.transformer.attention import MultiHeadAttention
@@ -50,10 +49,11 @@ def label_smoothed_cross_entropy(
     logp = torch.log_softmax(logits.reshape(-1, logits.shape[-1]), dim=-1)
     target = target.reshape(-1)
     keep = target != ignore_index
-    logp, target = logp[keep], target[keep]
-    nll = -logp.gather(1, target[:, None]).squeeze(1)
+    # weight the rows instead of indexing them: a (N, V) boolean gather is slow on CPU
+    nll = -logp.gather(1, torch.where(keep, target, 0)[:, None]).squeeze(1)
     uniform = -logp.mean(dim=-1)  # cross-entropy against the uniform distribution
-    return ((1.0 - eps) * nll + eps * uniform).mean()
+    per_token = (1.0 - eps) * nll + eps * uniform
+    return (per_token * keep).sum() / keep.sum()
 
 
 def inverse_sqrt_lr(step: int, d_model: int, warmup: int, scale: float = 1.0) -> float:
