@@ -22,6 +22,9 @@ import re
 import subprocess
 import sys
 import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +43,22 @@ QUESTION = "Which Python keyword fills the blank? Reply with the keyword only.\n
 USER, ASSISTANT, END = "<|im_start|>user\n", "<|im_start|>assistant\n", "<|im_end|>"
 MIB = 2**20
 LLAMA_LINEARS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+@contextmanager
+def quiet_hf() -> Iterator[None]:
+    """No Hugging Face progress bars or deprecation warnings inside the run's own display."""
+    from transformers.utils import logging as hf_logging
+
+    shown = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            yield
+    finally:
+        if shown:
+            hf_logging.enable_progress_bar()
 
 
 # ---------------------------------------------------------------- the task
@@ -262,6 +281,9 @@ def method_main() -> None:
     args = json.loads(sys.argv[1])
     torch.set_num_threads(args["threads"])
     lm, _ = load_smollm2()
+    with torch.no_grad():  # copy the weights out of the file's memory map, which would stay
+        for p in lm.parameters():  # mapped (and resident) while any one tensor still used it
+            p.data = p.data.clone()
     load_peak, (_, total) = _status_kib("VmHWM"), ref.count_parameters(lm)
     prepare(lm, args["method"], args)
     trainable, _ = ref.count_parameters(lm)  # of the model as loaded: NF4 codes are no parameters
