@@ -36,7 +36,7 @@ class Config:
     n_layers: int = param(4, ge=1, le=24)
     d_ff: int = param(128, ge=4, le=8192)
     dropout: float = param(0.0, ge=0.0, lt=1.0)
-    budget_cpu_s: float = param(420.0, gt=0.0, le=10_000.0)  # training CPU-s for EACH model
+    budget_cpu_s: float = param(300.0, gt=0.0, le=10_000.0)  # training CPU-s for EACH model
     batch_size: int = param(128, ge=8, le=4096)
     max_lr: float = param(3e-3, gt=0.0, le=1.0)  # the ViT's peak learning rate
     cnn_lr: float = param(cnn_lab.Config.lr, gt=0.0, le=1.0)  # the cnn lab's peak rate

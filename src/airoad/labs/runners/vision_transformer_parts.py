@@ -153,7 +153,7 @@ def accuracy_figure(curves: dict[str, list[dict]], target: float, ctx: RunContex
             a.set_ylim(max(0.5, min(c["acc"] for v in curves.values() for c in v[1:]) - 0.02), 1)
             a.legend()
         ax[0].set_title("same CPU budget for both")
-        ax[1].set_title("the same runs per pass over the data")
+        ax[1].set_title("the same runs against passes over the training set")
 
 
 def rollout_figure(vit: ref.VisionTransformer, X, y, images: np.ndarray, ctx: RunContext):
@@ -188,4 +188,6 @@ def position_figure(vit: ref.VisionTransformer, ctx: RunContext) -> None:
                 axes[r, c].imshow(sim[r, c], cmap="viridis", vmin=-1, vmax=1)
                 axes[r, c].set_xticks([])
                 axes[r, c].set_yticks([])
-        fig.suptitle("cosine similarity of each patch's position embedding with all others")
+        fig.suptitle(
+            "cosine similarity of each patch's\nposition vector with every patch's", fontsize=9
+        )
