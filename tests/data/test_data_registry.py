@@ -30,6 +30,7 @@ EXPECTED = {
     "austen",
     "fine-food",
     "python-docs",
+    "stdlib-docstrings",
 }
 
 

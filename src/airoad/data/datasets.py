@@ -128,6 +128,7 @@ register(
 
 # The larger sources, one module per kind of data; importing them registers their entries.
 from airoad.data import (  # noqa: E402, F401
+    datasets_docstrings,
     datasets_images,
     datasets_parallel,
     datasets_tabular,
