@@ -212,8 +212,10 @@ def loss_figure(curve: list[dict], m: dict, config: Any, ctx: RunContext) -> Non
         ax.plot(steps[-1], m["val_loss"], "r*", ms=12, label=f"final, first {m['val_chars']} chars")
         ax.axhline(bigram, color="k", ls="--", label=f"bigram counts {bigram:.2f}")
         ax.axvline(m["resume_step"], color="grey", ls=":", label="checkpoint, resumed")
+        bpe = m["chars_per_token"] != 1.0
+        title = f"BPE GPT ({m['vocab_size']} tokens)" if bpe else "char GPT"
         ax.set(
-            xlabel="optimizer step", ylabel="nats per character", title="char GPT on Shakespeare"
+            xlabel="optimizer step", ylabel="nats per character", title=f"{title} on Shakespeare"
         )
         ax.set_ylim(min(*val, *train, bigram) - 0.1, max(*val, *train, bigram) + 0.1)
         ax.legend(fontsize=8)
