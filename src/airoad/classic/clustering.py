@@ -202,7 +202,7 @@ def connected_components(adjacency: np.ndarray) -> np.ndarray:
     """
     m = len(adjacency)
     ids = np.arange(m)
-    while m:  # no points, no components
+    while m:  # an empty graph (DBSCAN found no core point) has no components
         new = np.where(adjacency, ids[None, :], m).min(axis=1)
         new = np.minimum(new, ids)[np.minimum(new, ids)]
         if np.array_equal(new, ids):

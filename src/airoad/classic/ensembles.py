@@ -295,7 +295,8 @@ class GradientBoostingClassifier(ClassifierMixin, _GradientBoosting):
         self.classes_, codes = np.unique(y, return_inverse=True)
         if len(self.classes_) != 2:
             raise ValueError(
-                f"Only binary classification is supported (log-odds of one class); got {len(self.classes_)} classes"
+                "Only binary classification is supported (F is the log-odds of one class); "
+                f"got {len(self.classes_)} classes"
             )
         self._boost(X, codes.astype(np.float64))
         return self
