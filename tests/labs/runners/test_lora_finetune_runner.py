@@ -1,4 +1,4 @@
-"""The lora-finetune runner on the real models (quick config: MiniLM, SmolLM2, one process)."""
+"""The lora-finetune runner on the real models (quick config: MiniLM, SmolLM2, one LoRA process)."""
 
 from __future__ import annotations
 
@@ -44,9 +44,9 @@ def test_fine_tuning_lowers_the_loss_and_peft_agrees(result):
     assert all(a["after"] == a["peft"] for a in answers)
 
 
-def test_measuring_process_reports_qlora(result):
+def test_measuring_process_reports_lora(result):
     (row,) = result.tables["methods"]
-    assert row["method"] == "qlora" and row["status"] == "ok", row["status"]
+    assert row["method"] == "lora" and row["status"] == "ok", row["status"]
     assert row["trainable_params"] == result.metrics["lora_trainable"]
     assert row["s_per_step"] > 0 and row["train_peak_rss_mib"] > 100
     assert math.isnan(result.metrics.get("full_s_per_step", math.nan))

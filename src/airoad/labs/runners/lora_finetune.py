@@ -54,8 +54,8 @@ class Config:
 
 
 # fmt: off
-QUICK = {  # the real models, 8 held-out prompts, 2 LoRA steps, one measuring process
-    "n_val": 8, "steps": 2, "batch_size": 2, "eval_batch": 8, "methods": ("qlora",),
+QUICK = {  # the real models, 8 held-out prompts, 2 LoRA steps, one LoRA process
+    "n_val": 8, "steps": 2, "batch_size": 2, "eval_batch": 8, "methods": ("lora",),
     "method_steps": 1, "quant_layers": 4,
 }
 # fmt: on
@@ -67,7 +67,7 @@ NOTES = (
     "{train_s_per_step:.1f} s/step); always answering '{majority_answer}' scores "
     "{majority_accuracy:.2f}. {run_scope}",
     "peft's LoRA with our A and B: loss {peft_loss_after:.4f}, accuracy {peft_accuracy_after:.2f} "
-    "(max |loss difference| per batch {peft_max_loss_diff:.1e}); our merge vs merge_and_unload(): "
+    "(|loss difference| {peft_max_loss_diff:.1e}); our merge vs merge_and_unload(): "
     "max |weight difference| {merge_max_abs_diff:.1e}.",
     "MiniLM's {quant_weights} fp32 weights: relative RMS error fp16 {fp16_error:.1e}, int8 "
     "{int8_error:.1e}, NF4 {nf4_error:.3f} ({nf4_bits:.3f} bits/weight), NF4 + double quant "
@@ -217,21 +217,14 @@ def _loss_figure(curve: list[dict], m: dict, ctx: RunContext) -> None:
 
 
 def _quant_figure(rows: list[dict], ctx: RunContext) -> None:
-    with figure(ctx, "quantisation_error", figsize=(7, 4)) as (_, ax):
-        for r in rows:
-            ax.scatter(r["bits_per_weight"], r["relative_rms_error"], s=40)
-            ax.annotate(
-                r["format"],
-                (r["bits_per_weight"], r["relative_rms_error"]),
-                textcoords="offset points",
-                xytext=(5, 4),
-                fontsize=8,
-            )
-        ax.set_yscale("log")
+    labels = [f"{r['format']}\n{r['bits_per_weight']:.3g} bits" for r in rows]
+    with figure(ctx, "quantisation_error", figsize=(7, 4.5)) as (_, ax):
+        ax.barh(labels, [r["relative_rms_error"] for r in rows], color="tab:purple")
+        ax.set_xscale("log")
+        ax.invert_yaxis()
         ax.set(
-            xlabel="stored bits per weight (constants included)",
-            ylabel="relative RMS error",
-            title=f"Round trip of MiniLM's {rows[0]['weights']:,} fp32 linear weights",
+            xlabel="relative RMS round-trip error (log scale)",
+            title=f"MiniLM's {rows[0]['weights']:,} fp32 linear weights, stored bits per weight",
         )
 
 
@@ -239,26 +232,20 @@ def _methods_figure(rows: list[dict], ctx: RunContext) -> None:
     ok = [r for r in rows if r["status"] == "ok"]
     if not ok:
         return
-    names = [r["method"] for r in ok]
-    with figure(ctx, "methods", 1, 2, figsize=(9, 3.8)) as (_, (left, right)):
-        left.bar(names, [r["s_per_step"] for r in ok], color="tab:blue")
-        left.set(ylabel="seconds per step", title="time per training step")
-        x = np.arange(len(ok))
+    names = [f"{r['method']}\n{r['trainable_params'] / 1e6:.2f} M" for r in ok]
+    x = np.arange(len(ok))
+    with figure(ctx, "methods", 1, 2, figsize=(10, 4)) as (_, (left, right)):
+        left.bar(x, [r["s_per_step"] for r in ok], color="tab:blue")
+        left.set(
+            xticks=x,
+            xticklabels=names,
+            ylabel="seconds per step",
+            title="time per step (labels: M weights trained)",
+        )
         right.bar(x - 0.2, [r["rss_ready_mib"] for r in ok], 0.4, label="model ready")
         right.bar(x + 0.2, [r["train_peak_rss_mib"] for r in ok], 0.4, label="peak in training")
         right.set(xticks=x, xticklabels=names, ylabel="resident MiB", title="process memory")
         right.legend(fontsize=8)
-        for x, r in enumerate(ok):
-            right.annotate(
-                f"{r['trainable_params'] / 1e6:.2f} M trained",
-                (x, 0),
-                ha="center",
-                va="bottom",
-                fontsize=8,
-                rotation=90,
-                xytext=(0, 4),
-                textcoords="offset points",
-            )
 
 
 def run(config: Config, ctx: RunContext) -> LabResult:
