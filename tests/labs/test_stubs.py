@@ -49,6 +49,11 @@ class Model:
 
     def _private(self):
         """Only a doc."""
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        return tags
 '''
 
 
@@ -57,7 +62,7 @@ def _functions(tree):
 
 
 def test_bodies_raise_and_docstrings_stay():
-    """Every function except __init__ raises NotImplementedError; docstrings are kept."""
+    """Every function except __init__ and __sklearn_tags__ raises; docstrings are kept."""
     stub = make_stub(SOURCE)
     funcs = _functions(ast.parse(stub))
     for name in ("helper", "documented", "size", "fit", "_private"):
@@ -67,6 +72,8 @@ def test_bodies_raise_and_docstrings_stay():
         assert "NotImplementedError" in ast.unparse(last)
     assert ast.get_docstring(funcs["documented"]) == "Add things.\n\nReturns a float."
     assert ast.unparse(funcs["__init__"].body[0]) == "self.alpha = alpha"
+    # the estimator's declared capabilities stay: sklearn asks for them before any fit
+    assert ast.unparse(funcs["__sklearn_tags__"].body[-1]) == "return tags"
     assert "inner" not in funcs
     assert "SCALE = 2.0" in stub and "kind = 'demo'" in ast.unparse(ast.parse(stub))
 

@@ -1,14 +1,17 @@
 """Generate an exercise stub from a reference module's source.
 
 Every function and method keeps its decorators, signature and docstring; its body becomes
-`raise NotImplementedError(...)`. Class `__init__` bodies stay: in the scikit-learn style they
-only store hyper-parameters, and a class that cannot be built would hide every other failure.
+`raise NotImplementedError(...)`. Class `__init__` and `__sklearn_tags__` bodies stay: in the
+scikit-learn style they only declare hyper-parameters and capabilities, and a class that cannot
+be built or described would hide every other failure.
 Work happens on source lines (not `ast.unparse`) so comments and layout survive.
 """
 
 from __future__ import annotations
 
 import ast
+
+KEPT_METHODS = ("__init__", "__sklearn_tags__")
 
 
 def _stub_targets(tree: ast.Module) -> list[tuple[ast.FunctionDef | ast.AsyncFunctionDef, str]]:
@@ -18,7 +21,7 @@ def _stub_targets(tree: ast.Module) -> list[tuple[ast.FunctionDef | ast.AsyncFun
     def visit(body: list[ast.stmt], prefix: str, in_class: bool) -> None:
         for node in body:
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                if not (in_class and node.name == "__init__"):
+                if not (in_class and node.name in KEPT_METHODS):
                     found.append((node, prefix + node.name))
             elif isinstance(node, ast.ClassDef):
                 visit(node.body, f"{prefix}{node.name}.", True)
