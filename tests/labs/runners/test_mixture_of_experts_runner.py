@@ -23,9 +23,10 @@ def test_both_models_learn_with_equal_active_parameters(result):
     uniform = math.log(m["vocab_size"])
     # 60 small steps take both from ln(V) = 4.2 to about 3.1-3.2 nats/char
     assert m["dense_val_loss"] < uniform - 0.8 and m["moe_val_loss"] < uniform - 0.8
-    c, layers, experts = runner.QUICK["n_embd"], runner.QUICK["n_layer"], runner.Config.n_experts
-    # the MoE's active parameters: the dense model's plus one router (E x C) per block
-    assert m["moe_active_params"] == m["dense_total_params"] + layers * experts * c
+    c, layers = runner.QUICK["n_embd"], runner.QUICK["n_layer"]
+    experts, k = runner.Config.n_experts, runner.Config.top_k
+    # active: the dense model's plus, per block, a router (E x C) and k - 1 more output biases
+    assert m["moe_active_params"] == m["dense_total_params"] + layers * (experts + k - 1) * c
     assert m["moe_total_params"] > 2 * m["dense_total_params"]
     assert m["dense_active_params"] == m["dense_total_params"]
     winner = "dense" if m["dense_val_loss"] <= m["moe_val_loss"] else "moe"

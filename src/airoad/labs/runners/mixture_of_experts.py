@@ -40,8 +40,8 @@ class Config:
     grad_clip: float = param(1.0, gt=0.0)
     precision: str = param("fp32", choices=("fp32", "bf16"))  # bf16 autocast slows the MoE here
     eval_every: int = param(100, ge=1)
-    n_experts: int = param(4, ge=1, le=64)
-    top_k: int = param(1, ge=1, le=8)
+    n_experts: int = param(8, ge=1, le=64)
+    top_k: int = param(2, ge=1, le=8)
     expert_hidden: int = param(0, ge=1, le=8192, also=(0,))  # 0 = 4 * n_embd / top_k
     capacity_factor: float = param(1.25, gt=0.0, le=64.0)
     eval_capacity_factor: float = param(2.0, gt=0.0, le=64.0)
