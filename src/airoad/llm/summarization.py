@@ -223,8 +223,10 @@ def greedy_generate(
 
 
 def clean_summary(generated: str) -> str:
-    """The first non-empty line of a model's reply, stripped (a one-line summary)."""
-    return next((line.strip() for line in generated.splitlines() if line.strip()), "")
+    """The first sentence (``split_sentences``) of the first non-empty line of a model's reply:
+    a one-line summary; "" for an empty reply."""
+    line = next((line for line in generated.splitlines() if line.strip()), "")
+    return next(iter(split_sentences(line)), "")
 
 
 def summarize(

@@ -58,13 +58,14 @@ NOTES = (
     "{smollm2_rougeL:.3f} [{smollm2_rougeL_low:.3f}, {smollm2_rougeL_high:.3f}] ({level:.0%} "
     "bootstrap intervals). {run_scope}",
     "SmolLM2 minus lead, paired over the same documents: {smollm2_vs_lead_rougeL:+.3f} "
-    "[{smollm2_vs_lead_low:+.3f}, {smollm2_vs_lead_high:+.3f}]: SmolLM2 is "
-    "{smollm2_vs_lead_verdict} than the lead sentence.",
+    "[{smollm2_vs_lead_low:+.3f}, {smollm2_vs_lead_high:+.3f}]; SmolLM2's ROUGE-L against the "
+    "lead sentence's: {smollm2_vs_lead_verdict}.",
     "All {n_documents} docstrings: lead {lead_all_rougeL:.3f}, TextRank {textrank_all_rougeL:.3f} "
     "ROUGE-L; TextRank's top sentence is the first one in {textrank_picks_lead:.0%} of them.",
     "Our ROUGE equals rouge-score to {rouge_max_abs_diff:.1e} and our PageRank equals "
-    "networkx to {pagerank_max_abs_diff:.1e}. SmolLM2 wrote {generated_tokens} tokens in "
-    "{generation_seconds:.0f} s ({tokens_per_second:.1f} tokens/s, batches of {batch_size}).",
+    "networkx to {pagerank_max_abs_diff:.1e}. SmolLM2 took {generation_seconds:.0f} s "
+    "({seconds_per_document:.1f} s per docstring, batches of {batch_size}); its kept summaries "
+    "hold {summary_tokens} tokens.",
 )
 
 
@@ -107,12 +108,8 @@ def _abstractive(subset, config: Config, ctx: RunContext) -> tuple[list[str], di
             texts[i] = text
     seconds = time.perf_counter() - start
     tokens = sum(len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts)
-    rate = tokens / seconds if seconds > 0 else 0.0
-    return texts, {
-        "generation_seconds": seconds,
-        "generated_tokens": tokens,
-        "tokens_per_second": rate,
-    }
+    timing = {"generation_seconds": seconds, "summary_tokens": tokens}
+    return texts, timing | {"seconds_per_document": seconds / max(len(docs), 1)}
 
 
 def _score(summaries: dict[str, list[str]], references, config: Config) -> tuple[dict, float]:

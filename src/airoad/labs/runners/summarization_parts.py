@@ -61,7 +61,7 @@ def rouge_rows(
 def paired_difference(a: np.ndarray, b: np.ndarray, n_boot: int, level: float, seed: int) -> dict:
     """Mean of a - b over the same documents, its bootstrap interval and the verdict."""
     low, high = ref.bootstrap_ci(a - b, n_boot, level, seed)
-    verdict = "higher" if low > 0 else "lower" if high < 0 else "not clearly different"
+    verdict = "higher" if low > 0 else "lower" if high < 0 else "no clear difference"
     return {"diff": float((a - b).mean()), "low": low, "high": high, "verdict": verdict}
 
 
