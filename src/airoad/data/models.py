@@ -135,6 +135,9 @@ def _pretrained(name: str, load: Any) -> Any:
 
     folder = load_dataset(name)  # raises DatasetMissing / DatasetCorrupt with the fix
     offline()
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # a lab shows its own progress; HF's bars would tear it
     try:
         return load(folder)
     except (OSError, ValueError, RuntimeError, KeyError) as exc:
