@@ -50,6 +50,8 @@ FAST: dict[str, dict] = {
     "classic.clustering.AgglomerativeClustering": {},
     "classic.decision_tree.DecisionTreeClassifier": {"random_state": 0},
     "classic.decision_tree.DecisionTreeRegressor": {"random_state": 0},
+    "classic.decision_tree_fast.DecisionTreeClassifier": {"random_state": 0},
+    "classic.decision_tree_fast.DecisionTreeRegressor": {"random_state": 0},
     "classic.dimensionality_reduction.MutualInfoSelector": {"k": 1},
     "classic.dimensionality_reduction.RFE": {"estimator": Ridge(), "n_features_to_select": 1},
     "classic.ensembles.RandomForestClassifier": {

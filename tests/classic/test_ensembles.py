@@ -13,7 +13,7 @@ from sklearn import ensemble as ske
 from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris, load_wine
 from sklearn.model_selection import cross_val_score, train_test_split
 
-from airoad.classic.decision_tree import DecisionTreeClassifier
+from airoad.classic.decision_tree_fast import DecisionTreeClassifier
 from airoad.data import load
 
 REFERENCE = "airoad.classic.ensembles"

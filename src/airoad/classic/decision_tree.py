@@ -1,20 +1,15 @@
-"""Decision trees (CART) from scratch: a classifier (gini or entropy) and a regressor (squared
-error), stored in flat arrays like scikit-learn's ``tree_``.
+"""Decision trees (CART) from scratch, written to be read: a classifier (gini or entropy) and a
+regressor (squared error), grown recursively and stored in flat arrays like sklearn's ``tree_``.
 
-A node holding samples S is split on the feature f and threshold t that make the two children
-purest: minimise ``w_L * impurity(L) + w_R * impurity(R)`` (the information gain is the parent's
-impurity minus that sum divided by w). Impurities of a node with class proportions p:
-``gini = 1 - sum_k p_k**2``, ``entropy = -sum_k p_k log2 p_k``; for regression
-``mse = mean(y**2) - mean(y)**2``.
+A node is split on the feature f and threshold t that make its two children purest, i.e. that
+minimise ``w_L * impurity(L) + w_R * impurity(R)`` (w = summed sample weight). Impurities of a
+node with class proportions p: ``gini = 1 - sum_k p_k**2``, ``entropy = -sum_k p_k log2 p_k``;
+for regression the weighted variance ``mean(y**2) - mean(y)**2``.
 
-How the search stays vectorised: every feature is sorted ONCE (presort); the tree then grows
-level by level (breadth first) and keeps, for each feature, its samples sorted by (node, value).
-Running sums along that order give the left child's class counts (or sums of y) at every cut of
-every node at once; thresholds are midpoints between consecutive distinct values, as in sklearn.
-Splitting only selects each row's left-goers, then its right-goers, so no level sorts again.
-When a node tries only a few random features (max_features, random forests) the level instead
-sorts just those, by (node, rank in the presort). Node ids are breadth first (sklearn's are
-depth first).
+Everything a node needs is a sum of per-sample "stats": the weighted one-hot labels (classes)
+or ``[w, w*y, w*y**2]`` (regression). Sorting a feature once per node and taking a cumulative
+sum of the stats gives the left child's stats at every cut at once. A faster version of the same
+tree (presorted features, grown breadth first) is ``airoad.classic.decision_tree_fast``.
 """
 
 from __future__ import annotations
@@ -47,292 +42,56 @@ class Tree:
     weighted_n_node_samples: np.ndarray  # (n_nodes,) float64 (sum of sample weights)
 
 
-def target_stats(
-    y: np.ndarray, sample_weight: np.ndarray, criterion: str, n_classes: int = 0
-) -> np.ndarray:
-    """Per-sample statistics whose sums over a node are all the split search needs -> (c, n).
+def weight(stats: np.ndarray, criterion: str) -> np.ndarray:
+    """Total sample weight of nodes from their summed stats (..., c) -> (...)."""
+    return stats[..., 0] if criterion == "squared_error" else stats.sum(axis=-1)
 
-    Classification (y int codes 0..n_classes-1): row k holds ``w * (y == k)``, c = n_classes.
-    Regression (criterion "squared_error"): rows ``[w, w*y, w*y**2]``, c = 3.
-    Statistics come first so that each one is a contiguous row (fast running sums).
-    """
-    w = np.asarray(sample_weight, dtype=np.float64)
+
+def impurity(stats: np.ndarray, criterion: str) -> np.ndarray:
+    """Impurity of nodes from their summed stats (..., c) -> (...)."""
+    w = weight(stats, criterion)
     if criterion == "squared_error":
-        y = np.asarray(y, dtype=np.float64)
-        return np.stack([w, w * y, w * y * y])
-    stats = np.zeros((n_classes, len(y)))
-    stats[y, np.arange(len(y))] = w
-    return stats
-
-
-def node_impurity(stats: np.ndarray, criterion: str) -> tuple[np.ndarray, np.ndarray]:
-    """Impurity and total weight of nodes from their summed stats (c, ...) -> two (...) arrays."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        if criterion == "squared_error":
-            w, mean = stats[0], stats[1] / stats[0]
-            return stats[2] / w - mean * mean, w
-        w = sum(stats)  # Python's sum adds the rows: numpy's sum over a short axis 0 is slow
-        p = stats / w
+        mean = stats[..., 1] / w
+        return stats[..., 2] / w - mean * mean
+    p = stats / w[..., None]
     if criterion == "gini":
-        return 1.0 - sum(p * p), w
-    if criterion == "entropy":
-        return -sum(xlogy(p, p)) / np.log(2.0), w  # log base 2, like sklearn
-    raise ValueError(f"unknown criterion {criterion!r}")
+        return 1.0 - np.sum(p * p, axis=-1)
+    return -np.sum(xlogy(p, p), axis=-1) / np.log(2.0)  # entropy in bits, like sklearn
 
 
-def children_cost(left: np.ndarray, right: np.ndarray, criterion: str) -> np.ndarray:
-    """``w_L * impurity(L) + w_R * impurity(R)`` from summed child stats (c, ...) -> (...).
+def best_split(
+    X: np.ndarray, stats: np.ndarray, features, criterion: str, min_samples_leaf: int, k: int
+) -> tuple[int, float] | None:
+    """Best (feature, threshold) of a node holding rows X (n, d) with stats (n, c), or None.
 
-    gini: ``w - sum_k L_k**2 / w_L - sum_k R_k**2 / w_R``; entropy: ``w log2 w - sum n log2 n``
-    over the counts of each child. For squared error only the part that changes between the
-    cuts of one node is returned, ``-(s_L**2 / w_L + s_R**2 / w_R)`` with s the sum of w*y
-    (the sum of w*y**2 is the same for every cut).
+    Features are tried in the given order; features constant in the node are skipped and the
+    search stops after k non-constant ones (how sklearn's max_features works). A cut sits
+    between two consecutive distinct sorted values, at their midpoint, and must leave
+    min_samples_leaf rows on each side. The first cut with the lowest cost wins.
     """
-    with np.errstate(divide="ignore", invalid="ignore"):
-        if criterion == "squared_error":
-            return -(left[1] ** 2 / left[0] + right[1] ** 2 / right[0])
-        w_l, w_r = sum(left), sum(right)  # rows added one by one (c is small)
-        if criterion == "gini":
-            return (
-                w_l
-                + w_r
-                - sum(row * row for row in left) / w_l
-                - sum(row * row for row in right) / w_r
-            )
-    if criterion == "entropy":
-        plogp = (
-            xlogy(w_l, w_l) + xlogy(w_r, w_r) - sum(xlogy(left, left)) - sum(xlogy(right, right))
-        )
-        return plogp / np.log(2.0)
-    raise ValueError(f"unknown criterion {criterion!r}")
-
-
-def draw_features(known_constant: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
-    """k random features per node -> (n_nodes, k) int, never one already known to be constant
-    inside the node (known_constant: (n_nodes, d) bool) unless fewer than k others are left."""
-    return np.argsort(rng.random(known_constant.shape) + known_constant, axis=1)[:, :k]
-
-
-def sort_within_nodes(
-    sid0: np.ndarray, node: np.ndarray, feats: np.ndarray, XT: np.ndarray, rank: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """The samples of every node sorted by each of its k features -> sid, vals: (k, m).
-
-    sid0 (m,) lists the level's samples grouped by node (node (m,) says which); rank (d, n) is
-    each sample's position in the presorted feature, so one stable argsort of
-    ``node * n + rank`` per slot sorts by (node, value).
-    """
-    n = XT.shape[1]
-    fcol = feats[node].T  # (k, m) feature of slot j for the node owning column p
-    key = node.astype(np.int64) * n + np.take(rank, fcol * n + sid0)
-    sid = sid0[np.argsort(key, axis=1, kind="stable")]  # stable sort: quick on node-grouped keys
-    return sid, np.take(XT, fcol * n + sid)  # fcol is constant inside a node, so still aligned
-
-
-def best_splits(
-    sid: np.ndarray,
-    vals: np.ndarray,
-    stats: np.ndarray,
-    totals: np.ndarray,
-    starts: np.ndarray,
-    feats: np.ndarray,
-    criterion: str,
-    min_samples_leaf: int,
-):
-    """Best split of every node of one level, all nodes and all cuts evaluated at once.
-
-    sid: (k, m) sample ids; in row j each node's samples are sorted by its slot-j feature
-    feats[node, j], and vals (k, m) holds those feature values; node i owns columns
-    starts[i]:starts[i+1] of every row. stats: (c, n) per-sample stats; totals: (c, n_nodes)
-    their sums per node. Returns, per node: cost (inf when no cut is valid), feature (int),
-    threshold (float) and n_left (samples sent left).
-    """
-    n_nodes, m = len(starts), sid.shape[1]
-    counts = np.diff(np.append(starts, m))
-    node = np.repeat(np.arange(n_nodes), counts)  # (m,) node owning each column
-    n_left = np.arange(m) - starts[node] + 1  # (m,) samples left of a cut after this column
-    if criterion == "squared_error":  # sums of w and w*y are enough to rank cuts
-        stats, totals = stats[:2], totals[:2]
-    x = np.take(stats, sid, axis=1)  # (c, k, m)
-    x[:, :, starts[1:]] -= totals[:, None, :-1]  # so that one cumsum restarts at every node
-    left = np.cumsum(x, axis=2, out=x)  # stats of the samples up to the cut, inside the node
-    distinct = np.zeros(vals.shape, dtype=bool)
-    distinct[:, :-1] = vals[:, 1:] > vals[:, :-1] + FEATURE_TOL  # a cut between two values
-    ok = (n_left >= min_samples_leaf) & (counts[node] - n_left >= min_samples_leaf)
-    cand = np.flatnonzero(distinct & ok)  # valid cuts only (one-hot columns have one per node)
-    slot, col = np.divmod(cand, m)
-    at = node[col]  # node of each candidate cut
-    L = left.reshape(len(left), -1)[:, cand]  # (c, n_cand)
-    cost = children_cost(L, totals[:, at] - L, criterion)
-    node_cost = np.full(n_nodes, np.inf)
-    np.minimum.at(node_cost, at, cost)
-    hits = np.flatnonzero(cost == node_cost[at])
-    nodes, first = np.unique(at[hits], return_index=True)  # first best cut of each node
-    best = hits[first]
-    feature, threshold, n_left_best = (
-        np.full(n_nodes, UNDEFINED),
-        np.full(n_nodes, np.nan),
-        np.zeros(n_nodes, np.int64),
-    )
-    j, p = slot[best], col[best]
-    feature[nodes] = feats[nodes, j]
-    threshold[nodes] = vals[j, p] / 2.0 + vals[j, p + 1] / 2.0  # midpoint, as sklearn computes it
-    n_left_best[nodes] = n_left[p]
-    return node_cost, feature, threshold, n_left_best
-
-
-def presort(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Sort every feature once: order (d, n) sample ids by increasing X[:, f] in row f, and
-    values (d, n) the sorted X[:, f]. Ensembles compute this once and share it between trees."""
-    XT = np.ascontiguousarray(X.T, dtype=np.float64)
-    order = np.argsort(XT, axis=1, kind="stable").astype(np.int32)  # int32: half the memory traffic
-    return order, np.take_along_axis(XT, order, axis=1)
-
-
-def grow_tree(
-    order: np.ndarray,
-    values: np.ndarray,
-    stats: np.ndarray,
-    criterion: str,
-    max_depth: int | None = None,
-    min_samples_split: int = 2,
-    min_samples_leaf: int = 1,
-    max_features: int | None = None,
-    rng: np.random.Generator | None = None,
-    keep: np.ndarray | None = None,
-) -> Tree:
-    """Grow a CART tree level by level from presorted features (order, values: (d, m), see
-    presort; they may list only some of the samples) and per-sample stats (c, n) (target_stats).
-
-    A node stops (becomes a leaf) at max_depth, with fewer than min_samples_split samples, with
-    fewer than 2 * min_samples_leaf, when it is pure, or when no cut leaves min_samples_leaf on
-    both sides. max_features: features tried per node (None = all). keep: (n,) bool, the samples
-    that take part (None = all). Node ids are breadth first.
-    """
-    rng = np.random.default_rng() if rng is None else rng
-    n, (d, _) = stats.shape[1], order.shape
-    k = d if max_features is None else max_features
-    max_depth = np.inf if max_depth is None else max_depth
-    XT = np.zeros((d, n))  # X transposed, rebuilt from the presort
-    np.put_along_axis(XT, order, values, axis=1)
-    if k < d:  # a forest tries a few features per node: sort only those, level by level
-        rank = np.zeros((d, n), dtype=np.int64)
-        np.put_along_axis(
-            rank, order, np.broadcast_to(np.arange(order.shape[1]), order.shape), axis=1
-        )
-        order, values = order[:1], values[:1]  # one row keeps the samples grouped by node
-        known_constant = np.zeros((1, d), dtype=bool)
-    if keep is not None:
-        mask = keep[order]  # the same number of True in every row
-        order, values = order[mask].reshape(len(order), -1), values[mask].reshape(len(order), -1)
-    starts = np.array([0])
-    levels = []  # per level: (totals, counts, impurity, feature, threshold, left, right)
-    depth, n_created = 0, 1
-    while len(starts):
-        counts = np.diff(np.append(starts, order.shape[1]))
-        totals = np.add.reduceat(stats[:, order[0]], starts, axis=1)  # (c, n_nodes) node sums
-        imp, _ = node_impurity(totals, criterion)
-        feature = np.full(len(starts), UNDEFINED)
-        threshold = np.full(len(starts), float(UNDEFINED))
-        split = (
-            (depth < max_depth)
-            & (counts >= min_samples_split)
-            & (counts >= 2 * min_samples_leaf)
-            & (imp > EPS)
-        )
-        order, values, starts, kept = _keep_nodes(order, values, counts, split)
-        if len(starts):
-            if k < d:
-                known_constant = known_constant[split]
-                feats = draw_features(known_constant, k, rng)
-                node = np.repeat(np.arange(len(starts)), kept)
-                sid, vals = sort_within_nodes(order[0], node, feats, XT, rank)
-                # A feature constant here stays constant below: children will not draw it.
-                ends = np.append(starts[1:], order.shape[1]) - 1
-                flat = np.repeat(np.arange(len(starts)), k)
-                known_constant[flat, feats.ravel()] = (
-                    vals[:, ends] <= vals[:, starts] + FEATURE_TOL
-                ).T.ravel()
-            else:
-                feats, sid, vals = np.broadcast_to(np.arange(d), (len(starts), d)), order, values
-            cost, f, t, n_left = best_splits(
-                sid, vals, stats, totals[:, split], starts, feats, criterion, min_samples_leaf
-            )
-            found = np.isfinite(cost)
-            split[split] = found  # a node with no valid cut becomes a leaf
-            order, values, starts, kept = _keep_nodes(order, values, kept, found)
-            f, t = f[found], t[found]
-            feature[split], threshold[split] = f, t
-            node = np.repeat(np.arange(len(starts)), kept)
-            goes_left = np.empty(n, dtype=bool)  # indexed by sample id
-            goes_left[order[0]] = XT[f[node], order[0]] <= t[node]
-            if k < d:
-                known_constant = np.tile(known_constant[found], (2, 1))  # left children, right ones
-            # Children at max_depth are leaves: they only need one row, for their sums.
-            order, values, starts = _partition(
-                order, values, kept, n_left[found], goes_left, all_rows=depth + 1 < max_depth
-            )
-        left = np.full(len(split), LEAF)
-        n_split = int(split.sum())  # the next level lists all left children, then all right ones
-        left[split] = n_created + np.arange(n_split)
-        right = np.where(split, left + n_split, LEAF)
-        n_created += 2 * n_split
-        levels.append((totals.T, counts, imp, feature, threshold, left, right))
-        depth += 1
-    totals, counts, imp, feature, threshold, left, right = (np.concatenate(a) for a in zip(*levels))
-    if criterion == "squared_error":
-        weight, value = totals[:, 0], totals[:, 1:2] / totals[:, :1]
-    else:
-        weight = totals.sum(axis=1)
-        value = totals / weight[:, None]
-    return Tree(left, right, feature, threshold, value, imp, counts, weight)
-
-
-def _keep_nodes(order: np.ndarray, values: np.ndarray, counts: np.ndarray, keep: np.ndarray):
-    """Drop the columns of nodes that stop here -> (order, values, starts, counts) of the rest."""
-    if not keep.all():
-        cols = np.repeat(keep, counts)
-        order, values, counts = order[:, cols], values[:, cols], counts[keep]
-    return order, values, np.cumsum(counts) - counts, counts
-
-
-def _partition(
-    order: np.ndarray,
-    values: np.ndarray,
-    counts: np.ndarray,
-    n_left: np.ndarray,
-    goes_left: np.ndarray,
-    all_rows: bool = True,
-):
-    """Send every node's samples to its left or right child, keeping each row sorted.
-
-    The children's layout is all left children (in node order), then all right children:
-    keeping the left-goers of a row in place order is one boolean selection, so nothing is
-    sorted again. Returns the children's order and values (rows, m) (only row 0 when all_rows
-    is False: children that cannot split need no more) and their starts (2 * n_nodes,).
-    """
-    if not all_rows:
-        order, values = order[:1], values[:1]
-    g = goes_left[order]  # (rows, m): every row has the same number of left-goers
-    rows = len(order)
-    # Flat positions of the left-goers then the right-goers of each row, in their sorted order.
-    moved = np.concatenate(
-        [np.flatnonzero(g).reshape(rows, -1), np.flatnonzero(~g).reshape(rows, -1)], axis=1
-    )
-    sizes = np.concatenate([n_left, counts - n_left])
-    return np.take(order, moved), np.take(values, moved), np.cumsum(sizes) - sizes
-
-
-def apply_tree(tree: Tree, X: np.ndarray) -> np.ndarray:
-    """Leaf id reached by every row of X (n, d) -> (n,) int. Loops over depth, not samples."""
-    node = np.zeros(X.shape[0], dtype=np.int64)
-    active = np.flatnonzero(tree.children_left[node] != LEAF)
-    while active.size:
-        at = node[active]
-        go_left = X[active, tree.feature[at]] <= tree.threshold[at]
-        node[active] = np.where(go_left, tree.children_left[at], tree.children_right[at])
-        active = active[tree.children_left[node[active]] != LEAF]
-    return node
+    n, total = len(X), stats.sum(axis=0)
+    best_cost, best, tried = np.inf, None, 0
+    for f in features:
+        order = np.argsort(X[:, f], kind="stable")
+        x = X[order, f]
+        if x[-1] <= x[0] + FEATURE_TOL:
+            continue  # constant here: no cut, and it does not count towards k
+        left = np.cumsum(stats[order], axis=0)[:-1]  # cut i: rows 0..i go left
+        right = total - left
+        n_left = np.arange(1, n)
+        valid = (x[1:] > x[:-1] + FEATURE_TOL) & (n_left >= min_samples_leaf)
+        valid &= n - n_left >= min_samples_leaf
+        with np.errstate(divide="ignore", invalid="ignore"):
+            cost = weight(left, criterion) * impurity(left, criterion)
+            cost += weight(right, criterion) * impurity(right, criterion)
+        cost = np.where(valid, cost, np.inf)
+        i = int(np.argmin(cost))
+        if cost[i] < best_cost:
+            best_cost, best = cost[i], (int(f), x[i] / 2.0 + x[i + 1] / 2.0)  # sklearn's midpoint
+        tried += 1
+        if tried == k:
+            break
+    return best
 
 
 def feature_importances(tree: Tree, n_features: int) -> np.ndarray:
@@ -367,47 +126,90 @@ def resolve_max_features(max_features: int | float | str | None, n_features: int
 class _BaseTree(BaseEstimator):
     """What the classifier and the regressor share: growing, applying and validating."""
 
-    def _grow(
-        self,
-        X: np.ndarray,
-        stats: np.ndarray,
-        sample_weight: np.ndarray,
-        presorted: tuple[np.ndarray, np.ndarray] | None,
-    ) -> None:
-        """Grow ``self.tree_`` on the rows with positive weight and set the fitted attributes."""
+    def _fit_tree(self, X: np.ndarray, stats: np.ndarray, sample_weight: np.ndarray) -> None:
+        """Check the hyper-parameters, grow ``self.tree_`` and set feature_importances_."""
         if self.max_depth is not None and self.max_depth < 1:
             raise ValueError(f"max_depth must be None or >= 1, got {self.max_depth}")
         if self.min_samples_split < 2 or self.min_samples_leaf < 1:
             raise ValueError("min_samples_split must be >= 2 and min_samples_leaf >= 1")
-        order, values = presort(X) if presorted is None else presorted
-        keep = sample_weight > 0  # like sklearn, zero-weight rows take no part in the tree
-        rng = np.random.default_rng(self.random_state)
-        k = resolve_max_features(self.max_features, X.shape[1])
-        self.tree_ = grow_tree(
-            order,
-            values,
-            stats,
-            self.criterion,
-            self.max_depth,
-            self.min_samples_split,
-            self.min_samples_leaf,
-            k,
-            rng,
-            None if keep.all() else keep,
-        )
+        self.tree_ = self._build(X, stats, sample_weight)
         self.feature_importances_ = feature_importances(self.tree_, X.shape[1])
 
+    def _build(self, X: np.ndarray, stats: np.ndarray, sample_weight: np.ndarray) -> Tree:
+        """Grow the tree depth first from the root; node ids come in the order nodes are made."""
+        keep = sample_weight > 0  # like sklearn, zero-weight rows take no part in the tree
+        X, stats = X[keep], stats[keep]
+        rng = np.random.default_rng(self.random_state)
+        k = resolve_max_features(self.max_features, X.shape[1])  # features tried per node
+        max_depth = np.inf if self.max_depth is None else self.max_depth
+        n_features = X.shape[1]
+        nodes: list[dict] = []  # one dict per node, in id order
+
+        def grow(rows: np.ndarray, depth: int) -> int:
+            """Make the node holding `rows` and, recursively, its subtree; return its id."""
+            node_id, summed = len(nodes), stats[rows].sum(axis=0)
+            imp = impurity(summed, self.criterion)
+            nodes.append(dict(stats=summed, imp=imp, n=len(rows), left=LEAF, right=LEAF))
+            nodes[node_id].update(feature=UNDEFINED, threshold=float(UNDEFINED))
+            too_small = len(rows) < max(self.min_samples_split, 2 * self.min_samples_leaf)
+            if depth >= max_depth or too_small or imp <= EPS:
+                return node_id  # a leaf
+            # max_features: all features in a random order, the first k non-constant ones tried
+            features = rng.permutation(n_features) if k < n_features else range(n_features)
+            split = best_split(
+                X[rows], stats[rows], features, self.criterion, self.min_samples_leaf, k
+            )
+            if split is None:
+                return node_id  # no cut leaves min_samples_leaf rows on both sides
+            f, t = split
+            goes_left = X[rows, f] <= t
+            left = grow(rows[goes_left], depth + 1)  # the left subtree gets the next ids
+            right = grow(rows[~goes_left], depth + 1)
+            nodes[node_id].update(feature=f, threshold=t, left=left, right=right)
+            return node_id
+
+        grow(np.arange(len(X)), 0)
+        column = {key: np.array([node[key] for node in nodes]) for key in nodes[0]}
+        w = weight(column["stats"], self.criterion)
+        if self.criterion == "squared_error":
+            value = column["stats"][:, 1:2] / w[:, None]  # the mean of y
+        else:
+            value = column["stats"] / w[:, None]  # class proportions
+        return Tree(
+            children_left=column["left"],
+            children_right=column["right"],
+            feature=column["feature"],
+            threshold=column["threshold"].astype(np.float64),
+            value=value,
+            impurity=column["imp"],
+            n_node_samples=column["n"],
+            weighted_n_node_samples=w,
+        )
+
     def apply(self, X: np.ndarray) -> np.ndarray:
-        """Leaf id of every row of X (n, d) -> (n,) int."""
+        """Leaf id of every row of X (n, d) -> (n,) int, found by walking down from the root."""
         check_is_fitted(self, "tree_")
         X = validate_data(self, X, reset=False, dtype=np.float64)
-        return apply_tree(self.tree_, X)
+        t, leaf = self.tree_, np.empty(len(X), dtype=np.int64)
+
+        def descend(node: int, rows: np.ndarray) -> None:
+            if t.children_left[node] == LEAF:
+                leaf[rows] = node
+                return
+            goes_left = X[rows, t.feature[node]] <= t.threshold[node]
+            descend(t.children_left[node], rows[goes_left])
+            descend(t.children_right[node], rows[~goes_left])
+
+        descend(0, np.arange(len(X)))
+        return leaf
 
     def get_depth(self) -> int:
         """Length of the longest root-to-leaf path (a lone root has depth 0)."""
         check_is_fitted(self, "tree_")
         depth, t = np.zeros(len(self.tree_.feature), dtype=np.int64), self.tree_
-        for node in np.flatnonzero(t.children_left != LEAF):  # ids are breadth first: parents first
+        for node in np.flatnonzero(
+            t.children_left != LEAF
+        ):  # a parent's id is below its children's
             depth[[t.children_left[node], t.children_right[node]]] = depth[node] + 1
         return int(depth.max())
 
@@ -441,29 +243,22 @@ class DecisionTreeClassifier(ClassifierMixin, _BaseTree):
         self.random_state = random_state
 
     def fit(
-        self,
-        X: np.ndarray,
-        y: np.ndarray,
-        sample_weight: np.ndarray | None = None,
-        presorted: tuple[np.ndarray, np.ndarray] | None = None,
+        self, X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None
     ) -> DecisionTreeClassifier:
-        """Grow the tree on X (n, d) and labels y (n,); returns self.
-
-        sample_weight: (n,) non-negative weights (None = all 1). presorted: presort(X), when
-        the caller fits many trees on the same X (ensembles) and wants to sort it only once.
-        """
+        """Grow the tree on X (n, d) and labels y (n,), sample_weight (n,) >= 0; returns self."""
         if self.criterion not in ("gini", "entropy"):
             raise ValueError(f"criterion must be 'gini' or 'entropy', got {self.criterion!r}")
         X, y = validate_data(self, X, y, dtype=np.float64)
         check_classification_targets(y)
         self.classes_, codes = np.unique(y, return_inverse=True)
         w = _check_sample_weight(sample_weight, X, ensure_non_negative=True)
-        self._grow(X, target_stats(codes, w, self.criterion, len(self.classes_)), w, presorted)
+        stats = np.eye(len(self.classes_))[codes] * w[:, None]  # weighted one-hot labels
+        self._fit_tree(X, stats, w)
         return self
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """Class proportions of the leaf each row lands in -> (n, n_classes)."""
-        leaves = self.apply(X)
+        leaves = self.apply(X)  # first: it checks the model is fitted
         return self.tree_.value[leaves]
 
     def predict(self, X: np.ndarray) -> np.ndarray:
@@ -496,18 +291,15 @@ class DecisionTreeRegressor(RegressorMixin, _BaseTree):
         self.random_state = random_state
 
     def fit(
-        self,
-        X: np.ndarray,
-        y: np.ndarray,
-        sample_weight: np.ndarray | None = None,
-        presorted: tuple[np.ndarray, np.ndarray] | None = None,
+        self, X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None
     ) -> DecisionTreeRegressor:
-        """Grow the tree on X (n, d) and targets y (n,); returns self (arguments as in the classifier)."""
+        """Grow the tree on X (n, d) and targets y (n,), sample_weight (n,) >= 0; returns self."""
         if self.criterion != "squared_error":
             raise ValueError(f"criterion must be 'squared_error', got {self.criterion!r}")
         X, y = validate_data(self, X, y, dtype=np.float64, y_numeric=True)
         w = _check_sample_weight(sample_weight, X, ensure_non_negative=True)
-        self._grow(X, target_stats(y, w, self.criterion), w, presorted)
+        y = y.astype(np.float64)
+        self._fit_tree(X, np.stack([w, w * y, w * y * y], axis=1), w)  # stats: [w, wy, wy^2]
         return self
 
     def predict(self, X: np.ndarray) -> np.ndarray:

@@ -13,7 +13,8 @@ boosting (squared loss and binary log loss) and AdaBoost (SAMME on stumps).
   ``alpha = lr * (log((1 - e) / e) + log(K - 1))``, multiply the weights of misclassified rows
   by ``exp(alpha)``, renormalise; the ensemble votes with the alphas.
 
-The trees come from the decision-tree lab (``airoad.classic.decision_tree``).
+The trees come from the decision-tree lab, in its fast version
+(``airoad.classic.decision_tree_fast``).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from airoad.classic.decision_tree import (
+from airoad.classic.decision_tree_fast import (
     LEAF,
     DecisionTreeClassifier,
     DecisionTreeRegressor,
