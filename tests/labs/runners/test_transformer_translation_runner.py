@@ -5,12 +5,14 @@ from __future__ import annotations
 import math
 
 import pytest
+import torch
 
 from airoad.data import load
 from airoad.errors import ConfigError
 from airoad.labs.contract import LabResult, RunContext
 from airoad.labs.runners import transformer_translation as runner
 from airoad.labs.runners import transformer_translation_parts as parts
+from airoad.transformer.attention import Seq2Seq
 
 
 @pytest.fixture(scope="module")
@@ -69,3 +71,15 @@ def test_curves_examples_and_figures(result):
 def test_bad_config_is_one_line():
     with pytest.raises(ConfigError, match="d_model"):
         runner.Config(d_model=30, n_heads=4)
+
+
+def test_gru_next_logprobs_matches_teacher_forcing():
+    torch.manual_seed(0)
+    model = Seq2Seq(30, 8, 16, attention=False).eval()
+    src = torch.randint(4, 30, (3, 5))
+    src[1, 3:] = parts.PAD
+    prefix = torch.tensor([[1, 5, 6, 7], [1, 8, 9, 4], [1, 4, 4, 4]])
+    got = parts.gru_next_logprobs(model, src)(prefix, torch.arange(3))
+    with torch.no_grad():
+        want = torch.log_softmax(model(src, src != parts.PAD, prefix)[0][:, -1], dim=-1)
+    torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-6)

@@ -158,8 +158,11 @@ def gru_next_logprobs(model: Seq2Seq, src: torch.Tensor) -> dec.NextLogprobs:
     def step(prefix: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         st, su, m = states[rows], summary[rows], mask[rows]
         s = torch.tanh(model.bridge(su))
-        for t in range(prefix.shape[1]):
-            logits, s, _ = model.step(prefix[:, t], s, st, su, m)
+        # without attention the context is the summary: replay the state only, and pay for
+        # the (wide) output layer once, at the last position
+        for t in range(prefix.shape[1] - 1):
+            s = model.decoder(torch.cat([model.embed(prefix[:, t]), su], dim=-1), s)
+        logits, _, _ = model.step(prefix[:, -1], s, st, su, m)
         return torch.log_softmax(logits, dim=-1)
 
     return step
