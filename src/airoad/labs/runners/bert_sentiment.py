@@ -89,13 +89,28 @@ def _metrics(rows: list[dict], curve: list[dict], seconds: float, config: Config
     }
 
 
+def _encoded(tok, frames: tuple, max_length: int) -> tuple:
+    """Token ids of the cleaned reviews of each frame, cut to `max_length`."""
+    return tuple(ref.encode_texts(tok, parts.clean(f["review"]), max_length) for f in frames)
+
+
+def _predictions(p_great, tune_s: float, frozen: dict, base: dict, y_test) -> dict:
+    """Every model's test predictions (and its training seconds), scored on the same reviews."""
+    return {
+        "MiniLM fine-tuned": ((p_great > 0.5).astype(int), tune_s),
+        "MiniLM frozen + LR": (frozen["pred"], frozen["seconds"]),
+        "TF-IDF + LR": (base["tfidf"], base["tfidf_seconds"]),
+        "LSTM (lstm-sentiment)": (base["lstm"], base["lstm_seconds"]),
+        "always 'great'": (y_test * 0 + 1, 0.0),
+    }
+
+
 def run(config: Config, ctx: RunContext) -> LabResult:
     with thread_limit(config.threads or torch.get_num_threads()):
         train_df, test_df = parts.reviews(config.n_train, config.n_test, config.seed)
         y_train, y_test = parts.labels(train_df), parts.labels(test_df)
         model, tok = parts.load_minilm(config.seed)
-        ids_train = ref.encode_texts(tok, parts.clean(train_df["review"]), config.max_length)
-        ids_test = ref.encode_texts(tok, parts.clean(test_df["review"]), config.max_length)
+        ids_train, ids_test = _encoded(tok, (train_df, test_df), config.max_length)
         frozen = parts.frozen_embeddings(
             model, ids_train, ids_test, y_train, tok.pad_token_id, config
         )
@@ -103,18 +118,10 @@ def run(config: Config, ctx: RunContext) -> LabResult:
         curve, tune_s = parts.fine_tune(model, ids_train, y_train, tok.pad_token_id, config, ctx)
         p_great = parts.predict(model, ids_test, tok.pad_token_id, config)
         base = parts.lstm_baseline(train_df, test_df, config, ctx)
-        preds = {
-            "MiniLM fine-tuned": ((p_great > 0.5).astype(int), tune_s),
-            "MiniLM frozen + LR": (frozen["pred"], frozen["seconds"]),
-            "TF-IDF + LR": (base["tfidf"], base["tfidf_seconds"]),
-            "LSTM (lstm-sentiment)": (base["lstm"], base["lstm_seconds"]),
-            "always 'great'": (y_test * 0 + 1, 0.0),
-        }
+        preds = _predictions(p_great, tune_s, frozen, base, y_test)
         rows = parts.comparison(y_test, preds)
-        metrics = _metrics(rows, curve, tune_s, config) | {
-            "n_train": len(y_train),
-            "n_test": len(y_test),
-        }
+        metrics = _metrics(rows, curve, tune_s, config)
+        metrics |= {"n_train": len(y_train), "n_test": len(y_test)}
         wrong = parts.most_wrong(test_df, y_test, p_great, config.n_wrong)
         ctx.save_artifact("classifier", parts.classifier_writer(model, tok, metrics, config))
 
