@@ -6,6 +6,16 @@ import torch
 from torch import nn
 
 F64 = torch.float64
+TOL64 = {"atol": 1e-10, "rtol": 1e-10}  # float64 comparisons with torch
+
+
+def gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def randn64(g: torch.Generator, *shape: int, grad: bool = True) -> torch.Tensor:
+    """A float64 standard-normal tensor from `g`, with requires_grad unless grad=False."""
+    return torch.randn(*shape, generator=g, dtype=F64).requires_grad_(grad)
 
 
 def randomise(module: nn.Module, seed: int = 0, scale: float = 0.3) -> nn.Module:
