@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 AIROAD := $(BIN)/airoad
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: setup lint run test bench clean
+.PHONY: setup lint run test bench mutate clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,11 @@ bench: setup
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/python benchmarks/efficient_attention.py
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/python benchmarks/char_gpt.py
 	$(BIN)/python benchmarks/bpe_tokenizer.py
+
+# Grader strength: mutants of each built lab's reference graded by its tests (not in `make test`;
+# about an hour). MUTATE_ARGS="--lab pca knn" or "--phase foundations" runs a part.
+mutate: setup
+	OMP_NUM_THREADS=1 MPLBACKEND=Agg $(BIN)/python tools/mutate.py $(MUTATE_ARGS)
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

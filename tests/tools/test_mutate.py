@@ -1,0 +1,135 @@
+"""Platform tests of tools/mutate.py: the mutation operators, the fixed sample, and the forked
+grading of a toy module by a toy grader (killed, equivalent survivor, endless loop)."""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import sys
+from pathlib import Path
+
+import pytest
+
+TOOLS = Path(__file__).resolve().parents[2] / "tools"
+sys.path.insert(0, str(TOOLS))
+
+import mutate  # noqa: E402
+import mutation_ops as ops  # noqa: E402
+
+EVERY_KIND = '''"""A module docstring with 1 + 2 in it."""
+__all__ = ["f"]
+LIMIT: int = 3
+
+
+def f(a: int, b: float = 0.5, *, flag=True) -> float:
+    """f's docstring: 0 < 1."""
+    if not flag and a is None:
+        return -a
+    total = a + b * 2 - a / 4.0 // 1 ** 2
+    total += 1
+    if 0 <= a < LIMIT or a in (5, 6) or a != 7:
+        return total
+    if a is not None and a not in (8,) and a > 1 and a >= 0 and a == 9:
+        raise ValueError(f"bad {a + 1}")
+    print(a - 1)
+    return max(total, 0)
+
+
+if __name__ == "__main__":
+    f(1 + 2)
+'''
+
+TOY = """def absolute(n):
+    if n >= 0:
+        return n
+    return -n
+
+
+def countdown(n):
+    while n > 0:
+        n -= 1
+    return n
+
+
+def add(a, b):
+    return a + b
+"""
+
+TOY_TEST = """from airoad.labs.learner import load_implementation
+
+
+def test_toy():
+    impl = load_implementation("toy")
+    assert impl.add(2, 3) == 5
+    assert [impl.absolute(n) for n in (-2, 0, 3)] == [2, 0, 3]
+    assert impl.countdown(3) == 0
+"""
+
+
+def test_every_point_changes_one_line_and_parses():
+    """Each mutant parses and differs from the unparsed original on exactly one line."""
+    points = ops.find_points(EVERY_KIND)
+    kinds = {p.kind for p in points}
+    assert kinds == {"binary", "compare", "boolean", "unary", "constant", "return"}
+    original = ops.normalised(EVERY_KIND).splitlines()
+    for point in points:
+        mutant = ops.apply(EVERY_KIND, point)
+        ast.parse(mutant)
+        changed = [d for d in difflib.ndiff(original, mutant.splitlines()) if d[:2] in ("- ", "+ ")]
+        assert len(changed) == 2, f"{point.key}: {changed}"
+
+
+def test_skipped_places_have_no_points():
+    """Docstrings, annotations, defaults, __all__, f-strings, raise, print and __main__ are skipped."""
+    lines = {p.line for p in ops.find_points(EVERY_KIND)}
+    source = EVERY_KIND.splitlines()
+    skipped = [
+        i
+        for i, text in enumerate(source, 1)
+        if any(s in text for s in ('"""', "__all__", "def f", "raise", "print", "f(1 + 2)"))
+    ]
+    assert not lines & set(skipped)
+    assert {p.change for p in ops.find_points("x = (0, 1, 5, 0.0, 0.25, True)")} == {
+        "`0` -> `1`",
+        "`1` -> `0`",
+        "`5` -> `6`",
+        "`0.0` -> `1.0`",
+        "`0.25` -> `0.5`",
+        "`True` -> `False`",
+    }
+
+
+def test_sample_is_fixed_by_lab_id_and_spread():
+    """The same lab id draws the same sample; every module gets a share."""
+    points = {"a": ops.find_points(EVERY_KIND), "b": ops.find_points(TOY)}
+    first = ops.draw_sample("some-lab", points, 10)
+    assert first == ops.draw_sample("some-lab", points, 10)
+    assert len(first) == 10 and {m for m, _ in first} == {"a", "b"}
+    assert first != ops.draw_sample("another-lab", points, 10)
+    assert ops.quotas([3, 40, 0], 10) == [1, 9, 0]
+
+
+def _grade(tmp_path, change: str, timeout: float) -> str:
+    (tmp_path / "toy.py").write_text(TOY)
+    (tmp_path / "test_toy.py").write_text(TOY_TEST)
+    [point] = [p for p in ops.find_points(TOY) if p.change == change]
+    mutant = tmp_path / "m" / "toy.py"
+    mutant.parent.mkdir(exist_ok=True)
+    mutant.write_text(ops.apply(TOY, point))
+    job = mutate.Job(change, {"toy": str(mutant)}, "toy", timeout, tmp_path / f"{point.index}.log")
+    policy = {"files": job.files, "blocked": [], "allowed": []}
+    [(_, got)] = mutate.run_jobs([job], [str(tmp_path / "test_toy.py")], policy, tmp_path)
+    return got["status"]
+
+
+@pytest.mark.parametrize(
+    "change, timeout, status",
+    [
+        ("`+` -> `-`", 60.0, "killed"),
+        ("`>=` -> `>`", 60.0, "survived"),
+        ("`-` -> `+`", 3.0, "timeout"),
+    ],
+)
+def test_toy_mutants_are_graded_in_a_forked_child(tmp_path, change, timeout, status):
+    """A behaviour change is killed, an equivalent mutant survives, an endless loop times out."""
+    assert _grade(tmp_path, change, timeout) == status
