@@ -77,6 +77,12 @@ def rows(repeats: int = 7) -> list[dict]:
         ("DecisionTreeClassifier", "digits", "DecisionTreeClassifier", {}),
         (
             "DecisionTreeClassifier (entropy)",
+            "digits",
+            "DecisionTreeClassifier",
+            {"criterion": "entropy"},
+        ),
+        (
+            "DecisionTreeClassifier (entropy)",
             "wine",
             "DecisionTreeClassifier",
             {"criterion": "entropy"},

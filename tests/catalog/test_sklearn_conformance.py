@@ -64,6 +64,16 @@ FAST: dict[str, dict] = {
         "max_depth": 4,
         "random_state": 0,
     },
+    "classic.ensembles_fast.RandomForestClassifier": {
+        "n_estimators": 5,
+        "max_depth": 4,
+        "random_state": 0,
+    },
+    "classic.ensembles_fast.RandomForestRegressor": {
+        "n_estimators": 5,
+        "max_depth": 4,
+        "random_state": 0,
+    },
     "classic.ensembles.GradientBoostingRegressor": {
         "n_estimators": 20,
         "max_depth": 2,
@@ -108,6 +118,7 @@ FAST: dict[str, dict] = {
     "classic.naive_bayes.MultinomialNB": {},
     "classic.svm.SVC": {},
     "classic.svm.PegasosSVC": {"n_epochs": 5},
+    "classic.svm_fast.SVC": {},
     "sequence.text_preprocessing.TfidfVectorizer": {},
 }
 

@@ -14,12 +14,18 @@ Splitting only selects each row's left-goers, then its right-goers, so no level 
 When a node tries only a few random features (max_features, random forests) the level instead
 sorts just those, by (node, rank in the presort). Node ids are breadth first (sklearn's are
 depth first).
+
+Three things keep a level cheap. Several trees grow together when a forest asks
+(``fit_many``): a level of every tree is one pass of the same NumPy calls, so small trees stop
+paying Python's per-call overhead each. With fewer than 65,537 samples the ranks are 16-bit,
+which NumPy sorts by radix in linear time (a sort by rank, then by node). With many classes the
+cuts are scored from class codes and weights, not from (classes x samples) running sums
+(``left_at_cuts`` in ``decision_tree_fast_split``).
 """
 
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import xlogy
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from airoad.classic import decision_tree as readable
@@ -29,124 +35,29 @@ from airoad.classic.decision_tree import (
     LEAF,
     UNDEFINED,
     Tree,
+    feature_importances,
     resolve_max_features,
 )
+from airoad.classic.decision_tree_fast_split import (
+    best_splits,
+    children_cost,
+    draw_features,
+    node_impurity,
+    sort_within_nodes,
+)
 
+MANY_CLASSES = 4  # from this many classes on, cuts are scored from class codes (left_at_cuts)
 
-def node_impurity(stats: np.ndarray, criterion: str) -> tuple[np.ndarray, np.ndarray]:
-    """Impurity and total weight of nodes from their summed stats (c, ...) -> two (...) arrays."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        if criterion == "squared_error":
-            w, mean = stats[0], stats[1] / stats[0]
-            return stats[2] / w - mean * mean, w
-        w = sum(stats)  # Python's sum adds the rows: numpy's sum over a short axis 0 is slow
-        p = stats / w
-    if criterion == "gini":
-        return 1.0 - sum(p * p), w
-    if criterion == "entropy":
-        return -sum(xlogy(p, p)) / np.log(2.0), w  # log base 2, like sklearn
-    raise ValueError(f"unknown criterion {criterion!r}")
-
-
-def children_cost(left: np.ndarray, right: np.ndarray, criterion: str) -> np.ndarray:
-    """``w_L * impurity(L) + w_R * impurity(R)`` from summed child stats (c, ...) -> (...).
-
-    gini: ``w - sum_k L_k**2 / w_L - sum_k R_k**2 / w_R``; entropy: ``w log2 w - sum n log2 n``
-    over the counts of each child. For squared error only the part that changes between the
-    cuts of one node is returned, ``-(s_L**2 / w_L + s_R**2 / w_R)`` with s the sum of w*y
-    (the sum of w*y**2 is the same for every cut).
-    """
-    with np.errstate(divide="ignore", invalid="ignore"):
-        if criterion == "squared_error":
-            return -(left[1] ** 2 / left[0] + right[1] ** 2 / right[0])
-        w_l, w_r = sum(left), sum(right)  # rows added one by one (c is small)
-        if criterion == "gini":
-            return (
-                w_l
-                + w_r
-                - sum(row * row for row in left) / w_l
-                - sum(row * row for row in right) / w_r
-            )
-    if criterion == "entropy":
-        plogp = (
-            xlogy(w_l, w_l) + xlogy(w_r, w_r) - sum(xlogy(left, left)) - sum(xlogy(right, right))
-        )
-        return plogp / np.log(2.0)
-    raise ValueError(f"unknown criterion {criterion!r}")
-
-
-def draw_features(known_constant: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
-    """k random features per node -> (n_nodes, k) int, never one already known to be constant
-    inside the node (known_constant: (n_nodes, d) bool) unless fewer than k others are left."""
-    return np.argsort(rng.random(known_constant.shape) + known_constant, axis=1)[:, :k]
-
-
-def sort_within_nodes(
-    sid0: np.ndarray, node: np.ndarray, feats: np.ndarray, XT: np.ndarray, rank: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """The samples of every node sorted by each of its k features -> sid, vals: (k, m).
-
-    sid0 (m,) lists the level's samples grouped by node (node (m,) says which); rank (d, n) is
-    each sample's position in the presorted feature, so one stable argsort of
-    ``node * n + rank`` per slot sorts by (node, value).
-    """
-    n = XT.shape[1]
-    fcol = feats[node].T  # (k, m) feature of slot j for the node owning column p
-    key = node.astype(np.int64) * n + np.take(rank, fcol * n + sid0)
-    sid = sid0[np.argsort(key, axis=1, kind="stable")]  # stable sort: quick on node-grouped keys
-    return sid, np.take(XT, fcol * n + sid)  # fcol is constant inside a node, so still aligned
-
-
-def best_splits(
-    sid: np.ndarray,
-    vals: np.ndarray,
-    stats: np.ndarray,
-    totals: np.ndarray,
-    starts: np.ndarray,
-    feats: np.ndarray,
-    criterion: str,
-    min_samples_leaf: int,
-):
-    """Best split of every node of one level, all nodes and all cuts evaluated at once.
-
-    sid: (k, m) sample ids; in row j each node's samples are sorted by its slot-j feature
-    feats[node, j], and vals (k, m) holds those feature values; node i owns columns
-    starts[i]:starts[i+1] of every row. stats: (c, n) per-sample stats; totals: (c, n_nodes)
-    their sums per node. Returns, per node: cost (inf when no cut is valid), feature (int),
-    threshold (float) and n_left (samples sent left).
-    """
-    n_nodes, m = len(starts), sid.shape[1]
-    counts = np.diff(np.append(starts, m))
-    node = np.repeat(np.arange(n_nodes), counts)  # (m,) node owning each column
-    n_left = np.arange(m) - starts[node] + 1  # (m,) samples left of a cut after this column
-    if criterion == "squared_error":  # sums of w and w*y are enough to rank cuts
-        stats, totals = stats[:2], totals[:2]
-    x = np.take(stats, sid, axis=1)  # (c, k, m)
-    x[:, :, starts[1:]] -= totals[:, None, :-1]  # so that one cumsum restarts at every node
-    left = np.cumsum(x, axis=2, out=x)  # stats of the samples up to the cut, inside the node
-    distinct = np.zeros(vals.shape, dtype=bool)
-    distinct[:, :-1] = vals[:, 1:] > vals[:, :-1] + FEATURE_TOL  # a cut between two values
-    ok = (n_left >= min_samples_leaf) & (counts[node] - n_left >= min_samples_leaf)
-    cand = np.flatnonzero(distinct & ok)  # valid cuts only (one-hot columns have one per node)
-    slot, col = np.divmod(cand, m)
-    at = node[col]  # node of each candidate cut
-    L = left.reshape(len(left), -1)[:, cand]  # (c, n_cand)
-    cost = children_cost(L, totals[:, at] - L, criterion)
-    node_cost = np.full(n_nodes, np.inf)
-    np.minimum.at(node_cost, at, cost)
-    hits = np.flatnonzero(cost == node_cost[at])
-    nodes, first = np.unique(at[hits], return_index=True)  # first best cut of each node
-    best = hits[first]
-    feature, threshold, n_left_best = (
-        np.full(n_nodes, UNDEFINED),
-        np.full(n_nodes, np.nan),
-        np.zeros(n_nodes, np.int64),
-    )
-    j, p = slot[best], col[best]
-    feature[nodes] = feats[nodes, j]
-    threshold[nodes] = vals[j, p] / 2.0 + vals[j, p + 1] / 2.0  # midpoint, as sklearn computes it
-    n_left_best[nodes] = n_left[p]
-    return node_cost, feature, threshold, n_left_best
+__all__ = [
+    "DecisionTreeClassifier",
+    "DecisionTreeRegressor",
+    "apply_tree",
+    "children_cost",
+    "fit_many",
+    "grow_trees",
+    "node_impurity",
+    "presort",
+]
 
 
 def presort(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -157,7 +68,7 @@ def presort(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return order, np.take_along_axis(XT, order, axis=1)
 
 
-def grow_tree(
+def grow_trees(
     order: np.ndarray,
     values: np.ndarray,
     stats: np.ndarray,
@@ -166,38 +77,55 @@ def grow_tree(
     min_samples_split: int = 2,
     min_samples_leaf: int = 1,
     max_features: int | None = None,
-    rng: np.random.Generator | None = None,
+    rngs: list[np.random.Generator] | None = None,
     keep: np.ndarray | None = None,
-) -> Tree:
-    """Grow a CART tree level by level from presorted features (order, values: (d, m), see
-    presort; they may list only some of the samples) and per-sample stats (c, n): ``w * onehot(y)`` or ``[w, w*y, w*y**2]``.
+) -> list[Tree]:
+    """Grow T CART trees level by level, all at once, from presorted features (order, values:
+    (d, n), see presort) -> T Trees (node ids breadth first).
 
+    stats: (c, T * n) per-sample stats, tree t's in columns t * n .. t * n + n - 1:
+    ``w * onehot(y)`` or ``[w, w*y, w*y**2]`` with that tree's weights w. keep: (T * n,) bool,
+    the samples that take part in each tree (None = all). rngs: one generator per tree (T).
     A node stops (becomes a leaf) at max_depth, with fewer than min_samples_split samples, with
     fewer than 2 * min_samples_leaf, when it is pure, or when no cut leaves min_samples_leaf on
-    both sides. max_features: features tried per node (None = all). keep: (n,) bool, the samples
-    that take part (None = all). Node ids are breadth first.
+    both sides. max_features: features tried per node (None = all).
+
+    The trees share every NumPy call: a batch's samples are ids ``t * n + i`` laid side by
+    side, one root per tree, and a node never mixes trees, so each tree is exactly the tree
+    it would be alone (its own random draws, in its own order).
     """
-    rng = np.random.default_rng() if rng is None else rng
-    n, (d, _) = stats.shape[1], order.shape
+    rngs = [np.random.default_rng()] if rngs is None else rngs
+    n, (d, _) = order.shape[1], order.shape
     k = d if max_features is None else max_features
     max_depth = np.inf if max_depth is None else max_depth
     XT = np.zeros((d, n))  # X transposed, rebuilt from the presort
     np.put_along_axis(XT, order, values, axis=1)
     if k < d:  # a forest tries a few features per node: sort only those, level by level
-        rank = np.zeros((d, n), dtype=np.int64)
-        np.put_along_axis(
-            rank, order, np.broadcast_to(np.arange(order.shape[1]), order.shape), axis=1
-        )
+        small = n <= 2**16  # 16-bit ranks sort by radix (see sort_within_nodes)
+        rank = np.zeros((d, n), dtype=np.uint16 if small else np.int64)
+        np.put_along_axis(rank, order, np.broadcast_to(np.arange(n), order.shape), axis=1)
         order, values = order[:1], values[:1]  # one row keeps the samples grouped by node
-        known_constant = np.zeros((1, d), dtype=bool)
+    # Every tree's presorted rows, restricted to its kept samples, side by side (ids t * n + i).
+    blocks = [(order + t * n if t else order, values) for t in range(len(rngs))]
     if keep is not None:
-        mask = keep[order]  # the same number of True in every row
-        order, values = order[mask].reshape(len(order), -1), values[mask].reshape(len(order), -1)
-    starts = np.array([0])
-    levels = []  # per level: (totals, counts, impurity, feature, threshold, left, right)
-    depth, n_created = 0, 1
+        masks = [keep[ids] for ids, _ in blocks]  # the same number of True in every row
+        blocks = [
+            (o[m].reshape(len(o), -1), v[m].reshape(len(o), -1)) for (o, v), m in zip(blocks, masks)
+        ]
+    order, values = (
+        (np.concatenate(a, axis=1) for a in zip(*blocks)) if len(blocks) > 1 else blocks[0]
+    )
+    sizes = np.array([o.shape[1] for o, _ in blocks])
+    starts = np.cumsum(sizes) - sizes  # level 0: one root per tree
+    known_constant = np.zeros((len(starts), d), dtype=bool)
+    labels = None  # (class code, weight) per sample: see left_at_cuts
+    if criterion != "squared_error" and len(stats) >= MANY_CLASSES:
+        labels = stats.argmax(axis=0), stats.sum(axis=0)
+    levels = []  # per level: (tree, totals, counts, impurity, feature, threshold, left, right)
+    depth, n_created = 0, len(starts)
     while len(starts):
         counts = np.diff(np.append(starts, order.shape[1]))
+        tree = order[0, starts] // n  # the tree of every node of the level
         totals = np.add.reduceat(stats[:, order[0]], starts, axis=1)  # (c, n_nodes) node sums
         imp, _ = node_impurity(totals, criterion)
         feature = np.full(len(starts), UNDEFINED)
@@ -212,7 +140,7 @@ def grow_tree(
         if len(starts):
             if k < d:
                 known_constant = known_constant[split]
-                feats = draw_features(known_constant, k, rng)
+                feats = draw_features(known_constant, k, rngs, tree[split])
                 node = np.repeat(np.arange(len(starts)), kept)
                 sid, vals = sort_within_nodes(order[0], node, feats, XT, rank)
                 # A feature constant here stays constant below: children will not draw it.
@@ -224,7 +152,15 @@ def grow_tree(
             else:
                 feats, sid, vals = np.broadcast_to(np.arange(d), (len(starts), d)), order, values
             cost, f, t, n_left = best_splits(
-                sid, vals, stats, totals[:, split], starts, feats, criterion, min_samples_leaf
+                sid,
+                vals,
+                stats,
+                totals[:, split],
+                starts,
+                feats,
+                criterion,
+                min_samples_leaf,
+                labels,
             )
             found = np.isfinite(cost)
             split[split] = found  # a node with no valid cut becomes a leaf
@@ -232,8 +168,8 @@ def grow_tree(
             f, t = f[found], t[found]
             feature[split], threshold[split] = f, t
             node = np.repeat(np.arange(len(starts)), kept)
-            goes_left = np.empty(n, dtype=bool)  # indexed by sample id
-            goes_left[order[0]] = XT[f[node], order[0]] <= t[node]
+            goes_left = np.empty(stats.shape[1], dtype=bool)  # indexed by sample id
+            goes_left[order[0]] = np.take(XT, f[node] * n + order[0] % n) <= t[node]
             if k < d:
                 known_constant = np.tile(known_constant[found], (2, 1))  # left children, right ones
             # Children at max_depth are leaves: they only need one row, for their sums.
@@ -245,15 +181,35 @@ def grow_tree(
         left[split] = n_created + np.arange(n_split)
         right = np.where(split, left + n_split, LEAF)
         n_created += 2 * n_split
-        levels.append((totals.T, counts, imp, feature, threshold, left, right))
+        levels.append((tree, totals.T, counts, imp, feature, threshold, left, right))
         depth += 1
-    totals, counts, imp, feature, threshold, left, right = (np.concatenate(a) for a in zip(*levels))
+    return _per_tree(levels, criterion, len(rngs))
+
+
+def _per_tree(levels: list, criterion: str, n_trees: int) -> list[Tree]:
+    """Cut the batch's nodes (numbered level by level across all trees) into one Tree per tree,
+    renumbering each tree's nodes 0, 1, ... in the same breadth-first order."""
+    tree, totals, counts, imp, feature, threshold, left, right = (
+        np.concatenate(a) for a in zip(*levels)
+    )
+    if n_trees > 1:  # one tree is numbered already
+        by_tree = np.argsort(tree, kind="stable")
+        sizes = np.bincount(tree, minlength=n_trees)
+        local = np.empty(len(tree), dtype=np.int64)
+        local[by_tree] = np.arange(len(tree)) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+        left = np.where(left == LEAF, LEAF, local[np.maximum(left, 0)])
+        right = np.where(right == LEAF, LEAF, local[np.maximum(right, 0)])
     if criterion == "squared_error":
         weight, value = totals[:, 0], totals[:, 1:2] / totals[:, :1]
     else:
         weight = totals.sum(axis=1)
         value = totals / weight[:, None]
-    return Tree(left, right, feature, threshold, value, imp, counts, weight)
+    arrays = (left, right, feature, threshold, value, imp, counts, weight)
+    if n_trees == 1:
+        return [Tree(*arrays)]
+    cuts = np.cumsum(sizes)[:-1]
+    parts = [np.split(a[by_tree], cuts) for a in arrays]
+    return [Tree(*fields) for fields in zip(*parts)]
 
 
 def _keep_nodes(order: np.ndarray, values: np.ndarray, counts: np.ndarray, keep: np.ndarray):
@@ -303,9 +259,54 @@ def apply_tree(tree: Tree, X: np.ndarray) -> np.ndarray:
     return node
 
 
+def _root_only(n: int) -> Tree:
+    """A stand-in tree (one leaf) for a fit whose growth fit_many does later."""
+    one = np.ones(1)
+    return Tree(
+        np.array([LEAF]),
+        np.array([LEAF]),
+        np.array([UNDEFINED]),
+        -2.0 * one,
+        one[:, None],
+        0 * one,
+        np.array([n]),
+        one,
+    )
+
+
+def fit_many(
+    trees: list, X: np.ndarray, y: np.ndarray, sample_weights, presorted=None, batch_size=2**17
+) -> list:
+    """``trees[t].fit(X, y, sample_weights[t])`` for every t, the trees grown together.
+
+    trees: unfitted estimators of one class with the same hyper-parameters but random_state
+    (a forest's members). Each fit runs as usual (checks, classes_, stats) but queues its
+    growth; the queued trees then grow in batches of up to batch_size kept samples in all
+    (bounding memory), each exactly the tree its own fit would grow. presorted: presort(X).
+    """
+    queue: list = []
+    presorted = presort(X) if presorted is None else presorted
+    for tree, w in zip(trees, sample_weights):
+        tree._queue = queue  # read by _build
+        try:
+            tree.fit(X, y, w, presorted=presorted)
+        finally:
+            del tree._queue
+    while queue:  # batches of whole trees, at least one tree each
+        kept = np.cumsum([np.count_nonzero(w) for _, _, w in queue])
+        size = max(1, int(np.searchsorted(kept, batch_size, side="right")))
+        batch, queue = queue[:size], queue[size:]
+        for (tree, _, _), grown in zip(batch, trees[0]._grow(*presorted, batch)):
+            tree.tree_ = grown
+            tree.feature_importances_ = feature_importances(grown, X.shape[1])
+    return trees
+
+
 class _FastGrowth:
-    """Mixed into the readable estimators: the same trees, grown by grow_tree and applied by
+    """Mixed into the readable estimators: the same trees, grown by grow_trees and applied by
     apply_tree; fit also takes ``presorted``."""
+
+    _queue: list | None = None  # set by fit_many: _build queues the tree instead of growing it
 
     def fit(self, X, y, sample_weight=None, presorted=None):
         """As the readable fit; presorted: presort(X), when the caller fits many trees on the
@@ -318,20 +319,27 @@ class _FastGrowth:
 
     def _build(self, X: np.ndarray, stats: np.ndarray, sample_weight: np.ndarray) -> Tree:
         """Grow the tree breadth first on the rows with positive weight (stats: (n, c))."""
+        if self._queue is not None:  # fit_many grows it later, with the others
+            self._queue.append((self, stats, sample_weight))
+            return _root_only(len(stats))
         order, values = presort(X) if self._presorted is None else self._presorted
-        keep = sample_weight > 0  # like sklearn, zero-weight rows take no part in the tree
-        rng = np.random.default_rng(self.random_state)
-        k = resolve_max_features(self.max_features, X.shape[1])
-        return grow_tree(
+        return self._grow(order, values, [(self, stats, sample_weight)])[0]
+
+    def _grow(self, order: np.ndarray, values: np.ndarray, jobs: list) -> list[Tree]:
+        """grow_trees with this estimator's hyper-parameters for jobs [(tree, stats (n, c),
+        sample_weight (n,))]: each tree on its rows of positive weight (like sklearn, zero-weight
+        rows take no part), drawing from default_rng(its random_state)."""
+        keep = np.concatenate([w > 0 for _, _, w in jobs])
+        return grow_trees(
             order,
             values,
-            np.ascontiguousarray(stats.T),  # (c, n): each statistic a contiguous row
+            np.concatenate([s.T for _, s, _ in jobs], axis=1),  # (c, T * n): a row per statistic
             self.criterion,
             self.max_depth,
             self.min_samples_split,
             self.min_samples_leaf,
-            k,
-            rng,
+            resolve_max_features(self.max_features, order.shape[0]),
+            [np.random.default_rng(tree.random_state) for tree, _, _ in jobs],
             None if keep.all() else keep,
         )
 

@@ -7,7 +7,8 @@ Its dual:            min_a  1/2 a^T Q a - sum_i a_i,   Q_ij = y_i y_j K(x_i, x_j
 The decision function is f(x) = sum_i a_i y_i K(x_i, x) - rho; the points with a_i > 0 are the
 support vectors. SMO moves two multipliers at a time, picked like libsvm does (second-order
 working-set selection), so our solution matches scikit-learn's SVC (which wraps libsvm) to
-within the stopping tolerance. Multi-class is one-vs-one, exactly like SVC.
+within the stopping tolerance. Multi-class is one-vs-one, exactly like SVC. A faster twin that
+steps all the one-vs-one problems together is ``airoad.classic.svm_fast``.
 """
 
 from __future__ import annotations
@@ -141,6 +142,21 @@ def smo_solve(
     return alpha, _rho(alpha, y, -y * myG, C), it
 
 
+def pair_kernel(
+    K: np.ndarray, edges: np.ndarray, a: int, b: int, out: np.ndarray | None = None
+) -> np.ndarray:
+    """Kernel block of classes a and b from the class-sorted K (class c owns rows
+    edges[c]:edges[c + 1]): a's samples first, then b's -> (n_a + n_b, n_a + n_b), written
+    into the top-left corner of out when given. Four contiguous copies, no fancy indexing."""
+    sa, sb = slice(edges[a], edges[a + 1]), slice(edges[b], edges[b + 1])
+    na = sa.stop - sa.start
+    n = na + sb.stop - sb.start
+    Kab = np.empty((n, n)) if out is None else out[:n, :n]
+    Kab[:na, :na], Kab[:na, na:] = K[sa, sa], K[sa, sb]
+    Kab[na:, :na], Kab[na:, na:] = K[sb, sa], K[sb, sb]
+    return Kab
+
+
 def _rho(alpha: np.ndarray, y: np.ndarray, G: np.ndarray, C: float) -> float:
     """Offset rho from the KKT conditions: the mean of y_i G_i over free multipliers
     (0 < a_i < C); with none free, the midpoint of the interval the bounded ones allow."""
@@ -212,21 +228,16 @@ class SVC(ClassifierMixin, BaseEstimator):
         edges = np.searchsorted(yi[order], np.arange(k + 1))
         coef = np.zeros((k - 1, len(X)))  # row layout of libsvm's dual_coef_
         is_sv = np.zeros(len(X), dtype=bool)
-        rho, iters = [], []
-        for a, b in combinations(range(k), 2):
-            sa, sb = slice(edges[a], edges[a + 1]), slice(edges[b], edges[b + 1])
-            na = sa.stop - sa.start
-            Kab = np.empty((na + sb.stop - sb.start,) * 2)
-            Kab[:na, :na], Kab[:na, na:] = K[sa, sa], K[sa, sb]
-            Kab[na:, :na], Kab[na:, na:] = K[sb, sa], K[sb, sb]
-            sign = np.r_[np.ones(na), -np.ones(len(Kab) - na)]  # class a is +1, class b is -1
-            alpha, r, n_it = smo_solve(Kab, sign, self.C, self.tol, self.max_iter)
-            rho.append(r)
-            iters.append(n_it)
-            idx = np.r_[order[sa], order[sb]]  # back to the caller's sample indices
+        pairs = list(combinations(range(k), 2))
+        solved = self._solve_pairs(K, edges, pairs)
+        for (a, b), (alpha, _, _) in zip(pairs, solved):
+            na = edges[a + 1] - edges[a]
+            idx = np.r_[order[edges[a] : edges[a + 1]], order[edges[b] : edges[b + 1]]]
             coef[b - 1, idx[:na]] = alpha[:na]  # a's coefficients sit in row b - 1
             coef[a, idx[na:]] = -alpha[na:]  # b's coefficients sit in row a
             is_sv[idx[alpha > 0]] = True
+        rho = [r for _, r, _ in solved]
+        iters = [n_it for _, _, n_it in solved]
         members = [np.sort(order[edges[c] : edges[c + 1]]) for c in range(k)]
         self.support_ = np.concatenate([m[is_sv[m]] for m in members])
         self.n_support_ = np.array([is_sv[m].sum() for m in members], dtype=np.int32)
@@ -238,6 +249,19 @@ class SVC(ClassifierMixin, BaseEstimator):
         flip = -1.0 if k == 2 else 1.0
         self.dual_coef_, self.intercept_ = flip * self._dual_coef, flip * self._intercept
         return self
+
+    def _solve_pairs(self, K: np.ndarray, edges: np.ndarray, pairs: list) -> list[tuple]:
+        """smo_solve on every pair (a, b) -> [(alpha, rho, iterations)], in the order of pairs.
+
+        K is sorted by class (class c owns rows edges[c]:edges[c + 1]); pair (a, b) solves on
+        the block of classes a and b, class a as +1 and class b as -1 (libsvm's convention).
+        """
+        out = []
+        for a, b in pairs:
+            Kab = pair_kernel(K, edges, a, b)
+            sign = np.r_[np.ones(edges[a + 1] - edges[a]), -np.ones(edges[b + 1] - edges[b])]
+            out.append(smo_solve(Kab, sign, self.C, self.tol, self.max_iter))
+        return out
 
     def _ovo_scores(self, X: np.ndarray) -> np.ndarray:
         """(n, n_pairs) scores of each one-vs-one machine; positive votes for the first class."""
