@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.linalg
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.impute import SimpleImputer
@@ -51,6 +52,14 @@ def test_matmul_rejects_mismatched_shapes(impl):
     """matmul raises ValueError when A's columns differ from B's rows."""
     with pytest.raises(ValueError):
         impl.matmul(np.ones((2, 3)), np.ones((2, 3)))
+
+
+def test_matmul_rejects_shapes_that_would_broadcast(impl):
+    """matmul raises ValueError for (2, 1) @ (3, 2) and 1-D input, where broadcasting hides the error."""
+    with pytest.raises(ValueError):
+        impl.matmul(np.ones((2, 1)), np.ones((3, 2)))
+    with pytest.raises(ValueError):
+        impl.matmul(np.ones(3), np.ones((3, 2)))
 
 
 def test_transpose_swaps_axes(impl):
@@ -129,6 +138,18 @@ def test_forward_eliminate_gives_upper_triangular(impl):
     np.testing.assert_array_equal(
         A, _well_conditioned(6, 3), err_msg="forward_eliminate modified A"
     )
+
+
+def test_forward_eliminate_matches_lapack_lu(impl):
+    """U and the swap count equal LAPACK's partial-pivoting LU (scipy.linalg.lu_factor)."""
+    A = np.random.default_rng(7).standard_normal((6, 6))  # pivots needed in most columns
+    U, _, n_swaps = impl.forward_eliminate(A, np.zeros(6))
+    lu, piv = scipy.linalg.lu_factor(A)
+    np.testing.assert_allclose(
+        np.asarray(U), np.triu(lu), atol=1e-10, err_msg="U differs from LU's"
+    )
+    swaps = int(np.sum(piv != np.arange(6)))
+    assert n_swaps == swaps, f"n_swaps is {n_swaps}, LAPACK swapped rows {swaps} times"
 
 
 def test_back_substitute_matches_numpy(impl):
@@ -362,6 +383,19 @@ def test_group_stats_is_numerically_stable(impl):
         np.std([0, 1, 2, 3], ddof=1),
         rtol=1e-9,
         err_msg="std lost precision on large values",
+    )
+
+
+def test_group_stats_on_tiny_groups(impl):
+    """Groups of 1, 2 and 3 values: std is NaN only for the single value, like pandas."""
+    df = pd.DataFrame({"g": list("abbccc"), "x": [5.0, 1.0, 4.0, 2.0, 3.0, 7.0]})
+    got = impl.group_stats(df, "g", ["x"])
+    want = df.groupby("g")[["x"]].agg(["count", "mean", "std", "min", "max"])
+    np.testing.assert_allclose(
+        got.to_numpy(dtype=float),
+        want.to_numpy(dtype=float),
+        rtol=1e-12,
+        err_msg="statistics of groups with 1-3 values differ from pandas",
     )
 
 

@@ -142,6 +142,28 @@ def test_fit_transform_and_default_n_components(impl, iris_X):
     )
 
 
+def test_transform_rejects_a_different_feature_count(impl, iris_X):
+    """transform on X with another number of features raises sklearn's 'expecting N features' error."""
+    model = impl.PCA(n_components=2).fit(iris_X)
+    with pytest.raises(ValueError) as theirs:
+        SkPCA(n_components=2).fit(iris_X).transform(iris_X[:, :3])
+    with pytest.raises(ValueError, match="is expecting 4 features"):
+        model.transform(iris_X[:, :3])
+    assert "is expecting 4 features" in str(theirs.value), "sklearn's message changed"
+
+
+def test_svd_axes_is_the_thin_svd_on_wide_data(impl):
+    """svd_axes on wide data (n_samples < n_features) gives r = n_samples axes: numpy's thin SVD."""
+    Xc = np.random.default_rng(0).standard_normal((5, 8))  # rank 5: every axis is determined
+    variances, axes = impl.svd_axes(Xc)
+    _, S, Vt = np.linalg.svd(Xc, full_matrices=False)
+    assert np.shape(axes) == (5, 8), f"axes has shape {np.shape(axes)}, expected (5, 8)"
+    np.testing.assert_allclose(variances, S**2 / 4, atol=1e-12, err_msg="variances != S**2/(n-1)")
+    np.testing.assert_allclose(
+        np.abs(np.sum(axes * Vt, axis=1)), 1.0, atol=1e-10, err_msg="axes differ from V^T's rows"
+    )
+
+
 @pytest.mark.parametrize("bad", [0, 5, -1])
 def test_bad_n_components_raises(impl, iris_X, bad):
     """n_components outside [1, min(n_samples, n_features)] raises ValueError."""
