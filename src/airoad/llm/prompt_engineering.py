@@ -68,20 +68,21 @@ class Person(BaseModel):
 def word_problems(n: int, difficulty: int, seed: int) -> list[WordProblem]:
     """`n` seeded word problems with `difficulty` steps each (``np.random.default_rng(seed)``).
 
-    A problem starts "<Name> has <s> <items>." with s in [5, 5 + 10 * difficulty], then one
+    A problem starts "<Name> has <s> <items>." with s in [2, 4 + 4 * difficulty], then one
     sentence per step, "Then <name> <verb phrase>." from ``STEPS`` with a number in
-    [2, 5 + 5 * difficulty] (a removal never takes more than there is), and asks "How many
-    <items> does <Name> have now?". The answer is the exact running total.
+    [1, 2 + 2 * difficulty] (a removal that would take more than there is becomes
+    ``STEPS[0]``, a purchase), and asks "How many <items> does <Name> have now?". The answer
+    is the exact running total. More steps and larger numbers as `difficulty` grows.
     """
     rng = np.random.default_rng(seed)
     out = []
     for _ in range(n):
         name, item = NAMES[rng.integers(len(NAMES))], ITEMS[rng.integers(len(ITEMS))]
-        total = int(rng.integers(5, 6 + 10 * difficulty))
+        total = int(rng.integers(2, 5 + 4 * difficulty))
         text = [f"{name} has {total} {item}."]
         for _ in range(difficulty):
             phrase, sign = STEPS[rng.integers(len(STEPS))]
-            amount = int(rng.integers(2, 6 + 5 * difficulty))
+            amount = int(rng.integers(1, 3 + 2 * difficulty))
             if sign < 0 and amount > total:
                 phrase, sign = STEPS[0]  # never below zero: buy instead
             total += sign * amount
@@ -159,8 +160,9 @@ def _prefill(model: Any, prompts: Sequence[Sequence[int]], pad_id: int, cache: A
         start = past.get_seq_length()
     positions = start + (mask.cumsum(-1) - 1).clamp(min=0)  # count real tokens only
     mask = torch.cat([torch.ones(len(prompts), start, dtype=torch.long), mask], dim=1)
+    # logits_to_keep=1: only the last position's logits (a (B, T, V) tensor is mostly waste)
     out = model(input_ids=ids, attention_mask=mask, position_ids=positions,
-                past_key_values=past, use_cache=True)  # fmt: skip
+                past_key_values=past, use_cache=True, logits_to_keep=1)  # fmt: skip
     return out, ids, mask, positions
 
 
@@ -219,7 +221,8 @@ def generate(
             mask = torch.cat([mask, torch.ones_like(token[:, None])], dim=1)
             positions = positions[:, -1:] + 1
             out = model(input_ids=token[:, None], attention_mask=mask, position_ids=positions,
-                        past_key_values=out.past_key_values, use_cache=True)  # fmt: skip
+                        past_key_values=out.past_key_values, use_cache=True,
+                        logits_to_keep=1)  # fmt: skip
     steps = torch.stack(new, dim=1).tolist() if new else [[] for _ in prompts]
     return [[t for t in row if t >= 0] for row in steps]
 

@@ -25,14 +25,14 @@ from airoad.labs.runners import prompt_engineering_parts as parts
 @dataclass(frozen=True)
 class Config:
     n_items: int = param(60, ge=2, le=1000)  # items per cell
-    difficulty: int = param(2, ge=1, le=6)  # steps per word problem
+    difficulty: int = param(1, ge=1, le=6)  # steps per word problem
     k_shot: int = param(4, ge=1, le=16)  # few-shot examples
-    answer_tokens: int = param(6, ge=1, le=64)  # reply cap of zero- and few-shot answers
+    answer_tokens: int = param(16, ge=1, le=64)  # reply cap of zero- and few-shot answers
     cot_tokens: int = param(64, ge=4, le=512)  # chain-of-thought cap
-    n_samples: int = param(5, ge=1, le=20)  # self-consistency chains per problem
+    n_samples: int = param(3, ge=1, le=20)  # self-consistency chains per problem
     temperature: float = param(0.7, gt=0.0, le=2.0)  # self-consistency sampling
     json_tokens: int = param(40, ge=1, le=256)  # extraction budget (free and constrained)
-    review_words: int = param(60, ge=5, le=500)  # reviews are cut to this many words
+    review_words: int = param(40, ge=5, le=500)  # reviews are cut to this many words
     batch_size: int = param(30, ge=1, le=256)  # rows per generation batch
     level: float = param(0.95, gt=0.5, lt=1.0)
     n_examples: int = param(2, ge=1, le=20)  # example replies per cell in the table

@@ -242,7 +242,7 @@ def accuracy_figure(rows: Sequence[dict], level: float, ctx: RunContext) -> None
     with figure(ctx, "accuracy_by_style", figsize=(9, 4)) as (fig, ax):
         x = np.arange(len(rows))
         acc = np.array([r["accuracy"] for r in rows])
-        err = np.array([[a - r["low"], r["high"] - a] for a, r in zip(acc, rows)]).T
+        err = np.array([[a - r["low"], r["high"] - a] for a, r in zip(acc, rows)]).T.clip(0)
         ax.bar(x, acc, yerr=err, capsize=4, color=[COLOURS[r["task"]] for r in rows])
         ax.set_xticks(x, [f"{r['task']}\n{r['style']}" for r in rows], fontsize=7)
         ax.set_ylim(0, 1.05)
