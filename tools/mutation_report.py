@@ -34,7 +34,8 @@ How to use it to strengthen a lab's graders:
 4. `python tools/mutate.py --lab ID` re-grades the same mutants and rewrites only that row.
 
 Kill rate = (killed + killed at import + timeouts) / mutants; the last rate leaves out the
-survivors judged equivalent. Target: at least 95% of the non-equivalent mutants die.
+survivors judged equivalent; "first run" is the kill rate before the graders were strengthened.
+Target: at least 95% of the non-equivalent mutants die.
 """
 
 
@@ -92,8 +93,8 @@ def render(results: dict) -> str:
     judged_all = equivalents()
     rows = [
         "| lab | phase | mutants | killed | at import | timeouts | survived | kill rate "
-        "| excl. equivalent | baseline s | run s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| excl. equivalent | first run | baseline s | run s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     details, total_seconds = [], 0.0
     for lab_id in _order(results["labs"]):
@@ -102,7 +103,7 @@ def render(results: dict) -> str:
         if lab.get("problem"):
             rows.append(
                 f"| {lab_id} | {lab['phase']} | broken: the reference fails its graders "
-                f"| | | | | | | {lab.get('baseline_seconds', '')} | {lab['seconds']:.0f} |"
+                f"| | | | | | | | {lab.get('baseline_seconds', '')} | {lab['seconds']:.0f} |"
             )
             details.append(f"### {lab_id}\n\nBroken: {lab['problem'][:500]}\n")
             continue
@@ -111,6 +112,7 @@ def render(results: dict) -> str:
         rows.append(
             f"| {lab_id} | {lab['phase']} | {c['n']} | {c['killed']} | {c['import']} "
             f"| {c['timeout']} | {c['survived']} | {_pct(c['rate'])} | {_pct(c['net'])} "
+            f"| {_pct(lab.get('first_kill_rate', c['rate']))} "
             f"| {lab['baseline_seconds']:.1f} | {lab['seconds']:.0f} |"
         )
         lines = []
@@ -135,7 +137,11 @@ def save(labs: dict[str, dict]) -> None:
     it since) and render graders.md from the whole."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     results = load()
-    results["labs"].update(labs)
+    for lab_id, lab in labs.items():
+        old = results["labs"].get(lab_id)
+        if old and old.get("mutants") and not lab.get("problem"):  # keep the first rate seen
+            lab["first_kill_rate"] = old.get("first_kill_rate", counts(old, {})["rate"])
+        results["labs"][lab_id] = lab
     ordered = {"labs": {i: results["labs"][i] for i in _order(results["labs"])}}
     (RESULTS / "graders.json").write_text(json.dumps(ordered, indent=1) + "\n", encoding="utf-8")
     (RESULTS / "graders.md").write_text(render(ordered), encoding="utf-8")

@@ -102,6 +102,14 @@ def test_binomial_cdf_matches_scipy(impl, n, p):
     )
 
 
+@pytest.mark.parametrize("p", [0.11, 0.43])
+def test_binomial_cdf_never_exceeds_one(impl, p):
+    """binomial_cdf stays <= 1 (a probability) even when the summed pmf rounds above 1."""
+    got = np.asarray(impl.binomial_cdf(np.arange(3), 2, p))
+    assert got.max() <= 1.0, f"binomial_cdf(n=2, p={p}) reached {got.max()!r} > 1"
+    np.testing.assert_allclose(got, stats.binom.cdf(np.arange(3), 2, p), rtol=1e-12)
+
+
 @pytest.mark.parametrize("df", [1.0, 2.5, 10.0, 652.0])
 def test_t_sf_matches_scipy(impl, df):
     """t_sf equals scipy.stats.t.sf for positive and negative t and fractional df."""
