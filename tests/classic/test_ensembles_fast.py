@@ -27,7 +27,7 @@ REFERENCE = "airoad.classic.ensembles_fast"
 
 
 @pytest.mark.parametrize("criterion", ["gini", "entropy"])
-def test_trees_grown_together_equal_trees_grown_alone(impl, cancer, criterion):
+def test_trees_grown_together_equal_trees_grown_alone(impl, cancer, criterion):  # noqa: F811
     """Every tree of the fast forest equals the readable forest's tree, array by array."""
     X, y = cancer
     kw = dict(n_estimators=7, criterion=criterion, random_state=3)
