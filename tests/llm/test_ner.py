@@ -45,6 +45,14 @@ def tokenizer():
     )
 
 
+@pytest.fixture(scope="module")
+def blank_nlp():
+    """spaCy's blank English pipeline (a tokenizer and a vocabulary, no model)."""
+    import spacy
+
+    return spacy.blank("en")
+
+
 def _tiny_tagger(seed: int = 0):
     """A seeded 2-layer, 16-wide random BertForTokenClassification with 7 labels, no dropout."""
     from transformers import BertConfig, BertForTokenClassification
@@ -127,18 +135,16 @@ def test_collate_tagged_matches_data_collator_for_token_classification(impl, tok
     ),
     st.integers(0, 3),
 )
-def test_spacy_bio_matches_spacys_biluo_to_iob(impl, layout, tail):
+def test_spacy_bio_matches_spacys_biluo_to_iob(impl, blank_nlp, layout, tail):
     """spacy_bio equals spaCy's offsets_to_biluo_tags + biluo_to_iob, with the labels mapped to PER/LOC/ORG."""
-    import spacy
-    from spacy.tokens import Span
+    from spacy.tokens import Doc, Span
     from spacy.training import biluo_to_iob, offsets_to_biluo_tags
 
     spans, pos = [], 0
     for gap, length, label in layout:
         spans.append((pos + gap, pos + gap + length, label))
         pos += gap + length
-    nlp = spacy.blank("en")
-    doc = spacy.tokens.Doc(nlp.vocab, words=[f"w{i}" for i in range(pos + tail)])
+    doc = Doc(blank_nlp.vocab, words=[f"w{i}" for i in range(pos + tail)])
     doc.ents = [Span(doc, s, e, label=lab) for s, e, lab in spans]
     offsets = [(e.start_char, e.end_char, e.label_) for e in doc.ents]
     want = []
@@ -158,6 +164,7 @@ def test_entities_match_seqeval_get_entities(impl, y):
         assert impl.entities(tags) == get_entities(list(tags)), tags
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # seqeval averages over empty types
 @FAST
 @given(BIO, st.integers(0, 10_000))
 def test_entity_scores_match_seqeval(impl, y_true, seed):
