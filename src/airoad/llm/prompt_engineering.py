@@ -306,11 +306,14 @@ def majority_vote(answers: Sequence[Any]) -> Any:
 def wilson_interval(successes: int, n: int, level: float = 0.95) -> tuple[float, float]:
     """Wilson's score interval of a proportion: with p = successes / n and z the normal
     quantile of (1 + level) / 2, centre (p + z²/2n) / (1 + z²/n) and half-width
-    z·sqrt(p(1-p)/n + z²/4n²) / (1 + z²/n); (0, 1) when n is 0."""
+    z·sqrt(p(1-p)/n + z²/4n²) / (1 + z²/n), clipped to [0, 1], with the lower end exactly 0
+    when successes is 0 and the upper exactly 1 when successes is n; (0, 1) when n is 0."""
     if n == 0:
         return 0.0, 1.0
     z = float(norm.ppf((1 + level) / 2))
     p, scale = successes / n, 1 + z * z / n
     centre = (p + z * z / (2 * n)) / scale
     half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / scale
-    return float(max(centre - half, 0.0)), float(min(centre + half, 1.0))
+    low = 0.0 if successes == 0 else max(centre - half, 0.0)  # exact ends, no rounding dust
+    high = 1.0 if successes == n else min(centre + half, 1.0)
+    return float(low), float(high)
