@@ -207,3 +207,48 @@ def test_training_lowers_the_loss_on_real_digits(impl):
     assert pred.shape == (256,) and pred.dtype == np.int64, "predict returns (n,) int64 labels"
     assert (pred == y).mean() > 0.95, "the network should fit 256 training digits"
     assert model.weights[0].dtype == np.float32, "a float32 model must stay float32 while training"
+
+
+def test_init_and_forward_scale_match_torch_kaiming_normal(impl):
+    """A fresh MLP has the weight and logit spread of torch's kaiming_normal_ (He, relu) init; biases 0."""
+    sizes = (200, 100, 50)
+    model = impl.MLP(sizes, seed=0, dtype=np.float64)
+    torch.manual_seed(0)
+    ref = torch.nn.Sequential(torch.nn.Linear(200, 100), torch.nn.ReLU(), torch.nn.Linear(100, 50))
+    for layer in ref[0::2]:
+        torch.nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
+        torch.nn.init.zeros_(layer.bias)
+    for w, b, layer in zip(model.weights, model.biases, ref[0::2]):
+        np.testing.assert_allclose(
+            w.std(), layer.weight.std().item(), rtol=0.1, err_msg=f"std of a {w.shape} weight"
+        )
+        np.testing.assert_array_equal(b, 0.0, err_msg="biases start at 0")
+    X = np.random.default_rng(1).standard_normal((400, 200))
+    ours = model.forward(X).std()
+    theirs = ref(torch.tensor(X, dtype=torch.float32)).std().item()
+    np.testing.assert_allclose(ours, theirs, rtol=0.25, err_msg="spread of the initial logits")
+
+
+@pytest.mark.parametrize("seed", [None, 3])
+def test_train_epoch_matches_torch_minibatch_sgd(impl, seed):
+    """train_epoch equals torch SGD over the batches of rng.permutation(n) (np.arange(n) when rng is None)."""
+    model = impl.MLP(SIZES, seed=2, dtype=np.float64)
+    params = _torch_params(model)
+    opt = torch.optim.SGD(params, lr=0.1, momentum=0.9)
+    X, y = _data(n=22, seed=7)
+    rng = None if seed is None else np.random.default_rng(seed)
+    losses = impl.train_epoch(model, X, y, lr=0.1, batch_size=8, rng=rng)
+    order = np.arange(22) if seed is None else np.random.default_rng(seed).permutation(22)
+    theirs = []
+    for start in range(0, 22, 8):
+        idx = torch.tensor(order[start : start + 8])
+        opt.zero_grad()
+        loss = F.cross_entropy(_torch_forward(params, torch.tensor(X)[idx]), torch.tensor(y)[idx])
+        loss.backward()
+        opt.step()
+        theirs.append(loss.item())
+    np.testing.assert_allclose(losses, theirs, rtol=1e-9, err_msg="per-batch losses")
+    for i, w in enumerate(model.weights):
+        np.testing.assert_allclose(
+            w, params[2 * i].detach().numpy(), atol=1e-10, err_msg=f"weights[{i}] after the epoch"
+        )
