@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import ast
 import difflib
+import hashlib
 import importlib
 import json
 import os
@@ -220,7 +221,7 @@ def grade_lab(entry, size: int, parallel: int, say) -> dict:
     """Baseline, then every sampled mutant of one lab; the lab's result record."""
     from airoad.labs.learner import guard_policy
 
-    started = time.monotonic()
+    started, digest = time.monotonic(), _digest(entry.tests)
     sources, sample, n_points = lab_sample(entry, size)
     warm_lab(entry)
     tests = [str(REPO / t) for t in entry.tests]
@@ -255,7 +256,14 @@ def grade_lab(entry, size: int, parallel: int, say) -> dict:
                 f"  {entry.id} {job.name} {got['status']:8s} {got['seconds']:6.1f}s {job.info['id']}"
             )
     result["mutants"].sort(key=lambda m: m["n"])
+    if _digest(entry.tests) != digest:  # the graders were edited while their mutants ran
+        result["problem"] = "the grader files changed during the run: run this lab again"
+        say(f"{entry.id}: {result['problem']}")
     return result | {"seconds": round(time.monotonic() - started, 1)}
+
+
+def _digest(tests) -> str:
+    return hashlib.sha256(b"".join((REPO / t).read_bytes() for t in tests)).hexdigest()
 
 
 # ------------------------------------------------------------------ command line

@@ -102,10 +102,10 @@ def render(results: dict) -> str:
         total_seconds += lab.get("seconds", 0.0)
         if lab.get("problem"):
             rows.append(
-                f"| {lab_id} | {lab['phase']} | broken: the reference fails its graders "
+                f"| {lab_id} | {lab['phase']} | not graded: {lab['problem'][:60]} "
                 f"| | | | | | | | {lab.get('baseline_seconds', '')} | {lab['seconds']:.0f} |"
             )
-            details.append(f"### {lab_id}\n\nBroken: {lab['problem'][:500]}\n")
+            details.append(f"### {lab_id}\n\nNot graded: {lab['problem'][:500]}\n")
             continue
         judged = judged_all.get(lab_id, {})
         c = counts(lab, judged)
