@@ -245,3 +245,17 @@ def test_mlp_follows_torch_loss_trajectory_on_iris(impl, iris_std):
         ours, theirs, rtol=1e-9, atol=1e-12, err_msg="loss trajectory differs from torch"
     )
     assert ours[-1] < 0.5 * ours[0], "training should at least halve the loss on iris"
+
+
+def test_mlp_init_matches_torch_linear_default(impl):
+    """MLP weights have the spread of torch.nn.Linear's default init, within +-1/sqrt(fan_in); biases 0."""
+    torch.manual_seed(0)
+    params = impl.MLP((300, 100, 10), seed=0).parameters()
+    for W, b in zip(params[0::2], params[1::2]):
+        fan_in, fan_out = W.data.shape
+        ref = torch.nn.Linear(fan_in, fan_out).weight.detach().double()
+        np.testing.assert_allclose(
+            W.data.std(), ref.std().item(), rtol=0.1, err_msg=f"std of a {W.data.shape} weight"
+        )
+        assert np.abs(W.data).max() <= 1 / np.sqrt(fan_in), "weights stay within +-1/sqrt(fan_in)"
+        np.testing.assert_array_equal(b.data, 0.0, err_msg="biases start at 0")
