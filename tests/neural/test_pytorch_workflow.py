@@ -3,6 +3,8 @@ resume the same loss curve, and a TorchScript export that computes what the mode
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pytest
 import torch
@@ -142,11 +144,11 @@ def test_resumed_run_continues_the_same_loss_curve(impl, fashion, tmp_path):
 
 
 def test_torchscript_export_gives_the_same_outputs(impl, fashion, tmp_path):
-    """export_torchscript saves a module that torch.jit.load runs to the model's eval-mode logits."""
+    """export_torchscript saves and returns a module that runs to the model's eval-mode logits."""
     torch.manual_seed(2)
     model = impl.SmallNet(hidden=32, dropout=0.5)
     path = tmp_path / "model.pt"
-    impl.export_torchscript(model, path)
+    scripted = impl.export_torchscript(model, path)
     assert path.exists(), "export_torchscript did not write the file"
     loaded = torch.jit.load(str(path))
     x = torch.stack([impl.ImageDataset(*fashion)[i][0] for i in range(16)])
@@ -158,3 +160,42 @@ def test_torchscript_export_gives_the_same_outputs(impl, fashion, tmp_path):
         torch.testing.assert_close(
             loaded(x), loaded(x), msg="the exported module must be in eval mode"
         )
+        torch.testing.assert_close(
+            scripted(x), model(x), msg="export_torchscript must return the compiled module"
+        )
+
+
+def test_default_standardisation_uses_the_training_set_statistics(impl):
+    """With default mean/std, ImageDataset standardises by the pixel mean and std of all of X_train."""
+    X = load("fashion-mnist")["X_train"]
+    pixels = X / 255.0
+    mean, std = pixels.mean(), pixels.std()
+    ds = impl.ImageDataset(X[:50], np.zeros(50, dtype=np.int64))
+    for i in (0, 17, 49):
+        np.testing.assert_allclose(
+            ds[i][0][0].numpy(),
+            (pixels[i] - mean) / std,
+            atol=1e-3,
+            err_msg="default standardisation is not (pixel/255 - mean of X_train) / its std",
+        )
+
+
+class _RunsCode:
+    """A pickled object that would call a function when unpickled without weights_only."""
+
+    def __reduce__(self):
+        return (print, ("arbitrary code ran while loading a checkpoint",))
+
+
+def test_load_checkpoint_refuses_pickled_code(impl, tmp_path):
+    """load_checkpoint loads plain tensors only (torch.load weights_only=True): pickled code is refused."""
+    torch.manual_seed(0)
+    model = impl.SmallNet(hidden=8, dropout=0.0)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    path = tmp_path / "ckpt.pt"
+    impl.save_checkpoint(path, model, optimizer, 1, torch.Generator().manual_seed(0), [1.0])
+    state = torch.load(path, weights_only=True)
+    state["history"] = [_RunsCode()]
+    torch.save(state, path)
+    with pytest.raises(pickle.UnpicklingError):
+        impl.load_checkpoint(path, model, optimizer, torch.Generator())
