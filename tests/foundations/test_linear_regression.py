@@ -121,10 +121,54 @@ def test_gradient_descent_respects_max_iter_and_learning_rate(impl, diabetes):
     )
 
 
+def test_gradient_descent_stops_at_the_first_step_within_tol(impl, diabetes):
+    """gd stops at the first w where max|gradient| <= tol * (1 + max|X^T y| / n), not later."""
+    X, y = diabetes
+    X = StandardScaler().fit_transform(X)
+    yc, n, tol = y - y.mean(), len(y), 1e-3
+
+    def grad_max(model):
+        return np.max(np.abs(X.T @ (X @ model.coef_ - yc) / n))
+
+    scale = 1 + np.max(np.abs(X.T @ yc)) / n
+    done = impl.LinearRegression(solver="gd", max_iter=100_000, tol=tol).fit(X, y)
+    assert grad_max(done) <= tol * scale, "gd stopped before the gradient met the tolerance"
+    before = impl.LinearRegression(solver="gd", max_iter=done.n_iter_ - 1, tol=tol).fit(X, y)
+    assert grad_max(before) > tol * scale, (
+        f"the gradient already met the tolerance after {done.n_iter_ - 1} steps; gd went on"
+    )
+
+
+def test_gradient_descent_loss_history_is_half_the_mse(impl, diabetes):
+    """loss_history_ holds ||X w - y||^2 / (2 n) at w = 0 and after each step (centred data)."""
+    X, y = diabetes
+    X = StandardScaler().fit_transform(X)
+    gd = impl.LinearRegression(solver="gd", max_iter=1, learning_rate=0.1).fit(X, y)
+    yc = y - y.mean()
+    residuals = [yc, X @ gd.coef_ - yc]
+    np.testing.assert_allclose(
+        gd.loss_history_,
+        [r @ r / (2 * len(y)) for r in residuals],
+        rtol=1e-10,
+        err_msg="loss_history_ is not ||X w - y||^2 / (2 n)",
+    )
+
+
 def test_unknown_solver_raises(impl, diabetes):
     """An unknown solver name raises ValueError."""
     with pytest.raises(ValueError):
         impl.LinearRegression(solver="magic").fit(*diabetes)
+
+
+def test_center_rejects_bad_shapes(impl):
+    """center raises ValueError for 2-D y, 1-D X or mismatched lengths, and means match numpy's."""
+    X, y = np.arange(12.0).reshape(6, 2), np.arange(6.0)
+    for bad_X, bad_y in [(X, y[:, None]), (X[:, 0], y), (X, y[:5])]:
+        with pytest.raises(ValueError):
+            impl.center(bad_X, bad_y, True)
+    Xc, yc, x_mean, y_mean = impl.center(X, y, True)
+    np.testing.assert_allclose(x_mean, X.mean(axis=0), err_msg="x_mean is not X's column mean")
+    np.testing.assert_allclose(Xc, X - X.mean(axis=0), err_msg="Xc is not X minus its mean")
 
 
 @pytest.mark.parametrize("alpha", [1e-3, 1.0, 100.0])
@@ -181,6 +225,15 @@ def test_lasso_duality_gap_matches_sklearn(impl, diabetes):
     )
     ours = impl.Lasso(alpha=0.1, tol=1e-3).fit(X, y)
     assert 0 <= ours.dual_gap_ * len(y) <= 1e-3 * (yc @ yc), "Lasso stopped above the tolerance"
+
+
+def test_duality_gap_is_zero_for_the_all_zero_solution(impl, diabetes):
+    """duality_gap is 0 at w = 0 when l1 >= max|X^T y| (then w = 0 is the lasso optimum)."""
+    X, y = diabetes
+    Xc, yc = X - X.mean(axis=0), y - y.mean()
+    l1 = 1.01 * np.max(np.abs(Xc.T @ yc))
+    gap = impl.duality_gap(np.zeros(X.shape[1]), yc @ yc, Xc.T @ yc, yc @ yc, l1)
+    assert gap == pytest.approx(0.0, abs=1e-9 * (yc @ yc)), f"duality_gap at the optimum is {gap}"
 
 
 @settings(max_examples=20, deadline=None)
