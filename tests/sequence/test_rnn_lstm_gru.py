@@ -213,11 +213,12 @@ def test_copy_weights_rejects_wrong_shapes(impl):
         impl.copy_weights_from(impl.LSTMCell(IN, H), nn.LSTMCell(IN, H + 1))
 
 
-def test_gradient_norms_match_torch_input_gradients(impl):
-    """gradient_norms_over_time: dloss/dx_t norms equal torch's; dloss/dh_T is a vector of ones."""
+@pytest.mark.parametrize("mode", ["rnn", "lstm"])
+def test_gradient_norms_match_torch_input_gradients(impl, mode):
+    """gradient_norms_over_time: dloss/dx_t norms equal torch's (loss = sum of h_T); dloss/dh_T is ones."""
     torch.manual_seed(5)
-    theirs = nn.RNN(IN, H).double()
-    cell = impl.copy_weights_from(impl.RNNCell(IN, H).double(), _cell_view(theirs, ""))
+    theirs = TORCH_NETS[mode](IN, H).double()
+    cell = impl.copy_weights_from(_ours_cell(impl, mode).double(), _cell_view(theirs, ""))
     x = torch.randn(T, B, IN, dtype=torch.float64)
     h_norms, x_norms = impl.gradient_norms_over_time(cell, x)
     assert h_norms.shape == (T,) and x_norms.shape == (T,), (
@@ -245,3 +246,22 @@ def test_gradient_vanishes_in_rnn_with_small_recurrent_weights(impl):
     assert h_norms[0] < 1e-8 * h_norms[-1], (
         "after 29 steps the gradient should have all but vanished"
     )
+
+
+@pytest.mark.parametrize("mode", ["rnn", "lstm", "gru"])
+def test_fresh_cells_are_initialised_like_torch(impl, mode):
+    """A fresh cell draws every parameter from U(+-1/sqrt(H)) like torch's, so its first step spreads alike."""
+    torch.manual_seed(0)
+    n_in, hidden = 30, 40
+    ours = {"rnn": impl.RNNCell, "lstm": impl.LSTMCell, "gru": impl.GRUCell}[mode](n_in, hidden)
+    theirs = TORCH_CELLS[mode](n_in, hidden)
+    for name, _ in theirs.named_parameters():
+        q = getattr(ours, name).detach()
+        assert q.abs().max() <= hidden**-0.5, f"{mode}.{name} leaves +-1/sqrt(hidden_size)"
+    pooled = [torch.cat([p.detach().flatten() for p in m.parameters()]) for m in (ours, theirs)]
+    torch.testing.assert_close(pooled[0].std(), pooled[1].std(), rtol=0.1, atol=0, msg="spread")
+    x = torch.randn(200, n_in)
+    with torch.no_grad():
+        first, ref = ours(x), theirs(x)
+    first, ref = (first[0], ref[0]) if mode == "lstm" else (first, ref)
+    torch.testing.assert_close(first.std(), ref.std(), rtol=0.2, atol=0, msg="first-step spread")
