@@ -44,7 +44,7 @@ def test_freeze_keeps_backbone_fixed_during_training(impl):
         assert p.grad is None, f"backbone parameter {name} got a gradient"
         assert torch.equal(p, before[name]), f"backbone parameter {name} changed"
     assert not torch.equal(model.head.weight, head_before), "the head should still train"
-    impl.unfreeze(model.backbone)
+    assert impl.unfreeze(model.backbone) is model.backbone, "unfreeze should return the module"
     assert all(p.requires_grad for p in model.backbone.parameters()), "unfreeze must restore grads"
 
 
@@ -65,6 +65,13 @@ def test_replace_head_shape_and_keeps_backbone(impl):
     assert float(model.head.weight.detach().abs().max()) <= bound, (
         "init should be uniform in +-1/sqrt(fan_in)"
     )
+    gen = torch.Generator().manual_seed(3)
+    weight = torch.rand(5, 16, generator=gen) * 2 * bound - bound
+    bias = torch.rand(5, generator=gen) * 2 * bound - bound
+    torch.testing.assert_close(
+        model.head.weight.detach(), weight, msg="weight: U(+-bound) from gen"
+    )
+    torch.testing.assert_close(model.head.bias.detach(), bias, msg="bias: drawn after the weight")
     twin = impl.replace_head(_model(impl), 5, seed=3)
     torch.testing.assert_close(twin.head.weight, model.head.weight, msg="same seed, same head")
 
@@ -88,15 +95,16 @@ def test_stratified_subset_keeps_class_proportions(impl):
 
 
 def test_stratified_subset_is_seeded(impl):
-    """The same seed gives the same subset; a different seed a different one."""
+    """The same seed gives the same subset, a different seed another; fractions outside (0, 1] raise."""
     y = np.repeat(np.arange(10), 500)
     a = np.asarray(impl.stratified_subset(y, 0.02, seed=1))
     b = np.asarray(impl.stratified_subset(y, 0.02, seed=1))
     c = np.asarray(impl.stratified_subset(y, 0.02, seed=2))
     assert np.array_equal(a, b), "same seed must give the same indices"
     assert not np.array_equal(a, c), "a different seed should give different indices"
-    with pytest.raises(ValueError):
-        impl.stratified_subset(y, 0.0)
+    for bad in (0.0, 1.2):  # one example per class: 1.2 would not overflow a class
+        with pytest.raises(ValueError):
+            impl.stratified_subset(np.arange(10), bad)
 
 
 def test_images_to_tensor(impl):
@@ -130,3 +138,28 @@ def test_training_lowers_loss_and_accuracy_is_argmax(impl):
     with torch.no_grad():
         expected = float((model(X).argmax(1) == y).float().mean())
     assert impl.accuracy(model, X, y, batch_size=5) == pytest.approx(expected)
+
+
+def test_train_model_equals_a_hand_written_adam_loop(impl):
+    """train_model's epoch losses equal a plain torch Adam loop over randperm batches (size-weighted mean)."""
+    X, y = _batch(20, 3, seed=4)
+    model, twin = _model(impl, 3), _model(impl, 3)
+    impl.freeze(model.backbone)
+    ours = impl.train_model(
+        model, X, y, epochs=2, lr=1e-2, batch_size=8, generator=torch.Generator().manual_seed(5)
+    )
+    twin.backbone.requires_grad_(False)
+    opt = torch.optim.Adam(twin.head.parameters(), lr=1e-2)
+    gen, theirs = torch.Generator().manual_seed(5), []
+    for _ in range(2):
+        order, total = torch.randperm(20, generator=gen), 0.0
+        for s in range(0, 20, 8):
+            idx = order[s : s + 8]
+            opt.zero_grad()
+            loss = torch.nn.functional.cross_entropy(twin(X[idx]), y[idx])
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(idx)
+        theirs.append(total / 20)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-6, err_msg="per-epoch mean losses")
+    torch.testing.assert_close(model.head.weight, twin.head.weight, msg="head after training")
