@@ -277,6 +277,29 @@ def test_reinforce_estimate_is_unbiased(impl, seed):
     assert not torch.allclose(est, torch.zeros(5, dtype=F64)), "estimate must not be zero"
 
 
+def test_reinforce_baseline_is_the_mean_of_earlier_rewards(impl):
+    """train_reinforce equals a step-by-step torch replay whose baseline is the mean earlier reward."""
+    batch, lr, seed = 16, 0.5, 3
+    _, history = impl.train_reinforce(MEANS, 4 * batch, batch_size=batch, lr=lr, seed=seed)
+    g = torch.Generator().manual_seed(seed)
+    bandit = impl.BernoulliBandit(MEANS)
+    logits = torch.zeros(len(MEANS), dtype=F64, requires_grad=True)
+    opt = torch.optim.SGD([logits], lr=lr)
+    earlier: list[torch.Tensor] = []
+    for t in range(4):
+        dist = torch.distributions.Categorical(logits=logits)
+        arms = torch.multinomial(dist.probs.detach(), batch, replacement=True, generator=g)
+        rewards = bandit.pull(arms, g)
+        b = torch.cat(earlier).mean() if earlier else 0.0
+        opt.zero_grad()
+        (-torch.mean((rewards - b) * dist.log_prob(arms))).backward()
+        opt.step()
+        earlier.append(rewards)
+        torch.testing.assert_close(
+            history[t], torch.softmax(logits.detach(), 0), msg=f"update {t} differs from the replay"
+        )
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_reinforce_learns_best_arm(impl, seed):
     """After 3000 pulls the trained policy puts most of its mass on the best arm (seeded)."""
