@@ -3,6 +3,8 @@ baselines, least-squares autoregression against scikit-learn, and the LSTM forec
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -43,21 +45,24 @@ def test_make_windows_matches_a_loop(impl, T, F, data):
 
 
 def test_make_windows_accepts_1d_and_rejects_bad_window(impl):
-    """A 1-D series becomes one feature; a window >= the series length raises ValueError."""
+    """A 1-D series becomes one feature; a window of 0 or >= the series length raises ValueError."""
     X, y = impl.make_windows(np.arange(10.0), np.arange(10.0), 3)
     assert X.shape == (7, 3, 1), f"1-D input gave X shape {X.shape}, expected (7, 3, 1)"
-    with pytest.raises(ValueError):
-        impl.make_windows(np.arange(5.0), np.arange(5.0), 5)
+    for bad in (5, 0):
+        with pytest.raises(ValueError):
+            impl.make_windows(np.arange(5.0), np.arange(5.0), bad)
 
 
 def test_chronological_split_keeps_time_order(impl):
-    """chronological_split returns consecutive train, val, test indices in time order."""
+    """chronological_split returns consecutive train, val, test indices in time order (>= 1 train)."""
     train, val, test = impl.chronological_split(100, 15, 20)
     np.testing.assert_array_equal(train, np.arange(65), err_msg="train should be the first 65")
     np.testing.assert_array_equal(val, np.arange(65, 80), err_msg="val should be 65..79")
     np.testing.assert_array_equal(test, np.arange(80, 100), err_msg="test should be the last 20")
     with pytest.raises(ValueError):
         impl.chronological_split(10, 5, 5)
+    edge = impl.chronological_split(10, 0, 9)  # one training sample is enough; val may be empty
+    assert [len(part) for part in edge] == [1, 0, 9], "split (10, 0, 9) should give 1, 0, 9"
 
 
 def test_standardizer_matches_sklearn_and_uses_train_only(impl, nyse):
@@ -198,4 +203,37 @@ def test_training_learns_an_ar1_series_and_keeps_best_epoch(impl):
     persistence = np.mean((impl.last_value_forecast(X[val][:, :, 0]) - y[val]) ** 2)
     assert val_mse < 0.8 * persistence, (
         f"val MSE {val_mse:.3f} should beat persistence {persistence:.3f}"
+    )
+
+
+def test_train_forecaster_equals_a_hand_written_adam_loop(impl):
+    """train_forecaster's losses equal a plain torch Adam-on-MSE loop over randperm(seed) batches."""
+    rng = np.random.default_rng(3)
+    X, y = rng.normal(size=(40, 6, 2)), rng.normal(size=40)
+    Xv, yv = rng.normal(size=(10, 6, 2)), rng.normal(size=10)
+    torch.manual_seed(0)
+    model = impl.LSTMForecaster(2, hidden_size=4)
+    twin = copy.deepcopy(model)
+    hist = impl.train_forecaster(model, X, y, Xv, yv, epochs=2, lr=0.01, batch_size=16, seed=1)
+    xt, yt = torch.tensor(X, dtype=torch.float32), torch.tensor(y, dtype=torch.float32)
+    opt, gen = torch.optim.Adam(twin.parameters(), lr=0.01), torch.Generator().manual_seed(1)
+    train_loss, val_loss = [], []
+    for _ in range(2):
+        order, total = torch.randperm(40, generator=gen), 0.0
+        for start in range(0, 40, 16):
+            batch = order[start : start + 16]
+            opt.zero_grad()
+            loss = torch.nn.functional.mse_loss(twin(xt[batch]), yt[batch])
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(batch)
+        train_loss.append(total / 40)
+        with torch.no_grad():
+            pred = twin(torch.tensor(Xv, dtype=torch.float32)).double().numpy()
+        val_loss.append(float(np.mean((pred - yv) ** 2)))
+    np.testing.assert_allclose(hist["train_loss"], train_loss, rtol=1e-6, err_msg="train loss")
+    np.testing.assert_allclose(hist["val_loss"], val_loss, rtol=1e-6, err_msg="validation loss")
+    empty = impl.train_forecaster(twin, X, y, Xv, yv, epochs=0)
+    assert empty == {"train_loss": [], "val_loss": [], "best_epoch": -1}, (
+        "with epochs=0 nothing runs: empty losses and best_epoch -1"
     )
