@@ -176,6 +176,13 @@ def test_augment_crops_and_flips_per_image(impl):
     assert torch.equal(plain, x), (
         "augment with padding 0 and no flip must return the images unchanged"
     )
+    same = x[:1].expand(64, 1, 5, 5)
+    flipped = impl.augment(same, 0, torch.Generator().manual_seed(1), flip=True)
+    mirrored = [torch.equal(f[0], x[0, 0].flip(-1)) for f in flipped]
+    assert all(m or torch.equal(f, x[0]) for m, f in zip(mirrored, flipped)), (
+        "with padding 0 every image must be the original or its left-right mirror"
+    )
+    assert 10 < sum(mirrored) < 54, f"{sum(mirrored)} of 64 images mirrored, expected about half"
 
 
 def test_residual_block_is_identity_plus_branch(impl):
@@ -191,6 +198,28 @@ def test_residual_block_is_identity_plus_branch(impl):
     torch.testing.assert_close(
         out, torch.relu(x), msg="the shortcut must add x before the final relu"
     )
+
+
+def test_residual_block_matches_functional_torch_in_eval_mode(impl):
+    """In eval mode ResidualBlock is relu(x + bn2(conv2(relu(bn1(conv1(x)))))), bias-free 3x3 convs."""
+    torch.manual_seed(1)
+    block = impl.ResidualBlock(3).eval()
+    bns = [block.bn1, block.bn2]
+    with torch.no_grad():
+        for bn in bns:  # non-trivial statistics so that every term shows
+            bn.running_mean.normal_()
+            bn.running_var.uniform_(0.5, 2.0)
+            bn.weight.normal_()
+            bn.bias.normal_()
+    x = torch.randn(2, 3, 5, 5)
+
+    def bn(h, m):
+        return F.batch_norm(h, m.running_mean, m.running_var, m.weight, m.bias, eps=m.eps)
+
+    with torch.no_grad():
+        h = torch.relu(bn(F.conv2d(x, block.conv1.weight, padding=1), block.bn1))
+        ref = torch.relu(x + bn(F.conv2d(h, block.conv2.weight, padding=1), block.bn2))
+        torch.testing.assert_close(block(x), ref, msg="ResidualBlock differs from the formula")
 
 
 def test_fashion_cnn_shapes_and_gradients(impl):
