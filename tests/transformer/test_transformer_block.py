@@ -287,7 +287,13 @@ def test_language_model_seed_fixes_weights_only(impl):
     a = impl.TransformerLM(9, 8, 2, 2, 16, max_len=8, position="rope", seed=4)
     b = impl.TransformerLM(9, 8, 2, 2, 16, max_len=8, position="rope", seed=4)
     assert torch.equal(torch.get_rng_state(), state), "a seeded model must not move the global RNG"
+    with torch.random.fork_rng():  # another global state: the seed alone must fix the weights
+        torch.manual_seed(99)
+        c = impl.TransformerLM(9, 8, 2, 2, 16, max_len=8, position="rope", seed=4)
     idx = torch.arange(8)[None] % 9
+    torch.testing.assert_close(
+        a(idx), c(idx), rtol=0, atol=0, msg="the seed did not fix the weights"
+    )
     torch.testing.assert_close(
         a(idx), b(idx), rtol=0, atol=0, msg="the same seed gave different models"
     )
@@ -306,3 +312,10 @@ def test_lm_loss_is_next_token_cross_entropy(impl):
     assert impl.lm_loss(model, x, y).item() == pytest.approx(math.log(7), rel=1e-12), (
         "zero logits must give log(vocab)"
     )
+
+
+def test_n_parameters_counts_trainable_scalars(impl):
+    """n_parameters counts the scalars of the parameters that require grad, frozen ones left out."""
+    model = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2))
+    model[1].weight.requires_grad_(False)
+    assert impl.n_parameters(model) == 3 * 4 + 4 + 2, "count weight and bias scalars, skip frozen"
