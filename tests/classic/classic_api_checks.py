@@ -7,6 +7,7 @@ library's.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -81,6 +82,8 @@ def check_estimator_api(
         search = GridSearchCV(clone(estimator), {key: values}, cv=cv).fit(X, y)
         assert search.best_params_[key] in values, f"GridSearchCV could not tune {name}.{key}"
 
+    _check_feature_count(fitted, X, name)
+
     bad = np.array(X, dtype=float, copy=True)
     bad[0, 0] = np.nan
     try:
@@ -91,3 +94,24 @@ def check_estimator_api(
         raise AssertionError(
             f"{name}.fit must reject NaN input with a ValueError (validate_data / check_X_y)"
         )
+
+
+FITTED_METHODS = ("predict", "predict_proba", "decision_function", "transform", "score_samples")
+
+
+def _check_feature_count(fitted: Any, X: np.ndarray, name: str) -> None:
+    """Every method that takes new X rejects one with fewer columns than fit saw, with
+    scikit-learn's own message (validate_data(..., reset=False) gives it)."""
+    narrow = np.asarray(X, dtype=float)[:, :-1]
+    for method in FITTED_METHODS:
+        if not hasattr(fitted, method):
+            continue
+        try:
+            getattr(fitted, method)(narrow)
+        except ValueError as exc:
+            assert re.search(r"is expecting \d+ features", str(exc)), (
+                f"{name}.{method} on X with too few columns raised {exc!r}; scikit-learn says "
+                f"'X has N features, but ... is expecting M features' (validate_data, reset=False)"
+            )
+        else:
+            raise AssertionError(f"{name}.{method} accepted X with fewer columns than fit saw")

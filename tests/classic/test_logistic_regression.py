@@ -269,6 +269,20 @@ def test_lbfgs_matches_sklearn(impl, load):
     assert ours.n_iter_ > 0, "n_iter_ counts the L-BFGS iterations"
 
 
+def test_lbfgs_warns_only_when_stopped_early(impl, cancer):
+    """lbfgs cut short by max_iter warns ConvergenceWarning like sklearn's; a converged fit is quiet."""
+    from sklearn.exceptions import ConvergenceWarning
+
+    X, y = cancer
+    with pytest.warns(ConvergenceWarning):
+        linear_model.LogisticRegression(max_iter=2).fit(X, y)
+    with pytest.warns(ConvergenceWarning):
+        impl.LogisticRegression(solver="lbfgs", max_iter=2).fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        impl.LogisticRegression(solver="lbfgs", max_iter=5000).fit(X, y)
+
+
 def test_gradient_descent_reaches_the_same_optimum(impl):
     """solver='gd' lands within 1e-4 of sklearn on iris, its loss never going up."""
     X, y = _scaled(load_iris)
@@ -285,6 +299,25 @@ def test_gradient_descent_reaches_the_same_optimum(impl):
     )
     assert np.all(np.diff(hist) <= 1e-12), "with step 1/L the loss must never increase"
     assert ours.n_iter_ > 20, "gradient descent needs many more steps than Newton"
+
+
+def test_gradient_descent_first_step_is_one_over_L(impl, cancer):
+    """gd's first step from 0 is -grad F(0) / L with L = C ||X1||_2^2 / 4 + 1 (binary)."""
+    from sklearn.exceptions import ConvergenceWarning
+
+    X, y = cancer
+    C = 0.3
+    with pytest.warns(ConvergenceWarning):
+        model = impl.LogisticRegression(C=C, solver="gd", max_iter=1).fit(X, y)
+    X1 = np.hstack([X, np.ones((len(X), 1))])
+    L = C * np.linalg.norm(X1, 2) ** 2 / 4 + 1
+    step = -C * X1.T @ (0.5 - y) / L  # the gradient at w = 0 is C X1^T (sigmoid(0) - y)
+    np.testing.assert_allclose(
+        np.append(model.coef_.ravel(), model.intercept_),
+        step,
+        rtol=1e-10,
+        err_msg="the first gd step is not -grad F(0) / L",
+    )
 
 
 def test_newton_loss_decreases_and_stops(impl, cancer):
