@@ -135,3 +135,16 @@ def test_tfidf_random_corpora_match_sklearn(impl, corpus, sublinear, smooth):
     ours = impl.TfidfVectorizer(tokenizer=str.split, **kw).fit(corpus)
     _, ref = _sklearn(corpus, **kw)
     np.testing.assert_allclose(_dense(ours.transform(corpus)), ref.toarray(), atol=1e-12)
+
+
+def test_tfidf_uses_the_given_tokenizer_else_tokenize(impl):
+    """A tokenizer passed in is used as given (like sklearn's tokenizer=); with none, tokenize is."""
+    docs = ["Tea, GOOD tea!", "bad Coffee", "tea-time <br />coffee, tea"]
+    for tokenizer, ours in [
+        (str.split, impl.TfidfVectorizer(tokenizer=str.split)),
+        (impl.tokenize, impl.TfidfVectorizer()),
+    ]:
+        vec, ref = _sklearn(docs, tokenizer=tokenizer)
+        X = ours.fit_transform(docs)
+        assert ours.vocabulary_ == vec.vocabulary_, f"vocabulary differs with {tokenizer}"
+        np.testing.assert_allclose(_dense(X), ref.toarray(), atol=1e-12)
