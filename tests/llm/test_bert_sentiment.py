@@ -45,14 +45,14 @@ def tokenizer():
     )
 
 
-def _tiny_bert(seed: int = 0, dropout: float = 0.0):
-    """A seeded 2-layer, 16-wide random BertForSequenceClassification (2 labels)."""
+def _tiny_bert(seed: int = 0, dropout: float = 0.0, layers: int = 2):
+    """A seeded 2-layer (or `layers`), 16-wide random BertForSequenceClassification (2 labels)."""
     from transformers import BertConfig, BertForSequenceClassification
 
     config = BertConfig(
         vocab_size=len(WORDS) + 4,
         hidden_size=16,
-        num_hidden_layers=2,
+        num_hidden_layers=layers,
         num_attention_heads=2,
         intermediate_size=32,
         max_position_embeddings=32,
@@ -212,6 +212,9 @@ def test_batch_order_shuffles_and_groups_by_length(impl):
     for b in grouped:
         lens = torch.tensor(lengths)[b]
         assert torch.equal(lens, lens.sort(descending=True).values), "a batch is sorted by length"
+    for b in impl.batch_order(lengths, 8, torch.Generator().manual_seed(2), group_size=1):
+        lens = torch.tensor(lengths)[b]
+        assert torch.equal(lens, lens.sort(descending=True).values), "group_size=1 sorts each batch"
     other = impl.batch_order(lengths, 8, torch.Generator().manual_seed(3), group_size=2)
     assert [b.tolist() for b in grouped] != [b.tolist() for b in other], "the seed matters"
 
@@ -286,7 +289,7 @@ def test_last_layer_attention_is_softmax_of_its_queries_and_keys(impl, tokenizer
     """last_layer_attention equals softmax(q k^T / sqrt(d) + mask) of the last layer's own weights."""
     texts, _ = _reviews(4, seed=7)
     batch = impl.collate(tokenizer(texts)["input_ids"], PAD)
-    model = _tiny_bert(seed=4).double()  # built with the default (sdpa) attention
+    model = _tiny_bert(seed=4, layers=3).double()  # default (sdpa) attention; 3 layers: last != [1]
     att = impl.last_layer_attention(copy.deepcopy(model), batch)
     hidden = model.bert(**batch, output_hidden_states=True).hidden_states[-2].detach()
     layer = model.bert.encoder.layer[-1].attention.self
