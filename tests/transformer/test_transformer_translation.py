@@ -207,3 +207,17 @@ def test_cross_attention_weights_are_returned(impl):
     torch.testing.assert_close(weights.sum(-1), torch.ones(3, 3, 5, dtype=F64), **TIGHT)
     assert torch.all(weights[:, :, :, 3:][~src_mask[:, None, None, 3:].expand(3, 3, 5, 3)] == 0)
     torch.testing.assert_close(logits, model(SRC, TGT_IN), **TIGHT)
+
+
+def test_seed_fixes_weights_and_leaves_the_global_rng(impl):
+    """The same seed builds the same weights under any global RNG state and leaves torch's RNG alone."""
+    state = torch.get_rng_state()
+    a = impl.TranslationTransformer(10, 8, 2, 1, 1, 16, 0.0, 0, 12, seed=3)
+    assert torch.equal(torch.get_rng_state(), state), "a seeded model must not move the global RNG"
+    with torch.random.fork_rng():
+        torch.manual_seed(99)
+        b = impl.TranslationTransformer(10, 8, 2, 1, 1, 16, 0.0, 0, 12, seed=3)
+    src, tgt = torch.tensor([[3, 4, 5, 2]]), torch.tensor([[1, 6, 7]])
+    torch.testing.assert_close(
+        a(src, tgt), b(src, tgt), rtol=0, atol=0, msg="the seed must fix every weight"
+    )
