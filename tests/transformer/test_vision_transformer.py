@@ -191,6 +191,15 @@ def test_seed_fixes_the_weights_and_leaves_global_rng_alone(impl):
     assert not torch.allclose(a(x), c(x)), "different seeds gave the same model"
 
 
+def test_class_token_and_positions_start_as_small_gaussians(impl):
+    """The class token and the position table start as N(0, 0.02^2): the class slot's std is 0.02 * sqrt(2)."""
+    vit = impl.VisionTransformer(4, 2, 1, 3, d_model=4096, n_heads=2, n_layers=1, d_ff=8, seed=0)
+    with torch.no_grad():
+        first = vit.tokens(torch.zeros(1, 1, 4, 4))[0, 0]  # class token + position 0
+    assert float(first.std()) == pytest.approx(0.02 * 2**0.5, rel=0.1), "init std is not 0.02"
+    assert float(vit.cls_token.std()) == pytest.approx(0.02, rel=0.1), "class token std not 0.02"
+
+
 def _random_attentions(layers, b, h, t, seed) -> list[torch.Tensor]:
     gen = torch.Generator().manual_seed(seed)
     scores = torch.randn(layers, b, h, t, t, generator=gen, dtype=torch.float64)
