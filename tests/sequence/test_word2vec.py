@@ -116,11 +116,14 @@ def test_sgns_loss_is_finite_for_large_scores(impl):
 
 
 def test_skipgram_module_shapes_init_and_step(impl):
-    """SkipGram: (n_words, dim) embeddings, zero output init, loss ln2*(1+K) at start, falls with training."""
+    """SkipGram: (n_words, dim) embeddings, input U(+-0.5/dim) and zero output init, loss ln2*(1+K), falls."""
     torch.manual_seed(0)
     model = impl.SkipGram(20, 8, seed=0)
     assert tuple(model.inp.weight.shape) == (20, 8) and tuple(model.out.weight.shape) == (20, 8)
     assert model.vectors().shape == (20, 8)
+    w = model.inp.weight.detach()
+    assert w.abs().max() <= 0.5 / 8, "input vectors start uniform in +-0.5/dim (word2vec, gensim)"
+    assert abs(w.mean()) < 0.25 * 0.5 / 8, "input vectors should start centred on 0"
     c, o = torch.tensor([0, 1, 2, 3]), torch.tensor([1, 0, 3, 2])
     neg = torch.tensor([[5, 6], [7, 8], [9, 10], [11, 12]])
     loss0 = model(c, o, neg)
