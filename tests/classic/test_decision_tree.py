@@ -378,3 +378,36 @@ def test_max_features_draws_per_node(impl):
     assert not np.array_equal(a.tree_.feature, c.tree_.feature), (
         "max_features must change the splits"
     )
+
+
+@pytest.mark.parametrize("max_features", [None, "sqrt", "log2", 3, 7, 0.5, 0.01, 1.0])
+def test_resolve_max_features_like_sklearn(impl, max_features):
+    """resolve_max_features(v, 10) equals the max_features_ sklearn's tree resolves v to."""
+    X, y = load_wine(return_X_y=True)
+    X = X[:, :10]
+    theirs = sktree.DecisionTreeClassifier(max_features=max_features, random_state=0).fit(X, y)
+    got = impl.resolve_max_features(max_features, 10)
+    assert got == theirs.max_features_, f"{max_features!r} -> {got}, sklearn {theirs.max_features_}"
+
+
+@pytest.mark.parametrize("bad", [0, -1, 0.0, 1.5, "half"])
+def test_resolve_max_features_rejects_what_sklearn_rejects(impl, bad):
+    """resolve_max_features raises ValueError for values sklearn's tree refuses (0, 1.5, ...)."""
+    X, y = load_iris(return_X_y=True)
+    with pytest.raises(ValueError):
+        sktree.DecisionTreeClassifier(max_features=bad).fit(X, y)
+    with pytest.raises(ValueError):
+        impl.resolve_max_features(bad, 4)
+
+
+def test_sqrt_features_on_iris_tries_two_per_node(impl):
+    """max_features='sqrt' on iris tries 2 of its 4 features per node: some seeds change the tree."""
+    X, y = load_iris(return_X_y=True)
+    full = impl.DecisionTreeClassifier(random_state=0).fit(X, y).tree_.feature
+    trees = [
+        impl.DecisionTreeClassifier(max_features="sqrt", random_state=s).fit(X, y).tree_.feature
+        for s in range(6)
+    ]
+    assert any(not np.array_equal(t, full) for t in trees), (
+        "with 2 features per node, no seed changed the tree: are all 4 features tried?"
+    )

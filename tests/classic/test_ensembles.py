@@ -73,6 +73,32 @@ def test_gb_classifier_matches_sklearn(impl, cancer):
     np.testing.assert_array_equal(ours.predict(Xte), theirs.predict(Xte))
 
 
+def test_gb_classifier_staged_probabilities_match_sklearn(impl, cancer):
+    """staged_predict_proba equals sklearn's at every stage (rows sum to 1)."""
+    X, y = cancer
+    Xtr, ytr = X[::2], y[::2]
+    kw = dict(n_estimators=5, learning_rate=0.3, max_depth=2)
+    ours = impl.GradientBoostingClassifier(**kw).fit(Xtr, ytr)
+    theirs = ske.GradientBoostingClassifier(**kw, random_state=0).fit(Xtr, ytr)
+    stages = list(ours.staged_predict_proba(Xtr))
+    assert len(stages) == 5, f"{len(stages)} stages, expected n_estimators = 5"
+    for m, (a, b) in enumerate(zip(stages, theirs.staged_predict_proba(Xtr))):
+        np.testing.assert_allclose(a, b, atol=1e-9, err_msg=f"stage {m} probabilities differ")
+
+
+def test_boosting_and_forest_reject_zero_trees_like_sklearn(impl, cancer):
+    """n_estimators=0 raises ValueError in fit, as sklearn's ensembles do."""
+    X, y = cancer
+    for ours, theirs in [
+        (impl.GradientBoostingClassifier, ske.GradientBoostingClassifier),
+        (impl.RandomForestClassifier, ske.RandomForestClassifier),
+    ]:
+        with pytest.raises(ValueError):
+            theirs(n_estimators=0).fit(X, y)
+        with pytest.raises(ValueError):
+            ours(n_estimators=0).fit(X, y)
+
+
 def test_gb_regressor_matches_sklearn_stage_by_stage(impl):
     """Squared-loss boosting fits residuals: every staged prediction equals sklearn's."""
     X, y = load_diabetes(return_X_y=True)

@@ -159,6 +159,18 @@ def test_multinomial_parameters_match_sklearn(impl, reviews):
         )
 
 
+def test_multinomial_accepts_alpha_zero_and_sparse_counts_like_sklearn(impl):
+    """alpha=0 is allowed (no smoothing) and a sparse count matrix fits like sklearn's MultinomialNB."""
+    X = np.random.default_rng(0).integers(1, 5, size=(30, 6)).astype(float)  # no zero counts
+    y = np.arange(30) % 3
+    ours = impl.MultinomialNB(alpha=0.0).fit(sparse.csr_matrix(X), y)
+    theirs = naive_bayes.MultinomialNB(alpha=0.0, force_alpha=True).fit(X, y)
+    np.testing.assert_allclose(ours.feature_log_prob_, theirs.feature_log_prob_, rtol=1e-12)
+    tags, sk_tags = ours.__sklearn_tags__(), theirs.__sklearn_tags__()
+    assert tags.input_tags.sparse == sk_tags.input_tags.sparse, "tag: accepts sparse input"
+    assert tags.input_tags.positive_only == sk_tags.input_tags.positive_only, "tag: counts >= 0"
+
+
 @pytest.mark.parametrize("alpha", [1.0, 0.1])
 def test_multinomial_probabilities_match_sklearn(impl, reviews, alpha):
     """predict_proba and predict on test reviews equal MultinomialNB's (alpha = 1 and 0.1)."""

@@ -70,6 +70,18 @@ def test_kernel_matrix_matches_sklearn(impl):
         np.testing.assert_allclose(K, ref, rtol=1e-10, atol=1e-12, err_msg=f"{name} kernel differs")
 
 
+@pytest.mark.parametrize("degree", [0, 1, 2.5])
+def test_poly_kernel_of_any_degree_matches_sklearn(impl, degree):
+    """The poly kernel is (gamma A B^T + coef0)^degree for degree 0, 1 and 2.5 (closed form)."""
+    rng = np.random.default_rng(1)
+    A, B = rng.uniform(size=(6, 3)), rng.uniform(size=(4, 3))  # positive base for degree 2.5
+    K = impl.kernel_matrix(A, B, "poly", gamma=0.5, degree=degree, coef0=1.0)
+    ref = (0.5 * A @ B.T + 1.0) ** degree  # closed form: sklearn refuses degree < 1
+    np.testing.assert_allclose(
+        K, ref, rtol=1e-12, err_msg=f"poly kernel of degree {degree} differs"
+    )
+
+
 def test_smo_binary_solution_matches_libsvm(impl, cancer):
     """smo_solve on a binary problem gives SVC's support vectors, dual coefficients and offset."""
     X, y = cancer

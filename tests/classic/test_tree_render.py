@@ -114,3 +114,33 @@ def test_plot_tree_draws_one_box_per_node(impl, iris_tree, tmp_path):
     fig.savefig(path)
     plt.close(fig)
     assert path.stat().st_size > 5_000, "the saved figure looks empty"
+
+
+def test_plot_tree_tints_leaves_by_majority_class_and_fits_the_axes(impl, iris_tree):
+    """Leaves get one pale colour per majority class, split nodes stay white, all boxes in view."""
+    model, _ = iris_tree
+    fig, ax = plt.subplots()
+    boxes = impl.plot_tree(model, ax=ax)
+    t = model.tree_
+    leaf = t.children_left == -1
+    faces = [tuple(np.round(b.get_bbox_patch().get_facecolor()[:3], 6)) for b in boxes]
+    assert all(faces[i] == (1.0, 1.0, 1.0) for i in np.flatnonzero(~leaf)), "split nodes: white"
+    majority = t.value[:, 0, :].argmax(axis=1)
+    colour_of = {}
+    for i in np.flatnonzero(leaf):
+        assert faces[i] != (1.0, 1.0, 1.0), f"leaf {i} is not tinted"
+        assert min(faces[i]) >= 0.6, f"leaf {i} colour {faces[i]} is not a pale tint"
+        assert colour_of.setdefault(majority[i], faces[i]) == faces[i], "one colour per class"
+    assert len(set(colour_of.values())) == len(colour_of), "classes need different colours"
+    assert all(0.0 <= c <= 1.0 for f in faces for c in f), f"colours outside [0, 1]: {faces}"
+    spots = {tuple(b.xy) for b in boxes}
+    arrows = [a for a in ax.texts if a not in boxes]
+    assert len(arrows) == t.node_count - 1, f"{len(arrows)} arrows for {t.node_count - 1} edges"
+    assert all(tuple(a.xy) in spots and tuple(a.xyann) in spots for a in arrows), (
+        "every arrow must join two boxes"
+    )
+    (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+    for b in boxes:
+        bx, by = b.xy
+        assert x0 < bx < x1 and y0 < by < y1, f"box at {(bx, by)} outside the axes"
+    plt.close(fig)
