@@ -29,16 +29,19 @@ def test_vocab_round_trip(impl, text):
 
 
 def test_split_is_contiguous_by_position(impl):
-    """split_by_position keeps order: train is the head, validation the tail."""
+    """split_by_position keeps order (train the head, validation the tail); fractions outside (0, 1) raise."""
     ids = torch.arange(100)
     train, val = impl.split_by_position(ids, 0.2)
     assert torch.equal(train, torch.arange(80)) and torch.equal(val, torch.arange(80, 100)), (
         "expected the first 80% as train and the last 20% as validation, unshuffled"
     )
+    for bad in (0.0, 1.0):
+        with pytest.raises(ValueError):
+            impl.split_by_position(ids, bad)
 
 
 def test_get_batch_targets_are_inputs_shifted(impl):
-    """get_batch returns (B, T) windows with y the next character of x, reproducibly."""
+    """get_batch returns (B, T) windows with y the next character of x, any valid start, reproducibly."""
     data = torch.arange(50)
     x, y = impl.get_batch(data, 7, 5, torch.Generator().manual_seed(1))
     assert x.shape == (5, 7) and y.shape == (5, 7), f"shapes {tuple(x.shape)}, {tuple(y.shape)}"
@@ -47,6 +50,8 @@ def test_get_batch_targets_are_inputs_shifted(impl):
     assert int(y.max()) <= 49
     x2, _ = impl.get_batch(data, 7, 5, torch.Generator().manual_seed(1))
     assert torch.equal(x, x2), "the same generator seed must give the same batch"
+    x, _ = impl.get_batch(torch.arange(10), 7, 200, torch.Generator().manual_seed(2))
+    assert set(x[:, 0].tolist()) == {0, 1, 2}, "every start 0 .. len - seq_len - 1 can be drawn"
 
 
 def _model(impl, vocab, hidden=16):
@@ -108,7 +113,7 @@ def test_temperature_sharpens_and_flattens(impl, logits):
 
 
 def test_sampling_is_deterministic_given_a_seed(impl):
-    """sample() with the same Generator seed returns the same ids; another seed differs."""
+    """sample() with the same Generator seed returns the same n ids (none for n=0); another seed differs."""
     model = _model(impl, 20)
     prompt = torch.tensor([1, 2, 3])
     a = impl.sample(model, prompt, 40, 1.0, torch.Generator().manual_seed(7))
@@ -117,6 +122,7 @@ def test_sampling_is_deterministic_given_a_seed(impl):
     assert a.shape == (40,), f"sample returned shape {tuple(a.shape)}, expected (40,)"
     assert torch.equal(a, b), "the same seed must give the same sample"
     assert not torch.equal(a, c), "a different seed should give a different sample"
+    assert impl.sample(model, prompt, 0).shape == (0,), "n = 0 must return an empty tensor"
 
 
 def test_low_temperature_equals_greedy_decoding(impl):
@@ -150,3 +156,30 @@ def test_tiny_model_overfits_a_short_string(impl):
     assert loss.item() < 0.1, f"training loss {loss.item():.3f} nats; a tiny model should memorise"
     out = impl.decode(impl.sample(model, impl.encode("hello l", stoi), 18, 0.0), itos)
     assert out == "stm, hello world. ", f"greedy continuation was {out!r}"
+
+
+def test_evaluate_loss_is_the_mean_over_consecutive_windows(impl):
+    """evaluate_loss equals torch's cross-entropy over the n = (len-1)//seq_len next-char windows."""
+    stoi, itos = impl.build_vocab(TEXT)
+    ids = impl.encode(TEXT, stoi)
+    model = _model(impl, len(itos))
+    loss = impl.evaluate_loss(model, ids, seq_len=9, batch_size=4)  # 9 windows: 4 + 4 + 1
+    n = (len(ids) - 1) // 9
+    x, y = ids[: n * 9].view(n, 9), ids[1 : n * 9 + 1].view(n, 9)
+    with torch.no_grad():
+        logits, _ = model.eval()(x)
+        expected = torch.nn.functional.cross_entropy(logits.reshape(-1, len(itos)), y.reshape(-1))
+    assert loss == pytest.approx(expected.item(), rel=1e-6), "mean over windows and characters"
+    with pytest.raises(ValueError):
+        impl.evaluate_loss(model, ids[:9], seq_len=9)
+
+
+def test_next_char_probs_works_on_a_batch_of_logits(impl):
+    """next_char_probs acts on the last axis of (B, V) logits: row softmax, row one-hot at T=0."""
+    z = torch.randn(3, 5, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    torch.testing.assert_close(impl.next_char_probs(z, 0.5), torch.softmax(z / 0.5, dim=-1))
+    torch.testing.assert_close(
+        impl.next_char_probs(z, 0.0),
+        torch.nn.functional.one_hot(z.argmax(-1), 5).double(),
+        msg="temperature 0 gives the one-hot of each row's argmax",
+    )
