@@ -42,6 +42,8 @@ def test_vocab_reserves_pad_unk_and_orders_by_count(impl):
     assert vocab == {"<pad>": 0, "<unk>": 1, "a": 2, "b": 3}, f"got {vocab}"
     small = impl.build_vocab(docs, min_count=1, max_size=4)
     assert small == {"<pad>": 0, "<unk>": 1, "a": 2, "b": 3}, f"max_size=4 gave {small}"
+    bare = impl.build_vocab(docs, min_count=1, max_size=2)
+    assert bare == {"<pad>": 0, "<unk>": 1}, f"max_size=2 leaves room for no word, gave {bare}"
 
 
 @given(docs=WORDS, min_count=st.integers(1, 3))
@@ -150,3 +152,14 @@ def test_metrics_match_sklearn(impl, y):
     assert impl.f1_score(torch.tensor(t), torch.tensor(p), positive=0) == pytest.approx(
         sk_f1(t, p, pos_label=0, zero_division=0.0)
     ), "f1_score ignores `positive`"
+
+
+def test_pad_id_embeds_to_zero_and_unknown_id_trains(impl):
+    """Like nn.Embedding(padding_idx=0): id 0 embeds to zeros with no gradient; <unk> (id 1) learns."""
+    model = _model(impl)
+    ids, lengths = impl.pad_batch([[1, 3, 1], [4, 1], [0, 5]], max_len=5)
+    model(ids, lengths).sum().backward()
+    weight, grad = model.embedding.weight, model.embedding.weight.grad
+    assert torch.count_nonzero(weight[0]) == 0, "the <pad> row must be zeros"
+    assert torch.count_nonzero(grad[0]) == 0, "the <pad> row must get no gradient"
+    assert torch.count_nonzero(grad[1]) > 0, "the <unk> row is a normal, trainable embedding"
