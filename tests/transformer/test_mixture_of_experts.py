@@ -6,6 +6,7 @@ float64 gradcheck of the whole layer."""
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import pytest
@@ -288,3 +289,54 @@ def test_moegpt_loss_adds_aux_in_training_and_counts_active_params(impl):
     assert counts["active"] == dense + 2 * (4 * 8 + 1 * 8), f"active params {counts}"
     assert counts["total"] == sum(p.numel() for p in model.parameters())
     assert impl.parameter_counts(GPT(cfg)) == {"total": dense, "active": dense}
+
+
+def test_router_noise_only_in_training_and_k_is_checked(impl):
+    """Training adds noise_std * randn_like(logits) to the router logits; eval and noise_std=0 draw none; k outside 1..E is a ValueError."""
+    torch.manual_seed(2)
+    layer = impl.MoE(6, 3, 1, 1.25, 10, noise_std=0.5).double()
+    x = _x(8, 6, 4)
+    clean = layer.router(x).detach()
+
+    def z_of(logits):  # router_z_loss's closed form: mean logsumexp^2
+        return (torch.logsumexp(logits, -1) ** 2).mean()
+
+    torch.manual_seed(11)
+    layer(x)
+    torch.manual_seed(11)
+    noisy = clean + 0.5 * torch.randn_like(clean)
+    torch.testing.assert_close(layer.aux["z_loss"], z_of(noisy), **TIGHT, msg="noise differs")
+    for training, std in [(False, 0.5), (True, 0.0)]:
+        layer.train(training)
+        layer.noise_std = std
+        state = torch.get_rng_state()
+        layer(x)
+        assert torch.equal(torch.get_rng_state(), state), "noise drawn where it is off"
+        torch.testing.assert_close(layer.aux["z_loss"], z_of(clean), **TIGHT, msg="noise added")
+    for k in (0, 4):
+        with pytest.raises(ValueError):
+            impl.MoE(6, 3, k)
+
+
+def test_moe_config_defaults_are_switch_style(impl):
+    """MoEConfig() gives MoE's default capacity factor 1.25 and a training loss with no z-loss term."""
+    cfg = GPTConfig(vocab_size=11, block_size=8, n_layer=1, n_head=2, n_embd=8)
+    torch.manual_seed(0)
+    model = impl.MoEGPT(cfg, impl.MoEConfig()).double()
+    layer = model.moe_layers()[0]
+    default = inspect.signature(impl.MoE).parameters["capacity_factor"].default
+    assert layer.capacity_factor == default == 1.25, "capacity factor is not 1.25"
+    idx = torch.randint(11, (2, 8), generator=torch.Generator().manual_seed(3))
+    train_loss = model.loss(idx, idx)
+    balance = layer.aux["balance_loss"]
+    model.eval()
+    want = model.loss(idx, idx) + 0.01 * balance
+    torch.testing.assert_close(train_loss, want, **TIGHT, msg="default aux is 0.01 * balance")
+
+
+def test_one_expert_model_has_no_idle_parameters(impl):
+    """With a single expert (so k = 1) every parameter is active: parameter_counts gives active == total."""
+    cfg = GPTConfig(vocab_size=11, block_size=8, n_layer=1, n_head=2, n_embd=8)
+    model = impl.MoEGPT(cfg, impl.MoEConfig(n_experts=1))
+    total = sum(p.numel() for p in model.parameters())
+    assert impl.parameter_counts(model) == {"total": total, "active": total}
