@@ -341,3 +341,19 @@ def test_early_outputs_ignore_later_tokens(impl):
             before[..., :-1, :], after[..., :-1, :], **TOL, msg=f"{name}: the future leaked"
         )
         assert not torch.allclose(before[..., -1, :], after[..., -1, :]), f"{name}: last row fixed"
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_inputs_without_a_head_dimension(impl, causal):
+    """(B, L, d) inputs: naive and flash attention match SDPA (values, gradients), linear the quadratic form."""
+    q, k, v = _qkv(10, lead=(2,), lq=9, d=3, dv=2, grad=True)
+    ref = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+    naive = impl.naive_attention(q, k, v, causal=causal)
+    torch.testing.assert_close(naive, ref, **TOL, msg="naive_attention differs on (B, L, d)")
+    out = impl.flash_attention(q, k, v, causal=causal, block_q=4, block_k=4)
+    torch.testing.assert_close(out, ref, **TOL, msg="flash_attention differs on (B, L, d)")
+    for name, a, b in zip("qkv", _grads(out, (q, k, v)), _grads(ref, (q, k, v))):
+        torch.testing.assert_close(a, b, **TOL, msg=f"flash_attention d{name} on (B, L, d)")
+    lin = impl.linear_attention(q, k, v, causal=causal, chunk=4, eps=1e-6)
+    want = _quadratic_linear(q, k, v, causal, lambda x: F.elu(x) + 1, 1e-6)
+    torch.testing.assert_close(lin, want, **TOL, msg="linear_attention differs on (B, L, d)")
