@@ -170,3 +170,16 @@ def test_budget_below_the_minimum_is_raised_to_it(impl, tokenizer):
             assert len(row) - 1 == minimum, "with the least budget every token must close"
             text = tokenizer.decode(row, skip_special_tokens=True)
             Pet.model_validate(json.loads(text))
+
+
+def test_processor_fits_a_head_narrower_or_wider_than_the_vocabulary(impl, tokenizer):
+    """The mask is cut to, or padded (forbidden) up to, the scores' width when the head differs from the vocabulary."""
+    strings = impl.token_strings(tokenizer)
+    ids, v = torch.zeros((2, 3), dtype=torch.long), len(strings)
+    want = impl.json_processor(Pet, strings, tokenizer.eos_token_id, 20)(ids, torch.zeros(2, v))
+    assert torch.isinf(want).any() and torch.isfinite(want).any(), "the mask should bite"
+    narrow = impl.json_processor(Pet, strings, tokenizer.eos_token_id, 20)
+    assert torch.equal(narrow(ids, torch.zeros(2, v - 2)), want[:, : v - 2]), "cut to the head"
+    wide = impl.json_processor(Pet, strings, tokenizer.eos_token_id, 20)
+    pad = torch.full((2, 3), float("-inf"))
+    assert torch.equal(wide(ids, torch.zeros(2, v + 3)), torch.cat([want, pad], 1)), "pad: -inf"

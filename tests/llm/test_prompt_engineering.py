@@ -37,15 +37,17 @@ def _ids(seed, lengths, vocab=40):
 
 @pytest.mark.parametrize("difficulty", [1, 3])
 def test_word_problem_answers_follow_their_text(impl, difficulty):
-    """Re-solving each generated problem from its sentences gives its answer; seeded, no negatives."""
+    """Re-solving each problem from its sentences gives its answer; seeded, no negatives, numbers in range."""
     problems = impl.word_problems(30, difficulty, seed=4)
     assert problems == impl.word_problems(30, difficulty, seed=4)
     assert problems != impl.word_problems(30, difficulty, seed=5)
     for question, answer in problems:
         total = int(re.search(r"has (\d+) ", question).group(1))
+        assert 2 <= total <= 4 + 4 * difficulty, f"start outside [2, 4 + 4d]: {question}"
         steps = re.findall(r"Then \w+ (\w+) (\d+)", question)
         assert len(steps) == difficulty and question.endswith("have now?")
         for verb, n in steps:
+            assert 1 <= int(n) <= 2 + 2 * difficulty, f"step outside [1, 2 + 2d]: {question}"
             total += SIGNS[verb] * int(n)
             assert total >= 0, question
         assert answer == total, question
