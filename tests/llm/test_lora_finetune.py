@@ -5,6 +5,7 @@ parameter counts, gradchecks, and the bottleneck adapter against its closed form
 from __future__ import annotations
 
 import copy
+import math
 
 import pytest
 import torch
@@ -237,3 +238,18 @@ def test_bottleneck_adapter_closed_form_identity_start_and_gradcheck(impl):
 
     weights = [params[n].detach().clone().requires_grad_() for n in names_p]
     assert torch.autograd.gradcheck(f, (x, *weights), eps=1e-6, atol=1e-5), "gradcheck failed"
+
+
+def test_adapter_down_starts_like_nn_linear_and_rank_zero_is_refused(impl):
+    """An adapter's down layer starts as nn.Linear's U(-1/sqrt(d), 1/sqrt(d)); a LoRA rank r < 1 is a ValueError."""
+    base = nn.Linear(64, 64)
+    adapter = impl.BottleneckAdapter(base, 32, generator=torch.Generator().manual_seed(0))
+    x = torch.randn(2, 64)
+    torch.testing.assert_close(adapter(x), base(x), atol=0.0, rtol=0.0, msg="up = 0: identity")
+    w, bound = adapter.down.weight, 1.0 / math.sqrt(64)
+    assert float(w.abs().max()) <= bound and float(w.min()) < -bound / 2 < bound / 2 < float(
+        w.max()
+    )
+    assert float(w.std()) == pytest.approx(bound / math.sqrt(3), rel=0.1), "not U(-b, b)"
+    with pytest.raises(ValueError):
+        impl.LoRALinear(nn.Linear(4, 4), r=0)
