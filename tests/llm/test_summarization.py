@@ -12,7 +12,7 @@ import networkx as nx
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from nltk.stem.porter import PorterStemmer
 from rouge_score import rouge_scorer
@@ -51,6 +51,7 @@ def _assert_rouge_equal(impl, target, prediction, use_stemmer):
 
 @SLOW
 @given(TEXTS, st.booleans())
+@example("It was his bus, yes: the cats ran.", True)  # 3-letter words the stemmer would cut
 def test_tokens_equal_rouge_score(impl, text, use_stemmer):
     """rouge_tokenize gives rouge-score's tokens: lower-case, [a-z0-9] runs, stem if > 3 chars."""
     stemmer = PorterStemmer() if use_stemmer else None
@@ -223,6 +224,23 @@ def test_greedy_stops_at_stop_tokens(impl):
     for row, got in zip(free, stopped):
         cut = next((i for i, t in enumerate(row) if t in stop), len(row))
         assert got == row[:cut]
+
+
+def test_position_ids_count_real_tokens_only(impl):
+    """The prompt pass numbers each row's real tokens 0, 1, 2, ...; each new token gets the next position."""
+    model, seen = tiny_llama(40), []
+
+    def spy(**inputs):  # what greedy_generate hands the model, call by call
+        seen.append((inputs["attention_mask"].clone(), inputs["position_ids"].clone()))
+        return model(**inputs)
+
+    prompts = [[5, 6, 7, 8], [9, 8]]
+    impl.greedy_generate(spy, prompts, 3, pad_id=0)
+    mask, positions = seen[0]
+    for row, prompt in enumerate(prompts):
+        assert positions[row][mask[row].bool()].tolist() == list(range(len(prompt)))
+    for step, (_, positions) in enumerate(seen[1:], 1):
+        assert positions.tolist() == [[len(p) - 1 + step] for p in prompts]
 
 
 @pytest.fixture(scope="module")
