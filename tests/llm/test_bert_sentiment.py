@@ -11,6 +11,7 @@ import math
 
 import pytest
 import torch
+from bert_testing import SPECIALS, bert_fast_tokenizer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -25,23 +26,11 @@ N, BATCH, STEPS, WARMUP, LR, DECAY = 40, 4, 20, 5, 1e-2, 0.1
 @pytest.fixture(scope="module")
 def tokenizer():
     """A word-level fast tokenizer: [PAD] 0, [UNK] 1, [CLS] 2, [SEP] 3, then w0..w39."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
+    from tokenizers import models, pre_tokenizers
 
-    vocab = {"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3} | {
-        w: i + 4 for i, w in enumerate(WORDS)
-    }
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
-    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", CLS), ("[SEP]", SEP)]
-    )
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        pad_token="[PAD]",
-        unk_token="[UNK]",
-        cls_token="[CLS]",
-        sep_token="[SEP]",
+    vocab = {t: i for i, t in enumerate([*SPECIALS, *WORDS])}
+    return bert_fast_tokenizer(
+        models.WordLevel(vocab, unk_token="[UNK]"), pre_tokenizers.WhitespaceSplit()
     )
 
 

@@ -10,6 +10,7 @@ import math
 
 import pytest
 import torch
+from bert_testing import SPECIALS, bert_fast_tokenizer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -26,22 +27,13 @@ MAP = {"PERSON": "PER", "GPE": "LOC", "LOC": "LOC", "FAC": "LOC", "ORG": "ORG"}
 @pytest.fixture(scope="module")
 def tokenizer():
     """An uncased word-piece fast tokenizer over a, b, c, d and a few merges, BERT-style."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
+    from tokenizers import models, normalizers, pre_tokenizers
 
-    vocab = {t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", *PIECES])}
-    tok = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", CLS), ("[SEP]", SEP)]
-    )
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        pad_token="[PAD]",
-        unk_token="[UNK]",
-        cls_token="[CLS]",
-        sep_token="[SEP]",
+    vocab = {t: i for i, t in enumerate([*SPECIALS, *PIECES])}
+    return bert_fast_tokenizer(
+        models.WordPiece(vocab, unk_token="[UNK]"),
+        pre_tokenizers.BertPreTokenizer(),
+        normalizers.BertNormalizer(lowercase=True),
     )
 
 
