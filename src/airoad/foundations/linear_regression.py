@@ -16,6 +16,7 @@ from __future__ import annotations
 from itertools import combinations_with_replacement
 
 import numpy as np
+from scipy.linalg.blas import daxpy
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
@@ -220,7 +221,9 @@ def lasso_coordinate_descent(
     """
     col_sq = np.einsum("ij,ij->j", X, X).tolist()  # ||X_j||^2 for every column
     # The inner loop is pure Python, so it runs on Python floats: scalar maths on them is
-    # several times faster than on NumPy scalars. Only the O(n) or O(p) update is NumPy.
+    # several times faster than on NumPy scalars. Only the O(n) or O(p) update is vector
+    # work, done in place by BLAS axpy (state += a * vec, what sklearn's Cython calls):
+    # `state -= delta * vecs[j]` would build a temporary and cost two NumPy calls.
     w = [0.0] * X.shape[1]
     yy, Xty = float(y @ y), X.T @ y
     # `state` is what the residual update keeps current: c = X^T r (Gram form) or r itself.
@@ -229,24 +232,26 @@ def lasso_coordinate_descent(
         vecs, state = list(X.T @ X), Xty.copy()
     else:
         vecs, state = list(np.asfortranarray(X).T), y.copy()
-    active = [j for j, d in enumerate(col_sq) if d > 0]  # an all-zero column keeps w_j = 0
-    gap, sweep = np.inf, 0
+    # (j, ||X_j||^2, vecs[j]) for every column but all-zero ones, which keep w_j = 0
+    coords = [(j, d, vecs[j]) for j, d in enumerate(col_sq) if d > 0]
+    size, gap, sweep = len(state), np.inf, 0
     for sweep in range(1, max_iter + 1):  # noqa: B007 (used after the loop)
-        for j in active:
-            w_j, d_j = w[j], col_sq[j]
-            x_j_dot_r = state.item(j) if gram else float(vecs[j] @ state)
+        for j, d_j, vec in coords:
+            w_j = w[j]
+            x_j_dot_r = state.item(j) if gram else float(vec @ state)
             rho = x_j_dot_r + w_j * d_j  # X_j . (the residual with feature j left out)
             # soft_threshold(rho, l1) / d_j, spelled out on Python floats for speed
             new = (rho - l1) / d_j if rho > l1 else (rho + l1) / d_j if rho < -l1 else 0.0
             if new != w_j:
-                state -= (new - w_j) * vecs[j]
+                daxpy(vec, state, size, w_j - new)  # positional: keywords cost 30% more
                 w[j] = new
         w_arr = np.array(w)
-        if gram:  # r . r and X^T r without forming r, using G w = X^T y - c
-            rr, xtr = yy - 2 * (w_arr @ Xty) + w_arr @ (Xty - state), state
+        ry = yy - w_arr @ Xty  # r . y
+        if gram:  # r . r and X^T r without forming r: r . r = y . y - w . X^T y - w . c
+            rr, xtr = ry - w_arr @ state, state
         else:
             rr, xtr = float(state @ state), X.T @ state
-        gap = duality_gap(w_arr, rr, xtr, yy - w_arr @ Xty, l1)
+        gap = duality_gap(w_arr, rr, xtr, ry, l1)
         if gap <= tol * yy:
             break
     return np.array(w), gap, sweep
@@ -259,7 +264,7 @@ def duality_gap(w: np.ndarray, rr: float, xtr: np.ndarray, ry: float, l1: float)
     residual scaled by s = min(1, l1 / max|X^T r|) so that it satisfies |X^T (s r)| <= l1:
     gap = rr (1 + s^2) / 2 + l1 ||w||_1 - s (r . y), which is >= 0 and 0 only at the optimum.
     """
-    dual_norm = np.max(np.abs(xtr), initial=0.0)
+    dual_norm = np.abs(xtr).max(initial=0.0)
     s = l1 / dual_norm if dual_norm > l1 else 1.0
     return float(0.5 * rr * (1 + s * s) + l1 * np.abs(w).sum() - s * ry)
 
