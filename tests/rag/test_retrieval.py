@@ -176,3 +176,40 @@ def test_recall_and_mrr_by_their_definitions(impl, seed, k):
 def test_first_occurrences_maps_chunks_to_sections(impl):
     """first_occurrences keeps the first copy of each label, in order (chunk ranks -> sections)."""
     assert impl.first_occurrences(["b", "a", "b", "c", "a"]) == ["b", "a", "c"]
+
+
+def _tiny_bert():
+    """A seeded 2-layer BertModel and a word-level fast tokenizer over TEXTS' words."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+
+    words = sorted({w for t in TEXTS for w in t.lower().replace(",", " ").split()})
+    vocab = {w: i for i, w in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", *words])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
+    )
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]")
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=64,
+    )
+    return BertModel(config).eval(), fast
+
+
+def test_encode_batches_and_unpads_like_one_text_at_a_time(impl):
+    """encode returns unit vectors in input order, equal to encoding each text alone (no pads)."""
+    model, tok = _tiny_bert()
+    texts = [t.lower() for t in TEXTS]
+    ours = impl.encode(model, tok, texts, batch_size=3)
+    with torch.no_grad():
+        alone = [model(**tok([t], return_tensors="pt")).last_hidden_state[0].mean(0) for t in texts]
+    want = torch.nn.functional.normalize(torch.stack(alone), dim=-1).numpy()
+    assert ours.shape == (len(texts), 16) and ours.dtype == np.float32
+    np.testing.assert_allclose(ours, want, rtol=1e-4, atol=1e-5, err_msg="batched != one by one")
