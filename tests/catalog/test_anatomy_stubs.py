@@ -22,6 +22,7 @@ from airoad.labs.learner import ENV_VAR
 from airoad.labs.stubs import make_stub
 
 REPO = Path(__file__).resolve().parents[2]
+WORKERS = 2
 
 # test id (file::name, parameters stripped) -> why passing on a stub is right.
 INIT_ONLY: dict[str, str] = {
@@ -44,35 +45,54 @@ def _stub_everything(folder: Path) -> tuple[dict[str, str], list[str]]:
     return files, tests
 
 
+def _pytest_command(tests: list[str], xml: Path) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "pytest",
+        *tests,
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "--timeout=60",
+        f"--junitxml={xml}",
+        "-o",
+        "junit_family=xunit1",
+    ]
+
+
 @pytest.mark.slow
 def test_untouched_stubs_fail_every_grader_test(tmp_path):
     """Every grader test fails on the generated stub, except the listed __init__-only ones."""
     files, tests = _stub_everything(tmp_path)
-    xml = tmp_path / "junit.xml"
     env = dict(os.environ, **{ENV_VAR: json.dumps(files)}, OMP_NUM_THREADS="1")
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            *tests,
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "--timeout=60",
-            f"--junitxml={xml}",
-            "-o",
-            "junit_family=xunit1",
-        ],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1200,
-    )
-    assert xml.exists(), f"the stub run crashed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
+    # The grader files split over WORKERS concurrent pytest children (this one test would
+    # otherwise hold one core for minutes while the other idles); interleaved so that each
+    # child gets labs from every phase.
+    runs = []
+    for worker in range(WORKERS):
+        xml, log = tmp_path / f"junit-{worker}.xml", tmp_path / f"output-{worker}.txt"
+        with log.open("w") as out:  # a file, not a pipe: a full pipe would stall the child
+            child = subprocess.Popen(
+                _pytest_command(tests[worker::WORKERS], xml),
+                cwd=REPO,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        runs.append((xml, log, child))
+    cases = []
+    for xml, log, child in runs:
+        try:
+            child.wait(timeout=1200)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+        output = log.read_text(errors="replace")
+        assert xml.exists(), f"a stub run crashed:\n{output[-3000:]}"
+        cases.extend(ET.parse(xml).getroot().iter("testcase"))
     passed, seen = set(), set()
-    for case in ET.parse(xml).getroot().iter("testcase"):
+    for case in cases:
         test_id = f"{case.get('file')}::{case.get('name', '').split('[')[0]}"
         seen.add(test_id)
         if case.find("failure") is None and case.find("error") is None:
