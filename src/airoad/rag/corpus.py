@@ -221,3 +221,9 @@ def word_overlap(question: str, passage: str) -> float:
     stemming: "calls" does not match "call"); 0 for a question without content words."""
     words = content_words(question)
     return len(words & content_words(passage)) / len(words) if words else 0.0
+
+
+def gold_overlap(question: str, gold: tuple[str, ...], chunks: list[Chunk]) -> float:
+    """``word_overlap`` of `question` with its best-matching chunk among the gold sections
+    (a chunk is what a retriever returns; a whole long section would hold most words)."""
+    return max((word_overlap(question, c.text) for c in chunks if c.section in gold), default=0.0)
