@@ -31,7 +31,6 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from airoad.classic import decision_tree as readable
 from airoad.classic.decision_tree import (
     EPS,
-    FEATURE_TOL,
     LEAF,
     UNDEFINED,
     Tree,
@@ -42,8 +41,9 @@ from airoad.classic.decision_tree_fast_split import (
     best_splits,
     children_cost,
     draw_features,
+    drawn_splits,
     node_impurity,
-    sort_within_nodes,
+    two_valued_columns,
 )
 
 MANY_CLASSES = 4  # from this many classes on, cuts are scored from class codes (left_at_cuts)
@@ -104,6 +104,7 @@ def grow_trees(
         small = n <= 2**16  # 16-bit ranks sort by radix (see sort_within_nodes)
         rank = np.zeros((d, n), dtype=np.uint16 if small else np.int64)
         np.put_along_axis(rank, order, np.broadcast_to(np.arange(n), order.shape), axis=1)
+        two_valued = two_valued_columns(XT, values)  # one-hot columns: a cut without a sort
         order, values = order[:1], values[:1]  # one row keeps the samples grouped by node
     # Every tree's presorted rows, restricted to its kept samples, side by side (ids t * n + i).
     blocks = [(order + t * n if t else order, values) for t in range(len(rngs))]
@@ -141,27 +142,18 @@ def grow_trees(
             if k < d:
                 known_constant = known_constant[split]
                 feats = draw_features(known_constant, k, rngs, tree[split])
-                node = np.repeat(np.arange(len(starts)), kept)
-                sid, vals = sort_within_nodes(order[0], node, feats, XT, rank)
+                cost, f, t, n_left, constant = drawn_splits(
+                    order[0], starts, kept, feats, XT, rank, two_valued, stats,
+                    totals[:, split], criterion, min_samples_leaf, labels,
+                )  # fmt: skip
                 # A feature constant here stays constant below: children will not draw it.
-                ends = np.append(starts[1:], order.shape[1]) - 1
-                flat = np.repeat(np.arange(len(starts)), k)
-                known_constant[flat, feats.ravel()] = (
-                    vals[:, ends] <= vals[:, starts] + FEATURE_TOL
-                ).T.ravel()
+                np.put_along_axis(known_constant, feats, constant, axis=1)
             else:
-                feats, sid, vals = np.broadcast_to(np.arange(d), (len(starts), d)), order, values
-            cost, f, t, n_left = best_splits(
-                sid,
-                vals,
-                stats,
-                totals[:, split],
-                starts,
-                feats,
-                criterion,
-                min_samples_leaf,
-                labels,
-            )
+                feats = np.broadcast_to(np.arange(d), (len(starts), d))
+                cost, f, t, n_left = best_splits(
+                    order, values, stats, totals[:, split], starts, feats, criterion,
+                    min_samples_leaf, labels,
+                )  # fmt: skip
             found = np.isfinite(cost)
             split[split] = found  # a node with no valid cut becomes a leaf
             order, values, starts, kept = _keep_nodes(order, values, kept, found)

@@ -183,3 +183,96 @@ def left_at_cuts(
     node = np.searchsorted(starts, col, side="right") - 1
     first = seg[node_starts[row * len(starts) + node]]  # first segment of the cut's node
     return (cum[seg[cand] + 1] - cum[first]).T
+
+
+# ------------------------------------------------ nodes that try a few random features (forests)
+#
+# One-hot data (Adult: 102 of 108 columns) is mostly two-valued columns. A two-valued column has
+# one cut, between its two values, so its best cut in a node needs no sort: the right child is
+# the node's samples holding the high value (few, for a one-hot column), their summed stats
+# one bincount, and the left child the rest. Only the drawn columns with more values are
+# sorted, as ragged (node, column) runs side by side.
+
+
+def two_valued_columns(XT: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The cut of every two-valued column and the samples it sends right, from X transposed
+    (d, n) and the presorted values (d, n) -> cut (d,) (the midpoint of the two values, NaN for
+    the other columns) and is_high (d, n) bool (False in every other column)."""
+    steps = np.count_nonzero(values[:, 1:] != values[:, :-1], axis=1)
+    low, high = values[:, 0], values[:, -1]
+    two = (steps == 1) & (high > low + FEATURE_TOL)
+    cut = np.where(two, low / 2.0 + high / 2.0, np.nan)  # the midpoint, as best_splits computes it
+    return cut, (XT > cut[:, None]) & two[:, None]
+
+
+def drawn_splits(
+    sid0: np.ndarray,
+    starts: np.ndarray,
+    counts: np.ndarray,
+    feats: np.ndarray,
+    XT: np.ndarray,
+    rank: np.ndarray,
+    two_valued: tuple[np.ndarray, np.ndarray],
+    stats: np.ndarray,
+    totals: np.ndarray,
+    criterion: str,
+    min_samples_leaf: int,
+    labels: tuple[np.ndarray, np.ndarray] | None = None,
+):
+    """best_splits for nodes that each try their own k drawn features (feats: (n_nodes, k)).
+
+    sid0 (m,) lists the level's samples grouped by node (node i owns starts[i]:+counts[i]);
+    XT (d, n), rank (d, n) as in sort_within_nodes; two_valued from two_valued_columns. Returns
+    cost, feature, threshold, n_left per node (as best_splits) and constant (n_nodes, k): the
+    drawn features that take a single value inside their node. Ties go to the first slot, and
+    to the first cut inside it, as in best_splits, so the trees are the ones it would grow.
+    """
+    n_nodes, k = feats.shape
+    cut, is_high = two_valued
+    is_two = np.isfinite(cut)[feats]
+    size = np.broadcast_to(counts[:, None], feats.shape)
+    n_high, R = _high_sums(sid0, counts, feats, is_high, stats, criterion, labels)
+    L = totals[: len(R), :, None] - R  # (c, n_nodes, k); exact for integer weights (bootstraps)
+    ok = is_two & (n_high >= max(min_samples_leaf, 1)) & (size - n_high >= max(min_samples_leaf, 1))
+    slot_cost = np.where(ok, children_cost(L, R, criterion), np.inf)
+    slot_t, slot_n = cut[feats], size - n_high
+    constant = is_two & ((n_high == 0) | (n_high == size))
+    nodes, slots = np.nonzero(~is_two)  # the other columns: sorted runs, in (node, slot) order
+    if len(nodes):
+        run_n = counts[nodes]
+        run_starts = np.cumsum(run_n) - run_n
+        run = np.repeat(np.arange(len(nodes)), run_n)  # (M,) run of every column
+        sid = sid0[np.repeat(starts[nodes] - run_starts, run_n) + np.arange(len(run))]
+        f, at = feats[nodes, slots][:, None], (nodes, slots)
+        sid, vals = sort_within_nodes(sid, run, f, XT, rank)
+        slot_cost[at], _, slot_t[at], slot_n[at] = best_splits(
+            sid, vals, stats, totals[:, nodes], run_starts, f, criterion, min_samples_leaf, labels
+        )
+        constant[at] = vals[0, run_starts + run_n - 1] <= vals[0, run_starts] + FEATURE_TOL
+    pick = np.arange(n_nodes), np.argmin(slot_cost, axis=1)  # the first slot among equal costs
+    cost = slot_cost[pick]
+    feature = np.where(np.isfinite(cost), feats[pick], UNDEFINED)
+    return cost, feature, slot_t[pick], slot_n[pick], constant
+
+
+def _high_sums(sid0, counts, feats, is_high, stats, criterion, labels):
+    """How many samples of each node hold the high value of each drawn two-valued feature, and
+    their summed stats -> n_high (n_nodes, k), R (c, n_nodes, k); zeros in the other slots.
+    One gather of is_high per (sample, slot), then bincounts over the few high samples only."""
+    (n_nodes, k), n = feats.shape, is_high.shape[1]
+    node = np.repeat(np.arange(n_nodes), counts)
+    flat = (feats * n).astype(np.int32)[node]  # (m, k) row starts in is_high, then + sample
+    flat += (sid0 % n).astype(np.int32)[:, None]
+    p, j = np.divmod(np.flatnonzero(np.take(is_high, flat)), k)  # (column, slot) of high values
+    key, sid = node[p] * k + j, sid0[p]
+    n_high = np.bincount(key, minlength=n_nodes * k).reshape(n_nodes, k)
+    if criterion == "squared_error":  # sums of w and w*y are enough to rank cuts
+        stats = stats[:2]
+    if labels is None:
+        R = np.stack([np.bincount(key, weights=row[sid], minlength=n_nodes * k) for row in stats])
+    else:  # one bincount over (slot, class), as left_at_cuts does with labels
+        codes, weights = labels
+        c = len(stats)
+        R = np.bincount(key * c + codes[sid], weights=weights[sid], minlength=n_nodes * k * c)
+        R = R.reshape(n_nodes * k, c).T
+    return n_high, R.reshape(len(R), n_nodes, k)
