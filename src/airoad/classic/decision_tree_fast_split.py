@@ -260,11 +260,13 @@ def _high_sums(sid0, counts, feats, is_high, stats, criterion, labels):
     their summed stats -> n_high (n_nodes, k), R (c, n_nodes, k); zeros in the other slots.
     One gather of is_high per (sample, slot), then bincounts over the few high samples only."""
     (n_nodes, k), n = feats.shape, is_high.shape[1]
-    node = np.repeat(np.arange(n_nodes), counts)
-    flat = (feats * n).astype(np.int32)[node]  # (m, k) row starts in is_high, then + sample
-    flat += (sid0 % n).astype(np.int32)[:, None]
+    # (m, k) flat indices into is_high: whole rows repeated (faster than fancy indexing), and
+    # in NumPy's index type (np.take would convert any other first)
+    flat = np.repeat(feats.astype(np.intp) * n, counts, axis=0)
+    flat += (sid0 % n).astype(np.intp)[:, None]
     p, j = np.divmod(np.flatnonzero(np.take(is_high, flat)), k)  # (column, slot) of high values
-    key, sid = node[p] * k + j, sid0[p]
+    node = np.searchsorted(np.cumsum(counts), p, side="right")  # the node of those columns
+    key, sid = node * k + j, sid0[p]
     n_high = np.bincount(key, minlength=n_nodes * k).reshape(n_nodes, k)
     if criterion == "squared_error":  # sums of w and w*y are enough to rank cuts
         stats = stats[:2]
