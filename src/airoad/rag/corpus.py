@@ -24,6 +24,9 @@ from typing import Any
 
 from airoad.errors import AiroadError
 
+# The six frozen lesson headings of docs/LAB_ANATOMY.md: lesson gold ids are keyed on them.
+HEADINGS = ("What you build", "The key idea", "Run it", "What the figures show",
+            "Expected numbers", "Try next")  # fmt: skip
 MAX_PIECES = 256  # all-MiniLM-L6-v2 was trained on (and truncates at) 256 word pieces
 QUESTIONS = "questions.jsonl"
 # Words too common to say whether a passage is about a question (overlap ignores them).
