@@ -3,11 +3,17 @@
 Run from the repo root: `python benchmarks/classical.py`. Each `benchmarks/classical_<lab>.py`
 supplies `rows()`; this script runs them all in one process (same machine state, n_jobs=1)
 and prints one markdown table, also written to benchmarks/results/classical.md.
+
+`python benchmarks/classical.py --only RandomForest adult` re-runs only the rows whose
+"estimator data" holds every word, in the modules whose `rows` takes `only` (the others are
+skipped), and swaps them into the results file with a note of the load.
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
+import inspect
 import os
 import sys
 from datetime import date
@@ -50,12 +56,26 @@ def _meets(row: dict) -> str:
     return "yes" if float(row["ratio"]) <= limit and acc_ok else "no"
 
 
-def main() -> str:
+def replace_rows(path: Path, new_rows: list[str], note: str) -> None:
+    """Swap table rows into a results file, matched by their first two cells; append a note."""
+
+    def key(row: str) -> tuple[str, ...]:
+        return tuple(row.split(" | ")[:2])
+
+    fresh = {key(row): row for row in new_rows}
+    kept = [fresh.pop(key(line), line) for line in path.read_text().splitlines()]
+    path.write_text("\n".join(kept + list(fresh.values()) + [f"- {note}", ""]))
+
+
+def main(only: list[str] | None = None) -> str:
     rows = []
     load_before = os.getloadavg()[0]
     for path in sorted(HERE.glob("classical_*.py")):
+        module = _load(path)
+        if only and "only" not in inspect.signature(module.rows).parameters:
+            continue
         print(f"running {path.name} ...", file=sys.stderr)
-        rows += _load(path).rows()
+        rows += module.rows(only=only) if only else module.rows()
     note = (
         f"Written by `python benchmarks/classical.py` on {date.today()}; load average "
         f"{load_before:.1f} at the start and {os.getloadavg()[0]:.1f} at the end on "
@@ -68,9 +88,15 @@ def main() -> str:
         lines.append("| " + " | ".join(_cell(row[c]) for c in COLUMNS) + f" | {_meets(row)} |")
     table = "\n".join(lines)
     (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / "classical.md").write_text(note + table + "\n")
+    if only:
+        note = note.replace("Written by `python benchmarks/classical.py`", f"Rows {only} re-run")
+        replace_rows(HERE / "results" / "classical.md", lines[2:], note.strip())
+    else:
+        (HERE / "results" / "classical.md").write_text(note + table + "\n")
     return table
 
 
 if __name__ == "__main__":
-    print(main())
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="+", help="words every re-run row must contain")
+    print(main(parser.parse_args().only))

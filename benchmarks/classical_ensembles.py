@@ -24,12 +24,18 @@ from airoad.classic import ensembles_fast as fast  # noqa: E402
 from airoad.labs.runners.ensembles import Config, load_encoded  # noqa: E402
 
 
-def rows(repeats: int = 3) -> list[dict]:
+def rows(repeats: int = 3, only: list[str] | None = None) -> list[dict]:
+    """All rows; with only (words), just the rows whose "estimator data" holds every word."""
+
+    def wanted(label: str) -> bool:
+        return all(word in label for word in only or [])
+
     out = []
     for name in ("titanic", "adult"):
         Xtr, Xte, ytr, yte, _ = load_encoded(name, Config())
         data, shape = (Xtr, Xte, ytr, yte), Xtr.shape
-        out += _forest_rows(name, data, shape, repeats if name == "titanic" else 1)
+        if wanted(f"RandomForestClassifier {name}"):
+            out += _forest_rows(name, data, shape, repeats if name == "titanic" else 1)
         cases = [
             (
                 "GradientBoostingClassifier (100 trees)",
@@ -45,6 +51,8 @@ def rows(repeats: int = 3) -> list[dict]:
             ),
         ]
         for estimator, target, make_ours, make_lib in cases:
+            if not wanted(f"{estimator} {name}"):
+                continue
             ours_s, lib_s, ours_acc, lib_acc = race(
                 make_ours, make_lib, data, repeats if name == "titanic" else 1
             )

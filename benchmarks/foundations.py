@@ -30,6 +30,9 @@ from airoad.data import load  # noqa: E402
 from airoad.foundations import linear_regression as lr  # noqa: E402
 from airoad.foundations.pca import PCA, flip_signs  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from classical import replace_rows  # noqa: E402
+
 RESULTS = Path(__file__).resolve().parent / "results" / "foundations.md"
 
 
@@ -140,17 +143,6 @@ def _write_all(table: str, setup: str) -> None:
     )
 
 
-def _replace_rows(new_rows: list[str], note: str) -> None:
-    """Swap the re-run rows (same task and data cells) into the results file; add a note."""
-
-    def key(row: str) -> tuple[str, ...]:
-        return tuple(row.split(" | ")[:2])
-
-    fresh = {key(row): row for row in new_rows}
-    kept = [fresh.pop(key(line), line) for line in RESULTS.read_text().splitlines()]
-    RESULTS.write_text("\n".join(kept + list(fresh.values()) + [f"- {note}", ""]))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
@@ -192,7 +184,7 @@ def main() -> None:
     )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     if args.only:
-        _replace_rows(lines[2:], f"Rows matching {args.only!r} re-run on {setup}")
+        replace_rows(RESULTS, lines[2:], f"Rows matching {args.only!r} re-run on {setup}")
     else:
         _write_all(table, setup)
     print(

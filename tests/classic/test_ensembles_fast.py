@@ -48,3 +48,26 @@ def test_regression_trees_grown_together_match(impl):
     fast = impl.RandomForestRegressor(**kw).fit(X, y).predict(X)
     alone = ensembles.RandomForestRegressor(**kw).fit(X, y).predict(X)
     np.testing.assert_allclose(fast, alone, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("criterion", ["gini", "entropy"])
+def test_one_hot_columns_split_without_a_sort_as_with_one(impl, monkeypatch, criterion):
+    """Two-valued (one-hot) columns, split without a sort, give the trees that sorting them gives."""
+    from airoad.classic import decision_tree_fast
+    from airoad.labs.runners.ensembles import Config, load_encoded
+
+    X, _, y, _, _ = load_encoded("titanic", Config())
+    kw = dict(n_estimators=4, criterion=criterion, max_features=4, random_state=0)
+    shortcut = impl.RandomForestClassifier(**kw).fit(X, y)
+    assert decision_tree_fast.two_valued_columns(X.T, np.sort(X.T))[1].any(), "no one-hot column"
+    monkeypatch.setattr(  # no column counts as two-valued: every drawn column is sorted
+        decision_tree_fast,
+        "two_valued_columns",
+        lambda XT, values: (np.full(len(XT), np.nan), np.zeros(XT.shape, dtype=bool)),
+    )
+    sorted_ = impl.RandomForestClassifier(**kw).fit(X, y)
+    for a, b in zip(shortcut.estimators_, sorted_.estimators_, strict=True):
+        for field in dataclasses.fields(a.tree_):
+            np.testing.assert_array_equal(
+                getattr(a.tree_, field.name), getattr(b.tree_, field.name), err_msg=field.name
+            )
