@@ -213,3 +213,18 @@ def test_encode_batches_and_unpads_like_one_text_at_a_time(impl):
     want = torch.nn.functional.normalize(torch.stack(alone), dim=-1).numpy()
     assert ours.shape == (len(texts), 16) and ours.dtype == np.float32
     np.testing.assert_allclose(ours, want, rtol=1e-4, atol=1e-5, err_msg="batched != one by one")
+
+
+@FAST
+@given(seed=st.integers(0, 10_000), k=st.integers(1, 12), density=st.floats(0.0, 0.6))
+def test_top_k_sparse_equals_dense_top_k(impl, seed, k, density):
+    """top_k_sparse ranks each row's stored scores and pads with zero-score columns, as top_k."""
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(seed)
+    dense = np.where(rng.random((4, 10)) < density, rng.random((4, 10)) + 0.1, 0.0)
+    ids, vals = impl.top_k_sparse(sp.csr_matrix(dense), k)
+    want = np.sort(dense, axis=1)[:, ::-1][:, : min(k, 10)]
+    np.testing.assert_allclose(vals, want, err_msg="top-k scores differ from the dense ones")
+    np.testing.assert_allclose(np.take_along_axis(dense, ids, 1), vals)
+    assert all(len(set(row)) == len(row) for row in ids.tolist()), "a column listed twice"

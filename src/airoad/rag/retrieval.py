@@ -80,11 +80,11 @@ class BM25:
         self.avgdl_ = float(self.doc_len_.mean()) if n else 0.0
         if self.method == "lucene":
             self.idf_ = np.log1p((n - df + 0.5) / (df + 0.5))
-            self.offset_ = np.zeros(v)
+            self.offset_ = np.zeros(v, dtype=np.float32)
             gain = 1.0
         else:
             self.idf_ = np.log((n + 1) / df)
-            self.offset_ = self.delta * self.idf_
+            self.offset_ = (self.delta * self.idf_).astype(np.float32)
             gain = self.k1 + 1.0
         norm = self.k1 * (1 - self.b + self.b * self.doc_len_ / max(self.avgdl_, 1e-12))
         norm = np.repeat(norm, np.diff(tf.indptr))  # one per stored (doc, word) entry
@@ -108,16 +108,39 @@ class BM25:
         return (q @ self._weights_t).toarray() + (q @ self.offset_)[:, None]
 
     def search(
-        self, queries: Sequence[Sequence[str]], k: int, batch_size: int = 512
+        self, queries: Sequence[Sequence[str]], k: int, batch_size: int = 256
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top ``k`` documents per query, best first: (ids, scores), each (Q, k).
 
-        Queries go in batches so the dense (batch, N) score block stays small.
+        Only documents sharing a word with the query can score above the rest, so the sparse
+        product is searched row by row (``top_k_sparse``) instead of a dense (Q, N) block.
         """
-        out = [
-            top_k(self.scores(queries[i : i + batch_size]), k) for i in _starts(queries, batch_size)
-        ]
+        out = []
+        for i in _starts(queries, batch_size):
+            q = self.query_counts(queries[i : i + batch_size])
+            ids, vals = top_k_sparse((q @ self._weights_t).tocsr(), k)
+            out.append((ids, vals + (q @ self.offset_)[:, None]))  # bm25+: delta * idf for all
         return _stack(out, k)
+
+
+def top_k_sparse(hits: sp.csr_matrix, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``top_k`` of a sparse (Q, N) matrix of non-negative scores whose missing entries are 0:
+    each row's stored entries are ranked (``argpartition`` then sort, ties by column), and a row
+    with fewer than ``k`` of them is padded with the lowest unlisted columns at score 0."""
+    n_q, n = hits.shape
+    k = min(k, n)
+    ids, vals = np.empty((n_q, k), dtype=np.int64), np.zeros((n_q, k), dtype=hits.dtype)
+    for r in range(n_q):
+        cols = hits.indices[hits.indptr[r] : hits.indptr[r + 1]]
+        v = hits.data[hits.indptr[r] : hits.indptr[r + 1]]
+        if len(v) > k:
+            pick = np.argpartition(-v, k - 1)[:k]
+            cols, v = cols[pick], v[pick]
+        order = np.lexsort((cols, -v))
+        m = len(order)
+        ids[r, :m], vals[r, :m] = cols[order], v[order]
+        ids[r, m:] = np.setdiff1d(np.arange(min(n, k + m)), cols)[: k - m]
+    return ids, vals
 
 
 def mean_pool(states: Any, mask: Any) -> Any:
