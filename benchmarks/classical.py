@@ -64,7 +64,7 @@ def replace_rows(path: Path, new_rows: list[str], note: str) -> None:
 
     fresh = {key(row): row for row in new_rows}
     kept = [fresh.pop(key(line), line) for line in path.read_text().splitlines()]
-    path.write_text("\n".join(kept + list(fresh.values()) + [f"- {note}", ""]))
+    path.write_text("\n".join(kept + list(fresh.values()) + ["", f"- {note}", ""]))
 
 
 def main(only: list[str] | None = None) -> str:

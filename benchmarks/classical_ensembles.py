@@ -35,7 +35,7 @@ def rows(repeats: int = 3, only: list[str] | None = None) -> list[dict]:
         Xtr, Xte, ytr, yte, _ = load_encoded(name, Config())
         data, shape = (Xtr, Xte, ytr, yte), Xtr.shape
         if wanted(f"RandomForestClassifier {name}"):
-            out += _forest_rows(name, data, shape, repeats if name == "titanic" else 1)
+            out += _forest_rows(name, data, shape, repeats)  # Adult too: one fit is too noisy
         cases = [
             (
                 "GradientBoostingClassifier (100 trees)",
