@@ -27,9 +27,13 @@ PARAPHRASE_OVERLAP = 0.5  # a paraphrase shares at most half its content words w
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    from airoad.data.models import load_minilm_encoder
+    from transformers import AutoTokenizer
 
-    return load_minilm_encoder()[1]
+    from airoad.data import load
+    from airoad.data.models import MINILM
+
+    # the tokenizer alone: the encoder's weights are not needed to count word pieces
+    return AutoTokenizer.from_pretrained(load(MINILM), local_files_only=True)
 
 
 @pytest.fixture(scope="module")
