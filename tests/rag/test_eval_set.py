@@ -106,8 +106,9 @@ def test_hand_questions(corpus):
     hand = load_questions("hand")
     assert len(hand) >= 60
     assert sum(q.paraphrase and q.overlap <= PARAPHRASE_OVERLAP for q in hand) >= 30
-    for q in hand:
-        assert q.overlap == pytest.approx(gold_overlap(q.question, q.gold, corpus), abs=1e-3)
+    stale = [q.qid for q in hand
+             if abs(q.overlap - gold_overlap(q.question, q.gold, corpus)) > 1e-3]  # fmt: skip
+    assert not stale, "run `python -m airoad.rag.query_generation --overlap-only`"
     assert {q.gold[0].split(":")[0] for q in hand} == {"pydoc", "lesson"}
 
 

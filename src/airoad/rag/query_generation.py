@@ -110,7 +110,7 @@ def synthetic_questions(
             seen.add(question.casefold())
             gold = (chunks[i].section,)
             out.append(Question(f"s{len(out) + 1:03d}", question, gold, "", "synthetic", False,
-                                gold_overlap(question, gold, chunks)))  # fmt: skip
+                                round(gold_overlap(question, gold, chunks), 3)))  # fmt: skip
     return out, dropped
 
 
@@ -121,11 +121,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--max-new-tokens", type=int, default=40)
+    parser.add_argument("--overlap-only", action="store_true",
+                        help="only recompute every row's overlap (after a lesson changed)")  # fmt: skip
     args = parser.parse_args(argv)
 
     from airoad.data.models import load_minilm_encoder, load_smollm2
 
     chunks = load_corpus(load_minilm_encoder()[1])
+    if args.overlap_only:
+        refresh_overlaps(chunks)
+        return
     picked = np.random.default_rng(args.seed).choice(len(chunks), args.draw, replace=False)
     model, tokenizer = load_smollm2()
     wall, cpu = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF).ru_utime
@@ -137,6 +142,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     _write(questions, vars(args) | {"dropped": dropped, "kept": len(questions),
            "wall_seconds": round(wall, 1), "cpu_user_seconds": round(cpu, 1)})  # fmt: skip
     print(f"kept {len(questions)} of {args.draw} ({dropped}); {wall:.0f} s wall, {cpu:.0f} s CPU")
+
+
+def refresh_overlaps(chunks: Sequence[Chunk]) -> None:
+    """Rewrite questions.jsonl with every row's ``overlap`` recomputed against `chunks`."""
+    path = DATA / QUESTIONS
+    rows = [json.loads(r) for r in path.read_text(encoding="utf-8").splitlines() if r.strip()]
+    for row in rows:
+        row["overlap"] = round(gold_overlap(row["question"], tuple(row["gold"]), list(chunks)), 3)
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
 
 
 def _write(synthetic: list[Question], settings: dict) -> None:
