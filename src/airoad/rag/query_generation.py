@@ -6,6 +6,8 @@ Regenerate the synthetic half of ``data/questions.jsonl`` (the hand-written rows
     python -m airoad.rag.query_generation [--n 300] [--seed 0] [--batch 16]
 
 The settings and counts of the last run go to ``data/synthetic.json`` beside it.
+``--overlap-only`` generates nothing: it recomputes every row's ``overlap`` (after a lesson
+changed).
 """
 
 from __future__ import annotations
