@@ -24,6 +24,7 @@ setup: $(VENV)/.installed
 	$(AIROAD) data fetch --built
 
 run: setup
+	$(AIROAD) ask --build-index
 	$(AIROAD) tour --quick
 
 LINTED := src tests benchmarks tools

@@ -214,6 +214,30 @@ def tour(
 
 @app.command()
 @friendly
+def ask(
+    question: str = typer.Argument("", help="Your question, in quotes."),
+    top: int = typer.Option(5, "--top", "-k", help="How many lesson sections to retrieve."),
+    generate: bool = typer.Option(
+        True, "--generate/--no-generate", help="Answer with SmolLM2, or just list the sections."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+    build_index: bool = typer.Option(
+        False, "--build-index", help="Build the lesson index now (make run does) and exit."
+    ),
+):
+    """Answer a question from the lessons of the built labs, citing the sections it used."""
+    from airoad import cli_ask
+
+    if build_index:
+        index, built = cli_ask.load_index(console)
+        state = "built" if built else "up to date"
+        console.print(f"lesson index {state}: {len(index.chunks)} passages")
+        return
+    cli_ask.ask(console, question, top, generate, as_json)
+
+
+@app.command()
+@friendly
 def doctor():
     """Check Python, torch (CPU build), threads, datasets and disk; each with the fix."""
     from airoad.labs.doctor import run_doctor
