@@ -56,6 +56,37 @@ def test_lloyd_matches_sklearn_from_same_init(impl, which, blobs, digits):
     )
     np.testing.assert_array_equal(ours.predict(X), ours.labels_)
     np.testing.assert_allclose(ours.transform(X[:5]), theirs.transform(X[:5]), atol=1e-8)
+    assert ours.score(X[:50]) == pytest.approx(theirs.score(X[:50]), rel=1e-9), (
+        "score(X) must be minus the inertia of X under the fitted centres, like sklearn's"
+    )
+
+
+@pytest.mark.parametrize("max_iter", [1, 2])
+def test_lloyd_cut_short_by_max_iter(impl, blobs, max_iter):
+    """When max_iter stops Lloyd early, labels_ are re-assigned to the last centres (sklearn)."""
+    X, _ = blobs
+    init = X[np.random.default_rng(1).choice(len(X), 4, replace=False)]
+    ours = impl.KMeans(4, init=init, max_iter=max_iter).fit(X)
+    theirs = sk.KMeans(4, init=init, n_init=1, max_iter=max_iter, algorithm="lloyd").fit(X)
+    np.testing.assert_array_equal(ours.labels_, theirs.labels_, err_msg="labels differ")
+    np.testing.assert_allclose(ours.cluster_centers_, theirs.cluster_centers_, atol=1e-8)
+    assert ours.inertia_ == pytest.approx(theirs.inertia_, rel=1e-9)
+    assert ours.n_iter_ == theirs.n_iter_ == max_iter
+    labels, centers, inertia, n_iter = impl.lloyd(X, init, max_iter=0)
+    assert n_iter == 0, f"lloyd(max_iter=0) ran {n_iter} iterations"
+    np.testing.assert_array_equal(centers, init, err_msg="max_iter=0 must keep the given centres")
+    np.testing.assert_array_equal(labels, impl.squared_distances(X, init).argmin(axis=1))
+    assert inertia == pytest.approx(impl.squared_distances(X, init).min(axis=1).sum(), rel=1e-9)
+
+
+def test_kmeans_random_init(impl, blobs):
+    """init="random" reaches sklearn's inertia on blobs; an unknown init raises ValueError."""
+    X, _ = blobs
+    ours = impl.KMeans(4, init="random", n_init=3, random_state=0).fit(X)
+    theirs = sk.KMeans(4, init="random", n_init=3, random_state=0).fit(X)
+    assert ours.inertia_ == pytest.approx(theirs.inertia_, rel=0.01)
+    with pytest.raises(ValueError):
+        impl.KMeans(4, init="farthest").fit(X)
 
 
 def test_kmeans_plusplus_seeding(impl, blobs):
@@ -126,6 +157,18 @@ def test_dbscan_digits_and_border_points(impl, digits):
     theirs = sk.DBSCAN(eps=4.0, min_samples=5).fit(digits)
     np.testing.assert_array_equal(ours.labels_, theirs.labels_)
     assert (ours.labels_ == -1).any() and ours.labels_.max() > 5
+
+
+def test_dbscan_pairs_at_exactly_eps(impl):
+    """Pairs at exactly eps are neighbours, even far from the origin (re-check near-eps pairs)."""
+    P = 1000.0 + np.random.default_rng(0).integers(0, 5, (30, 2)) * 0.1  # grid step = eps
+    X = np.vstack([P, -P])
+    exact = ((X[:, None, :] - X[None, :, :]) ** 2).sum(-1) <= 0.1**2
+    near = impl.radius_neighbors(X, 0.1)
+    assert near.shape == exact.shape and near.dtype == bool, "radius_neighbors returns (n, n) bool"
+    assert (near != exact).sum() == 0, f"{(near != exact).sum()} pairs misjudged at distance eps"
+    ours = impl.DBSCAN(eps=0.1, min_samples=3).fit(X)
+    np.testing.assert_array_equal(ours.labels_, sk.DBSCAN(eps=0.1, min_samples=3).fit(X).labels_)
 
 
 def test_connected_components(impl):

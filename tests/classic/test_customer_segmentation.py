@@ -130,6 +130,8 @@ def test_choose_k_rule(impl):
     )
     k, _ = impl.choose_k(ks, inertia, [0.30, 0.50, 0.40, 0.40, 0.3, 0.3, 0.3], tolerance=0.02)
     assert k == 3, f"elbow silhouette 0.40 is 0.10 below the best (k=3): expected 3, got {k}"
+    k, _ = impl.choose_k(ks, inertia, [0.3, 0.5, 0.25, 0.2, 0.1, 0.1, 0.1], tolerance=0.25)
+    assert k == 4, f"an elbow exactly `tolerance` below the best is within it: expected 4, got {k}"
 
 
 # ---------------------------------------------------------------- profiles and names
@@ -138,18 +140,19 @@ def test_choose_k_rule(impl):
 def test_centroid_zscores_match_pandas(impl):
     """centroid_zscores equals (groupby mean - mean) / std(ddof=0) from pandas."""
     rng = np.random.default_rng(0)
-    X = rng.normal(size=(50, 3)) * [1, 10, 1000] + [0, 5, 50]
-    X[:, 0] = 2.0  # a constant feature gets z = 0
+    X = rng.normal(size=(50, 4)) * [1, 10, 1000, 0.01] + [0, 5, 50, 0]
+    X[:, 0] = 0.1  # a constant feature gets z = 0 exactly, whatever the round-off of its mean
     labels = rng.choice(["b", "a", "c"], size=50)
     segments, z = impl.centroid_zscores(X, labels)
     df = pd.DataFrame(X)
-    want = (df.groupby(labels).mean() - df.mean()) / df.std(ddof=0).replace(0, 1)
+    want = (df.groupby(labels).mean() - df.mean()) / df.std(ddof=0)
     assert list(segments) == ["a", "b", "c"], (
         f"segments must be the sorted labels, got {list(segments)}"
     )
     np.testing.assert_allclose(
-        np.asarray(z), want.to_numpy(), atol=1e-12, err_msg="z-scores differ from pandas"
+        np.asarray(z)[:, 1:], want.to_numpy()[:, 1:], atol=1e-12, err_msg="z-scores differ"
     )
+    assert np.all(np.asarray(z)[:, 0] == 0.0), "a constant feature must get z = 0 exactly"
 
 
 def test_name_segments_from_zscores(impl):
@@ -169,3 +172,8 @@ def test_name_segments_are_unique(impl):
         and names[1] == "high income, high limit, low age"
     ), names
     assert names[2] == "low income, low limit", names
+    z2 = np.array([[1.5, 0.9, 0.3, 0.2], [1.4, 0.8, 0.1, -0.6]])  # 2 segments, 4 features
+    names = impl.name_segments(z2, ["Income", "Limit", "Age", "Debt"], threshold=0.5, max_terms=2)
+    assert names == ["high income, high limit, high age", "high income, high limit, low debt"], (
+        names
+    )

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.datasets import load_diabetes, load_digits, load_iris
 from sklearn.feature_selection import RFE as SkRFE
-from sklearn.feature_selection import mutual_info_classif
+from sklearn.feature_selection import SelectKBest, mutual_info_classif
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.tree import DecisionTreeClassifier
 
@@ -43,6 +43,8 @@ def test_histogram_codes_equal_width_bins(impl):
     np.testing.assert_array_equal(
         fixed[:, 0], [0, 1, 1, 1], err_msg="values beyond hi go to the last bin"
     )
+    narrow = np.asarray(impl.histogram_codes(X / 8, 4))  # ranges below 1 are binned the same
+    np.testing.assert_array_equal(narrow, codes, err_msg="codes must not depend on the units")
 
 
 def test_mutual_information_matches_sklearn_on_digits(impl, digits):
@@ -113,8 +115,13 @@ def test_mutual_info_selector_api(impl):
     """MutualInfoSelector follows the scikit-learn API (clone, Pipeline, NaN rejected, bad k)."""
     X, y = load_iris(return_X_y=True)
     check_estimator_api(impl.MutualInfoSelector(k=2, n_bins=3), X, y, grid={"k": [1, 2]})
-    with pytest.raises(ValueError):
-        impl.MutualInfoSelector(k=9).fit(X, y)
+    for k in (0, 9):
+        with pytest.raises(ValueError):
+            impl.MutualInfoSelector(k=k).fit(X, y)
+    for k in (1, 4):  # both ends of [1, n_features] are valid, as in SelectKBest
+        sel = impl.MutualInfoSelector(k=k, n_bins=3).fit(X, y)
+        want = SelectKBest(lambda X, y, s=sel.scores_: s, k=k).fit(X, y).get_support()
+        np.testing.assert_array_equal(sel.get_support(), want)
 
 
 # ---------------------------------------------------------------- RFE
@@ -194,3 +201,10 @@ def test_rfe_api(impl):
     assert rfe.get_support(indices=True).shape == (2,), (
         "get_support(indices=True) lists the kept columns"
     )
+    two = impl.RFE(LinearRegression(), n_features_to_select=1).fit(X[:, :2], X[:, 3])
+    np.testing.assert_array_equal(
+        two.ranking_,
+        SkRFE(LinearRegression(), n_features_to_select=1).fit(X[:, :2], X[:, 3]).ranking_,
+    )
+    with pytest.raises(ValueError):  # step must be positive (sklearn's RFE says the same)
+        impl.RFE(LinearRegression(), step=0.0).fit(X, y)

@@ -11,6 +11,7 @@ from scipy.stats import multivariate_normal
 from sklearn.datasets import load_digits, load_iris, make_blobs
 from sklearn.metrics import adjusted_rand_score
 from sklearn.mixture import GaussianMixture as SkGMM
+from sklearn.mixture._gaussian_mixture import _estimate_gaussian_parameters
 from sklearn.preprocessing import StandardScaler
 
 REFERENCE = "airoad.classic.mixture"
@@ -62,6 +63,18 @@ def test_m_step_matches_weighted_moments(impl):
         np.testing.assert_allclose(mu[k], np.average(X, axis=0, weights=resp[:, k]), rtol=1e-10)
         ref = np.cov(X.T, aweights=resp[:, k], bias=True) + 1e-4 * np.eye(3)
         np.testing.assert_allclose(cov[k], ref, rtol=1e-9)
+
+
+def test_m_step_empty_component_like_sklearn(impl):
+    """A component with no responsibility keeps sklearn's tiny n_k floor (10 * machine eps)."""
+    X = np.random.default_rng(2).normal(size=(40, 2))
+    resp = np.zeros((40, 3))
+    resp[:25, 0], resp[25:, 1] = 1.0, 1.0
+    w, mu, cov = impl.m_step(X, resp, reg_covar=1e-3)
+    nk, means, covs = _estimate_gaussian_parameters(X, resp, 1e-3, "full")
+    np.testing.assert_allclose(w, nk / nk.sum(), rtol=1e-12, atol=0)
+    np.testing.assert_allclose(mu, means, rtol=1e-12, atol=1e-300)
+    np.testing.assert_allclose(cov, covs, rtol=1e-12, atol=1e-300)
 
 
 @pytest.mark.parametrize("which", ["blobs", "iris", "digits"])

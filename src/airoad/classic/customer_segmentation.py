@@ -123,8 +123,9 @@ def centroid_zscores(X: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.
     one_hot[np.arange(idx.size), idx] = 1.0
     centroids = (one_hot.T @ X) / one_hot.sum(axis=0)[:, None]
     std = X.std(axis=0)
-    z = (centroids - X.mean(axis=0)) / np.where(std > 0, std, 1.0)
-    return segments, np.where(std > 0, z, 0.0)
+    constant = X.min(axis=0) == X.max(axis=0)  # round-off can give such a column a tiny std
+    z = (centroids - X.mean(axis=0)) / np.where(constant, 1.0, std)
+    return segments, np.where(constant, 0.0, z)
 
 
 def name_segments(
