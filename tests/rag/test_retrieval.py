@@ -107,8 +107,7 @@ def test_dense_search_equals_faiss_flat(impl):
 
 
 def test_mean_pool_equals_embedding_bag_mean_then_unit_norm(impl):
-    """mean_pool averages only the unmasked token states (torch's EmbeddingBag mean), then scales
-    each row to unit length."""
+    """mean_pool is torch's EmbeddingBag mean over unmasked tokens, scaled to unit length."""
     torch.manual_seed(0)
     states = torch.randn(3, 5, 8, dtype=torch.float64, requires_grad=True)
     mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 0, 0, 0], [1, 0, 0, 0, 0]])

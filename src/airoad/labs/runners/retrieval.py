@@ -121,7 +121,7 @@ def _question_set(config: Config, ctx: RunContext, encoder: list) -> tuple[dict,
         for r in rows
         if r["questions"] == "all"
         for m in r
-        if m not in ("retriever", "questions", "n")
+        if m not in ("retriever", "questions", "n", "word_overlap")
     }
     metrics |= {
         f"paraphrased_{r['retriever']}_recall_at_k": r["recall_at_k"]

@@ -142,7 +142,9 @@ def quality_rows(
             idx = np.flatnonzero(mask)
             for name, ranked in rankings.items():
                 sub = scores([ranked[i] for i in idx], [gold[i] for i in idx], k)
+                overlap = float(np.mean([questions[i].overlap for i in idx]))
                 rows.append({"retriever": name, "questions": group, "n": len(idx)} | sub)
+                rows[-1]["word_overlap"] = overlap  # question words found in the gold passage
     return rows
 
 
@@ -290,6 +292,8 @@ def quality_figure(rows: list[dict], k: int, ctx: RunContext) -> None:
     """recall@k and nDCG@k of each retriever on each question group."""
     groups = list(dict.fromkeys(r["questions"] for r in rows))
     names = list(dict.fromkeys(r["retriever"] for r in rows))
+    n = {r["questions"]: r["n"] for r in rows}
+    labels = [f"{g.replace(', ', chr(10))}\n(n = {n[g]})" for g in groups]
     with figure(ctx, "retriever_quality", 1, 2, figsize=(10, 4), sharey=True) as (_, axes):
         for ax, metric in zip(axes, ("recall_at_k", "ndcg_at_k"), strict=True):
             width = 0.8 / len(names)
@@ -299,6 +303,6 @@ def quality_figure(rows: list[dict], k: int, ctx: RunContext) -> None:
                     for g in groups
                 ]
                 ax.bar(np.arange(len(groups)) + j * width, vals, width, label=name)
-            ax.set_xticks(np.arange(len(groups)) + 0.4 - width / 2, groups, fontsize=8)
+            ax.set_xticks(np.arange(len(groups)) + 0.4 - width / 2, labels, fontsize=8)
             ax.set(title=metric.replace("_at_k", f"@{k}"), ylim=(0, 1.1))
         axes[1].legend(fontsize=8, loc="upper right", ncols=3)
