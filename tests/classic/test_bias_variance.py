@@ -32,6 +32,7 @@ def test_train_sizes_absolute(impl):
     np.testing.assert_array_equal(impl.train_sizes_absolute([0.1, 0.5, 1.0], 200), [20, 100, 200])
     np.testing.assert_array_equal(impl.train_sizes_absolute([0.001, 0.002, 1.0], 100), [1, 100])
     np.testing.assert_array_equal(impl.train_sizes_absolute([50, 10, 50], 100), [10, 50])
+    np.testing.assert_array_equal(impl.train_sizes_absolute([10, 100], 100), [10, 100])
     for bad in ([0.0, 0.5], [0.5, 1.5], [0, 10], [10, 101]):
         with pytest.raises(ValueError):
             impl.train_sizes_absolute(bad, 100)
@@ -125,6 +126,16 @@ def test_labels_use_the_paired_standard_error(impl):
         "under-fitting",
         "good",
     ]
+    # Fold differences (0, 0, 0, 0.4): mean 0.1, std (ddof=1) 0.2, so se = 0.2 / sqrt(4) = 0.1.
+    pair = np.vstack([best, best - [0.0, 0.0, 0.0, 0.4]])
+    assert list(impl.label_fit_regions(pair, pair, n_se=1.1))[1] == "good", "use std ddof=1"
+    assert list(impl.label_fit_regions(pair, pair, n_se=0.9))[1] == "under-fitting"
+
+
+def test_labels_tie_on_the_gap_is_under_fitting(impl):
+    """A point clearly below the best whose gap only equals the best's gap is under-fitting."""
+    labels = impl.label_fit_regions(np.array([0.5, 1.0]), np.array([0.25, 0.75]))
+    assert list(labels) == ["under-fitting", "good"], list(labels)
 
 
 @FAST
@@ -157,6 +168,12 @@ def test_ridge_path_matches_sklearn_ridge(impl, diabetes):
     assert np.shape(coefs) == (X.shape[1], alphas.size), (
         f"coefs {np.shape(coefs)}, expected (n_features, n_alphas)"
     )
+    rng = np.random.default_rng(0)  # fewer rows than columns, off-centre X, small alpha
+    Xw, yw = rng.normal(size=(8, 15)) + 3.0, rng.normal(size=8) + 1000.0
+    cw, bw = impl.ridge_path(Xw, yw, [1e-6])
+    wide = Ridge(alpha=1e-6).fit(Xw, yw)
+    np.testing.assert_allclose(np.ravel(cw), wide.coef_, rtol=1e-8, atol=1e-10, err_msg="n < d")
+    np.testing.assert_allclose(bw[0], wide.intercept_, rtol=1e-10, err_msg="n < d intercept")
     for k, a in enumerate(alphas):
         model = Ridge(alpha=a).fit(X, y)
         np.testing.assert_allclose(

@@ -97,6 +97,8 @@ def test_imputer_estimator_api(impl):
     assert imp.fit(X) is imp, "fit must return self"
     pipe = Pipeline([("impute", impl.SimpleImputer()), ("scale", preprocessing.StandardScaler())])
     assert not np.isnan(pipe.fit_transform(X)).any(), "the pipeline output still has NaN"
+    with pytest.raises(ValueError, match="is expecting 4 features"):  # validate_data, reset=False
+        imp.transform(X[:, :3])
 
 
 # ---------------------------------------------------------------- scaler
@@ -124,6 +126,11 @@ def test_standard_scaler_matches_sklearn(impl, adult):
         rtol=1e-10,
         err_msg="inverse_transform must undo transform",
     )
+    assert ours.n_samples_seen_ == theirs.n_samples_seen_ == len(num)
+    X = np.column_stack([np.full(100, 0.1), np.arange(100) % 7])  # 0.1's mean is off by round-off
+    ours, theirs = impl.StandardScaler().fit(X), preprocessing.StandardScaler().fit(X)
+    np.testing.assert_allclose(ours.scale_, theirs.scale_, rtol=1e-10, err_msg="near-constant")
+    np.testing.assert_allclose(ours.transform(X), theirs.transform(X), atol=1e-12)
 
 
 def test_transformers_follow_the_estimator_api(impl):
@@ -202,6 +209,8 @@ def test_ordinal_encoder_matches_sklearn(impl, adult, titanic):
     )
     want = preprocessing.OrdinalEncoder(categories=order).fit_transform(titanic[["class"]])
     np.testing.assert_array_equal(got, want, err_msg="codes must follow the given category order")
+    with pytest.raises(ValueError):  # categories is "auto" or one list per column, as in sklearn
+        impl.OrdinalEncoder(categories="sorted").fit(titanic[["class"]])
 
 
 @pytest.mark.parametrize("smooth", ["auto", 20.0])

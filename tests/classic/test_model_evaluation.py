@@ -198,13 +198,15 @@ def test_precision_recall_curve_and_average_precision(impl):
     rng = np.random.default_rng(6)
     y = rng.integers(0, 2, 150)
     score = np.round(rng.random(150) + 0.5 * y, 1)
-    for name, a, b in zip(
-        ("precision", "recall", "thresholds"),
-        impl.precision_recall_curve(y, score),
-        metrics.precision_recall_curve(y, score),
-    ):
-        assert np.shape(a) == b.shape, f"{name} has shape {np.shape(a)}, expected {b.shape}"
-        np.testing.assert_allclose(a, b, err_msg=f"precision_recall_curve {name}")
+    top_one = ([0, 1, 1, 0, 1], [0.1, 0.9, 0.4, 0.35, 0.8])  # one sample at the top threshold
+    for yy, ss in [(y, score), top_one]:
+        for name, a, b in zip(
+            ("precision", "recall", "thresholds"),
+            impl.precision_recall_curve(yy, ss),
+            metrics.precision_recall_curve(yy, ss),
+        ):
+            assert np.shape(a) == b.shape, f"{name} has shape {np.shape(a)}, expected {b.shape}"
+            np.testing.assert_allclose(a, b, err_msg=f"precision_recall_curve {name}")
     assert impl.average_precision_score(y, score) == pytest.approx(
         metrics.average_precision_score(y, score), abs=1e-12
     )
@@ -220,6 +222,8 @@ def test_log_loss_clips_like_sklearn(impl):
     y3 = np.array(["a", "c", "b", "a"])
     P = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8], [0.3, 0.4, 0.3], [1.0, 0.0, 0.0]])
     assert impl.log_loss(y3, P) == pytest.approx(metrics.log_loss(y3, P), rel=1e-12)
+    sure = ([0, 1], [0.0, 1.0])  # right and certain: clipped to 1 - eps, so -log(1 - eps) > 0
+    np.testing.assert_allclose(impl.log_loss(*sure), metrics.log_loss(*sure), rtol=1e-9, atol=0)
 
 
 def test_binary_metrics_dict(impl):
