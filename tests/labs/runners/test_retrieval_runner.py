@@ -27,7 +27,8 @@ def test_bm25_equals_bm25s_and_metrics_equal_sklearn(result):
     assert result.key_metric == "hybrid_ndcg_at_k" and result.library_metric in m
     assert m["bm25_max_abs_diff"] < 1e-4  # float32 weights on both sides
     assert m["bm25s_ndcg_ours"] == pytest.approx(m["bm25s_ndcg_sklearn"], abs=1e-12)
-    assert m["n_questions"] >= 60 and m["n_sections"] > 100
+    assert m["n_questions"] == runner.QUICK["question_sample"] and m["n_sections"] > 50
+    assert m["n_chunks"] == runner.QUICK["chunk_sample"], "the quick config samples the corpus"
 
 
 def test_retrievers_find_gold_sections(result):
@@ -40,7 +41,7 @@ def test_retrievers_find_gold_sections(result):
     assert m["hybrid_recall_at_k"] >= min(m["bm25_recall_at_k"], m["dense_recall_at_k"])
     groups = {(r["retriever"], r["questions"]) for r in result.tables["retrievers"]}
     assert ("dense", "hand, paraphrased") in groups
-    assert m["n_paraphrased"] >= 30 and 0 < m["paraphrased_overlap"] < 0.6
+    assert m["n_paraphrased"] >= 5 and 0 < m["paraphrased_overlap"] < 0.6
 
 
 def test_faiss_flat_is_exact_and_knobs_trade_speed_for_recall(result):

@@ -31,6 +31,10 @@ class Config:
     rrf_c: float = param(60.0, gt=0.0, le=1000.0)  # RRF's constant (60 in Cormack et al.)
     k1: float = param(1.5, gt=0.0, le=10.0)
     b: float = param(0.75, ge=0.0, le=1.0)
+    # 0: every chunk. Else the chunks of the questions' gold sections plus a seeded sample of
+    # the others, this many in all (the quick config: embedding the corpus is the slow part).
+    chunk_sample: int = param(0, ge=0, le=100_000)
+    question_sample: int = param(0, ge=0, le=10_000)  # 0: every question; else a seeded sample
     n_sentences: int = param(20_000, ge=1_000, le=60_000)  # documents of the FAISS part
     n_queries: int = param(500, ge=10, le=5_000)  # held-out sentences used as queries
     nlist: int = param(256, ge=4, le=4_096)  # IVF cells (k-means centroids)
@@ -49,6 +53,8 @@ class Config:
 
 QUICK = {
     "questions": "hand",
+    "question_sample": 24,
+    "chunk_sample": 700,
     "n_sentences": 2_000,
     "n_queries": 100,
     "nlist": 32,
@@ -98,12 +104,16 @@ def _question_set(config: Config, ctx: RunContext, encoder: list) -> tuple[dict,
 
     from airoad.rag.corpus import load_corpus, load_questions
 
-    chunks = load_corpus()
     questions = load_questions(None if config.questions == "all" else config.questions)
     if not questions:
         raise AiroadError(
             "the question set is empty: src/airoad/rag/data/questions.jsonl is missing"
         )
+    if 0 < config.question_sample < len(questions):
+        rng = np.random.default_rng(config.seed)
+        pick = rng.choice(len(questions), config.question_sample, replace=False)
+        questions = [questions[i] for i in sorted(set(pick.tolist()))]
+    chunks = parts.sample_chunks(load_corpus(), questions, config.chunk_sample, config.seed)
     sections = np.array([c.section for c in chunks])
     gold = [set(q.gold) for q in questions]
     stop = bm25s.stopwords.STOPWORDS_EN

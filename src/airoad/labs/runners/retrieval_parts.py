@@ -75,6 +75,18 @@ def encode(
 # ---------------------------------------------------------------- the question set
 
 
+def sample_chunks(chunks: list, questions: list, n: int, seed: int) -> list:
+    """Every chunk (n = 0), or the chunks of the questions' gold sections plus a seeded sample
+    of the other chunks, n in all, in corpus order."""
+    if n <= 0 or n >= len(chunks):
+        return chunks
+    gold = {g for q in questions for g in q.gold}
+    keep = [i for i, c in enumerate(chunks) if c.section in gold]
+    rest = np.array([i for i, c in enumerate(chunks) if c.section not in gold])
+    extra = np.random.default_rng(seed).permutation(rest)[: max(n - len(keep), 0)]
+    return [chunks[i] for i in sorted(keep + extra.tolist())]
+
+
 def ranked_sections(ids: np.ndarray, sections: np.ndarray) -> list[list[str]]:
     """Each query's chunk ranking as a ranking of distinct sections (first chunk counts)."""
     return [ref.first_occurrences(sections[row].tolist()) for row in ids]
