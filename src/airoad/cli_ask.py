@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from airoad.errors import AiroadError
 
@@ -34,7 +35,8 @@ def sources_table(hits) -> Table:
     for i, h in enumerate(hits, start=1):
         snippet = " ".join(h.text.split())
         snippet = snippet[:160] + ("..." if len(snippet) > 160 else "")
-        table.add_row(str(i), section_label(h.section), f"{h.cosine:.2f}", snippet)
+        # Text, not markup: lessons hold brackets ([1], [batch, d]) rich would try to parse.
+        table.add_row(str(i), Text(section_label(h.section)), f"{h.cosine:.2f}", Text(snippet))
     return table
 
 
@@ -55,9 +57,12 @@ def ask(console: Console, question: str, k: int, generate: bool, as_json: bool) 
             from airoad.data.models import load_smollm2
 
             load_smollm2()  # a missing model fails here with its fetch command, before output
-        console.print(f"[bold]{question}[/bold]\n")
+        console.print(Text(question + "\n", style="bold"))
         answer = generate_answer(question, hits, on_text=lambda t: console.out(t, end=""))
-        console.print()
+        console.print(
+            "\n[dim](SmolLM2-135M, a small model: it can be wrong. The sections below are what "
+            "it read; they are the part to trust.)[/dim]"
+        )
     elif answerable and generate:
         from airoad.rag.ask_answer import generate_answer
 
