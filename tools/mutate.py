@@ -6,13 +6,16 @@ come back after the graders change) is graded by the lab's own grader tests, exa
 `airoad check` would load a learner's files: AIROAD_LEARNER_FILES maps every reference module of
 the lab to a file (the mutant for one, unmutated copies for the others) and the import guard
 serves sibling modules from those files. A warm parent imports the heavy libraries once, then
-forks one child per mutant that runs `pytest -x`; the parent kills a child that outlives
-5x the unmutated run + 10 s (a timeout, counted as killed).
+forks one child per mutant that runs `pytest -x` on the tests that can see it (coverage-based
+selection, tools/mutation_coverage.py: the tests that executed the mutated line in a traced
+unmutated run, fastest first); the parent kills a child that outlives 5x what those tests took
+unmutated + start-up + 10 s (a timeout, counted as killed).
 
 A mutant is killed (a grader test failed), killed at import (it does not load), a timeout, or a
 survivor. The unmutated reference must pass first, else the lab is reported as broken.
-Results: benchmarks/results/graders.json (per mutant) and graders.md (rendered from the JSON
-and the equivalence judgments in tools/mutation_equivalents.toml).
+Results: benchmarks/results/graders.json (per mutant; --results elsewhere) and graders.md
+beside it (rendered from the JSON and the equivalence judgments in
+tools/mutation_equivalents.toml).
 
 Examples:
   python tools/mutate.py                          every built lab (make mutate)
@@ -43,6 +46,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import mutation_coverage as cov  # noqa: E402
 import mutation_ops as ops  # noqa: E402
 import mutation_report as report  # noqa: E402
 
@@ -52,7 +56,8 @@ HEAVY = ("numpy", "pandas", "scipy", "sklearn", "torch", "transformers", "hypoth
 
 @dataclass
 class Job:
-    """One grading: files for AIROAD_LEARNER_FILES, the module mutated (None: baseline)."""
+    """One grading: files for AIROAD_LEARNER_FILES, the module mutated (None: baseline), the
+    test node ids to run (None: all), where a baseline records its items (times, traced lines)."""
 
     name: str
     files: dict[str, str]
@@ -60,6 +65,9 @@ class Job:
     timeout: float
     log: Path
     info: dict = field(default_factory=dict)
+    select: list[str] | None = None
+    record: Path | None = None
+    trace: bool = False
 
 
 # ------------------------------------------------------------------ the child
@@ -87,9 +95,20 @@ def _child(job: Job, tests: list[str], policy: dict, cwd: Path) -> None:
                 return
         import pytest
 
+        plugins: list = []
+        if job.select is not None:
+            plugins.append(cov.Select(job.select))
+            tests = cov.test_files(job.select)
+        if job.record is not None:
+            plugins.append(recorder := cov.Recorder(job.files.values()))
+            if job.trace:
+                recorder.start()
         basetemp = job.log.with_suffix(".tmp")
         args = [*tests, "-x", "-q", "--tb=line", "-p", "no:cacheprovider"]
-        code = int(pytest.main([*args, f"--basetemp={basetemp}"]))
+        code = int(pytest.main([*args, f"--basetemp={basetemp}"], plugins=plugins))
+        if job.record is not None:
+            recorder.stop()
+            recorder.save(job.record)
     except BaseException:
         traceback.print_exc()
     finally:
@@ -217,8 +236,31 @@ def mutant_record(number: int, module: str, point: ops.Point, source: str) -> di
     }
 
 
+NOT_EXECUTED = "not executed by any test"
+
+
+def _baselines(copies, folder, tests, policy, say):
+    """The unmutated run (its outcome, per-item times) then a traced run for the coverage;
+    (outcome, Selection or None when the traced run did not pass)."""
+    timing, traced = folder / "timing.json", folder / "coverage.json"
+    base = Job("baseline", copies, None, 1800.0, folder / "baseline.log", record=timing)
+    [(_, got)] = list(run_jobs([base], tests, policy, REPO))
+    if got["status"] != "survived":
+        return got, None
+    trace = Job(
+        "coverage", copies, None, 3600.0, folder / "coverage.log", record=traced, trace=True
+    )
+    [(_, cover)] = list(run_jobs([trace], tests, policy, REPO))
+    if cover["status"] != "survived":
+        say(f"  traced baseline {cover['status']}: every mutant runs every test")
+        return got, None
+    say(f"  baseline {got['seconds']:.1f}s, traced baseline {cover['seconds']:.1f}s")
+    return got, cov.Selection(timing, traced, list(copies.values()))
+
+
 def grade_lab(entry, size: int, parallel: int, say) -> dict:
-    """Baseline, then every sampled mutant of one lab; the lab's result record."""
+    """Baseline, then every sampled mutant of one lab (only the tests that executed the mutated
+    line, fastest first); the lab's result record."""
     from airoad.labs.learner import guard_policy
 
     started, digest = time.monotonic(), _digest(entry.tests)
@@ -228,32 +270,54 @@ def grade_lab(entry, size: int, parallel: int, say) -> dict:
     result = {"phase": entry.phase, "points": n_points, "sample": len(sample), "mutants": []}
     with tempfile.TemporaryDirectory(prefix=f"mutate-{entry.id}-") as tmp:
         folder = Path(tmp)
-        copies = {}
-        for module, source in sources.items():
+        copies, normal = {}, {m: ops.normalised(s) for m, s in sources.items()}
+        for module in sources:
             copies[module] = str(folder / f"{module.rsplit('.', 1)[-1]}.py")
-            Path(copies[module]).write_text(ops.normalised(source), encoding="utf-8")
+            Path(copies[module]).write_text(normal[module], encoding="utf-8")
         policy = guard_policy(list(entry.reference), copies)
-        base = Job("baseline", copies, None, 1800.0, folder / "baseline.log")
-        [(_, got)] = list(run_jobs([base], tests, policy, REPO))
+        got, selection = _baselines(copies, folder, tests, policy, say)
         result["baseline_seconds"] = got["seconds"]
         if got["status"] != "survived":
             result["problem"] = f"the unmutated reference fails its graders: {got.get('tail', '')}"
             say(f"{entry.id}: BROKEN ({got['status']}) {got.get('tail', '')[-300:]}")
             return result | {"seconds": round(time.monotonic() - started, 1)}
-        timeout = 5 * got["seconds"] + 10
         jobs = []
         for number, (module, point) in enumerate(sample, 1):
             mutant_dir = folder / f"m{number}"
             mutant_dir.mkdir()
             path = mutant_dir / Path(copies[module]).name
-            path.write_text(ops.apply(sources[module], point), encoding="utf-8")
+            path.write_text(text := ops.apply(sources[module], point), encoding="utf-8")
             files = dict(copies) | {module: str(path)}
             info = mutant_record(number, module, point, sources[module])
-            jobs.append(Job(f"#{number}", files, module, timeout, folder / f"m{number}.log", info))
+            job = Job(
+                f"#{number}",
+                files,
+                module,
+                5 * got["seconds"] + 10,
+                folder / f"m{number}.log",
+                info,
+            )
+            if selection is not None:
+                job.select = selection.tests_for(
+                    copies[module], cov.changed_line(normal[module], text)
+                )
+                job.info["tests"] = len(job.select)
+                # 5x what the selected tests took unmutated, plus the start-up, as before
+                job.timeout = (
+                    5 * (selection.overhead(got["seconds"]) + selection.seconds(job.select)) + 10
+                )
+                if not job.select:
+                    result["mutants"].append(
+                        info | {"seconds": 0.0, "status": "survived", "note": NOT_EXECUTED}
+                    )
+                    say(f"  {entry.id} {job.name} survived   {NOT_EXECUTED} {info['id']}")
+                    continue
+            jobs.append(job)
         for job, got in run_jobs(jobs, tests, policy, REPO, parallel):
             result["mutants"].append(job.info | got)
             say(
-                f"  {entry.id} {job.name} {got['status']:8s} {got['seconds']:6.1f}s {job.info['id']}"
+                f"  {entry.id} {job.name} {got['status']:8s} {got['seconds']:6.1f}s "
+                f"{job.info.get('tests', '')} tests {job.info['id']}"
             )
     result["mutants"].sort(key=lambda m: m["n"])
     if _digest(entry.tests) != digest:  # the graders were edited while their mutants ran
@@ -312,7 +376,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--show", type=int, metavar="N", help="print the diff of mutant N")
     parser.add_argument("--render", action="store_true", help="only rewrite graders.md")
     parser.add_argument("--no-write", action="store_true", help="do not touch the results files")
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=report.RESULTS,
+        metavar="PATH",
+        help="the results JSON; the .md is written beside it (default benchmarks/results/graders.json)",
+    )
     args = parser.parse_args(argv)
+    args.results = args.results.resolve()  # before the chdir to the repository
     from airoad.catalog import load_catalog
 
     entries = _selected(args, load_catalog())
@@ -329,9 +401,9 @@ def main(argv: list[str] | None = None) -> None:
             )
             print(report.summary_line(entry.id, done[entry.id]), flush=True)
             if not args.no_write:
-                report.save({entry.id: done[entry.id]})  # only this lab: others may run too
+                report.save({entry.id: done[entry.id]}, args.results)  # others may run too
     if not args.no_write:
-        report.save({})  # re-render graders.md (new equivalence judgments show up)
+        report.save({}, args.results)  # re-render graders.md (new equivalence judgments show up)
 
 
 if __name__ == "__main__":
