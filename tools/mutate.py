@@ -66,6 +66,7 @@ class Job:
     log: Path
     info: dict = field(default_factory=dict)
     select: list[str] | None = None
+    collect: list[str] | None = None  # the grader files of `select` (None: the lab's)
     record: Path | None = None
     trace: bool = False
 
@@ -82,6 +83,7 @@ def _child(job: Job, tests: list[str], policy: dict, cwd: Path) -> None:
         fd = os.open(job.log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         os.dup2(fd, 1)
         os.dup2(fd, 2)
+        sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__  # not a capture (forked in pytest)
         from airoad.labs.learner import ENV_VAR, ImportGuard, load_file_as_module, module_name
 
         os.environ[ENV_VAR] = json.dumps(job.files)
@@ -98,7 +100,7 @@ def _child(job: Job, tests: list[str], policy: dict, cwd: Path) -> None:
         plugins: list = []
         if job.select is not None:
             plugins.append(cov.Select(job.select))
-            tests = cov.test_files(job.select)
+            tests = job.collect or tests
         if job.record is not None:
             plugins.append(recorder := cov.Recorder(job.files.values()))
             if job.trace:
@@ -270,10 +272,10 @@ def grade_lab(entry, size: int, parallel: int, say) -> dict:
     result = {"phase": entry.phase, "points": n_points, "sample": len(sample), "mutants": []}
     with tempfile.TemporaryDirectory(prefix=f"mutate-{entry.id}-") as tmp:
         folder = Path(tmp)
-        copies, normal = {}, {m: ops.normalised(s) for m, s in sources.items()}
-        for module in sources:
+        copies = {}
+        for module, source in sources.items():
             copies[module] = str(folder / f"{module.rsplit('.', 1)[-1]}.py")
-            Path(copies[module]).write_text(normal[module], encoding="utf-8")
+            Path(copies[module]).write_text(ops.normalised(source), encoding="utf-8")
         policy = guard_policy(list(entry.reference), copies)
         got, selection = _baselines(copies, folder, tests, policy, say)
         result["baseline_seconds"] = got["seconds"]
@@ -283,34 +285,15 @@ def grade_lab(entry, size: int, parallel: int, say) -> dict:
             return result | {"seconds": round(time.monotonic() - started, 1)}
         jobs = []
         for number, (module, point) in enumerate(sample, 1):
-            mutant_dir = folder / f"m{number}"
-            mutant_dir.mkdir()
-            path = mutant_dir / Path(copies[module]).name
-            path.write_text(text := ops.apply(sources[module], point), encoding="utf-8")
-            files = dict(copies) | {module: str(path)}
-            info = mutant_record(number, module, point, sources[module])
-            job = Job(
-                f"#{number}",
-                files,
-                module,
-                5 * got["seconds"] + 10,
-                folder / f"m{number}.log",
-                info,
-            )
+            job, text = _mutant_job(number, module, point, sources, copies, folder, got["seconds"])
             if selection is not None:
-                job.select = selection.tests_for(
-                    copies[module], cov.changed_line(normal[module], text)
-                )
-                job.info["tests"] = len(job.select)
-                # 5x what the selected tests took unmutated, plus the start-up, as before
-                job.timeout = (
-                    5 * (selection.overhead(got["seconds"]) + selection.seconds(job.select)) + 10
-                )
+                line = cov.changed_line(Path(copies[module]).read_text(), text)
+                _select(job, selection, selection.tests_for(copies[module], line), got["seconds"])
                 if not job.select:
                     result["mutants"].append(
-                        info | {"seconds": 0.0, "status": "survived", "note": NOT_EXECUTED}
+                        job.info | {"seconds": 0.0, "status": "survived", "note": NOT_EXECUTED}
                     )
-                    say(f"  {entry.id} {job.name} survived   {NOT_EXECUTED} {info['id']}")
+                    say(f"  {entry.id} {job.name} survived   {NOT_EXECUTED} {job.info['id']}")
                     continue
             jobs.append(job)
         for job, got in run_jobs(jobs, tests, policy, REPO, parallel):
@@ -324,6 +307,26 @@ def grade_lab(entry, size: int, parallel: int, say) -> dict:
         result["problem"] = "the grader files changed during the run: run this lab again"
         say(f"{entry.id}: {result['problem']}")
     return result | {"seconds": round(time.monotonic() - started, 1)}
+
+
+def _mutant_job(number, module, point, sources, copies, folder, baseline_seconds):
+    """(the job, the mutant's source): mutant `number` in its own folder, beside unmutated
+    copies of the siblings."""
+    mutant_dir = folder / f"m{number}"
+    mutant_dir.mkdir()
+    path = mutant_dir / Path(copies[module]).name
+    path.write_text(text := ops.apply(sources[module], point), encoding="utf-8")
+    files = dict(copies) | {module: str(path)}
+    info = mutant_record(number, module, point, sources[module])
+    timeout = 5 * baseline_seconds + 10
+    return Job(f"#{number}", files, module, timeout, folder / f"m{number}.log", info), text
+
+
+def _select(job: Job, selection, nodeids: list[str], baseline_seconds: float) -> None:
+    """Run only `nodeids`, within 5x what they took unmutated plus the start-up, + 10 s."""
+    job.select, job.collect = nodeids, selection.files(nodeids)
+    job.info["tests"] = len(nodeids)
+    job.timeout = 5 * (selection.overhead(baseline_seconds) + selection.seconds(nodeids)) + 10
 
 
 def _digest(tests) -> str:

@@ -76,7 +76,8 @@ class Recorder:
             for defs in item._fixtureinfo.name2fixturedefs.values():
                 for fixturedef in defs:
                     lines |= self.fixtures.get(id(fixturedef), set())
-            self.items.setdefault(item.nodeid, {"seconds": 0.0})["lines"] = lines
+            entry = self.items.setdefault(item.nodeid, {"seconds": 0.0})
+            entry |= {"lines": lines, "path": str(item.path)}
 
     def pytest_runtest_logreport(self, report):
         entry = self.items.setdefault(report.nodeid, {"seconds": 0.0})
@@ -94,6 +95,7 @@ class Recorder:
             "items": {
                 nodeid: {
                     "seconds": round(e["seconds"], 4),
+                    "path": e.get("path", ""),
                     "lines": self._by_file(e.get("lines", ())),
                 }
                 for nodeid, e in self.items.items()
@@ -145,6 +147,7 @@ class Selection:
         data = json.loads(traced.read_text(encoding="utf-8"))
         times = json.loads(timing.read_text(encoding="utf-8"))["items"]
         self.seconds_of = {n: times.get(n, e)["seconds"] for n, e in data["items"].items()}
+        self.path_of = {n: e["path"] for n, e in data["items"].items()}
         self.lines = {
             n: {f: set(ls) for f, ls in e["lines"].items()} for n, e in data["items"].items()
         }
@@ -154,6 +157,10 @@ class Selection:
             | set(data["outside"].get(copy, []))
             for copy in copies
         }
+
+    def files(self, nodeids: list[str]) -> list[str]:
+        """The grader files the node ids live in (only those are collected)."""
+        return list(dict.fromkeys(self.path_of[n] for n in nodeids))
 
     def overhead(self, baseline_seconds: float) -> float:
         """The part of the untraced baseline outside the items (start-up, collection)."""
@@ -168,8 +175,3 @@ class Selection:
         if line is None or line in self.everywhere[copy]:
             return list(self.fastest)
         return [n for n in self.fastest if line in self.lines[n].get(copy, ())]
-
-
-def test_files(nodeids: list[str]) -> list[str]:
-    """The grader files the node ids live in (collect only those), in first-use order."""
-    return list(dict.fromkeys(n.split("::", 1)[0] for n in nodeids))

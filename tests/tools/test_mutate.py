@@ -1,5 +1,6 @@
-"""Platform tests of tools/mutate.py: the mutation operators, the fixed sample, and the forked
-grading of a toy module by a toy grader (killed, equivalent survivor, endless loop)."""
+"""Platform tests of tools/mutate.py: the mutation operators, the fixed sample, the forked
+grading of a toy module by a toy grader (killed, equivalent survivor, endless loop), and the
+coverage-based test selection on a toy lab."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import ast
 import difflib
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -14,6 +16,7 @@ TOOLS = Path(__file__).resolve().parents[2] / "tools"
 sys.path.insert(0, str(TOOLS))
 
 import mutate  # noqa: E402
+import mutation_coverage as cov  # noqa: E402
 import mutation_ops as ops  # noqa: E402
 
 EVERY_KIND = '''"""A module docstring with 1 + 2 in it."""
@@ -77,6 +80,8 @@ def test_every_point_changes_one_line_and_parses():
         ast.parse(mutant)
         changed = [d for d in difflib.ndiff(original, mutant.splitlines()) if d[:2] in ("- ", "+ ")]
         assert len(changed) == 2, f"{point.key}: {changed}"
+        line = cov.changed_line("\n".join(original), mutant)  # same line count: coverage maps
+        assert line is not None and changed[0][2:] == original[line - 1]
 
 
 def test_skipped_places_have_no_points():
@@ -133,3 +138,82 @@ def _grade(tmp_path, change: str, timeout: float) -> str:
 def test_toy_mutants_are_graded_in_a_forked_child(tmp_path, change, timeout, status):
     """A behaviour change is killed, an equivalent mutant survives, an endless loop times out."""
     assert _grade(tmp_path, change, timeout) == status
+
+
+TOY_LAB = """SCALE = 2
+
+
+def double(n):
+    return n * SCALE
+
+
+def square(n):
+    return n * n
+
+
+def unused(n):
+    return n - 1
+"""
+
+TOY_LAB_TEST = """import pytest
+
+from airoad.labs.learner import load_implementation
+
+
+@pytest.fixture(scope="module")
+def impl():
+    return load_implementation("toy")
+
+
+@pytest.fixture(scope="module")
+def squares(impl):
+    return [impl.square(n) for n in range(4)]
+
+
+def test_double(impl):
+    assert impl.double(3) == 6
+
+
+def test_squares(squares):
+    assert squares == [0, 1, 4, 9]
+
+
+def test_squares_again(squares):
+    assert squares[3] == 9
+"""
+
+
+def test_selection_runs_only_the_tests_that_execute_the_mutated_line(tmp_path, monkeypatch):
+    """Coverage names the tests per line (fixture lines too); an unexecuted line is not run."""
+    graders = tmp_path / "test_toy_lab.py"
+    graders.write_text(TOY_LAB_TEST)
+    lab = SimpleNamespace(id="toy-lab", phase="toy", reference=["toy"], tests=[str(graders)])
+    wanted = {(1, "`2` -> `3`"), (5, "`*` -> `/`"), (9, "`*` -> `/`"), (13, "`-` -> `+`")}
+    points = [p for p in ops.find_points(TOY_LAB) if (p.line, p.change) in wanted]
+    monkeypatch.setattr(
+        mutate,
+        "lab_sample",
+        lambda entry, size: ({"toy": TOY_LAB}, [("toy", p) for p in points], 9),
+    )
+    monkeypatch.setattr(mutate, "warm_lab", lambda entry: None)
+    policy = lambda refs, files: {"files": files, "blocked": [], "allowed": []}  # noqa: E731
+    monkeypatch.setattr("airoad.labs.learner.guard_policy", policy)
+    chosen, select = {}, mutate._select
+
+    def spy(job, selection, nodeids, seconds):
+        chosen[job.info["line"]] = [n.split("::")[1] for n in nodeids]
+        select(job, selection, nodeids, seconds)
+
+    monkeypatch.setattr(mutate, "_select", spy)
+    result = mutate.grade_lab(lab, 4, 1, lambda text: None)
+    by_line = {m["line"]: m for m in result["mutants"]}
+    assert set(chosen[1]) == {  # a line run at import: every test
+        "test_double",
+        "test_squares",
+        "test_squares_again",
+    }
+    assert chosen[5] == ["test_double"]
+    assert set(chosen[9]) == {"test_squares", "test_squares_again"}
+    assert chosen[13] == [] and by_line[13]["note"] == mutate.NOT_EXECUTED
+    assert [by_line[n]["status"] for n in (1, 5, 9, 13)] == ["killed"] * 3 + ["survived"]
+    assert by_line[5]["killed_by"].endswith("::test_double") and by_line[13]["seconds"] == 0
