@@ -31,8 +31,10 @@ from __future__ import annotations
 import argparse
 import ast
 import difflib
+import gc
 import hashlib
 import importlib
+import importlib.metadata
 import json
 import os
 import signal
@@ -182,6 +184,11 @@ def warm_up() -> None:
             importlib.import_module(name)
         except Exception:
             pass
+    for plugin in importlib.metadata.entry_points(group="pytest11"):  # pytest loads them per child
+        try:
+            plugin.load()
+        except Exception:
+            pass
     from hypothesis import Phase, settings
 
     # Same examples every run, no example database, no deadline on a shared machine, and no
@@ -215,6 +222,14 @@ def warm_lab(entry) -> None:
             importlib.import_module(name)
         except Exception:
             pass
+    try:  # hypothesis reads the constants of each new local module once: here, not per child
+        from hypothesis.internal.conjecture.providers import _get_local_constants
+
+        _get_local_constants()
+    except Exception:
+        pass
+    gc.collect()
+    gc.freeze()  # the children's gc passes (pytest runs several at exit) skip the warm heap
 
 
 def lab_sample(entry, size: int) -> tuple[dict[str, str], list[tuple[str, ops.Point]], int]:
