@@ -5,11 +5,11 @@ operators are in tools/mutation_ops.py; the sample is seeded by the lab id, so t
 come back after the graders change) is graded by the lab's own grader tests, exactly as
 `airoad check` would load a learner's files: AIROAD_LEARNER_FILES maps every reference module of
 the lab to a file (the mutant for one, unmutated copies for the others) and the import guard
-serves sibling modules from those files. A warm parent imports the heavy libraries once, then
-forks one child per mutant that runs `pytest -x` on the tests that can see it (coverage-based
-selection, tools/mutation_coverage.py: the tests that executed the mutated line in a traced
-unmutated run, fastest first); the parent kills a child that outlives 5x what those tests took
-unmutated + start-up + 10 s (a timeout, counted as killed).
+serves sibling modules from those files. A warm parent imports the heavy libraries once
+(tools/mutation_warm.py), then forks one child per mutant that runs `pytest -x` on the tests
+that can see it (coverage-based selection, tools/mutation_coverage.py: the tests that executed
+the mutated line in a traced unmutated run, fastest first); the parent kills a child that
+outlives 5x what those tests took unmutated + start-up + 10 s (a timeout, counted as killed).
 
 A mutant is killed (a grader test failed), killed at import (it does not load), a timeout, or a
 survivor. The unmutated reference must pass first, else the lab is reported as broken.
@@ -29,12 +29,8 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import ast
 import difflib
-import gc
 import hashlib
-import importlib
-import importlib.metadata
 import json
 import os
 import signal
@@ -51,9 +47,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import mutation_coverage as cov  # noqa: E402
 import mutation_ops as ops  # noqa: E402
 import mutation_report as report  # noqa: E402
+from mutation_warm import warm_lab, warm_up  # noqa: E402
 
 IMPORT_FAILED = 87  # exit code of a child whose mutant did not load
-HEAVY = ("numpy", "pandas", "scipy", "sklearn", "torch", "transformers", "hypothesis", "pytest")
 
 
 @dataclass
@@ -175,61 +171,6 @@ def run_jobs(jobs: list[Job], tests: list[str], policy: dict, cwd: Path, paralle
 
 
 # ------------------------------------------------------------------ a lab
-
-
-def warm_up() -> None:
-    """Import the heavy libraries once, in the parent every child is forked from."""
-    for name in HEAVY:
-        try:
-            importlib.import_module(name)
-        except Exception:
-            pass
-    for plugin in importlib.metadata.entry_points(group="pytest11"):  # pytest loads them per child
-        try:
-            plugin.load()
-        except Exception:
-            pass
-    from hypothesis import Phase, settings
-
-    # Same examples every run, no example database, no deadline on a shared machine, and no
-    # shrinking: a mutant is killed by the first failing example, its smallest form is not needed.
-    settings.register_profile(
-        "mutate",
-        database=None,
-        derandomize=True,
-        deadline=None,
-        phases=(Phase.explicit, Phase.generate),
-        report_multiple_bugs=False,
-    )
-    settings.load_profile("mutate")
-
-
-def warm_lab(entry) -> None:
-    """Import what the lab's references and grader files import, so each child starts warm."""
-    names = list(entry.reference)
-    for test in entry.tests:
-        folder = str(REPO / Path(test).parent)
-        if folder not in sys.path:
-            sys.path.append(folder)  # the graders' helper modules, as pytest finds them
-        tree = ast.parse((REPO / test).read_text(encoding="utf-8"))
-        for node in tree.body:
-            if isinstance(node, ast.Import):
-                names += [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-                names.append(node.module)
-    for name in names:
-        try:
-            importlib.import_module(name)
-        except Exception:
-            pass
-    try:  # hypothesis reads the constants of each new local module once: here, not per child
-        from hypothesis.internal.conjecture.providers import _get_local_constants
-
-        _get_local_constants()
-    except Exception:
-        pass
-    gc.collect()
-    gc.freeze()  # the children's gc passes (pytest runs several at exit) skip the warm heap
 
 
 def lab_sample(entry, size: int) -> tuple[dict[str, str], list[tuple[str, ops.Point]], int]:
