@@ -8,6 +8,7 @@ import gc
 import importlib
 import importlib.metadata
 import sys
+import warnings
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -62,7 +63,9 @@ def warm_lab(entry) -> None:
     try:  # hypothesis reads the constants of each new local module once: here, not per child
         from hypothesis.internal.conjecture.providers import _get_local_constants
 
-        _get_local_constants()
+        with warnings.catch_warnings():  # "slow code in plugin": its plugin was imported above
+            warnings.simplefilter("ignore")
+            _get_local_constants()
     except Exception:
         pass
     gc.collect()
