@@ -35,7 +35,8 @@ class Recorder:
             self.paths[str(f)] = self.paths[os.path.realpath(f)] = str(f)
         self.stack: list[set] = [set()]  # lines of the item / fixtures being run now
         self.outside = self.stack[0]  # lines run outside any item (collection)
-        self.fixtures: dict[int, set] = {}  # id(fixturedef) -> lines its setup ran
+        self.fixtures: dict[int, set] = {}  # id(fixturedef) -> lines its setup ran (wider
+        # scopes than function only: their value is cached and reaches later items)
         self.items: dict[str, dict] = {}
 
     def _trace(self, frame, event, arg):
@@ -63,7 +64,8 @@ class Recorder:
             yield
         finally:
             lines = self.stack.pop()
-            self.fixtures.setdefault(id(fixturedef), set()).update(lines)
+            if fixturedef.scope != "function":  # a function's fixture runs again in each item
+                self.fixtures.setdefault(id(fixturedef), set()).update(lines)
             self.stack[-1].update(lines)
 
     @pytest.hookimpl(hookwrapper=True)
