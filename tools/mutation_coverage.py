@@ -10,7 +10,8 @@ A mutant changes exactly one line of the normalised source and keeps the line co
 `changed_line`), so a mutant can only change the outcome of the items that executed that line:
 `Selection.tests_for` names them, fastest first. Lines that run at import (outside any function
 body) or outside any test item (collection) count as executed by every test. A mutant whose line
-no test executed is a survivor without running anything.
+no test executed is a survivor without running anything. The traced run goes on past a failure
+(a timing test can fail when traced): a test that failed there is selected for every mutant.
 """
 
 from __future__ import annotations
@@ -84,6 +85,7 @@ class Recorder:
     def pytest_runtest_logreport(self, report):
         entry = self.items.setdefault(report.nodeid, {"seconds": 0.0})
         entry["seconds"] += report.duration
+        entry["failed"] = entry.get("failed", False) or report.failed
 
     def _by_file(self, lines) -> dict[str, list[int]]:
         out: dict[str, set] = {}
@@ -98,6 +100,7 @@ class Recorder:
                 nodeid: {
                     "seconds": round(e["seconds"], 4),
                     "path": e.get("path", ""),
+                    "failed": e.get("failed", False),
                     "lines": self._by_file(e.get("lines", ())),
                 }
                 for nodeid, e in self.items.items()
@@ -154,6 +157,9 @@ class Selection:
             n: {f: set(ls) for f, ls in e["lines"].items()} for n, e in data["items"].items()
         }
         self.fastest = sorted(self.seconds_of, key=lambda n: (self.seconds_of[n], n))
+        # An item that failed only when traced (a timing test, slowed by the tracing) may not
+        # have run all its lines: it is selected for every mutant.
+        self.always = {n for n, e in data["items"].items() if e.get("failed")}
         self.everywhere = {
             copy: import_time_lines(Path(copy).read_text(encoding="utf-8"))
             | set(data["outside"].get(copy, []))
@@ -172,8 +178,8 @@ class Selection:
         return sum(self.seconds_of[n] for n in nodeids)
 
     def tests_for(self, copy: str, line: int | None) -> list[str]:
-        """The items that executed `line` of `copy`, fastest first (all when line is None or
-        runs at import; [] when no test executed it)."""
+        """The items that executed `line` of `copy` (and those that failed when traced), fastest
+        first; all when line is None or runs at import; [] when no test executed it."""
         if line is None or line in self.everywhere[copy]:
             return list(self.fastest)
-        return [n for n in self.fastest if line in self.lines[n].get(copy, ())]
+        return [n for n in self.fastest if n in self.always or line in self.lines[n].get(copy, ())]

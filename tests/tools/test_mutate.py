@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import json
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -217,3 +218,22 @@ def test_selection_runs_only_the_tests_that_execute_the_mutated_line(tmp_path, m
     assert chosen[13] == [] and by_line[13]["note"] == mutate.NOT_EXECUTED
     assert [by_line[n]["status"] for n in (1, 5, 9, 13)] == ["killed"] * 3 + ["survived"]
     assert by_line[5]["killed_by"].endswith("::test_double") and by_line[13]["seconds"] == 0
+
+
+def test_selection_orders_by_time_and_keeps_tests_that_failed_when_traced(tmp_path):
+    """Fastest first; a test that failed only under tracing is selected for every mutant."""
+    copy = tmp_path / "toy.py"
+    copy.write_text(ops.normalised(TOY_LAB))  # lines 3-4 double, 6-7 square, 9-10 unused
+    items = {
+        "t.py::slow": {"seconds": 2.0, "lines": {str(copy): [4, 7]}},
+        "t.py::fast": {"seconds": 0.5, "lines": {str(copy): [4]}},
+        "t.py::timing": {"seconds": 1.0, "lines": {}, "failed": True},
+    }
+    traced = {"outside": {}, "items": {n: e | {"path": "t.py"} for n, e in items.items()}}
+    (tmp_path / "coverage.json").write_text(json.dumps(traced))
+    (tmp_path / "timing.json").write_text(json.dumps({"items": items}))
+    selection = cov.Selection(tmp_path / "timing.json", tmp_path / "coverage.json", [str(copy)])
+    assert selection.tests_for(str(copy), 4) == ["t.py::fast", "t.py::timing", "t.py::slow"]
+    assert selection.tests_for(str(copy), 7) == ["t.py::timing", "t.py::slow"]
+    assert selection.tests_for(str(copy), 1) == selection.fastest  # runs at import
+    assert selection.tests_for(str(copy), None) == selection.fastest
