@@ -198,6 +198,25 @@ def test_suggest_params_space(impl):
         p = impl.suggest_params(study.ask())
         assert 0.01 <= p["learning_rate"] <= 0.5 and 4 <= p["max_leaf_nodes"] <= 128
         assert 2 <= p["min_samples_leaf"] <= 200 and 1e-4 <= p["l2_regularization"] <= 10
+    trial = study.ask()
+    impl.suggest_params(trial)
+    D = optuna.distributions
+    assert trial.distributions == {
+        "learning_rate": D.FloatDistribution(0.01, 0.5, log=True),
+        "max_leaf_nodes": D.IntDistribution(4, 128, log=True),
+        "min_samples_leaf": D.IntDistribution(2, 200, log=True),
+        "l2_regularization": D.FloatDistribution(1e-4, 10.0, log=True),
+    }, f"search space differs from the documented one: {trial.distributions}"
+
+
+def test_make_booster_settings(impl):
+    """make_booster: max_iter trees, no early stopping, the categorical mask and the seed."""
+    mask = np.array([True, False, False])
+    params = impl.make_booster({"learning_rate": 0.2}, mask, max_iter=7, seed=3).get_params()
+    assert params["max_iter"] == 7 and params["random_state"] == 3
+    assert params["early_stopping"] is False, "early stopping would change the trees per trial"
+    assert params["learning_rate"] == 0.2
+    np.testing.assert_array_equal(params["categorical_features"], mask)
 
 
 def test_two_worker_processes_share_one_study(impl, cancer, tmp_path):
@@ -239,6 +258,8 @@ def test_two_worker_processes_share_one_study(impl, cancer, tmp_path):
     np.testing.assert_allclose(
         t.value, want, atol=1e-12, err_msg="a trial's value must be its mean CV score"
     )
+    ran = impl.optuna_worker(storage, "shared", str(data), 1, worker=2, cv=2, max_iter=5)
+    assert ran == 1, f"optuna_worker must return how many trials it ran, got {ran!r}"
 
 
 def test_failing_worker_is_reported(impl, tmp_path):
@@ -253,4 +274,7 @@ def test_failing_worker_is_reported(impl, tmp_path):
         )
     assert type(info.value) is RuntimeError, (
         f"expected RuntimeError, got {type(info.value).__name__}"
+    )
+    assert "Traceback" in str(info.value) and "\n" in str(info.value), (
+        "quote the worker's stderr as text (its lines, not a bytes repr)"
     )
