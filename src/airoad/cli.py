@@ -229,9 +229,15 @@ def ask(
     from airoad import cli_ask
 
     if build_index:
+        from airoad.rag.ask import hand_recall
+
         index, built = cli_ask.load_index(console)
+        recall, n = hand_recall(index)
         state = "built" if built else "up to date"
-        console.print(f"lesson index {state}: {len(index.chunks)} passages")
+        console.print(
+            f"lesson index {state}: {len(index.chunks)} passages; recall@5 of the gold section "
+            f"on {n} hand-written questions: {recall:.2f}"
+        )
         return
     cli_ask.ask(console, question, top, generate, as_json)
 

@@ -197,6 +197,19 @@ def search(index: Index, question: str, k: int = 5, encoder: Any = None) -> list
     return list(hits.values())[:k]
 
 
+def hand_recall(index: Index, k: int = 5, encoder: Any = None) -> tuple[float, int]:
+    """(recall@k of the gold section, number of questions) on the hand-written evaluation
+    questions whose gold sections are all lesson sections in this index."""
+    from airoad.rag.corpus import load_questions
+
+    encoder = encoder or _encoder()
+    sections = {c.section for c in index.chunks}
+    questions = [q for q in load_questions("hand") if q.gold and set(q.gold) <= sections]
+    found = [any(h.section in q.gold for h in search(index, q.question, k, encoder))
+             for q in questions]  # fmt: skip
+    return (float(np.mean(found)) if found else float("nan")), len(found)
+
+
 def is_answerable(hits: list[Hit]) -> bool:
     """Whether any retrieved section is close enough in meaning to answer from."""
     return bool(hits) and max(h.cosine for h in hits) >= MIN_COSINE
