@@ -107,6 +107,12 @@ def test_elbow_of_a_sharp_corner(impl):
     assert impl.elbow_index(ks + 10, inertia) == 3, "the elbow must not depend on where k starts"
 
 
+def test_elbow_above_the_chord(impl):
+    """Points above the chord count by their distance too (|distance|, whatever its side)."""
+    inertia = np.array([100.0, 99, 98, 97, 30, 25, 22, 20])  # 1 - x - y: -0.39 at k=4, 0.30 at k=5
+    assert impl.elbow_index(np.arange(1, 9), inertia) == 3, "expected the elbow at index 3 (k=4)"
+
+
 @FAST
 @given(drops=st.lists(st.floats(0.1, 100.0), min_size=3, max_size=10))
 def test_elbow_is_farthest_from_the_chord(impl, drops):
@@ -177,3 +183,11 @@ def test_name_segments_are_unique(impl):
     assert names == ["high income, high limit, high age", "high income, high limit, low debt"], (
         names
     )
+    z4 = np.array([[1.5, 0.3, 0.2, 0.1], [1.4, -0.3, 0.2, 0.1]])  # both "high income"
+    names = impl.name_segments(z4, ["Income", "Limit", "Age", "Debt"], threshold=0.5, max_terms=2)
+    assert names == ["high income, high limit, high age", "high income, low limit, high age"], (
+        f"clashing names grow to max_terms + 1 terms (any |z|), then more: {names}"
+    )
+    z3 = np.array([[0.3, 0.1], [-0.2, 0.1]])  # both "average", and only max_terms features
+    names = impl.name_segments(z3, ["Income", "Age"], threshold=0.5, max_terms=2)
+    assert names == ["high income, high age", "low income, high age"], names

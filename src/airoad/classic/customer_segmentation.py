@@ -151,7 +151,8 @@ def name_segments(
         )
 
     names = [words(s, max_terms, True) for s in range(len(z))]
-    for n_terms in range(max_terms + 1, z.shape[1] + 1):
+    # From max_terms + 1 terms, or from all d features when there are no more than max_terms.
+    for n_terms in range(min(max_terms + 1, z.shape[1]), z.shape[1] + 1):
         dupes = {nm for nm in names if names.count(nm) > 1}
         if not dupes:
             break
