@@ -86,13 +86,15 @@ def test_sentence_pack_keeps_sentences_whole(impl):
 
 
 def test_prompt_numbers_passages(impl):
-    """System rules, then one user turn: '[i] title', newline, text per passage, then the question."""
+    """Rules, a worked example (user, assistant), then '[i] title', newline, text, the question."""
     msgs = impl.prompt_messages("Why?", ["alpha text", "beta text"], ["A", "B"])
-    assert [m["role"] for m in msgs] == ["system", "user"]
+    assert [m["role"] for m in msgs] == ["system", "user", "assistant", "user"]
     assert msgs[0]["content"] == impl.SYSTEM and "[1]" in impl.SYSTEM
-    user = msgs[1]["content"]
-    assert "[1] A\nalpha text\n\n[2] B\nbeta text" in user
-    assert user.endswith("Question: Why?") and user.index("[2] B") < user.index("Question:")
+    assert msgs[2]["content"] == impl.EXAMPLE[1] and "[2]" in msgs[2]["content"]
+    user = msgs[3]["content"]
+    assert user == "Passages:\n\n[1] A\nalpha text\n\n[2] B\nbeta text\n\nQuestion: Why?"
+    assert msgs[1]["content"] == impl.user_turn(*impl.EXAMPLE[0])
+    assert impl.user_turn("Q?", ["t"], ["T"]) == "Passages:\n\n[1] T\nt\n\nQuestion: Q?"
 
 
 def test_parse_citations(impl):

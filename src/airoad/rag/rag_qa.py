@@ -30,6 +30,14 @@ SYSTEM = (
     "You answer questions using only the numbered passages. Answer in one short sentence and "
     "cite the passage you used like [1]."
 )
+EXAMPLE = (
+    (
+        "Can a tuple be changed after it is created?",
+        ["Lists are mutable sequences.", "Tuples are immutable sequences of items."],
+        ["lists", "tuples"],
+    ),
+    "No, tuples are immutable [2].",
+)
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(\"'`])")
 _CITATION = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
@@ -76,15 +84,25 @@ def sentence_pack(text: str, max_words: int) -> list[str]:
 # ---------------------------------------------------------------- prompting and citations
 
 
-def prompt_messages(question: str, passages: Sequence[str], titles: Sequence[str]) -> list[dict]:
-    """Chat messages: the rules (``SYSTEM``), then one user turn holding the passages numbered
-    from 1 as ``[i] title`` + newline + text, a blank line between, then ``Question: ...``."""
+def user_turn(question: str, passages: Sequence[str], titles: Sequence[str]) -> str:
+    """The passages numbered from 1 as ``[i] title`` + newline + text, a blank line between,
+    then ``Question: ...``."""
     body = "\n\n".join(
         f"[{i}] {title}\n{text}" for i, (title, text) in enumerate(zip(titles, passages), 1)
     )
+    return f"Passages:\n\n{body}\n\nQuestion: {question}"
+
+
+def prompt_messages(question: str, passages: Sequence[str], titles: Sequence[str]) -> list[dict]:
+    """Chat messages: the rules (``SYSTEM``), one worked example (``EXAMPLE``: a user turn and
+    the cited answer, because a small model copies a format it sees far better than one it is
+    told), then the user turn of ``question`` and its passages."""
+    (q, ps, ts), reply = EXAMPLE
     return [
         {"role": "system", "content": SYSTEM},
-        {"role": "user", "content": f"Passages:\n\n{body}\n\nQuestion: {question}"},
+        {"role": "user", "content": user_turn(q, ps, ts)},
+        {"role": "assistant", "content": reply},
+        {"role": "user", "content": user_turn(question, passages, titles)},
     ]
 
 
