@@ -27,8 +27,8 @@ from airoad.rag.corpus import content_words
 
 ABSTAIN = "I don't know."
 SYSTEM = (
-    "You answer questions using only the numbered passages. Answer in one short sentence and "
-    "cite the passage you used like [1]."
+    "You answer questions using only the numbered passages. Start with the number of the "
+    "passage you used, like [1], then answer in one short sentence."
 )
 EXAMPLE = (
     (
@@ -36,7 +36,7 @@ EXAMPLE = (
         ["Lists are mutable sequences.", "Tuples are immutable sequences of items."],
         ["lists", "tuples"],
     ),
-    "No, tuples are immutable [2].",
+    "[2] No, tuples are immutable.",
 )
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(\"'`])")
 _CITATION = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
