@@ -78,6 +78,14 @@ def test_ols_without_intercept(impl, diabetes):
     )
 
 
+def test_ols_intercept_on_uncentred_features(impl, diabetes):
+    """On features with nonzero means the intercept is mean(y) - mean(X) . coef_, like sklearn's."""
+    X, y = diabetes
+    X = X + np.linspace(-3.0, 5.0, X.shape[1])  # diabetes columns are already centred
+    ours = _check_fit(impl.LinearRegression(), X, y)
+    _assert_same_fit(ours, sk.LinearRegression().fit(X, y), 1e-8, 1e-8, "shifted columns")
+
+
 def test_lstsq_gives_minimum_norm_on_collinear_columns(impl, diabetes):
     """With a duplicated column, the lstsq solver returns sklearn's minimum-norm solution."""
     X, y = diabetes
@@ -213,6 +221,17 @@ def test_lasso_matches_sklearn(impl, diabetes, alpha, precompute):
     assert ours.n_iter_ < 100_000, "Lasso hit max_iter: check the duality-gap stopping rule"
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("precompute", [True, False])
+def test_lasso_runs_exactly_max_iter_sweeps(impl, diabetes, precompute):
+    """With tol=0 Lasso makes exactly max_iter sweeps: n_iter_ and coef_ equal sklearn's after 2 sweeps."""
+    X, y = diabetes
+    ours = _check_fit(impl.Lasso(alpha=0.1, tol=0.0, max_iter=2, precompute=precompute), X, y)
+    theirs = sk.Lasso(alpha=0.1, tol=0.0, max_iter=2).fit(X, y)
+    assert ours.n_iter_ == theirs.n_iter_ == 2, f"n_iter_ is {ours.n_iter_}, expected 2"
+    _assert_same_fit(ours, theirs, 1e-9, 1e-8, "two sweeps")
+
+
 def test_lasso_duality_gap_matches_sklearn(impl, diabetes):
     """duality_gap at sklearn's solution equals sklearn's dual_gap_ (times n), and Lasso reports dual_gap_ <= tol."""
     X, y = diabetes
@@ -344,3 +363,10 @@ def test_works_in_pipeline_cross_val_and_grid_search(impl, diabetes):
         atol=1e-6,
         err_msg="GridSearchCV scores differ from sklearn's Lasso",
     )
+
+
+def test_polynomial_features_degree_zero_without_bias_is_empty(impl):
+    """degree=0 without the bias column gives an empty (n_samples, 0) array."""
+    X = np.arange(10.0).reshape(5, 2)
+    out = np.asarray(impl.polynomial_features(X, 0, include_bias=False))
+    assert out.shape == (5, 0), f"got shape {out.shape}, expected (n_samples, 0) = (5, 0)"
