@@ -214,6 +214,35 @@ def test_encode_batches_and_unpads_like_one_text_at_a_time(impl):
     np.testing.assert_allclose(ours, want, rtol=1e-4, atol=1e-5, err_msg="batched != one by one")
 
 
+def test_encode_feeds_longest_texts_first_and_handles_one_batch(impl):
+    """encode sends the longest texts in the first batch, and works when all fit in one batch."""
+    model, tok = _tiny_bert()
+    seen: list[list[str]] = []
+
+    def spy(batch, **kw):
+        seen.append(list(batch))
+        return tok(batch, **kw)
+
+    texts = [t.lower() for t in TEXTS]
+    impl.encode(model, spy, texts, batch_size=3)
+    longest = sorted(texts, key=len, reverse=True)[:3]
+    assert sorted(seen[0]) == sorted(longest), f"first batch {seen[0]} is not the longest texts"
+    one = impl.encode(model, tok, texts[:2], batch_size=8)
+    assert one.shape == (2, 16), f"one batch gave shape {one.shape}"
+
+
+def test_searches_with_no_queries_return_empty_arrays(impl):
+    """BM25.search and dense_search on zero queries return (0, k) ids and (0, k) scores."""
+    bm25 = impl.BM25().fit(impl.tokenize(TEXTS))
+    rng = np.random.default_rng(0)
+    docs = rng.standard_normal((5, 4)).astype(np.float32)
+    for ids, scores in (
+        bm25.search([], 3),
+        impl.dense_search(np.zeros((0, 4), np.float32), docs, 3),
+    ):
+        assert ids.shape == (0, 3) and scores.shape == (0, 3), (ids.shape, scores.shape)
+
+
 @FAST
 @given(seed=st.integers(0, 10_000), k=st.integers(1, 12), density=st.floats(0.0, 0.6))
 def test_top_k_sparse_equals_dense_top_k(impl, seed, k, density):
