@@ -55,8 +55,9 @@ def test_fixed_windows_cover_text_with_overlap(impl):
     assert impl.fixed_windows(text, 4, 1) == ["w0 w1 w2 w3", "w3 w4 w5 w6", "w6 w7 w8 w9", "w9 w10"]
     assert impl.fixed_windows("a b c d e", 3, 1) == ["a b c", "c d e"]
     assert impl.fixed_windows("a  b\nc", 5, 2) == ["a b c"], "one window when the text fits"
-    with pytest.raises(ValueError):
-        impl.fixed_windows(text, 3, 3)
+    for overlap in (3, 4, -1):  # a clear message, not range()'s "arg 3 must not be zero"
+        with pytest.raises(ValueError, match="overlap"):
+            impl.fixed_windows(text, 3, overlap)
 
 
 @FAST
@@ -149,3 +150,6 @@ def test_abstain_rule_and_curve(impl):
     hit, false = impl.abstain_curve(answerable, unanswerable, thresholds)
     np.testing.assert_allclose(hit, [0, 1 / 3, 1, 1])
     np.testing.assert_allclose(false, [0, 0.25, 0.5, 1])
+    # a score equal to the threshold is kept (abstain is strictly below), on both sets
+    tied, kept = impl.abstain_curve(np.array([0.5, 0.9]), np.array([0.5, 0.1]), np.array([0.5]))
+    np.testing.assert_allclose([tied[0], kept[0]], [0.5, 0.0], err_msg="ties must not abstain")
