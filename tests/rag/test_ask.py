@@ -121,6 +121,16 @@ def test_index_is_cached_and_rebuilt_when_a_lesson_changes(tmp_path, numpy_minil
     assert after_damage, "a damaged cache file was trusted"
 
 
+def test_read_only_cache_still_answers(tmp_path, numpy_minilm):
+    """A cache folder that cannot be written still returns a built index (rebuilt next time)."""
+    fake = FakeEncoder(numpy_minilm.folder)
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the cache folder should be")
+    lessons = {"a": "# A\n\n## The key idea\n\nBM25 weighs rare words.\n"}
+    index, built = ask.cached_index(lessons, folder=blocker / "ask", encoder=fake)
+    assert built and len(index.chunks) == 1 and fake.calls == 1
+
+
 @pytest.mark.parametrize(
     ("question", "words"),
     [("", "empty"), ("   \n ", "empty"), ("?!", "no words"), ("why " * 400, "1,000 characters")],

@@ -154,10 +154,13 @@ def cached_index(
         except (pickle.UnpicklingError, EOFError, AttributeError, ImportError):
             pass  # a damaged or stale cache file is rebuilt, never trusted
     index = build_index(lessons, encoder=encoder, progress=progress)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for old in path.parent.glob("lessons-*.pkl"):
-        old.unlink(missing_ok=True)  # one index per cache: the old lessons are gone
-    write_atomic(path, pickle.dumps(index))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for old in path.parent.glob("lessons-*.pkl"):
+            old.unlink(missing_ok=True)  # one index per cache: the old lessons are gone
+        write_atomic(path, pickle.dumps(index))
+    except OSError:
+        pass  # a read-only cache: the answer still comes, the index is rebuilt next time
     return index, True
 
 
