@@ -23,6 +23,7 @@ EXPECTED = {
     "mnist",
     "fashion-mnist",
     "adult",
+    "compas",
     "credit",
     "nyse",
     "airline",

