@@ -1,0 +1,1 @@
+"""Responsible AI: fairness audits, explanations of model predictions, and red-teaming."""
