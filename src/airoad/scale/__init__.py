@@ -1,0 +1,1 @@
+"""Training at scale on CPU processes: data parallelism, ring all-reduce and sharding (gloo)."""
