@@ -37,7 +37,11 @@ from types import ModuleType
 import pytest
 
 from airoad.labs.learner import ImportGuard, load_file_as_module
-from airoad.scale.launch import COLLECTIVE_TIMEOUT, WorkerGroup
+from airoad.scale.launch import COLLECTIVE_TIMEOUT, WorkerGroup, preload
+
+# What a worker imports to unpickle an entry point of a test module: load it once, in the
+# fork server, instead of in every worker.
+preload("numpy", "pytest", "hypothesis", "scale_testing", "airoad.labs.learner")
 
 
 def group_fixture(world_size: int, timeout: float = COLLECTIVE_TIMEOUT):

@@ -3,13 +3,17 @@ clear error and always tears down; the harness grades a learner's file inside th
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 
 import pytest
 import torch
 import torch.distributed as dist
 from scale_testing import group_fixture, impl_ref, load_impl
+from test_distributed_data_parallel import _ring_worker
 
+import airoad.scale.distributed_data_parallel as ddp_reference
 from airoad.labs.learner import load_implementation
 from airoad.scale import launch
 from airoad.scale.launch import WorkerError, WorkerGroup
@@ -59,6 +63,21 @@ def test_learner_file_is_loaded_inside_workers(group, tmp_path, monkeypatch):
     for name, file, value in results:
         assert name == "learner_fake_ref" and file == str(path), f"loaded {name} from {file}"
         torch.testing.assert_close(value, torch.full((3,), 6.0))  # 2 * (1 + 2)
+
+
+def test_grader_entry_point_grades_a_learner_copy_of_the_reference(group, tmp_path, monkeypatch):
+    """A learner's copy of the reference passes a grader's ring entry point, loaded from its path."""
+    path = tmp_path / "distributed_data_parallel.py"
+    path.write_text(Path(ddp_reference.__file__).read_text())
+    monkeypatch.setenv("AIROAD_LEARNER_FILES", json.dumps({ddp_reference.__name__: str(path)}))
+    impl = load_implementation(ddp_reference.__name__)
+    assert impl.__name__ == "learner_distributed_data_parallel"
+    for result in group.run(_ring_worker, impl_ref(impl), 0):
+        assert result["file"] == str(path), f"the worker graded {result['file']}"
+        assert result["rows"], "no shapes were checked"
+        for size, shape, got, expected, same in result["rows"]:
+            torch.testing.assert_close(got, expected, msg=f"{size} ranks, shape {shape}")
+            assert same
 
 
 def test_crash_names_the_rank_and_tears_down(group):
