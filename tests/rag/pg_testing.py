@@ -1,0 +1,49 @@
+"""A throwaway PostgreSQL + pgvector for tests: the binaries bundled by the PyPI package
+``pgserver``, started on a free loopback port in a fresh folder (as ``nobody`` when the tests
+run as root, since PostgreSQL refuses root), and always stopped, also when a test fails.
+
+When the server cannot start, the tests fail in CI (``CI`` set: the suite must prove pgvector
+works there) and are skipped on a learner's machine with the fix in the reason.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+FIX = "pip install pgserver==0.1.4 (it bundles PostgreSQL 16 with pgvector)"
+
+
+def bin_dir() -> Path:
+    """The folder of pgserver's PostgreSQL binaries (skip or fail when it is missing)."""
+    try:
+        from pgserver._commands import POSTGRES_BIN_PATH
+    except ImportError:
+        _cannot("the pgserver package is not installed")
+    return Path(POSTGRES_BIN_PATH)
+
+
+def running(server_cls: Any) -> Iterator[Any]:
+    """Start ``server_cls(bin_dir())``, yield it, then stop it and check it left nothing."""
+    server = server_cls(bin_dir())
+    try:
+        server.start()
+    except RuntimeError as exc:  # our server's "did not start", with PostgreSQL's own log
+        server.stop()
+        _cannot(str(exc).splitlines()[0])
+    folder = server.folder
+    try:
+        yield server
+    finally:
+        server.stop()
+    assert folder is not None and not Path(folder).exists(), "stop() left the server folder"
+
+
+def _cannot(why: str) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(f"PostgreSQL could not start in CI: {why}")
+    pytest.skip(f"PostgreSQL could not start ({why}): {FIX}")
