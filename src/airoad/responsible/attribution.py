@@ -35,7 +35,7 @@ def permutation_importance(
 
     Uses scikit-learn's random stream (see the module docstring), so with the same
     ``random_state`` the result equals ``sklearn.inspection.permutation_importance``'s
-    ``importances``. ``X`` is not modified.
+    ``importances``. ``X`` is not modified; ``n_repeats < 1`` is a ValueError.
     """
     if n_repeats < 1:
         raise ValueError(f"n_repeats = {n_repeats}: need at least one shuffle")
@@ -72,7 +72,8 @@ def pd_grid(
     """The values partial dependence is evaluated at (as scikit-learn chooses them).
 
     The sorted unique values if there are fewer than ``resolution``, else ``resolution``
-    evenly spaced points between the two ``quantiles`` of the column.
+    evenly spaced points between the two ``quantiles`` of the column. ValueError if
+    ``resolution < 2``.
     """
     if resolution < 2:
         raise ValueError(f"resolution = {resolution}: a grid needs at least 2 points")
@@ -103,7 +104,7 @@ def integration_rule(n_steps: int, method: str = "gausslegendre") -> tuple[np.nd
     Riemann rules use the left ends, right ends or midpoints of n equal steps (weight 1/n);
     the trapezoid rule puts n points on [0, 1] with end weights halved (captum's convention:
     1/(2n) at the ends, 1/n inside); Gauss-Legendre maps numpy's nodes and weights from
-    [-1, 1] to [0, 1].
+    [-1, 1] to [0, 1]. An unknown ``method`` (see ``RULES``) or ``n_steps < 2`` is a ValueError.
     """
     if method not in RULES:
         raise ValueError(f"unknown integration rule {method!r}; choose one of {RULES}")

@@ -36,7 +36,7 @@ def coalitions(m: int) -> np.ndarray:
     """Every subset of ``m`` features as a 0/1 float matrix (2^m, m).
 
     Row ``k`` holds the bits of ``k``: feature ``j`` is in coalition ``k`` iff ``(k >> j) & 1``.
-    So row 0 is the empty coalition and row 2^m - 1 the full one.
+    So row 0 is the empty coalition and row 2^m - 1 the full one. ValueError unless 1 <= m <= 20.
     """
     if not 1 <= m <= 20:
         raise ValueError(f"m = {m}: enumerating 2^m coalitions needs 1 <= m <= 20")
@@ -95,7 +95,8 @@ def kernel_shap(f: Model, x: np.ndarray, background: np.ndarray) -> tuple[np.nda
 
     Fit ``v(S) - phi_0 ~ z @ phi`` over the 2^M - 2 proper coalitions ``z`` with weights
     ``shapley_kernel``, subject to ``sum phi = f(x) - phi_0``: substitute
-    ``phi_M = delta - sum_{i<M} phi_i`` and solve the (M-1)-dim normal equations.
+    ``phi_M = delta - sum_{i<M} phi_i`` and solve the (M-1)-dim normal equations. M < 2 is a
+    ValueError (one feature simply gets ``f(x) - phi_0``).
     """
     m = len(x)
     if m < 2:
@@ -119,7 +120,7 @@ def lime_samples(
 
     Draws exactly what ``lime`` draws: ``np.random.RandomState(seed).normal(0, 1, n * M)``
     reshaped row by row (``mean`` and ``scale`` are the training data's column mean and
-    population std, with std 0 replaced by 1).
+    population std, with std 0 replaced by 1). ValueError if ``n_samples < 2``.
     """
     if n_samples < 2:
         raise ValueError(f"n_samples = {n_samples}: LIME needs x and at least one perturbation")
