@@ -312,6 +312,23 @@ def test_alpha_beta_fit_matches_scipy(impl, alpha, beta, noise_seed):
 
 
 @settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), size=st.integers(3, 12))
+def test_alpha_beta_fit_is_scipy_nnls(impl, seed, size):
+    """fit_alpha_beta never returns a negative cost: it is scipy's nnls on the relative-error system."""
+    from scipy.optimize import nnls
+
+    rng = np.random.default_rng(seed)
+    n = rng.uniform(1e2, 1e7, size)
+    p = rng.integers(2, 9, size)
+    t = rng.uniform(1e-4, 1e-1, size)  # times unrelated to size: a negative slope is likely
+    A = np.column_stack([2 * (p - 1), 2 * (p - 1) / p * n]) / t[:, None]
+    want, _ = nnls(A, np.ones(size))
+    got = np.array(impl.fit_alpha_beta(n, p, t))
+    assert (got >= 0).all(), f"negative cost {got}"
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-14, err_msg="(alpha, beta)")
+
+
+@settings(max_examples=40, deadline=None)
 @given(
     compute=st.floats(1e-4, 1.0),
     n_bytes=st.floats(1e3, 1e9),

@@ -184,7 +184,8 @@ def train_steps(
     world_size: int = 1,
     average: Callable[[Iterable[nn.Parameter]], object] | None = None,
 ) -> list[float]:
-    """Plain SGD with cross-entropy over the given global batches; return this rank's losses.
+    """Plain SGD (``p -= lr * p.grad``) with cross-entropy over the given global batches;
+    return this rank's losses.
 
     Each rank trains on ``local_slice`` of every batch. The gradients must be averaged across
     ranks before the step: either ``model`` is wrapped in ``DistributedDataParallel`` (it
@@ -192,16 +193,20 @@ def train_steps(
     the parameters after backward. With ``world_size == 1`` this is one process on the whole
     batch. Each returned loss is the local mean; their mean over ranks is the global loss.
     """
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    params = list(model.parameters())
     losses = []
     for x, y in batches:
         rows = local_slice(len(x), rank, world_size)
-        optimizer.zero_grad(set_to_none=True)
+        for p in params:
+            p.grad = None
         loss = nn.functional.cross_entropy(model(x[rows]), y[rows])
         loss.backward()
         if average is not None:
-            average(model.parameters())
-        optimizer.step()
+            average(params)
+        with torch.no_grad():
+            for p in params:
+                if p.grad is not None:
+                    p -= lr * p.grad
         losses.append(loss.item())
     return losses
 
@@ -215,15 +220,25 @@ def allreduce_time(n_bytes: np.ndarray | float, world_size: int, alpha: float, b
 def fit_alpha_beta(
     n_bytes: Sequence[float], world_sizes: Sequence[int], seconds: Sequence[float]
 ) -> tuple[float, float]:
-    """Least-squares ``(alpha, beta)`` of ``allreduce_time`` from measured all-reduce times.
+    """Non-negative least-squares ``(alpha, beta)`` of ``allreduce_time`` from measured times.
 
     The model is linear in (alpha, beta) with features ``2(p-1)`` and ``2(p-1)/p * n``; each
-    row is weighted by 1/time so small (latency-bound) messages count as much as large ones.
+    row is divided by its time, so the fit minimises relative error and small (latency-bound)
+    messages count as much as large ones. Costs cannot be negative: when the unconstrained
+    solution has a negative coefficient, that one is 0 and the other is refitted alone.
     """
     n, p, t = (np.asarray(v, dtype=float) for v in (n_bytes, world_sizes, seconds))
-    features = np.column_stack([2 * (p - 1), 2 * (p - 1) / p * n]) / t[:, None]
-    (alpha, beta), *_ = np.linalg.lstsq(features, np.ones_like(t), rcond=None)
-    return float(alpha), float(beta)
+    A = np.column_stack([2 * (p - 1), 2 * (p - 1) / p * n]) / t[:, None]
+    target = np.ones_like(t)
+    coef, *_ = np.linalg.lstsq(A, target, rcond=None)
+    if (coef < 0).any():
+        fits = []
+        for keep in (0, 1):  # one coefficient alone: c = (a . 1) / (a . a), clipped at 0
+            c = np.zeros(2)
+            c[keep] = max(A[:, keep] @ target / (A[:, keep] @ A[:, keep]), 0.0)
+            fits.append((np.sum((A @ c - target) ** 2), c))
+        coef = min(fits, key=lambda f: f[0])[1]
+    return float(coef[0]), float(coef[1])
 
 
 def step_time(

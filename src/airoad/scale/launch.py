@@ -94,7 +94,8 @@ def _worker_main(rank: int, world_size: int, port: int, timeout: float, conn: Co
             try:
                 _send(conn, ("ok", fn(rank, world_size, *args)))
             except BaseException as exc:  # noqa: BLE001 -- every failure goes back to the parent
-                _send(conn, ("error", (f"{type(exc).__name__}: {exc}", traceback.format_exc())))
+                first = (str(exc).strip().splitlines() or [""])[0]  # one line; the rest in details
+                _send(conn, ("error", (f"{type(exc).__name__}: {first}", traceback.format_exc())))
     except (EOFError, OSError, KeyboardInterrupt):
         pass  # the parent went away or closed the group: nothing left to report to
     finally:
