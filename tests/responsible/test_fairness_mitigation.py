@@ -63,6 +63,7 @@ def test_group_thresholds_match_fairlearn(impl, seed, constraint):
     from fairlearn.postprocessing import ThresholdOptimizer
 
     model, X, y, groups, scores = _scored(seed)
+    rules = impl.fit_group_thresholds(scores, y, groups, constraint)  # first: a stub fails fast
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         lib = ThresholdOptimizer(
@@ -70,7 +71,6 @@ def test_group_thresholds_match_fairlearn(impl, seed, constraint):
         ).fit(X, y, sensitive_features=groups)
         lib_pred = lib.predict(X, sensitive_features=groups, random_state=seed)
         lib_prob = lib._pmf_predict(X, sensitive_features=groups)[:, 1]
-    rules = impl.fit_group_thresholds(scores, y, groups, constraint)
     for g, want in lib.interpolated_thresholder_.interpolation_dict.items():
         got = rules[g]
         np.testing.assert_allclose(
