@@ -87,13 +87,14 @@ def adamw_step_(
     on any chunk of a tensor; ``exp_avg`` and ``exp_avg_sq`` (same shape) are updated in place.
 
     m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;  p = p (1 - lr wd)      (decoupled decay)
-    p = p - lr (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)         as torch.optim.AdamW.
+    p = p - lr (m / (1 - b1^t)) / (sqrt(v) / sqrt(1 - b2^t) + eps)     as torch.optim.AdamW,
+    in the same order of operations, so float32 results agree to the last bit.
     """
     b1, b2 = betas
     param.mul_(1.0 - lr * weight_decay)
     exp_avg.lerp_(grad, 1.0 - b1)
     exp_avg_sq.mul_(b2).addcmul_(grad, grad, value=1.0 - b2)
-    denom = (exp_avg_sq / (1.0 - b2**step)).sqrt_().add_(eps)
+    denom = (exp_avg_sq.sqrt() / (1.0 - b2**step) ** 0.5).add_(eps)  # torch's order of ops
     param.addcdiv_(exp_avg, denom, value=-lr / (1.0 - b1**step))
 
 
@@ -142,7 +143,7 @@ class ZeroAdamW:
         """Stage 2: this rank's chunk of the averaged gradient of parameter i; free p.grad."""
         chunk, lo, hi = self.bounds[i]
         out = p.grad.new_empty(chunk)
-        dist.reduce_scatter_tensor(
+        dist.reduce_scatter_single(
             out, self._padded(p.grad.reshape(-1), chunk * self.world), group=self.group
         )
         self.grad_shards[i] = out[: hi - lo].div_(self.world)
@@ -168,9 +169,7 @@ class ZeroAdamW:
                 self.lr, self.betas, self.eps, self.weight_decay,
             )  # fmt: skip
             gathered = flat.new_empty(chunk * self.world)
-            dist.all_gather_into_tensor(
-                gathered, self._padded(flat[lo:hi], chunk), group=self.group
-            )
+            dist.all_gather_single(gathered, self._padded(flat[lo:hi], chunk), group=self.group)
             flat.copy_(gathered[: flat.numel()])
 
     def zero_grad(self) -> None:
