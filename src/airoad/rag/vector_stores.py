@@ -177,8 +177,10 @@ class PostgresServer:
     def start(self, timeout: float = 60.0) -> PostgresServer:
         """initdb + start (waits until it accepts connections); on failure stop, then raise
         ``RuntimeError`` with the server's own log."""
-        self.folder = Path(tempfile.mkdtemp(prefix="airoad-pg-"))
-        if os.geteuid() == 0:
+        root = os.geteuid() == 0
+        self.folder = Path(tempfile.mkdtemp(prefix="airoad-pg-", dir=_reachable_tmp() if root
+                                            else None))  # fmt: skip
+        if root:
             os.chown(self.folder, *_ids(UNPRIVILEGED))
         data, log = self.folder / "data", self.folder / "log"
         try:
@@ -216,6 +218,15 @@ class PostgresServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _reachable_tmp() -> str:
+    """The temporary folder if every folder above it lets others through (mode o+x), else
+    /tmp: ``nobody`` must be able to reach its data folder."""
+    tmp = Path(tempfile.gettempdir()).resolve()
+    if all(p.stat().st_mode & 0o001 for p in [tmp, *tmp.parents]):
+        return str(tmp)
+    return "/tmp"
 
 
 def _ids(user: str) -> tuple[int, int]:

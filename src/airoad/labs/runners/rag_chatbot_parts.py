@@ -153,13 +153,14 @@ def recall_rows(found: dict[str, list], convs: list[Conversation], k: int) -> li
 
 
 def stream_reply(llm: Any, messages: list[dict], max_new_tokens: int) -> dict:
-    """SmolLM2's greedy reply streamed piece by piece: the text, the seconds to the first piece
+    """SmolLM2's greedy one-line reply streamed piece by piece (a newline ends it, as in
+    rag-qa: the small model otherwise repeats itself): the text, the seconds to the first piece
     and to the end, and the number of pieces."""
     from airoad.llm.prompt_engineering import chat_ids
 
     head, tail = chat_ids(llm.tok, messages)
     start, first, pieces = time.perf_counter(), None, []
-    tokens = ref.stream_greedy(llm.model, head + tail, max_new_tokens, {llm.eos})
+    tokens = ref.stream_greedy(llm.model, head + tail, max_new_tokens, llm.lines)
     for piece in ref.stream_text(llm.tok, tokens):
         first = first if first is not None else time.perf_counter() - start
         pieces.append(piece)
