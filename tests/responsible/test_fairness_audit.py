@@ -107,6 +107,8 @@ def test_bad_inputs_are_clear_errors(impl):
         impl.by_group(impl.accuracy, np.array([], int), np.array([], int), np.array([]))
     with pytest.raises(ValueError):
         impl.calibration_by_group(np.array([0, 1]), np.array([0.2, np.nan]), np.array(["a", "a"]))
+    with pytest.raises(ValueError):
+        impl.calibration_by_group(np.array([0, 1]), np.array([0.2, 0.4]), np.array(["a", "a"]), 0)
 
 
 @FAST

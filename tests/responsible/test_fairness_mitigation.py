@@ -85,6 +85,38 @@ def test_group_thresholds_match_fairlearn(impl, seed, constraint):
     np.testing.assert_array_equal(impl.predict_groups(rules, scores, groups, seed), lib_pred)
 
 
+def test_uninformative_group_matches_fairlearn(impl):
+    """A group whose scores are all equal sits on the diagonal: p_ignore 0 there, as in fairlearn."""
+    from fairlearn.postprocessing import ThresholdOptimizer
+    from sklearn.dummy import DummyClassifier
+
+    model, X, y, groups, scores = _scored(7)
+    b = groups == "b"
+    X = np.c_[X, b]
+    scores = np.where(b, 0.5, scores)
+    rules = impl.fit_group_thresholds(scores, y, groups, "equalized_odds")
+
+    class Fixed(DummyClassifier):  # the scores above, looked up from the row's marker column
+        def predict_proba(self, Z):
+            s = np.where(Z[:, 2] == 1, 0.5, model.predict_proba(Z[:, :2])[:, 1])
+            return np.c_[1 - s, s]
+
+    fixed = Fixed().fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        lib = ThresholdOptimizer(estimator=fixed, constraints="equalized_odds", prefit=True,
+                                 predict_method="predict_proba").fit(X, y, sensitive_features=groups)  # fmt: skip
+    for g, want in lib.interpolated_thresholder_.interpolation_dict.items():
+        got = rules[g]
+        np.testing.assert_allclose(
+            [got.p0, got.t0, got.p1, got.t1, got.p_ignore, got.constant],
+            [want.p0, want.operation0.threshold, want.p1, want.operation1.threshold,
+             want.p_ignore, want.prediction_constant],
+            atol=1e-12, err_msg=f"group {g}: (p0, t0, p1, t1, p_ignore, constant)",
+        )  # fmt: skip
+    assert rules["b"].p_ignore == 0.0, "a group on the diagonal needs no coin flip"
+
+
 def test_tradeoff_points_by_hand(impl):
     """Scores 0.9, 0.5, 0.5, 0.1 with labels 1, 1, 0, 0: thresholds inf, 0.7, 0.3, -inf."""
     scores, y = np.array([0.5, 0.9, 0.1, 0.5]), np.array([1, 1, 0, 0])
