@@ -163,7 +163,7 @@ def test_postgres_runs_unprivileged_on_loopback(impl, postgres):
         assert conn.execute("SHOW listen_addresses").fetchone()[0] == "127.0.0.1"
         assert int(conn.execute("SHOW port").fetchone()[0]) == postgres.port
         pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
-    with open(f"/proc/{pid}/status") as status:
-        uid = next(int(line.split()[1]) for line in status if line.startswith("Uid:"))
+        with open(f"/proc/{pid}/status") as status:  # while the backend serves this connection
+            uid = next(int(line.split()[1]) for line in status if line.startswith("Uid:"))
     assert uid != 0, "PostgreSQL must run as an unprivileged user"
     assert postgres.folder.exists() and postgres.folder.stat().st_uid == uid
