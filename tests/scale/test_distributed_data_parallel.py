@@ -232,12 +232,14 @@ def test_chunk_bounds_match_tensor_split(impl, numel, world):
     sizes=st.lists(st.integers(1, 60), min_size=1, max_size=9),
     kinds=st.lists(st.sampled_from([torch.float32, torch.float64, torch.float16]), min_size=9),
     cap=st.integers(1, 500),
+    first=st.one_of(st.none(), st.integers(1, 500)),
 )
-def test_bucket_assignment_matches_ddp(impl, sizes, kinds, cap):
+def test_bucket_assignment_matches_ddp(impl, sizes, kinds, cap, first):
     """bucket_assignment gives the same buckets as DDP's _compute_bucket_assignment_by_size."""
     tensors = [torch.zeros(n, dtype=kind) for n, kind in zip(sizes, kinds, strict=False)]
-    expected, _ = dist._compute_bucket_assignment_by_size(tensors, [cap])
-    assert impl.bucket_assignment(tensors, cap) == expected
+    limits = [cap] if first is None else [first, cap]
+    expected, _ = dist._compute_bucket_assignment_by_size(tensors, limits)
+    assert impl.bucket_assignment(tensors, cap, first) == expected, f"limits {limits}"
 
 
 def test_average_gradients_equals_single_process(impl, group):

@@ -113,24 +113,31 @@ def ring_all_reduce(tensor: torch.Tensor, group: dist.ProcessGroup | None = None
     return tensor
 
 
-def bucket_assignment(tensors: Sequence[torch.Tensor], bucket_bytes: int) -> list[list[int]]:
+def bucket_assignment(
+    tensors: Sequence[torch.Tensor], bucket_bytes: int, first_bucket_bytes: int | None = None
+) -> list[list[int]]:
     """Group tensor indices into buckets of about ``bucket_bytes``, as DDP does.
 
     Walk the tensors in the given order, one open bucket per dtype; a bucket closes as soon as
-    its bytes reach ``bucket_bytes`` (so it may exceed it by one tensor). Buckets are returned
-    sorted by their first index. DDP passes its parameters in reverse, so the last layers'
-    gradients, which backward produces first, fill the first bucket and can be sent early.
+    its bytes reach its limit (so it may exceed it by one tensor). The limit is
+    ``first_bucket_bytes`` for a dtype's first bucket when given (DDP uses 1 MiB,
+    ``dist._DEFAULT_FIRST_BUCKET_BYTES``), else ``bucket_bytes``. Buckets are returned sorted
+    by their first index. DDP passes its parameters in reverse, so the last layers' gradients,
+    which backward produces first, fill the first bucket and can be sent early.
     """
-    if bucket_bytes < 1:
-        raise ValueError(f"bucket_bytes must be at least 1, got {bucket_bytes}")
+    first = bucket_bytes if first_bucket_bytes is None else first_bucket_bytes
+    if min(bucket_bytes, first) < 1:
+        raise ValueError(f"bucket sizes must be at least 1 byte, got {bucket_bytes}, {first}")
     done: list[list[int]] = []
     open_buckets: dict[torch.dtype, tuple[list[int], int]] = {}
+    closed: set[torch.dtype] = set()  # dtypes whose first bucket is already closed
     for i, t in enumerate(tensors):
         indices, size = open_buckets.get(t.dtype, ([], 0))
         indices, size = [*indices, i], size + t.numel() * t.element_size()
-        if size >= bucket_bytes:
+        if size >= (bucket_bytes if t.dtype in closed else first):
             done.append(indices)
             open_buckets.pop(t.dtype, None)
+            closed.add(t.dtype)
         else:
             open_buckets[t.dtype] = (indices, size)
     done += [indices for indices, _ in open_buckets.values()]

@@ -57,7 +57,8 @@ def train_worker(rank: int, world_size: int, job_path: str) -> dict:
     start = time.perf_counter()
     losses = ref.train_steps(ddp, data, job["lr"], rank, world_size)
     seconds = (time.perf_counter() - start) / len(data)
-    sizes = ddp._get_ddp_logging_data()["bucket_sizes"]  # bytes per bucket, as DDP built them
+    logged = ddp._get_ddp_logging_data()  # bytes per bucket, as DDP (re)built them
+    sizes = logged.get("rebuilt_bucket_sizes", logged["bucket_sizes"])
     return {
         "params": [p.detach().clone() for p in model.parameters()],
         "losses": losses,
