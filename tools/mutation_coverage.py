@@ -11,7 +11,9 @@ A mutant changes exactly one line of the normalised source and keeps the line co
 `Selection.tests_for` names them, fastest first. Lines that run at import (outside any function
 body) or outside any test item (collection) count as executed by every test. A mutant whose line
 no test executed is a survivor without running anything. The traced run goes on past a failure
-(a timing test can fail when traced): a test that failed there is selected for every mutant.
+(a timing test can fail when traced): a test that failed there is selected for every mutant, and
+so is a test that uses a fixture its module names in WORKER_FIXTURES (its work runs in worker
+processes, which are not traced).
 """
 
 from __future__ import annotations
@@ -81,6 +83,11 @@ class Recorder:
                     lines |= self.fixtures.get(id(fixturedef), set())
             entry = self.items.setdefault(item.nodeid, {"seconds": 0.0})
             entry |= {"lines": lines, "path": str(item.path)}
+            # Code run in worker processes (the scale labs' gloo groups) is not traced here: an
+            # item using a fixture its module lists in WORKER_FIXTURES sees every mutant.
+            workers = getattr(getattr(item, "module", None), "WORKER_FIXTURES", ())
+            if set(workers) & set(getattr(item, "fixturenames", ())):
+                entry["workers"] = True
 
     def pytest_runtest_logreport(self, report):
         entry = self.items.setdefault(report.nodeid, {"seconds": 0.0})
@@ -100,7 +107,7 @@ class Recorder:
                 nodeid: {
                     "seconds": round(e["seconds"], 4),
                     "path": e.get("path", ""),
-                    "failed": e.get("failed", False),
+                    "failed": e.get("failed", False) or e.get("workers", False),
                     "lines": self._by_file(e.get("lines", ())),
                 }
                 for nodeid, e in self.items.items()
