@@ -19,6 +19,10 @@ module name (`learner_<name>`) that only exists in the test process. So a grader
         \"\"\"all_reduce_sum adds every rank's tensor.\"\"\"
         results = group.run(_sum_worker, impl_ref(impl), torch.ones(3))   # one per rank
 
+Name the fixture in `WORKER_FIXTURES = ("group",)` at module level: `tools/mutate.py` traces
+which reference lines each test runs, but only in the test process, so it sends every mutant
+to the tests that use a worker fixture.
+
 A worker that raises, dies or hangs fails the test with one `WorkerError` line naming the rank
 (the group restarts for the next test); the module's group is torn down when its tests end.
 Under `airoad check` the import guard the grading plugin installed is installed in each worker

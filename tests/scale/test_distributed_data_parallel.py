@@ -35,6 +35,7 @@ COLLECTIVES = (
 )
 
 group = group_fixture(WORLD)
+WORKER_FIXTURES = ("group",)  # tools/mutate.py: these tests run the reference in workers
 _groups: dict[int, dist.ProcessGroup | None] = {}
 
 
