@@ -28,18 +28,20 @@ def bin_dir() -> Path:
 
 
 def running(server_cls: Any) -> Iterator[Any]:
-    """Start ``server_cls(bin_dir())``, yield it, then stop it and check it left nothing."""
+    """Enter ``server_cls(bin_dir())`` as a context manager (start), yield it, then exit it
+    (stop) and check that it left nothing behind."""
     server = server_cls(bin_dir())
     try:
-        server.start()
+        entered = server.__enter__()
     except RuntimeError as exc:  # our server's "did not start", with PostgreSQL's own log
         server.stop()
         _cannot(str(exc).splitlines()[0])
     folder = server.folder
     try:
+        assert entered is server, "`with PostgresServer(...) as server` must give the server"
         yield server
     finally:
-        server.stop()
+        server.__exit__(None, None, None)
     assert folder is not None and not Path(folder).exists(), "stop() left the server folder"
 
 

@@ -12,7 +12,7 @@ import tempfile
 
 import numpy as np
 import pytest
-from pg_testing import running
+from pg_testing import bin_dir, running
 
 from airoad.rag import retrieval
 
@@ -78,6 +78,7 @@ def test_chroma_exact_search_matches_numpy(impl, eval_set, tmp_path):
     """Chroma's top-k ids equal NumPy's exact cosine top k for every hand question."""
     ids, docs, queries, exact = eval_set
     store = impl.ChromaStore(tmp_path / "chroma", "eval")
+    assert store.client.get_settings().anonymized_telemetry is False, "telemetry must be off"
     store.add(ids, docs, batch_size=150)
     assert store.count() == len(ids)
     found = store.search(queries, K)
@@ -138,6 +139,8 @@ def test_two_runs_at_once_share_one_collection(impl, eval_set, tmp_path):
 
 def test_pgvector_exact_search_matches_numpy(impl, eval_set, postgres):
     """pgvector's sequential-scan top-k ids equal NumPy's exact cosine top k."""
+    import psycopg
+
     ids, docs, queries, exact = eval_set
     store = impl.PgVectorStore(postgres.dsn, table="eval_chunks")
     try:
@@ -151,6 +154,8 @@ def test_pgvector_exact_search_matches_numpy(impl, eval_set, postgres):
             (impl.vector_literal(queries[0]),),
         ).fetchall()
         assert "Seq Scan" in " ".join(r[0] for r in plan), "exact search is a sequential scan"
+        with psycopg.connect(postgres.dsn) as other:  # committed: another session sees the rows
+            assert other.execute("SELECT count(*) FROM eval_chunks").fetchone()[0] == len(ids)
     finally:
         store.close()
 
@@ -167,3 +172,16 @@ def test_postgres_runs_unprivileged_on_loopback(impl, postgres):
             uid = next(int(line.split()[1]) for line in status if line.startswith("Uid:"))
     assert uid != 0, "PostgreSQL must run as an unprivileged user"
     assert postgres.folder.exists() and postgres.folder.stat().st_uid == uid
+
+
+def test_postgres_start_failure_is_explained(impl):
+    """A server that cannot start raises RuntimeError with PostgreSQL's log and leaves nothing."""
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        server = impl.PostgresServer(bin_dir(), port=busy.getsockname()[1])
+        with pytest.raises(RuntimeError, match="(?s)did not start.*already in use"):
+            server.start()
+    assert server.folder is None, "a failed start must stop and forget its folder"

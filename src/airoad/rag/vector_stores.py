@@ -161,9 +161,10 @@ def free_port() -> int:
 
 
 class PostgresServer:
-    """A throwaway PostgreSQL: ``initdb`` into a fresh temporary folder, ``pg_ctl start`` on a
-    free loopback port, trust authentication for user ``postgres``; ``stop`` shuts it down and
-    deletes the folder. As root every binary runs as ``nobody`` (PostgreSQL refuses root)."""
+    """A throwaway PostgreSQL: ``initdb`` into a fresh temporary folder (under /tmp as root),
+    ``pg_ctl start`` on a free loopback port, trust authentication for user ``postgres``;
+    ``stop`` shuts it down and deletes the folder. As root every binary runs as ``nobody``
+    (PostgreSQL refuses root)."""
 
     def __init__(self, bin_dir: str | Path, port: int = 0) -> None:
         self.bin_dir, self.port = Path(bin_dir), port or free_port()
@@ -177,9 +178,8 @@ class PostgresServer:
     def start(self, timeout: float = 60.0) -> PostgresServer:
         """initdb + start (waits until it accepts connections); on failure stop, then raise
         ``RuntimeError`` with the server's own log."""
-        root = os.geteuid() == 0
-        self.folder = Path(tempfile.mkdtemp(prefix="airoad-pg-", dir=_reachable_tmp() if root
-                                            else None))  # fmt: skip
+        root = os.geteuid() == 0  # then /tmp: nobody may not reach into $TMPDIR's parents
+        self.folder = Path(tempfile.mkdtemp(prefix="airoad-pg-", dir="/tmp" if root else None))
         if root:
             os.chown(self.folder, *_ids(UNPRIVILEGED))
         data, log = self.folder / "data", self.folder / "log"
@@ -218,15 +218,6 @@ class PostgresServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def _reachable_tmp() -> str:
-    """The temporary folder if every folder above it lets others through (mode o+x), else
-    /tmp: ``nobody`` must be able to reach its data folder."""
-    tmp = Path(tempfile.gettempdir()).resolve()
-    if all(p.stat().st_mode & 0o001 for p in [tmp, *tmp.parents]):
-        return str(tmp)
-    return "/tmp"
 
 
 def _ids(user: str) -> tuple[int, int]:
