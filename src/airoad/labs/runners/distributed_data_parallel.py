@@ -24,7 +24,7 @@ import torch.distributed as dist
 
 from airoad.data import load
 from airoad.labs.contract import LabResult, RunContext
-from airoad.labs.kit import config_check, figure, param, render_notes
+from airoad.labs.kit import config_check, figure, param, render_notes, thread_limit
 from airoad.labs.runners import distributed_data_parallel_parts as parts
 from airoad.scale import distributed_data_parallel as ref
 from airoad.scale.launch import WorkerGroup, torchrun
@@ -76,7 +76,8 @@ NOTES = (
     "test accuracy {ddp_accuracy:.4f} (one process {single_accuracy:.4f}); DDP sent "
     "{buckets} buckets per step ({bucket_kib} KiB; our bucket_assignment makes {ours_buckets}) and "
     "took {ddp_step_ms:.1f} ms per step, {compute_ms:.1f} ms of it compute (no_sync); the "
-    "alpha-beta model predicted {predicted_step_ms:.1f} ms.",
+    "alpha-beta model predicted {predicted_step_ms:.1f} ms. One process on the whole batch "
+    "took {single_step_ms:.1f} ms per step.",
     "At {largest_kib:.0f} KiB and {bench_max_world} workers our ring moves {ours_busbw:.2f} GB/s "
     "of bus bandwidth and gloo's all_reduce {gloo_busbw:.2f} GB/s.",
     "Alpha-beta fit of our ring: alpha {alpha_us:.1f} us per message, 1/beta {bandwidth_gbs:.2f} "
@@ -151,9 +152,10 @@ def _train_single(config: Config, data: dict) -> tuple:
         )
     dtype = parts.DTYPES[config.dtype]
     model = parts.mlp(config.hidden, config.seed, dtype)
-    ref.train_steps(parts.mlp(config.hidden, config.seed, dtype), batches[:2], config.lr)  # warm
-    start = time.perf_counter()
-    losses = ref.train_steps(model, batches, config.lr)
+    with thread_limit(1):  # one thread, like each worker: the step times compare
+        ref.train_steps(parts.mlp(config.hidden, config.seed, dtype), batches[:2], config.lr)
+        start = time.perf_counter()
+        losses = ref.train_steps(model, batches, config.lr)
     return model, losses, (time.perf_counter() - start) / len(batches)
 
 
