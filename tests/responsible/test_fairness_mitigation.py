@@ -141,7 +141,7 @@ def test_predictions_reach_the_constraint(impl):
 
 
 def test_bad_inputs_are_clear_errors(impl):
-    """An unknown constraint, a one-label group and an unseen group raise ValueError."""
+    """An unknown constraint, a one-label group (or curve) and an unseen group raise ValueError."""
     scores, y, groups = (
         np.array([0.2, 0.8, 0.4, 0.6]),
         np.array([0, 1, 0, 1]),
@@ -151,6 +151,9 @@ def test_bad_inputs_are_clear_errors(impl):
         impl.fit_group_thresholds(scores, y, groups, "equal_everything")
     with pytest.raises(ValueError):
         impl.fit_group_thresholds(scores, np.array([0, 1, 1, 1]), groups)
+    for labels in ([0, 0, 0], [1, 1, 1]):
+        with pytest.raises(ValueError):
+            impl.tradeoff_points(np.array([0.1, 0.5, 0.9]), np.array(labels), "selection_rate")
     rules = impl.fit_group_thresholds(scores, y, groups)
     with pytest.raises(ValueError):
         impl.predict_proba_groups(rules, scores, np.array(list("aabc")))

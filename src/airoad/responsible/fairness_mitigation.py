@@ -137,6 +137,10 @@ def fit_group_thresholds(
     curves = {}
     for g in np.unique(groups):
         m = groups == g
+        if y[m].min() == y[m].max():
+            raise ValueError(
+                f"group '{g}' has only label {int(y[m][0])}; thresholds need both labels"
+            )
         x, yv, thr = tradeoff_points(scores[m], y[m], CONSTRAINTS[constraint])
         h = upper_hull(x, yv)
         y_grid, j, p0 = interpolate_hull(x[h], yv[h], grid)

@@ -72,3 +72,11 @@ def test_bad_config_is_refused():
         validate_config(runner.Config(max_rows=10))
     with pytest.raises(ConfigError, match="adult_group"):
         validate_config(runner.Config(adult_group="age"))
+
+
+def test_a_group_with_one_label_is_a_clear_error(tmp_path):
+    from airoad.errors import AiroadError
+
+    config = runner.Config(**{**runner.QUICK, "adult_group": "race", "max_rows": 500})
+    with pytest.raises(AiroadError, match="group 'Amer-Indian-Eskimo' has only label 0.*max_rows"):
+        runner.run(config, RunContext(tmp_path))
