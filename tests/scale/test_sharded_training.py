@@ -15,6 +15,7 @@ from airoad.transformer.char_gpt import GPT, GPTConfig
 REFERENCE = "airoad.scale.sharded_training"
 
 group = group_fixture(2)
+WORKER_FIXTURES = ("group",)  # tests using it run code in workers (for tools/mutate.py)
 
 HYPER = {"lr": 3e-2, "betas": (0.8, 0.95), "eps": 1e-6, "weight_decay": 0.1}
 STEPS, VOCAB = 4, 13

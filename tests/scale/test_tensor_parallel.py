@@ -15,6 +15,7 @@ from airoad.transformer.char_gpt import MLP
 REFERENCE = "airoad.scale.tensor_parallel"
 
 group = group_fixture(2)
+WORKER_FIXTURES = ("group",)  # tests using it run code in workers (for tools/mutate.py)
 
 
 def _mlp(width: int, seed: int) -> MLP:
