@@ -129,7 +129,8 @@ def _train_modes(config, group, spec, train, val, ctx) -> tuple[dict, list[dict]
         metrics[f"{mode}_max_diff"] = row["max_diff_vs_ddp"]
     metrics |= {"n_parameters": n_params, "ddp_final_loss": curves["ddp"][-1]}
     metrics["zero2_final_loss"] = curves["zero2"][-1]
-    metrics.setdefault("fsdp2_max_diff", float("nan"))
+    for key in ("max_diff", "held_mb", "analytic_mb", "peak_rss_mb"):  # fsdp=False: no row
+        metrics.setdefault(f"fsdp2_{key}", float("nan"))
     return metrics, rows, curves
 
 
