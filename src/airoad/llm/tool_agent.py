@@ -250,7 +250,11 @@ class Request(NamedTuple):
 
 
 class LM(Protocol):
-    def complete(self, requests: Sequence[Request]) -> list[str]: ...
+    """Anything that answers a batch of requests with one text each (``AgentLM``, a fake)."""
+
+    def complete(self, requests: Sequence[Request]) -> list[str]:
+        """The new text of each request, in order."""
+        ...
 
 
 @dataclass
