@@ -3,12 +3,14 @@
 run as root, since PostgreSQL refuses root), and always stopped, also when a test fails.
 
 When the server cannot start, the tests fail in CI (``CI`` set: the suite must prove pgvector
-works there) and are skipped on a learner's machine with the fix in the reason.
+works there) and when PostgreSQL itself runs (then the server code is wrong); otherwise, on a
+learner's machine, they are skipped with the fix in the reason.
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,8 @@ def running(server_cls: Any) -> Iterator[Any]:
         entered = server.__enter__()
     except RuntimeError as exc:  # our server's "did not start", with PostgreSQL's own log
         server.stop()
+        if postgres_runs():  # PostgreSQL itself works: the server code is at fault
+            pytest.fail(f"PostgreSQL runs here, but the server did not start: {exc}")
         _cannot(str(exc).splitlines()[0])
     folder = server.folder
     try:
@@ -43,6 +47,17 @@ def running(server_cls: Any) -> Iterator[Any]:
     finally:
         server.__exit__(None, None, None)
     assert folder is not None and not Path(folder).exists(), "stop() left the server folder"
+
+
+def postgres_runs() -> bool:
+    """Whether the bundled ``postgres --version`` runs (as ``nobody`` when root)."""
+    user = {"user": "nobody"} if os.geteuid() == 0 else {}
+    try:
+        cmd = [str(bin_dir() / "postgres"), "--version"]
+        subprocess.run(cmd, check=True, capture_output=True, timeout=30, **user)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return True
 
 
 def _cannot(why: str) -> None:
