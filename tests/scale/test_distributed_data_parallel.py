@@ -266,8 +266,18 @@ def test_training_equals_single_process_on_the_global_batch(impl, group, manual)
     """Parameters after N data-parallel SGD steps equal one process trained on the global batches."""
     seed, steps, lr = 5, 4, 0.5
     results = group.run(_train_worker, impl_ref(impl), seed, steps, lr, manual)
-    model = _mlp(seed)
-    single_losses = impl.train_steps(model, _batches(seed, steps, 4 * WORLD), lr)
+    model, batches = _mlp(seed), _batches(seed, steps, 4 * WORLD)
+    single_losses = impl.train_steps(model, batches, lr)
+    expected = _mlp(seed)  # plain SGD written out with autograd: w <- w - lr * dL/dw
+    for x, y in batches:
+        grads = torch.autograd.grad(
+            nn.functional.cross_entropy(expected(x), y), [*expected.parameters()]
+        )
+        with torch.no_grad():
+            for w, g in zip(expected.parameters(), grads, strict=True):
+                w -= lr * g
+    for got, want in zip(model.parameters(), expected.parameters(), strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-14, msg="one-process SGD steps")
     mean_losses = np.mean([losses for losses, _ in results], axis=0)
     np.testing.assert_allclose(mean_losses, single_losses, rtol=1e-10, err_msg="mean rank loss")
     for rank, (_, params) in enumerate(results):
