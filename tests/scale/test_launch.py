@@ -99,6 +99,22 @@ def test_hang_times_out_with_a_message(group, monkeypatch):
     assert not group.alive
 
 
+def test_two_groups_at_once_do_not_collide():
+    """Two groups run side by side on their own ports (two runs at once)."""
+    with WorkerGroup(2, timeout=5.0) as a, WorkerGroup(2, timeout=5.0) as b:
+        x = torch.ones(4)
+        first, second = a.run(_sum_worker_plain, x), b.run(_sum_worker_plain, 2 * x)
+    torch.testing.assert_close(first[0], torch.full((4,), 2.0))
+    torch.testing.assert_close(second[1], torch.full((4,), 4.0))
+    assert not a.alive and not b.alive, "leaving the with block tears both groups down"
+
+
+def _sum_worker_plain(rank, world_size, x):
+    y = x.clone()
+    dist.all_reduce(y)
+    return y
+
+
 def test_world_size_out_of_range_is_refused():
     """A group of 0 workers is refused with a clear message."""
     with pytest.raises(launch.AiroadError, match="choose between 1 and 64"):
