@@ -19,7 +19,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 REFERENCE = "airoad.scale.distributed_data_parallel"
 WORLD = 4
-SHAPES = [(1,), (2,), (3,), (7,), (13,), (3, 5), (64,)]  # fewer elements than ranks, uneven
+SHAPES = [(0,), (1,), (2,), (3,), (7,), (13,), (3, 5), (64,)]  # empty, fewer than ranks, uneven
 COLLECTIVES = (
     "all_reduce",
     "all_gather",
