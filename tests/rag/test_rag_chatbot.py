@@ -154,3 +154,7 @@ def test_stream_text_joins_into_the_decoding(impl, smol_tokenizer):
         assert len(pieces) > 1 and all(pieces), "several non-empty pieces"
         assert not any("\ufffd" in p for p in pieces), "half a character was shown"
     assert list(impl.stream_text(tok, iter([]))) == []
+    ids = tok("end of turn", add_special_tokens=False)["input_ids"]
+    ids = ids[:1] + [tok.eos_token_id] + ids[1:]  # a special token adds no text: no empty piece
+    pieces = list(impl.stream_text(tok, iter(ids)))
+    assert all(pieces) and "".join(pieces) == tok.decode(ids, skip_special_tokens=True)
