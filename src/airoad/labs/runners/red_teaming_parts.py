@@ -226,7 +226,8 @@ def heatmap_figure(before: list[dict], after: list[dict], ctx: RunContext) -> No
             image = ax.imshow(grid, vmin=0, vmax=1, cmap="Reds")
             for (gi, ti), v in np.ndenumerate(grid):
                 if not np.isnan(v):
-                    ax.text(ti, gi, f"{v:.0%}", ha="center", va="center", fontsize=8)
+                    ax.text(ti, gi, f"{v:.0%}", ha="center", va="center", fontsize=8,
+                            color="white" if v > 0.6 else "black")  # fmt: skip
             ax.set_xticks(range(len(templates)), templates, rotation=30, fontsize=8)
             ax.set_yticks(range(len(goals)), goals)
             ax.set_title(f"Attack success, {title}")
