@@ -97,6 +97,7 @@ SCHEMAS = [
     {"type": ["integer", "string"], "enum": [1, "a", 2.5, True]},
     {"properties": {"inner": {"type": "object", "required": ["k"],
      "properties": {"k": {"enum": [0, "z"]}}}}},
+    {"enum": [1, True, "a", 0.0]},
 ]  # fmt: skip
 SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.sampled_from([1.0, 2.5, -0.5]),
                     st.sampled_from(["phase", "layer", "a", "z", "knn", ""]))  # fmt: skip
@@ -128,6 +129,20 @@ def test_validate_on_tool_arguments(impl, instance, valid):
     assert jsonschema.Draft202012Validator(SCHEMAS[0]).is_valid(instance) == valid
     assert (impl.validate(instance, SCHEMAS[0]) == []) == valid, (
         f"{instance} should be valid={valid}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("instance", "schema"),
+    [({"n": "3"}, 1), ({"n": True}, 1), ({"n": 2.0}, 1), ({"n": 2.5}, 1), ({"n": 1, "x": False}, 1),
+     ({"n": 1, "x": 2.5, "ok": 0}, 1), ({"n": 1, "none": 0}, 1), ({"n": 1, "other": 3}, 1),
+     (True, 4), (False, 4), (1.0, 4), (0, 4), ("a", 4), (2, 4), (True, 2)],
+)  # fmt: skip
+def test_validate_types_and_enums_like_jsonschema(impl, instance, schema):
+    """Integers take 2.0 but not 2.5 or True; enums tell True from 1 and accept 1.0 for 1."""
+    expected = jsonschema.Draft202012Validator(SCHEMAS[schema]).is_valid(instance)
+    assert (impl.validate(instance, SCHEMAS[schema]) == []) == expected, (
+        f"{instance!r}: valid={expected}"
     )
 
 
@@ -361,7 +376,7 @@ def test_agent_lm_constrained_outputs_always_validate(impl, tiny):
     assert all("\n" not in o for o in free), "free text stops at a newline"
     # the prefix cache changes nothing: the same requests without it give the same text
     plain = impl.AgentLM(model, tok, batch_size=3)
-    assert plain.complete(reqs[:6]) == out[:6]
+    assert plain.complete(reqs) == out, "a prompt without the prefix is read whole"
 
 
 # ---------------------------------------------------------------- checking answers
