@@ -4,9 +4,12 @@ corrupt entry is never loaded, and entries are keyed by config."""
 from __future__ import annotations
 
 import dataclasses
+import errno
+import shutil
 import sys
 import types
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -111,3 +114,24 @@ def test_session_fixture_trains_once(producer, lab_artifact):
     """Tests reach artifacts through the session fixture: one training, then the same folder."""
     first = lab_artifact(LAB, "weights")
     assert lab_artifact(LAB, "weights") == first and len(producer) == 1
+
+
+def test_concurrent_writer_that_finishes_first_wins(producer, monkeypatch, tmp_path):
+    """When another process stores the same entry between our checks, its valid copy is kept."""
+    final = artifacts.save(LAB, _Config(), "weights", lambda d: (d / "w.txt").write_text("a"))
+    theirs = shutil.copytree(final, tmp_path / "their-copy")
+    real_replace = artifacts.os.replace
+
+    def racing_replace(src, dst):
+        if Path(src).name.startswith(".weights.") and Path(dst) == final:
+            shutil.copytree(theirs, final)  # the other writer's entry lands first
+            raise OSError(errno.ENOTEMPTY, "Directory not empty")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(artifacts.os, "replace", racing_replace)
+    assert (
+        artifacts.save(LAB, _Config(), "weights", lambda d: (d / "w.txt").write_text("b")) == final
+    )
+    assert artifacts.is_valid(final) and (final / "w.txt").read_text() == "a"
+    leftovers = [p.name for p in final.parent.iterdir() if p.name.startswith(".weights.")]
+    assert leftovers == [], f"temporary folders left behind: {leftovers}"

@@ -97,15 +97,32 @@ def save(lab_id: str, config: Any, name: str, writer: Callable[[Path], None]) ->
             "files": files,
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str), "utf-8")
-        if final.exists():  # a stale or corrupt entry: move it aside, then drop it
-            stale = final.with_name(f".{name}.stale-{os.getpid()}")
-            os.replace(final, stale)
-            shutil.rmtree(stale, ignore_errors=True)
-        os.replace(tmp, final)
+        _replace(tmp, final, name)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
+
+
+def _replace(tmp: Path, final: Path, name: str) -> None:
+    """Move ``tmp`` into place. Another process saving the same entry at the same moment may put
+    its copy there first (os.replace cannot overwrite a full folder): a valid copy is kept."""
+    for _ in range(3):
+        if final.exists():  # a stale or corrupt entry: move it aside, then drop it
+            stale = final.with_name(f".{name}.stale-{os.getpid()}")
+            try:
+                os.replace(final, stale)
+            except FileNotFoundError:  # the other writer moved it first
+                pass
+            shutil.rmtree(stale, ignore_errors=True)
+        try:
+            os.replace(tmp, final)
+            return
+        except OSError:
+            if is_valid(final):
+                shutil.rmtree(tmp, ignore_errors=True)
+                return
+    raise AiroadError(f"could not store artifact '{name}' in {final.parent}: it kept changing")
 
 
 def command_for(lab_id: str, quick: bool, pairs: Sequence[str] = ()) -> str:
