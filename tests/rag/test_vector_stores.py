@@ -9,6 +9,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -185,3 +186,38 @@ def test_postgres_start_failure_is_explained(impl):
         with pytest.raises(RuntimeError, match="(?s)did not start.*already in use"):
             server.start()
     assert server.folder is None, "a failed start must stop and forget its folder"
+
+
+def test_server_of_a_killed_process_is_stopped_by_the_next_start(impl, tmp_path):
+    """A server left running by a process killed with -9 is stopped and removed by the next start."""
+    import signal
+    import socket
+
+    child = subprocess.Popen(
+        [sys.executable, "-c", ORPHAN_MAKER, impl.__file__, str(bin_dir())],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        line = child.stdout.readline().split()
+        if not line:
+            pytest.fail("the child process could not start a server")
+        folder, port = Path(line[0]), int(line[1])
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(30)
+    assert folder.exists(), "the killed process's server folder should still be there"
+    for _ in running(impl.PostgresServer):
+        assert not folder.exists(), "start() must remove the folder of a dead owner's server"
+        with socket.socket() as probe:
+            assert probe.connect_ex(("127.0.0.1", port)) != 0, "the orphaned server still listens"
+
+
+ORPHAN_MAKER = """
+import importlib.util, sys, time
+spec = importlib.util.spec_from_file_location("store_under_test", sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+server = module.PostgresServer(sys.argv[2]).start()
+print(server.folder, server.port, flush=True)
+time.sleep(600)
+"""

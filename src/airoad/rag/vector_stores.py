@@ -14,6 +14,8 @@ disk) and PostgreSQL with pgvector (a server), plus a throwaway PostgreSQL for t
   ``upsert`` makes a run killed half-way harmless (the next one completes the collection).
 - PostgreSQL refuses to run as root. As root, its binaries run as the unprivileged ``nobody``
   in a fresh folder that user owns; on a free loopback port; stopped and removed by ``stop``.
+  A process killed before ``stop`` (kill -9) leaves its server running: the folder records its
+  owner's pid, and the next ``start`` stops and removes servers whose owner is gone.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from airoad.home import file_lock
 
 DIM = 384  # all-MiniLM-L6-v2's vector width
 UNPRIVILEGED = "nobody"
+OWNER = "owner.pid"  # in each server folder: the pid of the process that started it
 
 
 def corpus_key(ids: Sequence[str], vectors: np.ndarray) -> str:
@@ -179,7 +182,10 @@ class PostgresServer:
         """initdb + start (waits until it accepts connections); on failure stop, then raise
         ``RuntimeError`` with the server's own log."""
         root = os.geteuid() == 0  # then /tmp: nobody may not reach into $TMPDIR's parents
-        self.folder = Path(tempfile.mkdtemp(prefix="airoad-pg-", dir="/tmp" if root else None))
+        parent = Path("/tmp" if root else tempfile.gettempdir())
+        self.sweep_orphans(parent)
+        self.folder = Path(tempfile.mkdtemp(prefix="airoad-pg-", dir=parent))
+        (self.folder / OWNER).write_text(str(os.getpid()))
         if root:
             os.chown(self.folder, *_ids(UNPRIVILEGED))
         data, log = self.folder / "data", self.folder / "log"
@@ -208,6 +214,23 @@ class PostgresServer:
         shutil.rmtree(self.folder, ignore_errors=True)
         self.folder = None
 
+    def sweep_orphans(self, parent: Path) -> list[Path]:
+        """Stop and remove the servers under ``parent`` whose starting process has died (killed
+        before it could call ``stop``); returns their folders. Live owners are left alone."""
+        swept = []
+        for folder in sorted(parent.glob("airoad-pg-*")):
+            try:
+                owner = int((folder / OWNER).read_text())
+            except (OSError, ValueError):
+                continue  # not ours, or still being created
+            if _alive(owner):
+                continue
+            orphan = PostgresServer(self.bin_dir)
+            orphan.folder = folder
+            orphan.stop()
+            swept.append(folder)
+        return swept
+
     def _run(self, exe: str, *args: Any, timeout: float) -> None:
         user = {"user": UNPRIVILEGED, "group": _group()} if os.geteuid() == 0 else {}
         subprocess.run([str(self.bin_dir / exe), *map(str, args)], check=True, timeout=timeout,
@@ -218,6 +241,16 @@ class PostgresServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
 
 
 def _ids(user: str) -> tuple[int, int]:
