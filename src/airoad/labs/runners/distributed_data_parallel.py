@@ -89,10 +89,11 @@ NOTES = (
 
 def run(config: Config, ctx: RunContext) -> LabResult:
     data = load("mnist")
-    with tempfile.TemporaryDirectory(prefix="airoad-ddp-") as work:
+    # in the run folder, so a run killed with -9 leaves its 47 MB job where its outputs are
+    with tempfile.TemporaryDirectory(prefix=".job-", dir=ctx.out_dir) as work:
         job = _write_job(config, data, Path(work))
         ranks = _train_ddp(config, job, ctx)
-    single = _train_single(config, data)
+    single = _train_single(config, data, ctx)
     metrics, losses = _compare(config, data, ranks, single)
     bench = _bench(config, ctx)
     alpha, beta, fit_error = _fit(bench)
@@ -144,9 +145,9 @@ def _train_ddp(config: Config, job: Path, ctx: RunContext) -> list[dict]:
         return [torch.load(job.parent / f"rank{r}.pt") for r in range(config.world_size)]
 
 
-def _train_single(config: Config, data: dict) -> tuple:
+def _train_single(config: Config, data: dict, ctx: RunContext) -> tuple:
     """One process on the same global batches: (model, losses, seconds per step)."""
-    with tempfile.TemporaryDirectory(prefix="airoad-ddp-") as work:
+    with tempfile.TemporaryDirectory(prefix=".job-", dir=ctx.out_dir) as work:
         batches = parts.batches(
             torch.load(_write_job(config, data, Path(work)), weights_only=False)
         )
