@@ -46,6 +46,7 @@ def test_guardrails_and_benign_prompts(result):
 
 def test_judge_is_cross_validated_on_the_labels(result):
     m, folds = result.metrics, result.tables["judge_folds"]
+    assert all(isinstance(v, int | float | str) for v in m.values()), "metrics are scalars"
     labelled = parts.read_data("labelled")
     assert m["n_labelled"] == len(labelled) >= 150
     assert (

@@ -67,6 +67,7 @@ def run(config: Config, ctx: RunContext) -> LabResult:
     refused = parts.respond(lm, benign, True, config, "benign prompts, guardrails on")
     labelled = parts.read_data("labelled")
     judged = _judge(config, labelled)
+    folds = judged.pop("folds_table")
     parts.judge_verdicts(labelled, config.judge_c, attacks, before + after)
     by_goal, by_template = _rates(before, after, "goal"), _rates(before, after, "template")
     metrics = _metrics(before, after, refused, by_goal) | judged
@@ -81,7 +82,7 @@ def run(config: Config, ctx: RunContext) -> LabResult:
             "by_template": by_template,
             "attacks": _pairs(before, after),
             "benign": refused,
-            "judge_folds": judged.pop("folds_table"),
+            "judge_folds": folds,
         },  # fmt: skip
         figures=ctx.figures,
         notes=render_notes(NOTES, {**asdict(config), **metrics}),
