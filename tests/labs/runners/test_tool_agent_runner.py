@@ -62,6 +62,19 @@ def test_real_tools_and_figures(result):
     assert any("SmolLM2" in note for note in result.notes)
 
 
+def test_task_golds_hold_in_the_catalog_and_the_docs():
+    from airoad.data import load
+
+    catalog, topics = parts.make_tools()[2], load("python-docs")
+    for t in parts.load_tasks(32):
+        if t["kind"] == "catalog":
+            fact = catalog.fn(lab=t["lab"], field=t["field"])
+            assert ref.check_answer(fact, t["gold"], t["check"]), f"{t['id']}: catalog says {fact}"
+        elif t["kind"] == "docs":
+            text = topics[t["topic"]].lower()
+            assert any(g.lower() in text for g in t["gold"]), f"{t['id']}: not in {t['topic']}"
+
+
 def test_config_ranges_are_checked():
     from airoad.errors import AiroadError
 
