@@ -33,9 +33,10 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff format --check $(LINTED)
 	$(BIN)/ruff check $(LINTED)
 
+# Two pytest workers, one per core, each taking whole test files (module fixtures load once).
 test: setup lint
 	$(AIROAD) data fetch --all
-	OMP_NUM_THREADS=1 MPLBACKEND=Agg $(BIN)/python -m pytest --durations=25
+	OMP_NUM_THREADS=1 MPLBACKEND=Agg $(BIN)/python -m pytest -n 2 --dist loadfile --durations=25
 
 bench: setup
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/foundations.py
