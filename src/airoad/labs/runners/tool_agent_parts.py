@@ -14,6 +14,7 @@ import numpy as np
 from airoad.errors import AiroadError
 from airoad.labs.contract import RunContext
 from airoad.labs.kit import figure
+from airoad.llm import agent_tools
 from airoad.llm import prompt_engineering as pe
 from airoad.llm import tool_agent as ref
 
@@ -48,7 +49,7 @@ def load_tasks(n: int) -> list[dict]:
     return order[:n]
 
 
-def make_tools() -> list[ref.Tool]:
+def make_tools() -> list[agent_tools.Tool]:
     """calculator, docs search over the Python docs topics (chunked as in the retrieval lab),
     the airoad catalog, and finish."""
     from airoad.catalog import load_catalog
@@ -56,11 +57,16 @@ def make_tools() -> list[ref.Tool]:
     from airoad.rag.corpus import pydoc_chunks
 
     chunks = pydoc_chunks(dict(load("python-docs")))
-    docs = ref.docs_tool([c.title for c in chunks], [c.text for c in chunks])
-    return [ref.calculator_tool(), docs, ref.catalog_tool(load_catalog()), ref.finish_tool()]
+    docs = agent_tools.docs_tool([c.title for c in chunks], [c.text for c in chunks])
+    return [
+        agent_tools.calculator_tool(),
+        docs,
+        agent_tools.catalog_tool(load_catalog()),
+        agent_tools.finish_tool(),
+    ]
 
 
-def _example_turns(tools: list[ref.Tool]) -> list[dict]:
+def _example_turns(tools: list[agent_tools.Tool]) -> list[dict]:
     turns = []
     for question, tool, args, observation, *answer in EXAMPLES:
         call = json.dumps(args, separators=(",", ":"))
@@ -76,7 +82,7 @@ class Prompts:
     """The agent's and the direct prompts on SmolLM2's chat template: a shared head (system
     message + worked examples, cached once) and the question."""
 
-    def __init__(self, tok: Any, tools: list[ref.Tool]):
+    def __init__(self, tok: Any, tools: list[agent_tools.Tool]):
         lines = []
         for t in tools:
             keys = {
@@ -126,7 +132,7 @@ def answer_directly(lm: ref.AgentLM, prompts: Prompts, tasks: list[dict], tokens
 
 
 def score(tasks: list[dict], answers: list) -> list[bool]:
-    return [ref.check_answer(a, t["gold"], t["check"]) for t, a in zip(tasks, answers)]
+    return [agent_tools.check_answer(a, t["gold"], t["check"]) for t, a in zip(tasks, answers)]
 
 
 def mode_metrics(mode: str, tasks: list[dict], correct: list[bool], traces: list | None) -> dict:
