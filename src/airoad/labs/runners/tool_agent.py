@@ -24,10 +24,10 @@ from airoad.llm import tool_agent as ref
 @dataclass(frozen=True)
 class Config:
     n_tasks: int = param(32, ge=3, le=32)  # tasks, taken round-robin over the three kinds
-    max_steps: int = param(4, ge=1, le=12)  # thought-action-observation steps per task
+    max_steps: int = param(3, ge=1, le=12)  # thought-action-observation steps per task
     max_retries: int = param(2, ge=0, le=10)  # malformed calls in a row before giving up
     max_seconds: float = param(1_200.0, gt=0.0, le=3_600.0)  # wall-time limit per batch of tasks
-    thought_tokens: int = param(24, ge=4, le=128)
+    thought_tokens: int = param(16, ge=4, le=128)
     input_tokens: int = param(40, ge=16, le=128)  # JSON arguments (raised to the schema's minimum)
     answer_tokens: int = param(24, ge=4, le=128)  # the direct answer without tools
     batch_size: int = param(16, ge=1, le=64)  # prompts per SmolLM2 batch
