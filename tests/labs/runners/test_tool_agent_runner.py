@@ -13,7 +13,7 @@ from airoad.labs.contract import LabResult, RunContext
 from airoad.labs.kit import validate_config
 from airoad.labs.runners import tool_agent as runner
 from airoad.labs.runners import tool_agent_parts as parts
-from airoad.llm import tool_agent as ref
+from airoad.llm.agent_tools import check_answer
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,7 @@ def test_every_task_is_scored_by_its_checker(result):
         flags = [r[f"{mode}_ok"] for r in rows]
         for r in rows:
             t = tasks[r["id"]]
-            assert r[f"{mode}_ok"] == ref.check_answer(r[f"{mode}_answer"], t["gold"], t["check"])
+            assert r[f"{mode}_ok"] == check_answer(r[f"{mode}_answer"], t["gold"], t["check"])
         assert m[f"{mode}_success"] == pytest.approx(np.mean(flags))
         assert m[f"{mode}_low"] <= m[f"{mode}_success"] <= m[f"{mode}_high"]
     assert all(isinstance(r["no_tools_answer"], str) and r["no_tools_answer"] for r in rows)
@@ -69,7 +69,7 @@ def test_task_golds_hold_in_the_catalog_and_the_docs():
     for t in parts.load_tasks(32):
         if t["kind"] == "catalog":
             fact = catalog.fn(lab=t["lab"], field=t["field"])
-            assert ref.check_answer(fact, t["gold"], t["check"]), f"{t['id']}: catalog says {fact}"
+            assert check_answer(fact, t["gold"], t["check"]), f"{t['id']}: catalog says {fact}"
         elif t["kind"] == "docs":
             text = topics[t["topic"]].lower()
             assert any(g.lower() in text for g in t["gold"]), f"{t['id']}: not in {t['topic']}"
