@@ -148,7 +148,7 @@ def test_time_limit(impl):
     """No step starts once max_seconds have passed on the clock: stop 'time'."""
     ticks = iter(range(100))
     lm = ScriptedLM({"q": step("t", "calculator", CALL) * 10})
-    (trace,) = impl.run_agent(lm, ["q"], tools_for(), prompt, max_steps=8, max_seconds=2.5,
+    (trace,) = impl.run_agent(lm, ["q"], tools_for(), prompt, max_steps=8, max_seconds=3.0,
                               clock=lambda: float(next(ticks)))  # fmt: skip
     assert trace.stop == "time" and len(trace.steps) == 2, (
         f"{len(trace.steps)} steps, stop {trace.stop}"
@@ -199,7 +199,7 @@ def test_agent_lm_constrained_outputs_always_validate(impl, tiny):
     for o, schema in zip(out[3:], [calc.schema] * 3 + [cat.schema]):
         assert set(json.loads(o)) == set(schema["properties"]), f"{o!r} is not a call of the schema"
     free = lm.complete([impl.Request(p, 6) for p in prompts])
-    assert all("\n" not in o for o in free), "free text stops at a newline"
+    assert all(o and "\n" not in o for o in free), f"free text stops at a newline: {free}"
     # the prefix cache changes nothing: the same requests without it give the same text
     plain = impl.AgentLM(model, tok, batch_size=3)
     assert plain.complete(reqs[:6]) == out[:6]

@@ -135,7 +135,7 @@ def run_agent(
     start, retries = clock(), [0] * len(traces)
     for _ in range(max_steps):
         live = [i for i, t in enumerate(traces) if not t.stop]
-        if not live or clock() - start > max_seconds:
+        if not live or clock() - start >= max_seconds:
             break
         heads = [prompt(traces[i].question) + traces[i].scratchpad for i in live]
         thoughts = lm.complete([Request(h + "Thought:", tokens[0]) for h in heads])
