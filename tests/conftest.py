@@ -62,9 +62,3 @@ def lab_artifact(tmp_path_factory):
         return made[lab_id, name]
 
     return get
-
-
-def pytest_collection_modifyitems(items):
-    """The stub gate is the longest single test: run it first, so that under `pytest -n 2` the
-    other worker shares the machine with it instead of waiting idle at the end."""
-    items.sort(key=lambda item: "test_anatomy_stubs.py" not in item.nodeid)

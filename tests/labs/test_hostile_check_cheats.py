@@ -87,7 +87,7 @@ def test_forged_records_are_detected(tmp_path):
     """Lines written to the grader's report pipe without its key spoil the grading."""
     body = """
 import json, os, stat
-for fd in range(3, 64):
+for fd in sorted(map(int, os.listdir('/proc/self/fd')))[3:]:  # every open fd, however high
     try:
         if stat.S_ISFIFO(os.fstat(fd).st_mode):
             os.write(fd, b'0' * 64 + b' ' + json.dumps({"t": "end", "id": "x"}).encode() + b'\\n')
