@@ -97,18 +97,8 @@ def run(config: Config, ctx: RunContext) -> LabResult:
     metrics, losses = _compare(config, data, ranks, single)
     bench = _bench(config, ctx)
     alpha, beta, fit_error = _fit(bench)
-    compute_s = metrics["compute_ms"] / 1e3
-    grad_bytes = sum(p.numel() * p.element_size() for p in single[0].parameters())
-    table = _predict(config, compute_s, grad_bytes, alpha, beta)
-    metrics |= _bench_metrics(bench) | {
-        "alpha_us": alpha * 1e6,
-        "bandwidth_gbs": 1e-9 / beta,
-        "fit_error": fit_error,
-        "grad_kib": grad_bytes / 1024,
-        "per_rank": config.global_batch // config.world_size,
-        "prediction": _prediction_sentence(table, config.predict_workers),
-        "predicted_step_ms": next(r["step_ms"] for r in table if r["workers"] == config.world_size),
-    }
+    table, model_metrics = _scaling(config, metrics, single[0], alpha, beta, fit_error)
+    metrics |= _bench_metrics(bench) | model_metrics
     _loss_figure(losses, metrics, ctx)
     _bandwidth_figure(bench, alpha, beta, ctx)
     _scaling_figure(table, metrics, config.world_size, ctx)
@@ -120,6 +110,21 @@ def run(config: Config, ctx: RunContext) -> LabResult:
         figures=ctx.figures,
         notes=render_notes(NOTES, {**asdict(config), **metrics}),
     )
+
+
+def _scaling(config: Config, metrics: dict, model, alpha: float, beta: float, fit_error: float):
+    """The alpha-beta model's time per step at each worker count, and its metrics."""
+    grad_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    table = _predict(config, metrics["compute_ms"] / 1e3, grad_bytes, alpha, beta)
+    return table, {
+        "alpha_us": alpha * 1e6,
+        "bandwidth_gbs": 1e-9 / beta,
+        "fit_error": fit_error,
+        "grad_kib": grad_bytes / 1024,
+        "per_rank": config.global_batch // config.world_size,
+        "prediction": _prediction_sentence(table, config.predict_workers),
+        "predicted_step_ms": next(r["step_ms"] for r in table if r["workers"] == config.world_size),
+    }
 
 
 def _write_job(config: Config, data: dict, work: Path) -> Path:

@@ -55,12 +55,7 @@ NOTES = (
 
 
 def run(config: Config, ctx: RunContext) -> LabResult:
-    attacks = parts.attack_cases(
-        parts.pick(parts.read_data("attacks"), config.n_attacks, config.seed), config.seed
-    )
-    benign = parts.benign_cases(
-        parts.pick(parts.read_data("benign"), config.n_benign, config.seed), config.seed
-    )
+    attacks, benign = _cases(config)
     lm = parts.SmolLM2(ctx, config.gen_batch)
     before = parts.respond(lm, attacks, False, config, "attacks, no guardrails")
     after = parts.respond(lm, attacks, True, config, "attacks, guardrails on")
@@ -87,6 +82,13 @@ def run(config: Config, ctx: RunContext) -> LabResult:
         figures=ctx.figures,
         notes=render_notes(NOTES, {**asdict(config), **metrics}),
     )
+
+
+def _cases(config: Config) -> tuple[list[dict], list[dict]]:
+    """The seeded samples of attacks and benign prompts, ready to send."""
+    attacks, benign = (parts.pick(parts.read_data(name), n, config.seed)
+                       for name, n in (("attacks", config.n_attacks), ("benign", config.n_benign)))  # fmt: skip
+    return parts.attack_cases(attacks, config.seed), parts.benign_cases(benign, config.seed)
 
 
 def _rates(before: list[dict], after: list[dict], key: str) -> list[dict]:
