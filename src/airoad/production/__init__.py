@@ -1,0 +1,1 @@
+"""Production and MLOps: tracking, export, serving, containers and CI, drift, compression, distillation."""
