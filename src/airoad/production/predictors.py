@@ -1,0 +1,76 @@
+"""Predictors the model service can serve: anything with ``labels`` and ``predict_proba``.
+
+The protocol is deliberately tiny so the service (``airoad.production.model_api``) does not care
+whether the model runs in eager PyTorch, ONNX Runtime or is a fake in a test:
+
+- ``labels: list[str]``, the class names, in column order;
+- ``predict_proba(texts: list[str]) -> np.ndarray`` of shape ``(len(texts), len(labels))``,
+  each row a probability distribution (non-negative, summing to 1).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from airoad.errors import AiroadError
+
+
+@runtime_checkable
+class Predictor(Protocol):
+    """A text classifier the service can call with a batch of texts."""
+
+    labels: list[str]
+
+    def predict_proba(self, texts: list[str]) -> np.ndarray: ...
+
+
+class HFTextClassifier:
+    """An eager fp32 Hugging Face sequence classifier read from a saved folder (offline).
+
+    The folder holds what ``save_pretrained`` wrote plus ``lab.json`` with ``labels`` and
+    ``max_length`` (the bert-sentiment lab's artifact). Texts are tokenised with the folder's
+    tokenizer, truncated to ``max_length`` and padded only to the longest text of the batch
+    (dynamic padding: a batch of short reviews costs little). ``threads`` sets torch's
+    intra-op thread count (a process-wide setting) when given.
+    """
+
+    def __init__(self, folder: str | Path, threads: int | None = None):
+        import torch
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        folder = Path(folder)
+        meta_path = folder / "lab.json"
+        if not meta_path.is_file():
+            raise AiroadError(
+                f"{folder} has no lab.json: pass the folder a bert-sentiment run saved "
+                "(`airoad run bert-sentiment` makes it)"
+            )
+        meta = json.loads(meta_path.read_text())
+        if threads is not None:
+            torch.set_num_threads(threads)
+        self.labels: list[str] = list(meta["labels"])
+        self.max_length = int(meta.get("max_length", 128))
+        self.tokenizer = AutoTokenizer.from_pretrained(folder)
+        self.model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+        self.meta = meta
+
+    def predict_proba(self, texts: list[str]) -> np.ndarray:
+        """Class probabilities, shape (len(texts), len(labels)); float64 softmax of the logits."""
+        import torch
+
+        if not texts:
+            return np.zeros((0, len(self.labels)))
+        batch = self.tokenizer(
+            list(texts),
+            truncation=True,
+            max_length=self.max_length,
+            padding=True,
+            return_tensors="pt",
+        )
+        with torch.inference_mode():
+            logits = self.model(**batch).logits
+        return torch.softmax(logits.double(), dim=-1).numpy()
