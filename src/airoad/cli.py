@@ -244,6 +244,30 @@ def ask(
 
 @app.command()
 @friendly
+def serve(
+    lab_id: str = typer.Argument(..., metavar="MODEL", help="A lab that saves a model."),
+    alias: str = typer.Option("champion", "--alias", help="The registry alias to serve."),
+    quick: bool = typer.Option(False, "--quick", help="Register the quick config's model."),
+    backend: str = typer.Option("torch", "--backend", help="torch (fp32) or onnx-int8."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
+    port: int = typer.Option(8000, "--port", help="Port (0: any free one)."),
+    api_key: list[str] = typer.Option(
+        [], "--api-key", help="A key clients send as X-API-Key (repeatable; default: a new one)."
+    ),
+    rate: float = typer.Option(20.0, "--rate", help="Requests per second allowed per key."),
+    ui: bool = typer.Option(False, "--ui", help="A Gradio demo page at /ui (airoad[ui])."),
+    log_level: str = typer.Option("warning", "--log-level", help="uvicorn's log level."),
+):
+    """Serve a lab's model over HTTP: the registry alias's version, with a key, at /docs."""
+    from airoad import cli_serve
+
+    cli_serve.serve(
+        console, lab_id, alias, quick, backend, host, port, api_key, rate, ui, log_level
+    )
+
+
+@app.command()
+@friendly
 def doctor():
     """Check Python, torch (CPU build), threads, datasets and disk; each with the fix."""
     from airoad.labs.doctor import run_doctor

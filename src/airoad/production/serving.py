@@ -1,0 +1,374 @@
+"""The serving platform behind `airoad serve`: which model to serve, loaded how, in which app.
+
+- ``resolve_model``: the MLflow model registry (the platform's SQLite store under
+  ``$AIROAD_HOME``) maps a lab id and an alias (``champion``) to a model version whose source is
+  an artifact folder. When the alias is missing, the lab's cached artifact is registered as a new
+  version and the alias is set; when that artifact is missing too, one sentence names the
+  `airoad run` command that makes it. Every folder is checked against its manifest first.
+- ``load_predictor``: eager fp32 torch, or ONNX Runtime int8 (exported once per artifact and
+  cached under ``$AIROAD_HOME/serving``).
+- ``TorchScriptGenerator``: the image generators of the generative labs (``generator.pt``).
+- ``build_app`` / ``create_app_from_env``: the model-api lab's ``create_app`` with all of that
+  plugged in; the second one is the uvicorn ``--factory`` the container runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from airoad.errors import AiroadError
+from airoad.labs import artifacts
+
+# Lab id -> the artifact it saves that `airoad serve` can serve. Issue 14's generative labs add
+# their generator here (an artifact whose lab.json says "kind": "image-generator").
+SERVABLE = {"bert-sentiment": "classifier"}
+BACKENDS = ("torch", "onnx-int8")
+DEFAULT_ALIAS = "champion"
+GENERATOR_KIND = "image-generator"
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """What the registry alias points at."""
+
+    lab_id: str
+    alias: str
+    version: str
+    folder: Path
+    registered_now: bool  # True when this call registered the cached artifact
+
+
+# ---------------------------------------------------------------- the registry
+
+
+def _client():
+    from airoad.labs.tracking import tracking_uri
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    from mlflow import MlflowClient
+
+    for name in ("mlflow", "alembic"):  # schema-migration chatter at INFO on a fresh store
+        logging.getLogger(name).setLevel(logging.ERROR)
+    uri = tracking_uri()
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def _by_alias(client, name: str, alias: str):
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return None
+        raise
+
+
+def servable_artifact(lab_id: str) -> str:
+    """The artifact name `airoad serve` loads for this lab; one clear line for any other lab."""
+    from airoad.labs.runner import built_entry
+
+    built_entry(lab_id)  # unknown or planned lab: the catalog's own one-line error
+    if lab_id not in SERVABLE:
+        raise AiroadError(
+            f"lab '{lab_id}' saves no model `airoad serve` can serve: serve one of "
+            f"{', '.join(sorted(SERVABLE))}"
+        )
+    return SERVABLE[lab_id]
+
+
+def register_artifact(client, lab_id: str, folder: Path, config: Any, alias: str) -> Any:
+    """A new registry version whose source is the artifact folder, with the alias set on it."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.create_registered_model(lab_id)
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+    spec = _spec(folder)
+    tags = {"config_hash": artifacts.config_hash(config), "artifact": folder.name}
+    if "test_accuracy" in spec:
+        tags["test_accuracy"] = str(spec["test_accuracy"])
+    version = client.create_model_version(lab_id, str(folder.resolve()), tags=tags)
+    client.set_registered_model_alias(lab_id, alias, version.version)
+    return version
+
+
+def _source_folder(source: str) -> Path:
+    return Path(source.removeprefix("file://"))
+
+
+def verify(folder: Path, what: str) -> Path:
+    """The folder, if every file still matches its manifest; else one line saying what to do."""
+    if not folder.is_dir() or not artifacts.is_valid(folder):
+        raise AiroadError(
+            f"{what} points at {folder}, which is missing or whose files no longer match its "
+            "manifest: run the lab again (`airoad run ...`) and point the alias at the new version"
+        )
+    return folder
+
+
+def resolve_model(lab_id: str, alias: str = DEFAULT_ALIAS, quick: bool = False) -> Resolved:
+    """The artifact folder registered model ``lab_id`` @ ``alias`` points at (see module doc)."""
+    from airoad.home import file_lock, home
+    from airoad.labs.runner import built_entry, resolve_config
+
+    name = servable_artifact(lab_id)
+    registered_now = False
+    # One writer at a time: a fresh store creates its schema on first use (see tracking.py).
+    with file_lock(home() / "mlflow.db.lock"):
+        client = _client()
+        version = _by_alias(client, lab_id, alias)
+        if version is None:
+            config = resolve_config(built_entry(lab_id), quick, ())
+            folder = artifacts.lookup(lab_id, config, name)
+            if folder is None:
+                raise artifacts.ArtifactMissing(
+                    f"lab '{lab_id}' has not saved its '{name}' model yet: run "
+                    f"`{artifacts.command_for(lab_id, quick)}` first, then `airoad serve` again"
+                )
+            version = register_artifact(client, lab_id, folder, config, alias)
+            registered_now = True
+    folder = _source_folder(version.source)
+    verify(folder, f"registered model '{lab_id}' version {version.version} (alias '{alias}')")
+    return Resolved(lab_id, alias, str(version.version), folder, registered_now)
+
+
+# ---------------------------------------------------------------- loading
+
+
+def _spec(folder: Path) -> dict:
+    try:
+        return json.loads((folder / "lab.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def is_generator(folder: Path) -> bool:
+    return _spec(folder).get("kind") == GENERATOR_KIND
+
+
+def _onnx_cache(folder: Path) -> Path:
+    """One ONNX export per artifact content (its manifest), shared by every server."""
+    from airoad.home import home
+
+    digest = hashlib.sha256((folder / artifacts.MANIFEST).read_bytes()).hexdigest()[:16]
+    return home() / "serving" / digest
+
+
+def load_predictor(folder: Path, backend: str = "torch", threads: int | None = None):
+    """The classifier in ``folder`` as a predictor: eager fp32 torch or ONNX Runtime int8."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # a "Loading weights" bar would tear through the console
+    if backend == "torch":
+        from airoad.production.predictors import HFTextClassifier
+
+        return HFTextClassifier(folder, threads=threads)
+    if backend != "onnx-int8":
+        raise AiroadError(f"unknown backend '{backend}': use one of {', '.join(BACKENDS)}")
+    from airoad.home import file_lock
+    from airoad.production.onnx_text import (
+        OnnxTextClassifier,
+        export_classifier_onnx,
+        quantize_int8,
+    )
+
+    cache = _onnx_cache(folder)
+    int8 = cache / "model.int8.onnx"
+    with file_lock(cache.with_name(cache.name + ".lock")):
+        if not int8.is_file():
+            cache.mkdir(parents=True, exist_ok=True)
+            fp32 = export_classifier_onnx(folder, cache / "model.onnx")
+            quantize_int8(fp32, cache / "model.int8.tmp.onnx").replace(int8)
+    return OnnxTextClassifier(int8, folder, threads=threads)
+
+
+class TorchScriptGenerator:
+    """An image generator saved by a generative lab: ``generator.pt`` (TorchScript) + lab.json.
+
+    lab.json: ``"kind": "image-generator"``, ``latent_dim``, optional ``n_labels`` (> 0: the
+    module is conditional and is called as ``module(z, labels)``) and ``output_range`` (the
+    values the module returns, default [-1, 1]). The module maps (n, latent_dim) noise to
+    (n, H, W) or (n, 1, H, W) floats; ``generate`` returns uint8 (n, H, W).
+    """
+
+    def __init__(self, folder: str | Path):
+        import torch
+
+        folder = Path(folder)
+        spec = _spec(folder)
+        if spec.get("kind") != GENERATOR_KIND or not (folder / "generator.pt").is_file():
+            raise AiroadError(
+                f"{folder} is not an image generator: it needs generator.pt and a lab.json "
+                f'saying "kind": "{GENERATOR_KIND}"'
+            )
+        self.latent_dim = int(spec["latent_dim"])
+        self.n_labels = int(spec.get("n_labels", 0))
+        self.low, self.high = (float(v) for v in spec.get("output_range", (-1.0, 1.0)))
+        self.module = torch.jit.load(str(folder / "generator.pt"), map_location="cpu").eval()
+
+    def generate(self, n: int, label: int | None, seed: int) -> np.ndarray:
+        import torch
+
+        # ValueError: the service answers it as a 422 with this sentence.
+        if self.n_labels and label is None:
+            raise ValueError(f"this generator is conditional: give a label 0..{self.n_labels - 1}")
+        if label is not None and not 0 <= label < max(self.n_labels, 1):
+            raise ValueError(
+                f"label {label} is out of range: this generator takes 0..{self.n_labels - 1}"
+                if self.n_labels
+                else "this generator is unconditional: leave the label out"
+            )
+        z = torch.randn(n, self.latent_dim, generator=torch.Generator().manual_seed(seed))
+        with torch.inference_mode():
+            if self.n_labels:
+                out = self.module(z, torch.full((n,), label, dtype=torch.long))
+            else:
+                out = self.module(z)
+        images = out.reshape(n, *out.shape[-2:]).double().numpy()
+        scaled = (images - self.low) / (self.high - self.low)
+        return np.round(255 * np.clip(scaled, 0.0, 1.0)).astype(np.uint8)
+
+
+# ---------------------------------------------------------------- the app
+
+
+@dataclass
+class Parts:
+    """What one server serves: a classifier and/or an image generator, and the drift monitor."""
+
+    predictor: Any = None
+    generator: Any = None
+    monitor: Any = None
+
+
+def drift_monitor(spec: dict, window: int = 500):
+    """A DriftMonitor whose reference is the model's training data: the word counts of the
+    fine-food training reviews and their label mix (the labels the model predicts)."""
+    if spec.get("dataset") != "fine-food":
+        return None  # no reference data known for this model
+    from airoad.labs.runners import bert_sentiment_parts as bs
+    from airoad.production.drift_monitoring import DriftMonitor
+
+    train, _ = bs.reviews(0, 0, seed=0)
+    names = list(spec.get("labels", bs.LABELS))
+    reference = {
+        "n_words": [len(text.split()) for text in bs.clean(train["review"])],
+        "label": [names[y] for y in bs.labels(train)],
+    }
+    return DriftMonitor(reference, categorical=["label"], window=window)
+
+
+def load_parts(
+    folder: Path,
+    backend: str = "torch",
+    threads: int | None = None,
+    generator_folder: Path | None = None,
+    drift: bool = True,
+) -> Parts:
+    """Load the artifact in ``folder`` (classifier or generator) and an optional second
+    generator folder; a classifier trained on known data also gets its drift monitor."""
+    if is_generator(folder):
+        return Parts(generator=TorchScriptGenerator(folder))
+    parts = Parts(predictor=load_predictor(folder, backend, threads))
+    if generator_folder is not None:
+        parts.generator = TorchScriptGenerator(generator_folder)
+    if drift:
+        parts.monitor = drift_monitor(_spec(folder))
+    return parts
+
+
+def _limits(keys: dict[str, float]):
+    from airoad.production.model_api import KeyLimit
+
+    # A burst of one second's worth of requests (at least 20): a page load or a retry storm of
+    # a well-behaved client is not refused, a flood is.
+    return {k: KeyLimit(rate=r, burst=max(20, math.ceil(r))) for k, r in keys.items()}
+
+
+def build_app(
+    parts: Parts,
+    keys: dict[str, float],
+    name: str = "model",
+    version: str = "0",
+    max_batch: int = 32,
+    predictor_loader: Any = None,
+):
+    """The model-api service around ``parts``; ``keys`` maps each API key to its requests/s.
+    ``predictor_loader`` (a callable) loads the classifier in the background instead."""
+    from airoad.production.model_api import ServiceSettings, create_app
+
+    if not keys:
+        raise AiroadError("the service needs at least one API key")
+    settings = ServiceSettings(
+        api_keys=_limits(keys), max_batch=max_batch, model_name=name, model_version=version
+    )
+    predictor = predictor_loader if predictor_loader is not None else parts.predictor
+    return create_app(predictor, settings, monitor=parts.monitor, generator=parts.generator)
+
+
+def _env_keys(text: str, default_rate: float) -> dict[str, float]:
+    """``key1,key2:100``: keys, each with an optional requests/s after a colon."""
+    keys = {}
+    for item in filter(None, (i.strip() for i in text.split(","))):
+        key, _, rate = item.partition(":")
+        try:
+            keys[key] = float(rate) if rate else default_rate
+        except ValueError:
+            raise AiroadError(
+                f"AIROAD_API_KEYS entry '{key}:{rate}': the rate after ':' must be a number"
+            ) from None
+    return keys
+
+
+def create_app_from_env():
+    """The uvicorn ``--factory`` of the container: everything comes from the environment.
+
+    AIROAD_SERVE_MODEL_DIR  an artifact folder (with its manifest), classifier or generator;
+    AIROAD_API_KEYS         ``key1,key2:100`` (requests/s per key after ':'; default
+                            AIROAD_SERVE_RATE, else 20);
+    AIROAD_SERVE_BACKEND    torch (default) or onnx-int8;
+    AIROAD_SERVE_GENERATOR_DIR  optional image generator served at /generate beside a classifier;
+    AIROAD_SERVE_MAX_BATCH  micro-batch size (default 32; 1 = one request at a time);
+    AIROAD_SERVE_THREADS    torch / ONNX Runtime threads (default: the library's).
+    The classifier loads in the background: /ready answers 503 until it is in memory.
+    """
+    env = os.environ
+    if not env.get("AIROAD_SERVE_MODEL_DIR"):
+        raise AiroadError("set AIROAD_SERVE_MODEL_DIR to the artifact folder to serve")
+    folder = verify(Path(env["AIROAD_SERVE_MODEL_DIR"]), "AIROAD_SERVE_MODEL_DIR")
+    backend = env.get("AIROAD_SERVE_BACKEND", "torch")
+    if backend not in BACKENDS:
+        raise AiroadError(f"AIROAD_SERVE_BACKEND must be one of {', '.join(BACKENDS)}")
+    keys = _env_keys(env.get("AIROAD_API_KEYS", ""), float(env.get("AIROAD_SERVE_RATE", 20)))
+    if not keys:
+        raise AiroadError("set AIROAD_API_KEYS to the keys clients send as X-API-Key")
+    threads = int(env["AIROAD_SERVE_THREADS"]) if env.get("AIROAD_SERVE_THREADS") else None
+    gen_dir = env.get("AIROAD_SERVE_GENERATOR_DIR")
+    if gen_dir:
+        verify(Path(gen_dir), "AIROAD_SERVE_GENERATOR_DIR")
+    max_batch = int(env.get("AIROAD_SERVE_MAX_BATCH", 32))
+    if is_generator(folder):
+        return build_app(load_parts(folder), keys, folder.name, max_batch=max_batch)
+    parts = Parts(
+        generator=TorchScriptGenerator(gen_dir) if gen_dir else None,
+        monitor=drift_monitor(_spec(folder)),
+    )
+    return build_app(
+        parts,
+        keys,
+        name=folder.name,
+        max_batch=max_batch,
+        predictor_loader=lambda: load_predictor(folder, backend, threads),
+    )

@@ -1,0 +1,94 @@
+"""The optional Gradio demo page of `airoad serve MODEL --ui`, mounted at /ui beside the API.
+
+Offline by construction: analytics off (the environment variable must be set before gradio is
+first imported), the hub offline, system fonts instead of the theme's Google Fonts, no run
+history (it offers uploads to a hub bucket), no MCP server. The page calls the loaded model
+directly, not through /predict: it is a demo for the person running the server, and is locked
+with the same API keys (any user name, the key as password).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from airoad.errors import AiroadError
+
+UI_PATH = "/ui"
+
+
+def import_gradio():
+    """gradio with its analytics off, or one line saying how to install the extra."""
+    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    try:
+        import gradio
+    except ImportError:
+        raise AiroadError(
+            "the --ui demo page needs gradio: run `pip install airoad[ui]` (or serve without --ui)"
+        ) from None
+    return gradio
+
+
+def _classifier_page(gr, predictor, title: str):
+    def classify(text: str) -> dict[str, float]:
+        if not text.strip():
+            return {}
+        probs = predictor.predict_proba([text])[0]
+        return {label: float(p) for label, p in zip(predictor.labels, probs)}
+
+    return gr.Interface(
+        classify,
+        gr.Textbox(lines=4, label="review"),
+        gr.Label(label="prediction"),
+        title=title,
+        flagging_mode="never",
+    )
+
+
+def _generator_page(gr, generator, title: str):
+    import io
+
+    from PIL import Image
+
+    from airoad.production.model_api import png_grid
+
+    def draw(n: float, label: float | None, seed: float):
+        images = generator.generate(int(n), None if label is None else int(label), int(seed))
+        return Image.open(io.BytesIO(png_grid(images)))
+
+    label = gr.Number(value=0 if generator.n_labels else None, precision=0, label="label")
+    return gr.Interface(
+        draw,
+        [gr.Slider(1, 16, value=8, step=1, label="images"), label, gr.Number(0, precision=0)],
+        gr.Image(label="samples"),
+        title=title,
+        flagging_mode="never",
+    )
+
+
+def mount_ui(app: Any, parts: Any, lab_id: str, keys: list[str]) -> Any:
+    """Mount the demo page for the served model (classifier or generator) at /ui."""
+    gr = import_gradio()
+    title = f"airoad: {lab_id}"
+    if parts.predictor is not None:
+        page = _classifier_page(gr, parts.predictor, title)
+    else:
+        page = _generator_page(gr, parts.generator, title)
+    theme = gr.themes.Default(
+        font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"]
+    )
+    allowed = set(keys)
+    return gr.mount_gradio_app(
+        app,
+        page,
+        path=UI_PATH,
+        auth=lambda _user, password: password in allowed,
+        auth_message="Sign in with any user name and the server's API key as password.",
+        footer_links=["api"],
+        run_history=False,
+        ssr_mode=False,
+        mcp_server=False,
+        theme=theme,
+    )
