@@ -295,6 +295,15 @@ class DriftMonitor:
                 self._rows[name].extend(values.tolist())
             self._seen += len(batch[self.names[0]])
 
+    def snapshot(self) -> dict[str, list[Any]]:
+        """The rows in the window now, oldest first: feature name -> values (categories as given)."""
+        with self._lock:
+            rows = {name: list(values) for name, values in self._rows.items()}
+        for name in self.categorical:
+            categories = list(self.levels[name])
+            rows[name] = [categories[i] for i in rows[name]]
+        return rows
+
     def _feature(self, name: str, current: np.ndarray, threshold: float) -> dict[str, Any]:
         ref = self.reference[name]
         if name in self.categorical:
