@@ -277,7 +277,10 @@ def app_target(dockerfile: str) -> str:
 def resolve_target(target: str) -> Callable[..., Any]:
     """Import ``module:attr`` and return it; a clear ValueError when it is missing or not callable."""
     module, _, attr = target.partition(":")
-    obj = getattr(importlib.import_module(module), attr, None) if attr else None
+    try:
+        obj = getattr(importlib.import_module(module), attr, None) if attr else None
+    except ImportError as exc:
+        raise ValueError(f"{target}: cannot import {module} ({exc})") from None
     if not callable(obj):
         raise ValueError(f"{target} is not a callable module:attr")
     return obj
