@@ -101,25 +101,29 @@ def _ks_exact_pvalue(n1: int, n2: int, h: int) -> float:
     value of sample 1, in y for sample 2; under H0 every path is equally likely, i.e. the next
     step is x with probability (n1 - x) / (steps left). The ECDF gap is |x/n1 - y/n2|, so the
     path reaches D >= d exactly when |x*n2 - y*n1| >= h*g. We push probability mass along the
-    anti-diagonals and sum what crosses that boundary: a sum of positive terms, so tiny
-    p-values keep their relative accuracy (no 1 - P(inside) cancellation).
+    anti-diagonals, keeping only the band of cells still inside, and sum what crosses the
+    boundary: a sum of positive terms, so tiny p-values keep their relative accuracy (no
+    1 - P(inside) cancellation).
     """
     if n1 > n2:
         n1, n2 = n2, n1  # the array runs over the smaller sample
-    limit = h * math.gcd(n1, n2)
-    x = np.arange(n1 + 1)
-    mass = np.zeros(n1 + 1)
-    mass[0] = 1.0
+    n, limit = n1 + n2, h * math.gcd(n1, n2)
+    lo, mass = 0, np.ones(1)  # mass[i]: probability of being at x = lo + i, not yet crossed
     crossed = 0.0
-    for k in range(n1 + n2):  # from diagonal x + y = k to k + 1
-        left = n1 + n2 - k
-        y_step = mass * np.maximum(n2 - (k - x), 0) / left  # stay at x, y + 1
-        x_step = mass[:-1] * (n1 - x[:-1]) / left  # x + 1
-        mass = y_step
-        mass[1:] += x_step
-        outside = np.abs(x * n2 - (k + 1 - x) * n1) >= limit
-        crossed += mass[outside].sum()
-        mass[outside] = 0.0
+    for k in range(n):  # from diagonal x + y = k to k + 1
+        x = np.arange(lo, lo + mass.size)
+        ahead = np.zeros(mass.size + 1)
+        ahead[:-1] = mass * (n2 - (k - x))  # a y step keeps x
+        ahead[1:] += mass * (n1 - x)  # an x step moves to x + 1
+        ahead /= n - k
+        # Only x with |x*n - (k+1)*n1| < limit are still inside; the band moves with k.
+        c = (k + 1) * n1
+        first = max((c - limit) // n + 1, lo)
+        last = min(-(-(c + limit) // n) - 1, lo + mass.size, n1)
+        if first > last:  # the band is empty: every path has crossed
+            return float(crossed + ahead.sum())
+        crossed += ahead[: first - lo].sum() + ahead[last - lo + 1 :].sum()
+        mass, lo = ahead[first - lo : last - lo + 1], first
     return float(crossed)
 
 
@@ -218,6 +222,8 @@ class DriftMonitor:
     below ``alpha / n_features`` (Bonferroni). min_rows: rows needed before testing (default:
     a full window); below it the report says ``ready: false`` and flags nothing.
     bins, eps: PSI binning (reference quantiles) and the floor for empty bins.
+    categories: optional full list of allowed values per categorical feature, for rare
+    categories the reference happens to miss (default: the values seen in the reference).
     ``observe`` and ``report`` may be called from several threads at once.
     """
 
@@ -230,6 +236,7 @@ class DriftMonitor:
         min_rows: int | None = None,
         bins: int = 10,
         eps: float = 1e-4,
+        categories: Mapping[str, Sequence[Any]] | None = None,
     ) -> None:
         if window < 1 or not 0.0 < alpha < 1.0:
             raise AiroadError("DriftMonitor needs window >= 1 and 0 < alpha < 1.")
@@ -250,7 +257,8 @@ class DriftMonitor:
                 values = list(np.asarray(reference[name], dtype=object).ravel())
                 if not values:
                     raise AiroadError(f"reference feature '{name}' is empty: pass its values.")
-                self.levels[name] = {v: i for i, v in enumerate(sorted(set(values), key=str))}
+                allowed = set(values) | set((categories or {}).get(name, ()))
+                self.levels[name] = {v: i for i, v in enumerate(sorted(allowed, key=str))}
                 self.reference[name] = self._codes(name, values)
             else:
                 self.reference[name] = _clean_numeric(reference[name], f"reference '{name}'")
