@@ -145,6 +145,7 @@ def test_malformed_and_oversized_bodies_are_4xx(impl):
     ])  # fmt: skip
     assert [r.status_code for r in responses] == [422, 422, 413, 413], [r.text for r in responses]
     assert all(isinstance(r.json()["detail"], str) for r in responses)
+    assert "JSON" in responses[0].json()["detail"], "say the body is not valid JSON"
     assert "2048" in responses[2].json()["detail"], "413 should say the limit"
     assert fake.sizes == []
 

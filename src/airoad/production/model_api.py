@@ -34,6 +34,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.security import APIKeyHeader
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
+from airoad.errors import AiroadError
 from airoad.production.model_api_batching import BatcherClosed, MicroBatcher, RateLimiter
 from airoad.production.model_api_metrics import BodyLimitAndMetrics, ServiceMetrics
 
@@ -97,6 +98,7 @@ def _utf8(text: str) -> str:
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` entries for the 4xx/5xx codes a route can answer."""
     what = {
+        400: "the body could not be read (FastAPI's answer to bytes that are not UTF-8)",
         401: "missing or unknown X-API-Key",
         404: "the feature is not configured on this service",
         409: "the drift monitor has nothing to report yet",
@@ -177,6 +179,10 @@ def create_app(
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         parts = []
         for err in exc.errors():
+            if err.get("type") == "json_invalid":  # loc holds the character position
+                why = (err.get("ctx") or {}).get("error", "")
+                parts.append(f"body is not valid JSON (character {err['loc'][-1]}): {why}")
+                continue
             where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
             parts.append(f"{where}: {err.get('msg', 'invalid')}")
         return JSONResponse({"detail": "; ".join(parts)}, status_code=422)
@@ -248,7 +254,9 @@ def create_app(
                 log.exception("drift monitor rejected the observation")
         return out
 
-    @app.post("/predict", response_model=Prediction, responses=_errors(401, 413, 422, 429, 503))
+    @app.post(
+        "/predict", response_model=Prediction, responses=_errors(400, 401, 413, 422, 429, 503)
+    )
     async def predict_one(body: PredictRequest, key: Key) -> Prediction:
         """Classify one text."""
         return (await predict([body.text]))[0]
@@ -256,7 +264,7 @@ def create_app(
     @app.post(
         "/predict/batch",
         response_model=BatchPrediction,
-        responses=_errors(401, 413, 422, 429, 503),
+        responses=_errors(400, 401, 413, 422, 429, 503),
     )
     async def predict_batch(body: BatchRequest, key: Key) -> BatchPrediction:
         """Classify a list of texts (answers in the same order)."""
@@ -296,7 +304,7 @@ def create_app(
             raise HTTPException(404, "no drift monitor is configured on this service")
         try:
             report = await asyncio.to_thread(monitor.report)
-        except ValueError as error:
+        except (ValueError, AiroadError) as error:
             raise HTTPException(409, f"no drift report yet: {error}") from None
         return _json_safe(report)
 
@@ -305,7 +313,7 @@ def create_app(
         response_class=Response,
         responses={
             200: {"content": {"image/png": {"schema": {"type": "string", "format": "binary"}}}},
-            **_errors(401, 404, 413, 422, 429),
+            **_errors(400, 401, 404, 413, 422, 429),
         },
     )
     async def generate(body: GenerateRequest, key: Key) -> Response:
