@@ -44,8 +44,8 @@ NOTES = (
     "to the experiment '{experiment}' of {store}.",
     "Registry: {promotions} of {n_versions} new versions were promoted to champion; champions "
     "now: {champions}.",
-    "Reproducibility: the best {rerun_dataset} SGD run trained again with seed {seed} logged a "
-    "{reproduced} curve (largest difference {rerun_max_diff:.3g}).",
+    "Reproducibility: the best {rerun_dataset} SGD run, trained again with seed {seed}, logged a "
+    "curve {reproduced} the original (largest difference {rerun_max_diff:.3g}).",
 )
 
 

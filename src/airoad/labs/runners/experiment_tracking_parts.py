@@ -153,9 +153,10 @@ def registry_round(store: Store, name: str, family: str, parent: str, config: An
         ref.set_alias(client, model_name, "challenger", version)
         decision = ref.promote(client, model_name, task.metric, margin=margin,
                                higher_is_better=task.higher_is_better)  # fmt: skip
-    return {"dataset": name, "family": family, "model": model_name, "version": version,
-            "run": best.data.params.get("max_depth") or best.data.params.get("alpha"),
-            "metric": task.metric, "margin": margin, **decision}  # fmt: skip
+    decision.pop("challenger")  # the version just registered
+    setting = best.data.params.get("max_depth") or best.data.params.get("alpha")
+    return {"dataset": name, "family": family, "setting": setting, "version": version,
+            **decision, "margin": margin}  # fmt: skip
 
 
 def run_table(store: Store, session: str) -> list[dict]:
@@ -189,7 +190,7 @@ def reproduce(store: Store, name: str, data: tuple, rows: list[dict], config: An
                                                 key=lambda m: m.step)])
             for i in (first["run_id"], rerun))  # fmt: skip
     diff = float(np.max(np.abs(a - b))) if a.shape == b.shape else float("inf")
-    return {"rerun_max_diff": diff, "reproduced": "identical" if diff == 0 else "different"}
+    return {"rerun_max_diff": diff, "reproduced": "identical to" if diff == 0 else "different from"}
 
 
 def curves_figure(store: Store, rows: list[dict], datasets: tuple, ctx: RunContext) -> None:
@@ -217,10 +218,16 @@ def registry_figure(decisions: list[dict], ctx: RunContext) -> None:
             rows = [d for d in decisions if d["dataset"] == name]
             labels = [f"v{d['version']} {d['family']}" for d in rows]
             colors = ["tab:green" if d["promoted"] else "tab:gray" for d in rows]
-            ax.bar(labels, [d["challenger_metric"] for d in rows], color=colors)
+            values = [d["challenger_metric"] for d in rows]
+            bars = ax.bar(labels, values, color=colors)
+            ax.bar_label(bars, fmt="%.3f", fontsize=8)
+            faced = [d["champion_metric"] for d in rows if d["champion_metric"] is not None]
             for k, d in enumerate(rows):
                 if d["champion_metric"] is not None:
                     ax.hlines(d["champion_metric"], k - 0.4, k + 0.4, colors="k", linestyles="--")
+            low, high = min(values + faced), max(values + faced)
+            pad = 0.5 * (high - low) + 0.02 * abs(high) + 1e-9  # zoom in: the gaps are small
+            ax.set_ylim(low - pad, high + pad)
             ax.set(title=f"{name}: green = promoted, dashed = champion faced",
-                   ylabel=rows[0]["metric"])  # fmt: skip
+                   ylabel=TASKS[name].metric)  # fmt: skip
             ax.title.set_fontsize(9)
