@@ -310,3 +310,23 @@ def test_drift_endpoint_reports_shifted_traffic(impl):
     rep = response.json()
     assert rep["ready"] and rep["rows"] == 40 and rep["seen"] == 60
     assert rep["drift"] and rep["drifted"] == ["n_words"], "long texts should flag n_words only"
+
+
+def test_monitor_declared_categories_and_bad_settings(impl):
+    """Declared categories absent from the reference are counted; bad settings raise."""
+    ref = _reference()
+    mon = impl.DriftMonitor(ref, ["colour"], window=30, categories={"colour": ["pink"]})
+    mon.observe({"x": np.zeros(30), "colour": ["pink"] * 15 + ["red"] * 15})
+    rep = mon.report()["features"]["colour"]
+    levels = ["blue", "green", "pink", "red"]
+    table = [[int(np.sum(ref["colour"] == c)) for c in levels], [0, 0, 15, 15]]
+    chi = stats.chi2_contingency(np.array(table))
+    assert rep["statistic"] == pytest.approx(chi.statistic, rel=1e-10)
+    assert rep["psi"] > 1.0, "a new category taking half the window is a large shift"
+    for kwargs in ({"window": 0}, {"alpha": 0.0}, {"alpha": 1.0}, {"categorical": ["nope"]}):
+        with pytest.raises(AiroadError):
+            impl.DriftMonitor(ref, **kwargs)
+    with pytest.raises(AiroadError, match="method"):
+        impl.ks_2samp([1.0], [2.0], method="fast")
+    with pytest.raises(AiroadError, match="total"):
+        impl.chisquare([1, 2, 3], [2, 2, 3])

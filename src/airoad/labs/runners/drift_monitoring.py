@@ -46,14 +46,14 @@ class Config:
 
 
 QUICK = {
-    "n_fit": 4_000,
+    "n_fit": 3_000,
     "n_reference": 800,
     "window": 200,
     "step": 100,
     "stream_rows": 800,
     "change_at": 400,
     "seeds": 2,
-    "null_seeds": 3,
+    "null_seeds": 2,
 }
 
 NOTES = (
