@@ -44,12 +44,15 @@ def test_repo_checks_image_estimate_and_specs(result):
     res, _ = result
     m = res.metrics
     assert m["repo_checks_passed"] == m["repo_checks"] == 5, res.tables["repo_checks"]
-    assert m["import_verdict"] == "ok" and m["imported_top_level_modules"] > 20
+    assert m["models_served"] == 1 and m["serve_summary"].startswith("tiny: /health after")
+    (row,) = res.tables["serve"]
+    assert row["ready"] and row["healthcheck_exit"] == 0 and row["graceful"], row
+    assert 0 < row["health_s"] <= row["ready_s"] < runner.Config().start_timeout
     sizes = res.tables["image_sizes"]
     assert sizes[0]["distribution"] == "torch" and 0.3 < m["torch_share"] < 1
     assert 100 < m["venv_mb"] < 5_000 and m["image_dists"] == len(sizes) + m["sizes_unknown"]
     assert m["specs_clean"] == runner.QUICK["n_specs"]
-    assert m["changed_from_full"] == "runtime_modules, n_specs"
+    assert m["changed_from_full"] == "models, n_specs"
 
 
 def test_figures_and_notes(result):
@@ -60,21 +63,30 @@ def test_figures_and_notes(result):
     assert len(res.notes) == len(runner.NOTES) and "0 of" not in res.notes[-1]
 
 
-def test_a_missing_route_and_a_missing_package_are_caught():
+def test_a_missing_route_and_a_missing_package_are_caught(result):
+    _, ctx = result
     spec = ref.ServiceSpec(health_path="/healthz")
     texts = dict(
         zip(runner.FILES, (ref.render_dockerfile(spec), ref.render_dockerignore(spec), ""))
     )
     rows, m = runner._repo_checks(spec, texts)
     assert m["repo_failures"] == "HEALTHCHECK path is a GET route", rows
-    pins = ["fastapi", "uvicorn", "numpy"]  # prometheus-client left out of the image
-    probe = parts.import_with_only(parts.closure(pins), ("airoad.production.model_api",))
-    assert "prometheus_client" in probe["error"]
+    dists = parts.closure(["fastapi", "uvicorn", "numpy"])  # no prometheus-client
+    out = parts.serve_probe(dists, texts["Dockerfile"], ctx.out_dir / "tiny_model", 60.0)
+    assert "prometheus_client" in out["error"] and out["healthcheck_exit"] != 0, out
 
 
 @pytest.mark.parametrize(
     "pairs",
-    [["python_version=latest"], ["health_path=health"], ["port=80"], ["uid=0"], ["n_specs=-1"]],
+    [
+        ["python_version=latest"],
+        ["health_path=health"],
+        ["port=80"],
+        ["uid=0"],
+        ["n_specs=-1"],
+        ["models=tiny,gpt"],
+        ["start_timeout=nan"],
+    ],
 )
 def test_bad_settings_stop_before_any_work(pairs):
     from airoad.labs.contract import parse_overrides

@@ -5,18 +5,26 @@ installed here (no container engine runs on these machines)."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import time
 import tomllib
-from collections.abc import Sequence
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from airoad.errors import AiroadError
 from airoad.production import containerize_ci as ref
+from airoad.production import containerize_ci_checks as checks
 
 ASSETS = Path(ref.__file__).parent / "container_assets"
 REPO = Path(ref.__file__).resolve().parents[3]  # src/airoad/production/.. -> the checkout
@@ -155,37 +163,99 @@ def dist_megabytes(names: list[str]) -> dict[str, float]:
     return sizes
 
 
-_IMPORT_PROBE = """
-import importlib, json, sys
-try:
-    for module in json.loads(sys.argv[1]):
-        importlib.import_module(module)
-    error = ""
-except Exception as exc:  # the first import that fails is the finding
-    error = f"{type(exc).__name__}: {exc}"
-print(json.dumps({"error": error, "loaded": sorted({n.split(".")[0] for n in sys.modules})}))
-"""
-
-
-def import_with_only(dists: list[str], modules: Sequence[str]) -> dict:
-    """Import ``modules`` in a fresh interpreter (``python -S``: no site-packages) whose path
-    holds only links to the files of ``dists`` and the repo's ``src/``: the image's venv,
-    short of building it. Returns ``{"error": "" or the first import error, "loaded": [...]}``."""
+@contextmanager
+def venv_like(dists: list[str]) -> Iterator[dict[str, str]]:
+    """Environment variables for ``python -S`` (no site-packages) whose path holds only links
+    to the files of ``dists`` and the repo's ``src/``: the image's venv, short of building it.
+    Data and home folders are fresh and empty, as in a new container."""
     from importlib import metadata
 
     with tempfile.TemporaryDirectory() as tmp:
+        site = Path(tmp) / "site"
+        site.mkdir()
         for name in dists:
             try:
                 dist = metadata.distribution(name)
             except metadata.PackageNotFoundError:
                 continue
             for top in {Path(str(f)).parts[0] for f in dist.files or []} - {".."}:
-                src, dst = Path(dist.locate_file(top)), Path(tmp) / top
+                src, dst = Path(dist.locate_file(top)), site / top
                 if src.exists() and not dst.exists():
                     dst.symlink_to(src)
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([tmp, str(REPO / "src")])}
-        cmd = [sys.executable, "-S", "-c", _IMPORT_PROBE, json.dumps(list(modules))]
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
-    if out.returncode != 0 or not out.stdout.strip():
-        raise AiroadError(f"the import probe crashed: {out.stderr.strip()[-300:]}")
-    return json.loads(out.stdout.splitlines()[-1])
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(REPO / "src")])}
+        env |= {"AIROAD_HOME": f"{tmp}/home", "AIROAD_DATA_DIR": f"{tmp}/data"}
+        yield env
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _get(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return 0  # not listening yet
+
+
+def serve_probe(dists: list[str], dockerfile: str, model_dir: Path, timeout: float) -> dict:
+    """Run the final stage's CMD (on loopback, a free port) with only ``dists`` visible, wait
+    for /health and /ready, run the HEALTHCHECK command itself, then stop the server with
+    SIGTERM as ``docker stop`` would. The server is always stopped, killed if it must be."""
+    instructions = checks.parse_dockerfile(dockerfile)
+    final = [i for i in instructions if i.stage == instructions[-1].stage]
+    cmd = json.loads([i for i in final if i.keyword == "CMD"][-1].args)
+    probe = json.loads([i for i in final if i.keyword == "HEALTHCHECK"][-1].args[3:].strip())
+    port, old = _free_port(), cmd[cmd.index("--port") + 1]
+    cmd[cmd.index("--host") + 1], cmd[cmd.index("--port") + 1] = "127.0.0.1", str(port)
+    probe = [a.replace(f":{old}/", f":{port}/") for a in probe]
+    out = {"health_s": float("nan"), "ready_s": float("nan"), "healthcheck_exit": -1}
+    with venv_like(dists) as env, tempfile.TemporaryFile("w+") as log:
+        env |= {"AIROAD_SERVE_MODEL_DIR": str(model_dir), "AIROAD_API_KEYS": "probe-key"}
+        server = subprocess.Popen(
+            [sys.executable, "-S", "-m", *cmd], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+        start = time.perf_counter()
+        try:
+            for route in ("health", "ready"):
+                while server.poll() is None and time.perf_counter() - start < timeout:
+                    if _get(f"http://127.0.0.1:{port}/{route}") == 200:
+                        out[f"{route}_s"] = time.perf_counter() - start
+                        break
+                    time.sleep(0.25)
+            check = subprocess.run(
+                [sys.executable, "-S", *probe[1:]], env=env, capture_output=True, timeout=30
+            )
+            out["healthcheck_exit"] = check.returncode
+            server.send_signal(signal.SIGTERM)
+            stop = time.perf_counter()
+            out["exit_code"] = server.wait(timeout=30)
+            out["shutdown_s"] = time.perf_counter() - stop
+        finally:
+            if server.poll() is None:
+                server.kill()
+                server.wait()
+        log.seek(0)
+        lines = [ln for ln in log.read().splitlines() if ln.strip()]
+    errors = [ln for ln in lines if "Error" in ln or "error" in ln.split(":")[0]]
+    out["error"] = (errors[-1] if errors else "")[:200] if math.isnan(out["ready_s"]) else ""
+    # uvicorn re-raises SIGTERM after a clean shutdown, so the exit status is -15 either way
+    out["graceful"] = any("Application shutdown complete" in ln for ln in lines)
+    return out
+
+
+def tiny_model(folder: Path) -> Path:
+    """A tiny random classifier saved like an artifact (with its manifest), for quick probes:
+    it exercises the format and the code path, not the accuracy."""
+    from airoad.labs import artifacts
+    from airoad.production.onnx_text import save_tiny_classifier
+
+    save_tiny_classifier(folder)
+    manifest = {"lab": "containerize-ci", "name": "tiny", "files": artifacts._files(folder)}
+    (folder / artifacts.MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
+    return folder
