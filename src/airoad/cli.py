@@ -255,7 +255,9 @@ def serve(
         [], "--api-key", help="A key clients send as X-API-Key (repeatable; default: a new one)."
     ),
     rate: float = typer.Option(20.0, "--rate", help="Requests per second allowed per key."),
-    ui: bool = typer.Option(False, "--ui", help="A Gradio demo page at /ui (airoad[ui])."),
+    ui: bool = typer.Option(
+        False, "--ui", help="A Gradio demo page at /ui (needs the ui extra: gradio)."
+    ),
     log_level: str = typer.Option("warning", "--log-level", help="uvicorn's log level."),
 ):
     """Serve a lab's model over HTTP: the registry alias's version, with a key, at /docs."""

@@ -172,6 +172,8 @@ def test_demo_page_answers_offline(server):
         client.post("/login", data={"username": "me", "password": KEY})
         config = client.get("/config")
         assert config.status_code == 200 and "airoad: bert-sentiment" in config.text
+    printed = server.out.read_text()
+    assert f"API docs: {server.url}/docs" in printed and f"X-API-Key: {KEY}" in printed
     assert "OUTBOUND" not in server.stderr()
 
 
