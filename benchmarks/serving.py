@@ -303,38 +303,6 @@ def main() -> None:
     e2e = end_to_end(folder, reviews, args.seconds)
     extra = locust_run(folder, reviews, args.seconds * 3) if args.locust else None
     minutes, load1 = (time.perf_counter() - start) / 60, os.getloadavg()[0]
-
-    t_alone = _table(
-        alone,
-        [
-            ("model", "model", "s"),
-            ("median ms", "median_ms", ".1f"),
-            ("p99 ms", "p99_ms", ".1f"),
-            ("calls/s", "per_s", ".1f"),
-            ("vs eager fp32", "speedup", ".2f"),
-            ("calls timed", "calls", "d"),
-        ],
-    )
-    t_e2e = _table(
-        e2e,
-        [
-            ("backend", "backend", "s"),
-            ("mode", "mode", "s"),
-            ("clients", "clients", "d"),
-            ("req/s", "per_s", ".1f"),
-            ("p50 ms", "p50_ms", ".0f"),
-            ("p95 ms", "p95_ms", ".0f"),
-            ("p99 ms", "p99_ms", ".0f"),
-            ("requests", "requests", "d"),
-            ("errors", "errors", "d"),
-        ],
-    )
-    t_ceiling = _table(
-        ceiling,
-        [("model", "model", "s"), ("batch", "batch", "d"), ("texts/s", "texts_s", ".1f")],
-    )
-    verdicts = _verdicts(alone, e2e)
-    print(f"\n{t_alone}\n\n{t_ceiling}\n\n{t_e2e}\n\n{verdicts}")
     setup = (
         f"{date.today()}, Python {sys.version.split()[0]}, torch {torch.__version__}, "
         f"{platform.machine()}, {os.cpu_count()} cores shared with other jobs (1-minute load "
@@ -342,41 +310,42 @@ def main() -> None:
         f"bert-sentiment model (MiniLM-L6, max_length 128); one model thread; {args.seconds:g} s "
         f"per cell; {minutes:.1f} minutes in all."
     )
-    locust = ""
-    if extra:
-        locust = (
-            "\n## Cross-check: headless locust\n\n"
-            "ONNX Runtime int8 with micro-batching, 32 locust users without wait time.\n\n"
-            + _table(
-                [extra],
-                [
-                    ("users", "users", "d"),
-                    ("req/s", "per_s", ".1f"),
-                    ("p50 ms", "p50_ms", ".0f"),
-                    ("p95 ms", "p95_ms", ".0f"),
-                    ("p99 ms", "p99_ms", ".0f"),
-                    ("requests", "requests", "d"),
-                    ("errors", "errors", "d"),
-                ],
-            )
-            + "\n"
-        )
+    command = f"python benchmarks/serving.py{' --locust' if args.locust else ''}"
+    report = _report(alone, ceiling, e2e, extra)
+    print(report)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(
-        f"# Serving benchmark\n\n{setup}\n\n`python benchmarks/serving.py"
-        f"{' --locust' if args.locust else ''}`\n\n"
+    RESULTS.write_text(f"# Serving benchmark\n\n{setup}\n\n`{command}`\n\n{report}", "utf-8")
+
+
+ALONE = [("model", "model", "s"), ("median ms", "median_ms", ".1f"), ("p99 ms", "p99_ms", ".1f")]
+ALONE += [("calls/s", "per_s", ".1f"), ("vs eager fp32", "speedup", ".2f")]
+ALONE += [("calls timed", "calls", "d")]
+CEILING = [("model", "model", "s"), ("batch", "batch", "d"), ("texts/s", "texts_s", ".1f")]
+LOAD = [("req/s", "per_s", ".1f"), ("p50 ms", "p50_ms", ".0f"), ("p95 ms", "p95_ms", ".0f")]
+LOAD += [("p99 ms", "p99_ms", ".0f"), ("requests", "requests", "d"), ("errors", "errors", "d")]
+E2E = [("backend", "backend", "s"), ("mode", "mode", "s"), ("clients", "clients", "d"), *LOAD]
+
+
+def _report(alone: list[dict], ceiling: list[dict], e2e: list[dict], extra: dict | None) -> str:
+    text = (
         "## The model alone: batch 1, 128 word pieces, one thread\n\n"
-        f"{t_alone}\n\n"
+        f"{_table(alone, ALONE)}\n\n"
         "## The model alone: what batching can gain\n\n"
         "Held-out reviews in order (up to 128 word pieces each), one thread; a batch is padded "
         "to its longest review. The batch-32 row bounds what micro-batching can gain.\n\n"
-        f"{t_ceiling}\n\n"
+        f"{_table(ceiling, CEILING)}\n\n"
         "## End to end over HTTP (loopback, /predict, one review per request)\n\n"
         "Micro-batching: up to 32 texts per model call, 5 ms wait; one at a time: batch size 1. "
         "The load client shares the machine with the server.\n\n"
-        f"{t_e2e}\n\n## Against the goals of issue 15\n\n{verdicts}\n{locust}",
-        encoding="utf-8",
+        f"{_table(e2e, E2E)}\n\n## Against the goals of issue 15\n\n{_verdicts(alone, e2e)}\n"
     )
+    if extra:
+        text += (
+            "\n## Cross-check: headless locust\n\n"
+            "ONNX Runtime int8 with micro-batching, 32 locust users without wait time.\n\n"
+            f"{_table([extra], [('users', 'users', 'd'), *LOAD])}\n"
+        )
+    return text
 
 
 if __name__ == "__main__":
