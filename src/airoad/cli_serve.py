@@ -62,7 +62,7 @@ def serve(
     ui: bool,
     log_level: str,
 ) -> None:
-    from airoad.production import serving
+    from airoad.production import serving, serving_registry
 
     if backend not in serving.BACKENDS:
         raise AiroadError(f"--backend must be one of {', '.join(serving.BACKENDS)}, not {backend}")
@@ -75,7 +75,7 @@ def serve(
     sock = bind(host, port)  # before the slow part: a port in use fails at once
     try:
         with console.status(f"looking up {lab_id}@{alias} in the model registry..."):
-            found = serving.resolve_model(lab_id, alias, quick)
+            found = serving_registry.resolve_model(lab_id, alias, quick)
         if found.registered_now:
             console.print(
                 f"registered {escape(str(found.folder))} as {lab_id} version {found.version} "

@@ -21,6 +21,7 @@ from airoad.cli import app
 from airoad.errors import AiroadError
 from airoad.labs import artifacts
 from airoad.production import serving
+from airoad.production import serving_registry as registry
 
 LAB = "bert-sentiment"
 
@@ -36,7 +37,7 @@ def empty_store(tmp_path_factory):
     home = tmp_path_factory.mktemp("store_home")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("AIROAD_HOME", str(home))
-        serving._client().search_registered_models()
+        registry._client().search_registered_models()
     return home / "mlflow.db"
 
 
@@ -69,12 +70,12 @@ def _linked_copy(src, dst):
 
 def test_missing_alias_registers_the_cached_artifact_once(quick_model):
     """No alias yet: the cached quick artifact becomes version 1 with its tags; then it is found."""
-    first = serving.resolve_model(LAB, quick=True)
+    first = registry.resolve_model(LAB, quick=True)
     assert first.registered_now and first.version == "1" and first.alias == "champion"
     assert first.folder == quick_model.resolve()
-    again = serving.resolve_model(LAB, quick=True)
+    again = registry.resolve_model(LAB, quick=True)
     assert not again.registered_now and again.version == "1" and again.folder == first.folder
-    version = serving._client().get_model_version(LAB, "1")
+    version = registry._client().get_model_version(LAB, "1")
     spec = json.loads((quick_model / "lab.json").read_text())
     assert version.tags["test_accuracy"] == str(spec["test_accuracy"])
     assert version.tags["config_hash"] == quick_model.parent.name  # the cache's own hash
@@ -82,14 +83,14 @@ def test_missing_alias_registers_the_cached_artifact_once(quick_model):
 
 def test_repointed_alias_serves_the_new_version(quick_model, tmp_path):
     """Moving `champion` to another version serves that version's folder."""
-    serving.resolve_model(LAB, quick=True)
+    registry.resolve_model(LAB, quick=True)
     copy = _linked_copy(quick_model, tmp_path / "retrained")
-    client = serving._client()
-    v2 = serving.register_artifact(client, LAB, copy, {"any": 1}, "challenger")
-    assert serving.resolve_model(LAB, "challenger").folder == copy.resolve()
-    assert serving.resolve_model(LAB).version == "1"
+    client = registry._client()
+    v2 = registry.register_artifact(client, LAB, copy, {"any": 1}, "challenger")
+    assert registry.resolve_model(LAB, "challenger").folder == copy.resolve()
+    assert registry.resolve_model(LAB).version == "1"
     client.set_registered_model_alias(LAB, "champion", v2.version)
-    moved = serving.resolve_model(LAB)
+    moved = registry.resolve_model(LAB)
     assert (moved.version, moved.folder) == ("2", copy.resolve())
 
 
@@ -97,9 +98,9 @@ def test_missing_artifact_names_the_run_command(tmp_path, monkeypatch):
     """No alias and no cached model: one sentence with the `airoad run` that makes it."""
     monkeypatch.setenv("AIROAD_DATA_DIR", str(tmp_path / "empty"))
     with pytest.raises(artifacts.ArtifactMissing, match=r"`airoad run bert-sentiment --quick`"):
-        serving.resolve_model(LAB, quick=True)
+        registry.resolve_model(LAB, quick=True)
     with pytest.raises(artifacts.ArtifactMissing, match=r"`airoad run bert-sentiment` first"):
-        serving.resolve_model(LAB, alias="prod")
+        registry.resolve_model(LAB, alias="prod")
 
 
 def test_corrupted_artifact_is_refused(quick_model, tmp_path):
@@ -108,17 +109,17 @@ def test_corrupted_artifact_is_refused(quick_model, tmp_path):
     spec = json.loads((copy / "lab.json").read_text())
     (copy / "lab.json").unlink()  # a new file, not a write through the hard link
     (copy / "lab.json").write_text(json.dumps({**spec, "labels": ["great", "other"]}))
-    serving.register_artifact(serving._client(), LAB, copy, {}, "champion")
+    registry.register_artifact(registry._client(), LAB, copy, {}, "champion")
     with pytest.raises(AiroadError, match="no longer match its manifest"):
-        serving.resolve_model(LAB)
+        registry.resolve_model(LAB)
 
 
 def test_only_servable_labs_are_served():
     """A lab without a servable model and an unknown lab are one clear error each."""
     with pytest.raises(AiroadError, match="serve one of bert-sentiment"):
-        serving.servable_artifact("char-gpt")
+        registry.servable_artifact("char-gpt")
     with pytest.raises(AiroadError, match="no-such-lab"):
-        serving.servable_artifact("no-such-lab")
+        registry.servable_artifact("no-such-lab")
 
 
 # ---------------------------------------------------------------- the image generator

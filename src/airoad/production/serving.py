@@ -1,10 +1,6 @@
-"""The serving platform behind `airoad serve`: which model to serve, loaded how, in which app.
+"""The serving platform behind `airoad serve`: the model loaded how, in which app.
 
-- ``resolve_model``: the MLflow model registry (the platform's SQLite store under
-  ``$AIROAD_HOME``) maps a lab id and an alias (``champion``) to a model version whose source is
-  an artifact folder. When the alias is missing, the lab's cached artifact is registered as a new
-  version and the alias is set; when that artifact is missing too, one sentence names the
-  `airoad run` command that makes it. Every folder is checked against its manifest first.
+- which model: ``serving_registry.resolve_model`` (a registry alias -> a verified artifact folder);
 - ``load_predictor``: eager fp32 torch, or ONNX Runtime int8 (exported once per artifact and
   cached under ``$AIROAD_HOME/serving``).
 - ``TorchScriptGenerator``: the image generators of the generative labs (``generator.pt``).
@@ -15,8 +11,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
-import logging
 import math
 import os
 from dataclasses import dataclass
@@ -27,135 +21,17 @@ import numpy as np
 
 from airoad.errors import AiroadError
 from airoad.labs import artifacts
+from airoad.production.serving_registry import lab_spec, verify
 
-# Lab id -> the artifact it saves that `airoad serve` can serve. Issue 14's generative labs add
-# their generator here (an artifact whose lab.json says "kind": "image-generator").
-SERVABLE = {"bert-sentiment": "classifier"}
 BACKENDS = ("torch", "onnx-int8")
-DEFAULT_ALIAS = "champion"
 GENERATOR_KIND = "image-generator"
-
-
-@dataclass(frozen=True)
-class Resolved:
-    """What the registry alias points at."""
-
-    lab_id: str
-    alias: str
-    version: str
-    folder: Path
-    registered_now: bool  # True when this call registered the cached artifact
-
-
-# ---------------------------------------------------------------- the registry
-
-
-def _client():
-    from airoad.labs.tracking import tracking_uri
-
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    from mlflow import MlflowClient
-
-    for name in ("mlflow", "alembic"):  # schema-migration chatter at INFO on a fresh store
-        logging.getLogger(name).setLevel(logging.ERROR)
-    uri = tracking_uri()
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
-
-
-def _by_alias(client, name: str, alias: str):
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return client.get_model_version_by_alias(name, alias)
-    except MlflowException as exc:
-        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
-            return None
-        raise
-
-
-def servable_artifact(lab_id: str) -> str:
-    """The artifact name `airoad serve` loads for this lab; one clear line for any other lab."""
-    from airoad.labs.runner import built_entry
-
-    built_entry(lab_id)  # unknown or planned lab: the catalog's own one-line error
-    if lab_id not in SERVABLE:
-        raise AiroadError(
-            f"lab '{lab_id}' saves no model `airoad serve` can serve: serve one of "
-            f"{', '.join(sorted(SERVABLE))}"
-        )
-    return SERVABLE[lab_id]
-
-
-def register_artifact(client, lab_id: str, folder: Path, config: Any, alias: str) -> Any:
-    """A new registry version whose source is the artifact folder, with the alias set on it."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        client.create_registered_model(lab_id)
-    except MlflowException as exc:
-        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
-            raise
-    spec = _spec(folder)
-    tags = {"config_hash": artifacts.config_hash(config), "artifact": folder.name}
-    if "test_accuracy" in spec:
-        tags["test_accuracy"] = str(spec["test_accuracy"])
-    version = client.create_model_version(lab_id, str(folder.resolve()), tags=tags)
-    client.set_registered_model_alias(lab_id, alias, version.version)
-    return version
-
-
-def _source_folder(source: str) -> Path:
-    return Path(source.removeprefix("file://"))
-
-
-def verify(folder: Path, what: str) -> Path:
-    """The folder, if every file still matches its manifest; else one line saying what to do."""
-    if not folder.is_dir() or not artifacts.is_valid(folder):
-        raise AiroadError(
-            f"{what} points at {folder}, which is missing or whose files no longer match its "
-            "manifest: run the lab again (`airoad run ...`) and point the alias at the new version"
-        )
-    return folder
-
-
-def resolve_model(lab_id: str, alias: str = DEFAULT_ALIAS, quick: bool = False) -> Resolved:
-    """The artifact folder registered model ``lab_id`` @ ``alias`` points at (see module doc)."""
-    from airoad.home import file_lock, home
-    from airoad.labs.runner import built_entry, resolve_config
-
-    name = servable_artifact(lab_id)
-    registered_now = False
-    # One writer at a time: a fresh store creates its schema on first use (see tracking.py).
-    with file_lock(home() / "mlflow.db.lock"):
-        client = _client()
-        version = _by_alias(client, lab_id, alias)
-        if version is None:
-            config = resolve_config(built_entry(lab_id), quick, ())
-            folder = artifacts.lookup(lab_id, config, name)
-            if folder is None:
-                raise artifacts.ArtifactMissing(
-                    f"lab '{lab_id}' has not saved its '{name}' model yet: run "
-                    f"`{artifacts.command_for(lab_id, quick)}` first, then `airoad serve` again"
-                )
-            version = register_artifact(client, lab_id, folder, config, alias)
-            registered_now = True
-    folder = _source_folder(version.source)
-    verify(folder, f"registered model '{lab_id}' version {version.version} (alias '{alias}')")
-    return Resolved(lab_id, alias, str(version.version), folder, registered_now)
 
 
 # ---------------------------------------------------------------- loading
 
 
-def _spec(folder: Path) -> dict:
-    try:
-        return json.loads((folder / "lab.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-
-
 def is_generator(folder: Path) -> bool:
-    return _spec(folder).get("kind") == GENERATOR_KIND
+    return lab_spec(folder).get("kind") == GENERATOR_KIND
 
 
 def _onnx_cache(folder: Path) -> Path:
@@ -207,7 +83,7 @@ class TorchScriptGenerator:
         import torch
 
         folder = Path(folder)
-        spec = _spec(folder)
+        spec = lab_spec(folder)
         if spec.get("kind") != GENERATOR_KIND or not (folder / "generator.pt").is_file():
             raise AiroadError(
                 f"{folder} is not an image generator: it needs generator.pt and a lab.json "
@@ -285,7 +161,7 @@ def load_parts(
     if generator_folder is not None:
         parts.generator = TorchScriptGenerator(generator_folder)
     if drift:
-        parts.monitor = drift_monitor(_spec(folder))
+        parts.monitor = drift_monitor(lab_spec(folder))
     return parts
 
 
@@ -363,7 +239,7 @@ def create_app_from_env():
         return build_app(load_parts(folder), keys, folder.name, max_batch=max_batch)
     parts = Parts(
         generator=TorchScriptGenerator(gen_dir) if gen_dir else None,
-        monitor=drift_monitor(_spec(folder)),
+        monitor=drift_monitor(lab_spec(folder)),
     )
     return build_app(
         parts,
