@@ -164,6 +164,8 @@ def test_generator_matches_its_module(tmp_path):
     assert not np.array_equal(images, gen.generate(6, None, seed=4))
     with pytest.raises(ValueError, match="unconditional"):
         gen.generate(2, 1, seed=0)
+    with pytest.raises(AiroadError, match="beside a classifier"):  # until create_app takes None
+        serving.build_app(serving.load_parts(folder), {"k": 1.0})
 
 
 def test_conditional_generator_needs_a_label_in_range(tmp_path):

@@ -187,6 +187,12 @@ def build_app(
 
     if not keys:
         raise AiroadError("the service needs at least one API key")
+    if parts.predictor is None and predictor_loader is None:
+        # create_app (model-api lab) always serves a classifier; /ready would say "failed".
+        raise AiroadError(
+            "an image generator is served beside a classifier for now: serve the classifier "
+            "with AIROAD_SERVE_GENERATOR_DIR set to this folder"
+        )
     settings = ServiceSettings(
         api_keys=_limits(keys), max_batch=max_batch, model_name=name, model_version=version
     )
@@ -211,7 +217,7 @@ def _env_keys(text: str, default_rate: float) -> dict[str, float]:
 def create_app_from_env():
     """The uvicorn ``--factory`` of the container: everything comes from the environment.
 
-    AIROAD_SERVE_MODEL_DIR  an artifact folder (with its manifest), classifier or generator;
+    AIROAD_SERVE_MODEL_DIR  the classifier's artifact folder (with its manifest);
     AIROAD_API_KEYS         ``key1,key2:100`` (requests/s per key after ':'; default
                             AIROAD_SERVE_RATE, else 20);
     AIROAD_SERVE_BACKEND    torch (default) or onnx-int8;

@@ -47,35 +47,10 @@ def _classifier_page(gr, predictor, title: str):
     )
 
 
-def _generator_page(gr, generator, title: str):
-    import io
-
-    from PIL import Image
-
-    from airoad.production.model_api import png_grid
-
-    def draw(n: float, label: float | None, seed: float):
-        images = generator.generate(int(n), None if label is None else int(label), int(seed))
-        return Image.open(io.BytesIO(png_grid(images)))
-
-    label = gr.Number(value=0 if generator.n_labels else None, precision=0, label="label")
-    return gr.Interface(
-        draw,
-        [gr.Slider(1, 16, value=8, step=1, label="images"), label, gr.Number(0, precision=0)],
-        gr.Image(label="samples"),
-        title=title,
-        flagging_mode="never",
-    )
-
-
 def mount_ui(app: Any, parts: Any, lab_id: str, keys: list[str]) -> Any:
-    """Mount the demo page for the served model (classifier or generator) at /ui."""
+    """Mount the demo page of the served classifier at /ui."""
     gr = import_gradio()
-    title = f"airoad: {lab_id}"
-    if parts.predictor is not None:
-        page = _classifier_page(gr, parts.predictor, title)
-    else:
-        page = _generator_page(gr, parts.generator, title)
+    page = _classifier_page(gr, parts.predictor, f"airoad: {lab_id}")
     theme = gr.themes.Default(
         font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"]
     )
