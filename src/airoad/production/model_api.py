@@ -55,7 +55,7 @@ class ServiceSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     api_keys: dict[str, KeyLimit] = Field(default_factory=dict)  # key -> its rate limit
     require_auth: bool = True  # False serves anyone (a local demo), without rate limits
-    max_text_chars: int = Field(2_000, ge=1, le=1_000_000)
+    max_text_chars: int = Field(10_000, ge=1, le=1_000_000)  # longest fine-food review: 7,858
     max_batch_items: int = Field(64, ge=1, le=10_000)  # texts in one /predict/batch request
     max_body_bytes: int = Field(1_000_000, ge=1_024)
     max_batch: int = Field(32, ge=1, le=4_096)  # micro-batch size; 1 = one request at a time

@@ -27,7 +27,7 @@ class Config:
     model: str = param("full", choices=("full", "quick"))  # which bert-sentiment run's model
     n_reviews: int = param(0, ge=16, le=1000, also=(0,))  # held-out reviews; 0 = all 1000
     clients: tuple[int, ...] = param((1, 8, 32), ge=1, le=256)  # concurrency levels
-    requests: int = param(320, ge=8, le=100_000)  # /predict calls per level and mode
+    requests: int = param(256, ge=8, le=100_000)  # /predict calls per level and mode
     max_batch: int = param(32, ge=2, le=1024)  # micro-batch size when batching is on
     max_wait_ms: float = param(5.0, ge=0.0, le=1000.0)
     batch_items: int = param(64, ge=1, le=1000)  # texts per /predict/batch request
