@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import platform
 import threading
+import time
 from importlib.metadata import version as dist_version
 
 import joblib
@@ -138,13 +139,31 @@ def test_start_run_logs_params_seed_tags_and_parent(impl, store):
         assert {k: tags[k] for k in impl.environment_tags()} == impl.environment_tags()
 
 
+class _ServerLimits:
+    """The oracle, with the checks a tracking server makes on log_batch (the SQLite store doesn't)."""
+
+    def __init__(self, oracle):
+        self.oracle, self.batches = oracle, []
+
+    def __getattr__(self, name):
+        return getattr(self.oracle, name)
+
+    def log_batch(self, run_id, metrics=(), params=(), tags=()):
+        assert len(metrics) <= 1000, f"log_batch with {len(metrics)} metrics: the limit is 1000"
+        self.batches.append(len(metrics))
+        return self.oracle.log_batch(run_id, metrics=metrics, params=params, tags=tags)
+
+
 def test_log_history_logs_every_step(impl, store):
-    """log_history logs value i of each metric at step i (more than one batch of 1000 too)."""
+    """log_history logs value i of each metric at step i, in ms timestamps, batches of <= 1000."""
     _, oracle, exp, _ = store
     run = _run(oracle, exp)
     loss = np.linspace(2.0, 0.1, 1203)
-    n = impl.log_history(oracle, run, {"loss": loss, "acc": [0.5, 0.75, 1.0]})
-    assert n == 1206
+    client, now_ms = _ServerLimits(oracle), time.time() * 1000
+    n = impl.log_history(client, run, {"loss": loss, "acc": [0.5, 0.75, 1.0]})
+    assert n == 1206 and sum(client.batches) == 1206 and len(client.batches) <= 3
+    stamps = [m.timestamp for m in oracle.get_metric_history(run, "acc")]
+    assert all(abs(t - now_ms) < 120_000 for t in stamps), "timestamps are milliseconds since 1970"
     assert _history(oracle, run, "acc") == [(0, 0.5), (1, 0.75), (2, 1.0)]
     got = _history(oracle, run, "loss")
     assert [s for s, _ in got] == list(range(1203))

@@ -18,7 +18,7 @@ import uuid
 from dataclasses import asdict, dataclass
 
 from airoad.labs.contract import LabResult, RunContext
-from airoad.labs.kit import param, render_notes
+from airoad.labs.kit import config_check, param, render_notes
 from airoad.labs.runners import experiment_tracking_parts as parts
 from airoad.production import experiment_tracking as ref
 
@@ -35,6 +35,10 @@ class Config:
     accuracy_margin: float = param(0.01, ge=0.0, le=1.0)  # wine: promote if accuracy gains more
     rmse_margin: float = param(1.0, ge=0.0, le=100.0)  # diabetes: promote if RMSE drops more
     seed: int = param(0, ge=0)
+
+    def __post_init__(self) -> None:
+        unique = len(set(self.datasets)) == len(self.datasets)
+        config_check(unique, "datasets", "must name each dataset once")
 
 
 QUICK = {"depths": (1, 2), "alphas": (1e-3, 1e-1), "n_estimators": 30, "epochs": 10}
