@@ -114,11 +114,12 @@ def test_predict_returns_the_predictors_probabilities(impl):
         ({"texts": []}, "texts", "at least 1"),
         ({"texts": ["a"] * 6}, "texts", "at most 5"),
         ({"texts": ["a", ""]}, "texts.1", "at least 1"),
+        ([1, 2], "body", "valid dictionary"),
     ],
 )
 def test_bad_input_gets_422_naming_the_field(impl, body, where, why):
     """Each invalid body gets 422 with one sentence naming the field and the broken limit."""
-    path = "/predict/batch" if "texts" in body else "/predict"
+    path = "/predict/batch" if isinstance(body, dict) and "texts" in body else "/predict"
     fake = FakeClassifier()
     (r,) = run(make_app(impl, fake), [post(body, path=path)])
     assert r.status_code == 422, f"expected 422, got {r.status_code}: {r.text}"
@@ -314,7 +315,7 @@ def test_openapi_declares_every_error(impl):
     schema = r.json()
     for path in ("/predict", "/predict/batch"):
         responses = schema["paths"][path]["post"]["responses"]
-        assert {"200", "401", "413", "422", "429", "503"} <= set(responses), f"{path}: {responses}"
+        assert {"200", "401", "413", "422", "429", "500", "503"} <= set(responses), path
         ref = responses["422"]["content"]["application/json"]["schema"]["$ref"].split("/")[-1]
         assert schema["components"]["schemas"][ref]["properties"]["detail"]["type"] == "string"
         assert "Retry-After" in responses["429"].get("headers", {})
@@ -343,7 +344,8 @@ class FakeMonitor:
 
 def test_drift_monitor_sees_predictions(impl):
     """Every prediction reaches monitor.observe (n_words, label); /drift returns its report."""
-    monitor = FakeMonitor({"drift": False, "features": {"n_words": {"p_value": math.nan}}})
+    features = {"n_words": {"test": "ks", "statistic": 0.25, "p_value": math.nan}}
+    monitor = FakeMonitor({"drift": False, "rows": np.int64(3), "features": features})
     app = make_app(impl, monitor=monitor)
     texts = ["a good day", "gg", "plain text here now"]
     one, batch, drift = run(app, [post(texts[0])])[0], None, None
@@ -354,7 +356,8 @@ def test_drift_monitor_sees_predictions(impl):
     labels = [lab for obs in monitor.seen for lab in obs["label"]]
     assert words == [3, 1, 4], f"n_words seen {words}"
     assert labels == [FakeClassifier.labels[int(np.argmax(expected(t)))] for t in texts]
-    assert drift.json() == {"drift": False, "features": {"n_words": {"p_value": None}}}, (
+    features["n_words"]["p_value"] = None
+    assert drift.json() == {"drift": False, "rows": 3, "features": features}, (
         "NaN is not JSON: it should come back as null"
     )
     empty, missing = run(make_app(impl, monitor=FakeMonitor()), [
@@ -378,10 +381,12 @@ def test_generate_returns_a_png_grid(impl):
 
     app = make_app(impl, generator=FakeGenerator())
     h = {"X-API-Key": KEY}
-    ok, bad, none = run(app, [
+    ok, bad, none, big_seed, default = run(app, [
         ("POST", "/generate", {"json": {"n": 5, "seed": 3}, "headers": h}),
         ("POST", "/generate", {"json": {"n": 2, "label": 12}, "headers": h}),
         ("POST", "/generate", {"json": {"n": 0}, "headers": h}),
+        ("POST", "/generate", {"json": {"n": 1, "seed": 2**31}, "headers": h}),
+        ("POST", "/generate", {"json": {}, "headers": h}),
     ])  # fmt: skip
     assert ok.status_code == 200 and ok.headers["content-type"] == "image/png"
     grid = np.asarray(Image.open(io.BytesIO(ok.content)))
@@ -389,7 +394,9 @@ def test_generate_returns_a_png_grid(impl):
     images = FakeGenerator().generate(5, None, 3)
     np.testing.assert_array_equal(grid[4:8, 6:12], images[4], err_msg="image 4 is row 1, col 1")
     assert bad.status_code == 422 and "below 10" in bad.json()["detail"]
-    assert none.status_code == 422
+    assert none.status_code == 422 and big_seed.status_code == 422, "n >= 1, seed < 2**31"
+    default_grid = np.asarray(Image.open(io.BytesIO(default.content)))
+    assert default_grid.shape == (4 * 4, 4 * 6), "the default is n=16: a 4x4 grid"
     (missing,) = run(make_app(impl), [("POST", "/generate", {"json": {"n": 1}, "headers": h})])
     assert missing.status_code == 404 and "generator" in missing.json()["detail"]
 
@@ -402,5 +409,31 @@ def test_settings_reject_bad_values(impl):
                 {"api_keys": {"k": {"rate": float("nan"), "burst": 1}}}):  # fmt: skip
         with pytest.raises(ValidationError):
             impl.ServiceSettings(**bad)
+    caps = {"max_text_chars": 1_000_001, "max_body_bytes": 1_023, "max_wait_ms": 10_001}
+    for key, value in caps.items():  # the caps written in ServiceSettings
+        with pytest.raises(ValidationError):
+            impl.ServiceSettings(**{key: value})
+    edge = impl.ServiceSettings(max_text_chars=1_000_000, max_body_bytes=1_024, max_wait_ms=10_000)
+    assert edge.max_body_bytes == 1_024
     (r,) = run(make_app(impl, max_batch=1), [post("g")])
     assert r.status_code == 200, "max_batch=1 (batching off) must still serve"
+
+
+class BrokenClassifier(FakeClassifier):
+    """Returns three columns for two labels once, then behaves."""
+
+    def predict_proba(self, texts):
+        good = super().predict_proba(texts)
+        return np.hstack([good, good[:, :1]]) if len(self.sizes) == 1 else good
+
+
+def test_model_failure_is_a_500_for_its_batch_only(impl):
+    """A predictor answering the wrong shape gets 500 naming it; the next request is served."""
+    app = make_app(impl, BrokenClassifier())
+    (broken,) = run(app, [post("gg")])
+    (fine,) = run(app, [post("gg")])
+    assert broken.status_code == 500, f"expected 500, got {broken.status_code}: {broken.text}"
+    assert "(1, 3)" in broken.json()["detail"], "say what the predictor returned"
+    assert fine.status_code == 200 and fine.json()["probabilities"]["great"] == pytest.approx(
+        expected("gg")[1]
+    )

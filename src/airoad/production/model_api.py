@@ -105,6 +105,7 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
         413: "request body larger than the service accepts",
         422: "the request does not match the schema (the sentence names the field)",
         429: "rate limit of this key exceeded; Retry-After says when to retry",
+        500: "the model failed on the batch holding this request (a server fault)",
         503: "the model is loading or the service is shutting down",
     }
     out: dict[int | str, dict[str, Any]] = {}
@@ -235,6 +236,9 @@ def create_app(
             rows = await asyncio.gather(*(batcher.submit(t) for t in texts))
         except BatcherClosed as error:
             raise HTTPException(503, str(error)) from None
+        except Exception as error:  # the model's fault, not the client's: say so, keep serving
+            log.exception("prediction failed")
+            raise HTTPException(500, f"the model failed on this batch: {error}") from None
         labels = list(state["predictor"].labels)
         out = [
             Prediction(
@@ -255,7 +259,7 @@ def create_app(
         return out
 
     @app.post(
-        "/predict", response_model=Prediction, responses=_errors(400, 401, 413, 422, 429, 503)
+        "/predict", response_model=Prediction, responses=_errors(400, 401, 413, 422, 429, 500, 503)
     )
     async def predict_one(body: PredictRequest, key: Key) -> Prediction:
         """Classify one text."""
@@ -264,7 +268,7 @@ def create_app(
     @app.post(
         "/predict/batch",
         response_model=BatchPrediction,
-        responses=_errors(400, 401, 413, 422, 429, 503),
+        responses=_errors(400, 401, 413, 422, 429, 500, 503),
     )
     async def predict_batch(body: BatchRequest, key: Key) -> BatchPrediction:
         """Classify a list of texts (answers in the same order)."""
