@@ -330,3 +330,8 @@ def test_monitor_declared_categories_and_bad_settings(impl):
         impl.ks_2samp([1.0], [2.0], method="fast")
     with pytest.raises(AiroadError, match="total"):
         impl.chisquare([1, 2, 3], [2, 2, 3])
+    with pytest.raises(AiroadError, match="positive"):
+        impl.chisquare([1, 2, 3], [0, 3, 3])
+    one = impl.DriftMonitor(ref, ["colour"], window=1, min_rows=1)  # the smallest window
+    one.observe({"x": [1.0, 2.0], "colour": ["red", "blue"]})
+    assert one.snapshot() == {"x": [2.0], "colour": ["blue"]} and one.report()["ready"]

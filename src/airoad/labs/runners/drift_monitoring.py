@@ -32,7 +32,7 @@ class Config:
     seeds: int = param(5, ge=1, le=30)  # streams per drift scenario
     null_seeds: int = param(10, ge=1, le=50)  # no-drift streams for the false-alarm rate
     alpha: float = param(0.05, gt=0.0, lt=0.5)  # family-wise level of one check
-    patience: int = param(1, ge=1, le=20)  # flagged checks in a row that raise an alarm
+    patience: int = param(2, ge=1, le=20)  # flagged checks in a row that raise an alarm
     age_shift: float = param(0.3, gt=0.0, le=3.0)  # tilt towards older people after the change
     mix_factor: float = param(3.0, gt=1.0, le=50.0)  # non-Private workclasses this much likelier
     concept_flip: float = param(0.3, gt=0.0, le=1.0)  # share of labels flipped after the change
@@ -75,6 +75,7 @@ def run(config: Config, ctx: RunContext) -> LabResult:
     runs = _streams(frame, y, pred, reference, pool, config, ctx)
     detection, metrics = _detection_table(runs, config)
     false_alarms, null_metrics = _false_alarm_table(runs["no drift"], config)
+    patience = _patience_table(runs, config)
     scipy_rows, scipy_metrics = _scipy_check(frame, y, pred, reference, pool, config)
     metrics |= null_metrics | scipy_metrics | {"n_watched": len(parts.WATCHED)}
     metrics["concept_seen_by"] = _seen_by(metrics)
@@ -85,7 +86,12 @@ def run(config: Config, ctx: RunContext) -> LabResult:
         metrics=metrics,
         key_metric="ours_age_ks_p",
         library_metric="scipy_age_ks_p",
-        tables={"detection": detection, "false_alarms": false_alarms, "vs_scipy": scipy_rows},
+        tables={
+            "detection": detection,
+            "false_alarms": false_alarms,
+            "patience": patience,
+            "vs_scipy": scipy_rows,
+        },  # fmt: skip
         figures=ctx.figures,
         notes=render_notes(NOTES, {**asdict(config), **metrics}),
     )
@@ -130,18 +136,10 @@ def _detection_table(runs: dict, config: Config) -> tuple[list[dict], dict]:
         ("concept shift", "concept"),
     ]:
         for kind in ("input", "performance"):
-            found = [
-                parts.alarm_summary(c, kind, config.change_at, config.patience)
-                for c in runs[scenario]
-            ]
-            delays = [f["delay"] for f in found if f["delay"] is not None]
-            median = float(np.median(delays)) if delays else -1.0  # -1: never detected
-            rows.append({"scenario": scenario, "monitor": kind, "streams": len(found),
-                         "detected": len(delays), "median_delay_rows": median,
-                         "max_delay_rows": max(delays, default=-1),
-                         "false_alarms_before_change": sum(f["false_alarm"] for f in found)})  # fmt: skip
-            metrics[f"{key}_{kind}_detected"] = len(delays) / len(found)
-            metrics[f"{key}_{kind}_delay"] = median
+            row = parts.detections(runs[scenario], kind, config.change_at, config.patience)
+            rows.append({"scenario": scenario, "monitor": kind, **row})
+            metrics[f"{key}_{kind}_detected"] = row["detected"] / row["streams"]
+            metrics[f"{key}_{kind}_delay"] = row["median_delay_rows"]  # -1: never detected
     return rows, metrics
 
 
@@ -152,13 +150,28 @@ def _false_alarm_table(null_runs: list, config: Config) -> tuple[list[dict], dic
         checks = [c for stream in null_runs for c in stream]
         raw = np.mean([min(c[f"p_{n}"] for n in names) < config.alpha for c in checks])
         flagged = float(np.mean([c[kind] for c in checks]))
-        streams = np.mean([parts.first_alarm([c[kind] for c in s], config.patience) is not None
-                           for s in null_runs])  # fmt: skip
+        streams = parts.alarmed_share(null_runs, kind, config.patience)
         rows.append({"monitor": kind, "checks": len(checks), "check_rate_bonferroni": flagged,
                      "check_rate_uncorrected": float(raw), "stream_rate": float(streams)})  # fmt: skip
         metrics |= {f"null_{kind}_check_rate": flagged, f"null_{kind}_stream_rate": float(streams)}
         metrics[f"null_{kind}_check_rate_raw"] = float(raw)
     return rows, metrics
+
+
+def _patience_table(runs: dict, config: Config) -> list[dict]:
+    """The alarm rule's trade-off, replayed on the recorded checks: alarm after p flagged
+    checks in a row -> streams with a false alarm vs median delay of the drifts we want."""
+    rows = []
+    for p in (1, 2, 3, 5):
+        row: dict = {"patience": p}
+        for kind in ("input", "performance"):
+            row[f"null_streams_alarmed_{kind}"] = parts.alarmed_share(runs["no drift"], kind, p)
+        for scenario, kind in [("age shift", "input"), ("concept shift", "performance")]:
+            found = parts.detections(runs[scenario], kind, config.change_at, p)
+            row[f"{scenario} detected"] = found["detected"] / found["streams"]
+            row[f"{scenario} median delay"] = found["median_delay_rows"]
+        rows.append(row)
+    return rows
 
 
 def _scipy_check(frame, y, pred, reference, pool, config: Config) -> tuple[list[dict], dict]:

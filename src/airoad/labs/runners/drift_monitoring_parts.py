@@ -150,3 +150,24 @@ def alarm_summary(checks: list[dict], kind: str, change_at: int, patience: int) 
         "false_alarm": first_alarm(pre, patience) is not None,
         "delay": None if hit is None else rows[after[hit]] - change_at,
     }
+
+
+def detections(streams: list[list[dict]], kind: str, change_at: int, patience: int) -> dict:
+    """Over several streams of one scenario: how many `kind` caught after the change, the
+    median and worst delay (-1: none caught) and how many alarmed before the change."""
+    found = [alarm_summary(c, kind, change_at, patience) for c in streams]
+    delays = [f["delay"] for f in found if f["delay"] is not None]
+    return {
+        "streams": len(found),
+        "detected": len(delays),
+        "median_delay_rows": float(np.median(delays)) if delays else -1.0,
+        "max_delay_rows": max(delays, default=-1),
+        "false_alarms_before_change": sum(f["false_alarm"] for f in found),
+    }
+
+
+def alarmed_share(streams: list[list[dict]], kind: str, patience: int) -> float:
+    """Share of streams in which `kind` raised at least one alarm anywhere."""
+    return float(
+        np.mean([first_alarm([c[kind] for c in s], patience) is not None for s in streams])
+    )
