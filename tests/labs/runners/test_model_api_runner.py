@@ -22,6 +22,7 @@ def test_served_answers_equal_the_model(result):
     assert m["n_reviews"] == runner.QUICK["n_reviews"]
     assert m["served_accuracy"] == m["offline_accuracy"], "HTTP must not change any prediction"
     assert m["label_agreement"] == 1.0 and m["max_prob_diff"] < 1e-5
+    assert m["accuracy_verdict"] == "the same as"
     assert 0.5 <= m["served_accuracy"] <= 1.0
 
 
@@ -33,6 +34,7 @@ def test_load_rows_and_micro_batching(result):
     for r in rows:
         assert r["errors"] == 0 and r["requests"] == runner.QUICK["requests"]
         assert 0 < r["p50_ms"] <= r["p95_ms"] <= r["p99_ms"] and r["throughput_rps"] > 0
+        assert r["cpu_ms_per_request"] > 0
     single = [r["mean_batch"] for r in rows if r["mode"] == "one at a time"]
     assert single == [1.0] * len(single), "max_batch=1 must never batch"
     top = rows[len(runner.QUICK["clients"]) - 1]
@@ -40,6 +42,10 @@ def test_load_rows_and_micro_batching(result):
         f"concurrent clients should be micro-batched, mean batch {top['mean_batch']}"
     )
     assert result.metrics["load_errors"] == 0
+    alone = result.tables["model_alone"]
+    assert [r["batch"] for r in alone] == list(runner.QUICK["alone_batches"])
+    assert all(r["padded_cpu_ms"] > 0 and r["sorted_cpu_ms"] > 0 for r in alone)
+    assert alone[0]["padded_cpu_ms"] == alone[0]["sorted_cpu_ms"] or alone[0]["batch"] == 1
 
 
 def test_guards_and_shutdown(result):

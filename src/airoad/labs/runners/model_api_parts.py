@@ -53,6 +53,27 @@ def serve(app: Any) -> Iterator[tuple[str, Any]]:
         sock.close()
 
 
+def model_alone(predictor: Any, texts: list[str], sizes: tuple[int, ...]) -> list[dict]:
+    """CPU ms per text of the model alone at each batch size: one padded forward pass per
+    batch, and the predictor's own length-sorted sub-batches (``predictor.sub_batch``)."""
+    own, rows = predictor.sub_batch, []
+    try:
+        for size in sizes:
+            row = {"batch": size}
+            for name, sub in (("padded", size), ("sorted", min(own, size))):
+                predictor.sub_batch = sub
+                start = time.process_time()
+                for i in range(0, len(texts) - size + 1, size):
+                    predictor.predict_proba(texts[i : i + size])
+                row[f"{name}_cpu_ms"] = (
+                    1000 * (time.process_time() - start) / (len(texts) // size * size)
+                )
+            rows.append(row)
+    finally:
+        predictor.sub_batch = own
+    return rows
+
+
 def wait_ready(base: str, timeout: float = 120.0) -> None:
     """Poll /ready until the model is loaded (200)."""
     import httpx
@@ -79,7 +100,9 @@ def predict_batch(base: str, texts: list[str], chunk: int) -> np.ndarray:
 
 
 def load_test(base: str, texts: list[str], clients: int, n_requests: int) -> dict:
-    """``clients`` closed-loop clients send ``n_requests`` /predict calls in all; latencies."""
+    """``clients`` closed-loop clients send ``n_requests`` /predict calls in all: throughput,
+    latency percentiles, and the CPU time the whole process spent per request (on a shared
+    machine wall-clock numbers move with the neighbours' load; CPU time much less)."""
     import httpx
 
     latencies: list[float] = []
@@ -101,13 +124,15 @@ def load_test(base: str, texts: list[str], clients: int, n_requests: int) -> dic
             await asyncio.gather(*(client_loop(client) for _ in range(clients)))
             return time.perf_counter() - start
 
+    cpu0 = time.process_time()  # every thread of this process: server, model and client
     wall = asyncio.run(main())
+    cpu = time.process_time() - cpu0
     ms = np.array(latencies) * 1000
     return {
         "clients": clients, "requests": len(latencies), "errors": errors[0],
         "throughput_rps": len(latencies) / wall,
         "p50_ms": float(np.percentile(ms, 50)), "p95_ms": float(np.percentile(ms, 95)),
-        "p99_ms": float(np.percentile(ms, 99)),
+        "p99_ms": float(np.percentile(ms, 99)), "cpu_ms_per_request": 1000 * cpu / len(ms),
     }  # fmt: skip
 
 
@@ -197,8 +222,9 @@ def _refused_after_stop(base: str) -> bool:
 
 
 def latency_figure(rows: list[dict], ctx: RunContext) -> None:
-    """Throughput and p50/p99 latency against concurrent clients, batching on and off."""
-    with figure(ctx, "serving_latency", 1, 2, figsize=(10, 4)) as (fig, (ax_t, ax_l)):
+    """Throughput, p50/p99 latency and CPU per request against concurrent clients, batching on
+    and off."""
+    with figure(ctx, "serving_latency", 1, 3, figsize=(13, 4)) as (fig, (ax_t, ax_l, ax_c)):
         for mode, color in (("micro-batching", "tab:blue"), ("one at a time", "tab:red")):
             mine = [r for r in rows if r["mode"] == mode]
             clients = [r["clients"] for r in mine]
@@ -206,12 +232,15 @@ def latency_figure(rows: list[dict], ctx: RunContext) -> None:
             ax_l.plot(clients, [r["p50_ms"] for r in mine], "o-", color=color, label=f"{mode} p50")
             ax_l.plot(clients, [r["p99_ms"] for r in mine], "s--", color=color,
                       label=f"{mode} p99")  # fmt: skip
-        for ax in (ax_t, ax_l):
+            ax_c.plot(clients, [r["cpu_ms_per_request"] for r in mine], "o-", color=color,
+                      label=mode)  # fmt: skip
+        for ax in (ax_t, ax_l, ax_c):
             ax.set_xscale("log", base=2)
+            ax.set_xticks(clients, [str(c) for c in clients])
             ax.set_xlabel("concurrent clients")
             ax.legend(fontsize=8)
-        ax_t.set_ylabel("requests / s")
-        ax_t.set_title("throughput")
+        ax_t.set(ylabel="requests / s", title="throughput (wall clock)")
         ax_l.set_yscale("log")
-        ax_l.set_ylabel("latency (ms)")
-        ax_l.set_title("latency per request")
+        ax_l.set(ylabel="latency (ms)", title="latency per request")
+        ax_c.set(ylabel="CPU ms per request", title="CPU per request (whole process)")
+        ax_c.set_ylim(bottom=0)
