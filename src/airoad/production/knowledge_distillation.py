@@ -124,10 +124,13 @@ def distill_epoch(
     calls ``model(*[x[idx] for x in inputs])`` -> (b, C) logits. The batch order is
     ``torch.randperm(n, generator=generator)`` cut into ``batch_size`` slices (the order
     lstm-sentiment's ``train_epoch`` draws). teacher_logits: (n, C), precomputed once, row i
-    for example i; None trains on the labels alone (alpha must then be 0). Per batch: zero the
+    for example i; None trains on the labels alone (alpha must then be 0). No examples, or
+    a teacher row count that differs from the labels', is a ValueError. Per batch: zero the
     gradients, loss, backward, clip the gradient norm to ``clip``, step. The mean is over
     examples (each batch's loss weighted by its size)."""
     n = len(labels)
+    if n == 0:
+        raise ValueError("distill_epoch needs at least one example")
     if teacher_logits is None and alpha != 0:
         raise ValueError("alpha > 0 needs teacher logits; pass teacher_logits or alpha=0")
     if teacher_logits is not None and len(teacher_logits) != n:

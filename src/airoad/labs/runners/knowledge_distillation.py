@@ -28,13 +28,13 @@ class Config:
     teacher: str = param("full", choices=("full", "quick"))  # bert-sentiment's full/quick model
     n_train: int = param(0, ge=50, le=4000, also=(0,))  # 0 = all 4000 training reviews
     n_test: int = param(0, ge=32, le=1000, also=(0,))  # 0 = all 1000 held-out reviews
-    max_len: int = param(200, ge=1, le=5000)  # student words kept per review
+    max_len: int = param(128, ge=1, le=5000)  # student words kept per review (mean ~64)
     min_count: int = param(2, ge=1, le=1000)
     embed_dim: int = param(64, ge=1, le=1024)
     hidden_size: int = param(64, ge=1, le=1024)
     dropout: float = param(0.3, ge=0.0, lt=1.0)
-    epochs: int = param(8, ge=1, le=200)
-    batch_size: int = param(32, ge=1, le=4096)
+    epochs: int = param(6, ge=1, le=200)
+    batch_size: int = param(64, ge=1, le=4096)
     lr: float = param(3e-3, gt=0.0, le=1.0)
     temperature: float = param(4.0, gt=0.0, le=100.0)
     alpha: float = param(0.9, ge=0.0, le=1.0)  # weight of the soft (teacher) term
