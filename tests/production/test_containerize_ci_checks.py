@@ -95,6 +95,17 @@ def test_pinned_base_agrees_with_hadolint(impl, image):
 
 
 @pytest.mark.parametrize(
+    "users", [["root", "10001"], ["10001", "root"], ["0"], ["app", "root:root"], ["10001:10001"]]
+)
+def test_last_user_rule_agrees_with_hadolint_dl3002(impl, users):
+    """non-root-user judges the LAST USER of the final stage, as hadolint's DL3002 does."""
+    text = "FROM python:3.11\n" + "".join(f"USER {u}\n" for u in users)
+    ours = any(f.rule == "non-root-user" for f in impl.check_dockerfile(text))
+    theirs = "DL3002" in lib.hadolint_codes({"x": text})["x"]
+    assert ours == theirs, f"USER {users}: ours flags={ours}, hadolint flags={theirs}"
+
+
+@pytest.mark.parametrize(
     "line",
     ["ENV API_TOKEN=x", "ENV DB_PASSWORD=x", "ARG AWS_SECRET_ACCESS_KEY", "ENV HOME=/h",
      "ENV PORT=8000", "ARG MY_API_KEY=x", "ENV LOG_LEVEL=info", "ENV A=1 GITHUB_TOKEN=t"],

@@ -203,6 +203,17 @@ def _get(url: str) -> int:
         return 0  # not listening yet
 
 
+def _die_with_parent() -> None:
+    """Linux: the server gets SIGTERM when the runner dies, even by kill -9 (no orphan left
+    listening); elsewhere the ``finally`` below is the only guard."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
 def serve_probe(dists: list[str], dockerfile: str, model_dir: Path, timeout: float) -> dict:
     """Run the final stage's CMD (on loopback, a free port) with only ``dists`` visible, wait
     for /health and /ready, run the HEALTHCHECK command itself, then stop the server with
@@ -218,7 +229,11 @@ def serve_probe(dists: list[str], dockerfile: str, model_dir: Path, timeout: flo
     with venv_like(dists) as env, tempfile.TemporaryFile("w+") as log:
         env |= {"AIROAD_SERVE_MODEL_DIR": str(model_dir), "AIROAD_API_KEYS": "probe-key"}
         server = subprocess.Popen(
-            [sys.executable, "-S", "-m", *cmd], env=env, stdout=log, stderr=subprocess.STDOUT
+            [sys.executable, "-S", "-m", *cmd],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent,
         )
         start = time.perf_counter()
         try:
