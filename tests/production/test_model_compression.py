@@ -83,11 +83,24 @@ def test_round_trip_error_at_most_half_a_scale(
     assert q.scales.amax() <= top / (7 if symmetric else 15) * (1 + 1e-5), "scale too large"
 
 
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_all_zero_groups_stay_exact(impl, symmetric):
+    """A group of zeros (a pruned block) comes back as exact zeros, never NaN."""
+    w = torch.zeros(3, 8)
+    w[1, 4:] = torch.tensor([0.5, -0.25, 1.0, 0.0])
+    q = impl.quantize_int4(w, group_size=4, symmetric=symmetric)
+    back = impl.dequantize_int4(q)
+    assert torch.isfinite(back).all(), "an all-zero group gave NaN or inf"
+    assert torch.equal(back[w == 0], torch.zeros(int((w == 0).sum()))), "zeros must stay 0"
+    assert torch.all(q.scales > 0), "every stored scale should be positive"
+
+
 def test_int4_linear_equals_dequantized_matmul(impl):
     """Int4Linear computes x @ dequantize(W)^T + b, with gradients to x and to the bias."""
     torch.manual_seed(0)
     linear = nn.Linear(100, 7)
     layer = impl.Int4Linear.from_linear(linear, group_size=32, symmetric=False)
+    assert (layer.in_features, layer.out_features) == (100, 7), "nn.Linear's attributes"
     assert "weight" not in dict(layer.named_parameters()), "no fp32 weight should be kept"
     assert layer.packed.dtype == torch.uint8 and layer.packed.shape == (7, 64)
     x = torch.randn(4, 3, 100, requires_grad=True)
@@ -158,6 +171,10 @@ def test_l1_unstructured_mask_with_a_count(impl):
     w = torch.tensor([[0.5, -0.1, 2.0], [-3.0, 0.05, -0.2]])
     got = impl.l1_unstructured_mask(w, 3)
     assert got.tolist() == [[1.0, 0.0, 1.0], [1.0, 0.0, 0.0]]
+    assert impl.l1_unstructured_mask(w, 6).sum() == 0, "6 of 6 prunes everything"
+    assert impl.l1_unstructured_mask(w, 1.0).sum() == 0, "amount 1.0 prunes everything"
+    assert impl.ln_structured_mask(w, 2, dim=0).sum() == 0, "2 of 2 rows prunes both"
+    assert torch.equal(impl.l1_unstructured_mask(w, 0.0), torch.ones_like(w))
 
 
 @pytest.mark.parametrize(("n", "dim"), [(2, 0), (1, 0), (2, 1), (float("inf"), 1)])
@@ -192,9 +209,11 @@ def test_prune_linears_equals_torch_prune(impl, structured):
 
 
 def test_bad_pruning_amount_is_rejected(impl):
-    """Pruning more than everything (1.5, or 7 of 6) is a ValueError, as in torch."""
+    """Pruning more than everything (1.5, 1.2, or 7 of 6) is a ValueError, as in torch."""
     w = torch.randn(2, 3)
     with pytest.raises(ValueError):
         impl.l1_unstructured_mask(w, 1.5)
+    with pytest.raises(ValueError):  # 1.2 of 2 rounds to 2, but a fraction above 1 is wrong
+        impl.l1_unstructured_mask(torch.randn(1, 2), 1.2)
     with pytest.raises(ValueError):
         impl.ln_structured_mask(w, 7, dim=1)
