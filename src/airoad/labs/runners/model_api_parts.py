@@ -196,9 +196,13 @@ def shutdown_probe(app: Any, texts: list[str], in_flight: int) -> dict:
         async def main() -> list:
             async with httpx.AsyncClient(base_url=base, headers={"X-API-Key": KEY},
                                          timeout=120) as client:  # fmt: skip
+                seen = server.server_state.total_requests
                 calls = [asyncio.ensure_future(client.post("/predict", json={"text": t}))
                          for t in (texts * in_flight)[:in_flight]]  # fmt: skip
-                await asyncio.sleep(0.05)  # the requests are on the wire, the first batch runs
+                for _ in range(3000):  # until the server has read every request (at most 30 s)
+                    if server.server_state.total_requests - seen >= in_flight:
+                        break
+                    await asyncio.sleep(0.01)
                 server.should_exit = True
                 return await asyncio.gather(*calls, return_exceptions=True)
 
@@ -243,4 +247,5 @@ def latency_figure(rows: list[dict], ctx: RunContext) -> None:
         ax_l.set_yscale("log")
         ax_l.set(ylabel="latency (ms)", title="latency per request")
         ax_c.set(ylabel="CPU ms per request", title="CPU per request (whole process)")
+        ax_t.set_ylim(bottom=0)
         ax_c.set_ylim(bottom=0)
