@@ -126,6 +126,20 @@ def test_on_key_and_list_triggers(impl):
     assert [f.rule for f in impl.check_workflow(short)] == ["triggers"]
 
 
+def test_empty_and_odd_files_give_findings_not_crashes(impl):
+    """Empty or malformed files come back as findings, never as an exception."""
+    assert {f.rule for f in impl.check_dockerfile("")} == {
+        "multi-stage",
+        "non-root-user",
+        "healthcheck",
+    }
+    assert "pinned-base" in {f.rule for f in impl.check_dockerfile("FROM\nFROM\n")}
+    assert [f.rule for f in impl.check_workflow("- a list\n")] == ["job-structure"]
+    assert {f.rule for f in impl.check_workflow("")} == {"triggers", "least-privilege"}
+    odd = "on: {push: {tags: [v*]}, pull_request: {}}\npermissions: {}\njobs: {a: 1}\n"
+    assert [f.rule for f in impl.check_workflow(odd)] == ["job-structure"]
+
+
 def test_dockerignore_follows_docker_semantics(impl):
     """Last matching pattern wins, parents count, `*` stops at `/`, `**` crosses, `!` re-includes."""
     ignore = "*\n!src/\n**/__pycache__\n!pyproject.toml\ndocs/*.md\n"

@@ -104,7 +104,7 @@ def check_dockerfile(text: str) -> list[Finding]:
         found.append(Finding("multi-stage", "line 1", "use a builder stage and a clean final one"))
     aliases: set[str] = set()
     for f in froms:
-        image, *rest = f.args.split()
+        image, *rest = f.args.split() or [""]  # a bare FROM names no image: not pinned
         if image.lower() not in aliases and not _pinned(image):
             found.append(Finding("pinned-base", f"line {f.line}", f"pin {image} to an exact tag"))
         if len(rest) == 2 and rest[0].upper() == "AS":
@@ -143,6 +143,8 @@ def check_workflow(text: str) -> list[Finding]:
     ``vX.Y.Z`` or commit SHA, explicit least-privilege permissions (write only in a tag-gated
     job), pushes only on tags, no literal secrets. Returns the findings (empty = passes)."""
     doc, found = yaml.safe_load(text) or {}, []
+    if not isinstance(doc, dict):
+        return [Finding("job-structure", "$", "a workflow is a mapping with on, jobs, ...")]
     on = doc.get("on", doc.get(True)) or {}  # YAML 1.1 reads the key `on` as True
     on = on if isinstance(on, dict) else {k: None for k in ([on] if isinstance(on, str) else on)}
     push = on.get("push") if isinstance(on.get("push"), dict) else {}
@@ -153,6 +155,9 @@ def check_workflow(text: str) -> list[Finding]:
         found.append(Finding("least-privilege", "permissions", "set read-only permissions"))
     jobs = doc.get("jobs") or {}
     for name, job in jobs.items():
+        if not isinstance(job, dict):
+            found.append(Finding("job-structure", f"jobs.{name}", "a job is a mapping"))
+            continue
         found += _check_job(f"jobs.{name}", job, set(jobs))
     return found
 
