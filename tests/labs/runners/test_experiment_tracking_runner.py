@@ -14,6 +14,7 @@ from airoad.labs.contract import RunContext
 from airoad.labs.runners import experiment_tracking as runner
 from airoad.labs.runners import experiment_tracking_parts as parts
 from airoad.production import experiment_tracking as ref
+from airoad.production import model_registry as registry
 
 PARENT = "mlflow.parentRunId"
 N_CHILDREN = len(runner.QUICK["depths"]) + len(runner.QUICK["alphas"])
@@ -74,7 +75,7 @@ def test_sweeps_are_nested_runs_with_steps_and_artifacts(session):
 def test_registry_rounds_follow_the_rule(session):
     result, oracle, _, _, _ = session
     for d in result.tables["registry"]:
-        want = ref.should_promote(d["challenger_metric"], d["champion_metric"], d["margin"],
+        want = registry.should_promote(d["challenger_metric"], d["champion_metric"], d["margin"],
                                   parts.TASKS[d["dataset"]].higher_is_better)  # fmt: skip
         assert d["promoted"] == want
         model = f"{parts.EXPERIMENT}-{d['dataset']}"

@@ -21,6 +21,7 @@ from airoad.labs.contract import LabResult, RunContext
 from airoad.labs.kit import config_check, param, render_notes
 from airoad.labs.runners import experiment_tracking_parts as parts
 from airoad.production import experiment_tracking as ref
+from airoad.production import model_registry as registry
 
 
 @dataclass(frozen=True)
@@ -93,10 +94,10 @@ def _summary(store: parts.Store, rows: list, decisions: list, config: Config) ->
     champions = []
     for name in config.datasets:
         model = f"{parts.EXPERIMENT}-{name}"
-        version = ref.alias_version(store.client, model, "champion")
+        version = registry.alias_version(store.client, model, "champion")
         metric = parts.TASKS[name].metric
         out[f"{name}_champion_version"] = int(version.version)
-        out[f"{name}_champion_metric"] = ref.version_metric(store.client, version, metric)
+        out[f"{name}_champion_metric"] = registry.version_metric(store.client, version, metric)
         champions.append(f"{model}@champion = v{version.version} ({metric} "
                          f"{out[f'{name}_champion_metric']:.3f})")  # fmt: skip
     out["champions"] = "; ".join(champions)

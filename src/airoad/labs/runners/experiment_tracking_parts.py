@@ -21,6 +21,7 @@ from airoad.labs import tracking
 from airoad.labs.contract import RunContext
 from airoad.labs.kit import figure, frame_xy, split
 from airoad.production import experiment_tracking as ref
+from airoad.production import model_registry as registry
 
 EXPERIMENT = "experiment-tracking"
 FAMILIES = ("gbm", "sgd")  # boosted trees first; a linear model then challenges them
@@ -148,10 +149,10 @@ def registry_round(store: Store, name: str, family: str, parent: str, config: An
     model_name = f"{EXPERIMENT}-{name}"
     margin = config.accuracy_margin if task.higher_is_better else config.rmse_margin
     with store_lock():  # no other run may move this model's aliases in between
-        version = ref.register(client, model_name, best.info.run_id,
+        version = registry.register(client, model_name, best.info.run_id,
                                tags={"val_seed": str(config.seed), "family": family})  # fmt: skip
-        ref.set_alias(client, model_name, "challenger", version)
-        decision = ref.promote(client, model_name, task.metric, margin=margin,
+        registry.set_alias(client, model_name, "challenger", version)
+        decision = registry.promote(client, model_name, task.metric, margin=margin,
                                higher_is_better=task.higher_is_better)  # fmt: skip
     decision.pop("challenger")  # the version just registered
     setting = best.data.params.get("max_depth") or best.data.params.get("alpha")
