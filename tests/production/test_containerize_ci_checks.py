@@ -108,7 +108,8 @@ def test_last_user_rule_agrees_with_hadolint_dl3002(impl, users):
 @pytest.mark.parametrize(
     "line",
     ["ENV API_TOKEN=x", "ENV DB_PASSWORD=x", "ARG AWS_SECRET_ACCESS_KEY", "ENV HOME=/h",
-     "ENV PORT=8000", "ARG MY_API_KEY=x", "ENV LOG_LEVEL=info", "ENV A=1 GITHUB_TOKEN=t"],
+     "ENV PORT=8000", "ARG MY_API_KEY=x", "ENV LOG_LEVEL=info", "ENV A=1 GITHUB_TOKEN=t",
+     "ENV API_TOKEN a=b", "ENV PORT a=API_TOKEN"],
 )  # fmt: skip
 def test_secret_rule_agrees_with_hadolint_dl3064(impl, line):
     """no-secrets flags the same ENV/ARG lines as hadolint's DL3064 (sensitive data)."""
@@ -138,6 +139,18 @@ def test_empty_and_odd_files_give_findings_not_crashes(impl):
     assert {f.rule for f in impl.check_workflow("")} == {"triggers", "least-privilege"}
     odd = "on: {push: {tags: [v*]}, pull_request: {}}\npermissions: {}\njobs: {a: 1}\n"
     assert [f.rule for f in impl.check_workflow(odd)] == ["job-structure"]
+
+
+def test_only_the_last_healthcheck_counts(impl):
+    """Docker keeps only the final stage's LAST HEALTHCHECK; `HEALTHCHECK NONE` switches it off."""
+    probe = 'HEALTHCHECK CMD ["python", "-c", "print(1)"]\n'
+    for body, flagged in (
+        (probe + "HEALTHCHECK NONE\n", True),
+        ("HEALTHCHECK NONE\n" + probe, False),
+    ):
+        text = f"FROM a:1 AS b\nFROM a:1\nUSER 1000\n{body}"
+        rules = {f.rule for f in impl.check_dockerfile(text)}
+        assert ("healthcheck" in rules) == flagged, f"{body!r}: got {rules}"
 
 
 def test_dockerignore_follows_docker_semantics(impl):
