@@ -36,8 +36,8 @@ def clean_text(text: str) -> str:
 
 
 @contextlib.contextmanager
-def _quiet():
-    """Silence the exporters' chatter (torchvision ops it skips, deprecations, progress bars)."""
+def quiet():
+    """Context manager: silence the exporters' chatter (torchvision ops it skips, deprecations, progress bars)."""
     from transformers.utils import logging as hf_logging
 
     bars = hf_logging.is_progress_bar_enabled()
@@ -84,7 +84,7 @@ def export_classifier_onnx(folder: str | Path, out_path: str | Path, opset: int 
     from transformers import AutoModelForSequenceClassification
 
     folder, out_path = Path(folder), Path(out_path)
-    with _quiet():
+    with quiet():
         model = AutoModelForSequenceClassification.from_pretrained(folder, local_files_only=True)
     wrapped = _LogitsOnly(model).eval()  # eval: no dropout in the traced graph
     example = (torch.ones(2, 8, dtype=torch.long), torch.ones(2, 8, dtype=torch.long))
@@ -92,7 +92,7 @@ def export_classifier_onnx(folder: str | Path, out_path: str | Path, opset: int 
     seq = torch.export.Dim("seq", min=2, max=model.config.max_position_embeddings)
     shapes = {name: {0: batch, 1: seq} for name in INPUTS}
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    with torch.no_grad(), _quiet():
+    with torch.no_grad(), quiet():
         program = torch.onnx.export(
             wrapped,
             example,
@@ -128,12 +128,14 @@ def quantize_int8(onnx_path: str | Path, out_path: str | Path) -> Path:
     # quantiser's own shape inference then sees a conflict (384 vs 2) and stops. Dropping them
     # lets it infer every shape afresh; the graph itself is unchanged.
     del model.graph.value_info[:]
-    with _quiet():  # it suggests a pre-processing pass; plain dynamic quantisation is the lesson
+    with quiet():  # it suggests a pre-processing pass; plain dynamic quantisation is the lesson
         quantize_dynamic(model, out_path, weight_type=QuantType.QInt8)
     return out_path
 
 
-def _session(onnx_path: Path, threads: int | None):
+def ort_session(onnx_path: str | Path, threads: int | None = None):
+    """An ONNX Runtime CPU session. With ``threads`` set: that many intra-op threads and one
+    inter-op thread (so threads=1 really uses one core); None keeps ONNX Runtime's default."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -167,7 +169,7 @@ class OnnxTextClassifier:
             )
         if threads is not None and threads < 1:
             raise AiroadError(f"threads must be at least 1 (or None for all cores), not {threads}")
-        self.session = _session(onnx_path, threads)
+        self.session = ort_session(onnx_path, threads)
         meta = self.session.get_modelmeta().custom_metadata_map
         spec = _lab_spec(Path(tokenizer_dir))
         self.labels: list[str] = list(spec.get("labels") or json.loads(meta["labels"]))
@@ -235,7 +237,7 @@ def save_tiny_classifier(folder: str | Path, seed: int = 0, max_length: int = 16
     with torch.random.fork_rng():  # seeded weights without touching the global generator
         torch.manual_seed(seed)
         model = BertForSequenceClassification(config).eval()
-    with _quiet():
+    with quiet():
         model.save_pretrained(folder)
         tokenizer.save_pretrained(folder)
     spec = {"labels": ["other", "great"], "max_length": max_length, "dataset": "none (random)"}

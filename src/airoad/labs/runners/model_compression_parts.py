@@ -52,7 +52,7 @@ def load_classifier(which: str) -> tuple[Any, Any, Path, dict]:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     folder = artifacts.require("bert-sentiment", "classifier", quick=which == "quick")
-    with onnx_text._quiet():
+    with onnx_text.quiet():
         model = AutoModelForSequenceClassification.from_pretrained(folder, local_files_only=True)
     tok = AutoTokenizer.from_pretrained(folder, local_files_only=True)
     spec = json.loads((folder / "lab.json").read_text(encoding="utf-8"))
@@ -115,7 +115,7 @@ def torch_latency(model: nn.Module, data: Reviews, reps: int) -> dict:
 
 
 def onnx_latency(path: Path, data: Reviews, reps: int) -> dict:
-    session = onnx_text._session(path, threads=1)
+    session = onnx_text.ort_session(path, threads=1)
     out = {}
     for b in (1, 32):
         feeds = {k: v[:b].numpy().astype(np.int64) for k, v in data.fixed.items()}
