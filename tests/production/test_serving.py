@@ -182,7 +182,7 @@ def test_conditional_generator_needs_a_label_in_range(tmp_path):
 
 def test_env_factory_serves_classifier_generator_and_drift(quick_model, tmp_path, monkeypatch):
     """create_app_from_env: /ready after the background load, /predict equals the model,
-    /generate a PNG grid of the right size, /drift the monitor's report."""
+    /generate a PNG grid of the right size, /drift the report of the reference file given."""
     from fastapi.testclient import TestClient
     from PIL import Image
 
@@ -192,6 +192,8 @@ def test_env_factory_serves_classifier_generator_and_drift(quick_model, tmp_path
     monkeypatch.setenv("AIROAD_SERVE_MODEL_DIR", str(quick_model))
     monkeypatch.setenv("AIROAD_SERVE_GENERATOR_DIR", str(gen_folder))
     monkeypatch.setenv("AIROAD_API_KEYS", "k1, k2:50")
+    reference = serving.save_drift_reference(quick_model, tmp_path / "drift.json")
+    monkeypatch.setenv("AIROAD_SERVE_DRIFT_REFERENCE", str(reference))
     text = "Great coffee, I would buy it again"
     with TestClient(serving.create_app_from_env()) as client:
         for _ in range(600):  # the classifier loads in a background thread
@@ -210,6 +212,23 @@ def test_env_factory_serves_classifier_generator_and_drift(quick_model, tmp_path
         report = client.get("/drift", headers=headers).json()
         assert report["rows"] == 1 and set(report["features"]) == {"n_words", "label"}
         assert client.get("/drift", headers={"X-API-Key": "nope"}).status_code == 401
+
+
+def test_env_factory_needs_no_training_data_without_a_drift_reference(quick_model, monkeypatch):
+    """A container has no fine-food data: without AIROAD_SERVE_DRIFT_REFERENCE the app starts
+    and /drift says monitoring is off (a documented 4xx); a bad reference file is one sentence."""
+    from fastapi.testclient import TestClient
+
+    monkeypatch.setenv("AIROAD_SERVE_MODEL_DIR", str(quick_model))
+    monkeypatch.setenv("AIROAD_API_KEYS", "k1")
+    monkeypatch.delenv("AIROAD_SERVE_DRIFT_REFERENCE", raising=False)
+    monkeypatch.setattr(serving, "drift_reference", lambda spec: pytest.fail("read the data"))
+    with TestClient(serving.create_app_from_env()) as client:
+        answer = client.get("/drift", headers={"X-API-Key": "k1"})
+        assert 400 <= answer.status_code < 500 and "drift" in answer.text.lower()
+    monkeypatch.setenv("AIROAD_SERVE_DRIFT_REFERENCE", str(quick_model / "lab.json"))
+    with pytest.raises(AiroadError, match="not a drift reference"):
+        serving.create_app_from_env()
 
 
 def test_env_factory_refuses_bad_settings(tmp_path, monkeypatch, quick_model):

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import os
 from dataclasses import dataclass
@@ -129,21 +130,55 @@ class Parts:
     monitor: Any = None
 
 
-def drift_monitor(spec: dict, window: int = 500):
-    """A DriftMonitor whose reference is the model's training data: the word counts of the
-    fine-food training reviews and their label mix (the labels the model predicts)."""
+def drift_reference(spec: dict) -> dict | None:
+    """The reference columns of a classifier's drift monitor, from its training data: the word
+    counts of the fine-food training reviews and their label mix (the labels it predicts)."""
     if spec.get("dataset") != "fine-food":
         return None  # no reference data known for this model
     from airoad.labs.runners import bert_sentiment_parts as bs
-    from airoad.production.drift_monitoring import DriftMonitor
 
     train, _ = bs.reviews(0, 0, seed=0)
     names = list(spec.get("labels", bs.LABELS))
-    reference = {
+    return {
         "n_words": [len(text.split()) for text in bs.clean(train["review"])],
         "label": [names[y] for y in bs.labels(train)],
     }
+
+
+def save_drift_reference(folder: Path, path: Path) -> Path:
+    """Write the drift reference of the classifier in ``folder`` as JSON, for a server that has
+    neither the training data nor the lab code (a container: AIROAD_SERVE_DRIFT_REFERENCE)."""
+    reference = drift_reference(lab_spec(folder))
+    if reference is None:
+        raise AiroadError(f"no training data is known for the model in {folder}")
+    Path(path).write_text(json.dumps(reference), encoding="utf-8")
+    return Path(path)
+
+
+def _monitor(reference: dict | None, window: int = 500):
+    if reference is None:
+        return None
+    from airoad.production.drift_monitoring import DriftMonitor
+
     return DriftMonitor(reference, categorical=["label"], window=window)
+
+
+def drift_monitor(spec: dict, window: int = 500):
+    """A DriftMonitor on the model's training data (see ``drift_reference``), or None."""
+    return _monitor(drift_reference(spec), window)
+
+
+def _monitor_from_file(path: str):
+    try:
+        reference = json.loads(Path(path).read_text(encoding="utf-8"))
+        if set(reference) != {"n_words", "label"}:
+            raise ValueError
+    except (OSError, ValueError, TypeError):
+        raise AiroadError(
+            f"AIROAD_SERVE_DRIFT_REFERENCE={path} is not a drift reference written by "
+            "airoad.production.serving.save_drift_reference"
+        ) from None
+    return _monitor(reference)
 
 
 def load_parts(
@@ -223,7 +258,9 @@ def create_app_from_env():
     AIROAD_SERVE_BACKEND    torch (default) or onnx-int8;
     AIROAD_SERVE_GENERATOR_DIR  optional image generator served at /generate beside a classifier;
     AIROAD_SERVE_MAX_BATCH  micro-batch size (default 32; 1 = one request at a time);
-    AIROAD_SERVE_THREADS    torch / ONNX Runtime threads (default: the library's).
+    AIROAD_SERVE_THREADS    torch / ONNX Runtime threads (default: the library's);
+    AIROAD_SERVE_DRIFT_REFERENCE  optional JSON from ``save_drift_reference``: turns /drift on
+                            (an image has neither the training data nor the lab code to build it).
     The classifier loads in the background: /ready answers 503 until it is in memory.
     """
     env = os.environ
@@ -245,7 +282,9 @@ def create_app_from_env():
         return build_app(load_parts(folder), keys, folder.name, max_batch=max_batch)
     parts = Parts(
         generator=TorchScriptGenerator(gen_dir) if gen_dir else None,
-        monitor=drift_monitor(lab_spec(folder)),
+        monitor=_monitor_from_file(ref)
+        if (ref := env.get("AIROAD_SERVE_DRIFT_REFERENCE"))
+        else None,
     )
     return build_app(
         parts,
