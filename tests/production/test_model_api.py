@@ -318,7 +318,9 @@ def test_openapi_declares_every_error(impl):
         assert {"200", "401", "413", "422", "429", "500", "503"} <= set(responses), path
         ref = responses["422"]["content"]["application/json"]["schema"]["$ref"].split("/")[-1]
         assert schema["components"]["schemas"][ref]["properties"]["detail"]["type"] == "string"
-        assert "Retry-After" in responses["429"].get("headers", {})
+        assert responses["429"]["headers"]["Retry-After"].get("required") is True, (
+            "every 429 carries Retry-After: declare it required"
+        )
     assert {"401", "404"} <= set(schema["paths"]["/drift"]["get"]["responses"])
     assert {"401", "404", "422"} <= set(schema["paths"]["/generate"]["post"]["responses"])
     assert "503" in schema["paths"]["/ready"]["get"]["responses"]
@@ -381,11 +383,12 @@ def test_generate_returns_a_png_grid(impl):
 
     app = make_app(impl, generator=FakeGenerator())
     h = {"X-API-Key": KEY}
-    ok, bad, none, big_seed, default = run(app, [
+    ok, bad, none, big_seed, top_seed, default = run(app, [
         ("POST", "/generate", {"json": {"n": 5, "seed": 3}, "headers": h}),
         ("POST", "/generate", {"json": {"n": 2, "label": 12}, "headers": h}),
         ("POST", "/generate", {"json": {"n": 0}, "headers": h}),
         ("POST", "/generate", {"json": {"n": 1, "seed": 2**31}, "headers": h}),
+        ("POST", "/generate", {"json": {"n": 1, "seed": 2**31 - 1}, "headers": h}),
         ("POST", "/generate", {"json": {}, "headers": h}),
     ])  # fmt: skip
     assert ok.status_code == 200 and ok.headers["content-type"] == "image/png"
@@ -395,6 +398,7 @@ def test_generate_returns_a_png_grid(impl):
     np.testing.assert_array_equal(grid[4:8, 6:12], images[4], err_msg="image 4 is row 1, col 1")
     assert bad.status_code == 422 and "below 10" in bad.json()["detail"]
     assert none.status_code == 422 and big_seed.status_code == 422, "n >= 1, seed < 2**31"
+    assert top_seed.status_code == 200, "seed 2**31 - 1 is a valid seed"
     default_grid = np.asarray(Image.open(io.BytesIO(default.content)))
     assert default_grid.shape == (4 * 4, 4 * 6), "the default is n=16: a 4x4 grid"
     (missing,) = run(make_app(impl), [("POST", "/generate", {"json": {"n": 1}, "headers": h})])
@@ -409,12 +413,16 @@ def test_settings_reject_bad_values(impl):
                 {"api_keys": {"k": {"rate": float("nan"), "burst": 1}}}):  # fmt: skip
         with pytest.raises(ValidationError):
             impl.ServiceSettings(**bad)
-    caps = {"max_text_chars": 1_000_001, "max_body_bytes": 1_023, "max_wait_ms": 10_001}
+    caps = {"max_text_chars": 1_000_001, "max_body_bytes": 1_023, "max_wait_ms": 10_001,
+            "max_batch_items": 10_001, "max_batch": 4_097, "max_images": 1_025}  # fmt: skip
     for key, value in caps.items():  # the caps written in ServiceSettings
         with pytest.raises(ValidationError):
             impl.ServiceSettings(**{key: value})
-    edge = impl.ServiceSettings(max_text_chars=1_000_000, max_body_bytes=1_024, max_wait_ms=10_000)
-    assert edge.max_body_bytes == 1_024
+    edges = [{"max_text_chars": 1_000_000, "max_body_bytes": 1_024, "max_wait_ms": 10_000,
+              "max_batch_items": 10_000, "max_batch": 4_096, "max_images": 1_024},
+             {"max_wait_ms": 0, "max_batch": 1}]  # fmt: skip
+    for edge in edges:  # the limits themselves are allowed
+        assert impl.ServiceSettings(**edge).model_dump().items() >= edge.items()
     (r,) = run(make_app(impl, max_batch=1), [post("g")])
     assert r.status_code == 200, "max_batch=1 (batching off) must still serve"
 
