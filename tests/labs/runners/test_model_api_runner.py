@@ -57,3 +57,27 @@ def test_guards_and_shutdown(result):
     assert m["refused_after"] is True
     assert [p.name for p in result.figures] == ["serving_latency.png"]
     assert result.figures[0].stat().st_size > 10_000
+
+
+def test_two_servers_at_once_and_always_stopped():
+    """Two runs at once: each server binds its own free loopback port and is stopped after."""
+    import httpx
+    import numpy as np
+
+    from airoad.labs.runners import model_api_parts as parts
+    from airoad.production.model_api import ServiceSettings, create_app
+
+    class Constant:
+        labels = ["other", "great"]
+
+        def predict_proba(self, texts):
+            return np.full((len(texts), 2), 0.5)
+
+    apps = [create_app(Constant(), ServiceSettings(require_auth=False)) for _ in range(2)]
+    with parts.serve(apps[0]) as (first, _), parts.serve(apps[1]) as (second, _):
+        assert first != second and first.startswith("http://127.0.0.1:")
+        for base in (first, second):
+            r = httpx.post(f"{base}/predict", json={"text": "fine"}, timeout=30)
+            assert r.status_code == 200 and r.json()["score"] == 0.5
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"{first}/health", timeout=2)
