@@ -36,9 +36,16 @@ def load_teacher(which: str) -> tuple[Any, Any, Path]:
     """(model in eval mode, tokenizer, folder) of bert-sentiment's classifier; `which` is
     "full" or "quick" (its quick config, trained here on a miss in about a minute)."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers.utils import logging
 
     folder = artifacts.require("bert-sentiment", "classifier", quick=which == "quick")
-    model = AutoModelForSequenceClassification.from_pretrained(folder, local_files_only=True)
+    bars = logging.is_progress_bar_enabled()
+    logging.disable_progress_bar()  # a "loading weights" bar would tear through the run's display
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(folder, local_files_only=True)
+    finally:
+        if bars:
+            logging.enable_progress_bar()
     return model.eval(), AutoTokenizer.from_pretrained(folder, local_files_only=True), folder
 
 
@@ -212,6 +219,7 @@ def sweep_figure(sweep: list[dict], label_acc: float, teacher_acc: float, ctx) -
         ax.axhline(label_acc, color="tab:red", ls="-.", label="label-only student")
         ax.axhline(teacher_acc, color="k", ls="--", label="teacher")
         ax.set_xscale("log", base=2)
+        ax.set_xticks(temps, [f"{t:g}" for t in temps])
         ax.set(xlabel="temperature T", ylabel="held-out accuracy / agreement")
         ax.set_title("same student, same steps: which temperature teaches best")
         ax.legend(fontsize=8)
