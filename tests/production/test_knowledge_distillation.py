@@ -39,6 +39,8 @@ def test_soft_targets_are_tempered_softmax(impl):
     z = _logits(0)
     for t in (0.5, 1.0, 3.0):
         torch.testing.assert_close(impl.soft_targets(z, t), torch.softmax(z / t, -1), **TIGHT)
+    cube = _logits(1, 6, 4).reshape(2, 3, 4)  # any leading axes: the classes are the last one
+    torch.testing.assert_close(impl.soft_targets(cube, 2.0), torch.softmax(cube / 2, -1), **TIGHT)
     spread = [float(impl.soft_targets(z, t).max(-1).values.mean()) for t in (1.0, 4.0, 16.0)]
     assert spread[0] > spread[1] > spread[2], f"higher T should flatten: max probs {spread}"
 

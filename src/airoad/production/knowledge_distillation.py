@@ -47,7 +47,7 @@ def _check(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperatu
 
 
 def soft_targets(logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Softened class probabilities softmax(logits / T), (B, C) -> (B, C); rows sum to 1.
+    """Softened class probabilities softmax(logits / T) over the last axis, (..., C) -> (..., C).
 
     T = 1 is the usual softmax; a larger T flattens it and shows how the model ranks the wrong
     classes ("dark knowledge"). Raises ValueError unless T > 0."""
@@ -165,7 +165,7 @@ def predict_logits(
 
 
 def agreement(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> float:
-    """Fidelity: the fraction of rows where student and teacher pick the same class (argmax)."""
+    """Fidelity: the fraction of rows of two (n, C) logit tensors whose argmax class agrees."""
     if len(student_logits) == 0:
         raise ValueError("agreement of zero rows is undefined")
     same = student_logits.argmax(-1) == teacher_logits.argmax(-1)
