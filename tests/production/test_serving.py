@@ -279,3 +279,12 @@ def test_ui_without_gradio_says_how_to_install(monkeypatch):
     """`--ui` without the extra installed names `pip install airoad[ui]`."""
     monkeypatch.setitem(__import__("sys").modules, "gradio", None)
     assert "pip install airoad[ui]" in _serve(LAB, "--ui", "--port", "0")
+
+
+def test_both_backends_clean_text_as_the_model_was_trained(quick_model):
+    """A review with HTML breaks scores as its cleaned text did in training, on torch as on ONNX."""
+    from airoad.production.predictors import HFTextClassifier
+
+    model = HFTextClassifier(quick_model)
+    raw, clean = "Lovely tea.<br /><br />Would   buy again", "Lovely tea. Would buy again"
+    np.testing.assert_allclose(model.predict_proba([raw]), model.predict_proba([clean]), atol=1e-9)

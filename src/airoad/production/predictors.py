@@ -70,6 +70,9 @@ class HFTextClassifier:
         """
         import torch
 
+        from airoad.production.onnx_text import clean_text  # as the model saw text in training
+
+        texts = [clean_text(t) for t in texts]
         out = np.zeros((len(texts), len(self.labels)))
         order = np.argsort([len(t) for t in texts], kind="stable")
         for start in range(0, len(texts), self.sub_batch):
