@@ -1,0 +1,1 @@
+"""Post-training and alignment: policy gradients, reward models and preference optimisation."""
