@@ -51,8 +51,14 @@ def direct_gae(r, v, d, last, gamma, lam):
 
 
 ROLLOUT = st.tuples(st.integers(1, 7), st.integers(1, 3), st.integers(0, 10_000)).map(
-    lambda a: (lambda g: (g.normal(size=a[:2]), g.random(a[:2]) < 0.3, g.normal(size=a[1]),
-                          g.normal(size=a[:2])))(np.random.default_rng(a[2]))  # fmt: skip
+    lambda a: (
+        lambda g: (
+            g.normal(size=a[:2]),
+            g.random(a[:2]) < 0.3,
+            g.normal(size=a[1]),
+            g.normal(size=a[:2]),
+        )
+    )(np.random.default_rng(a[2]))  # fmt: skip
 )
 
 
@@ -60,7 +66,9 @@ def test_returns_hand_cases(impl):
     """G_t = r_t + gamma (1 - done_t) G_{t+1}; the value after the last step is bootstrapped."""
     r = torch.tensor([1.0, 1.0, 1.0], dtype=D)
     no = torch.zeros(3, dtype=torch.bool)
-    torch.testing.assert_close(impl.discounted_returns(r, no, 0.5), torch.tensor([1.75, 1.5, 1.0], dtype=D))
+    torch.testing.assert_close(
+        impl.discounted_returns(r, no, 0.5), torch.tensor([1.75, 1.5, 1.0], dtype=D)
+    )
     torch.testing.assert_close(
         impl.discounted_returns(r, no, 0.5, 8.0), torch.tensor([2.75, 3.5, 5.0], dtype=D),
         msg="the bootstrap value V(s_T) must be discounted into every step",
@@ -153,7 +161,9 @@ def test_loss_gradients(impl):
     values = torch.randn(4, dtype=D, requires_grad=True)
     returns = torch.randn(4, dtype=D, requires_grad=True)
     actions = torch.tensor([2, 0, 1, 2])
-    out = impl.pg_losses(torch.distributions.Categorical(logits=logits), actions, adv, values, returns)
+    out = impl.pg_losses(
+        torch.distributions.Categorical(logits=logits), actions, adv, values, returns
+    )
     (out["policy"] + out["value"]).backward()
     p = torch.softmax(logits.detach(), -1)
     want = -(torch.nn.functional.one_hot(actions, 3) - p) * adv.detach()[:, None] / 4
@@ -164,7 +174,9 @@ def test_loss_gradients(impl):
 
 def test_sample_actions_is_seeded_and_follows_probs(impl):
     """The same generator seed gives the same actions; frequencies follow the probabilities."""
-    dist = torch.distributions.Categorical(probs=torch.tensor([[0.2, 0.8], [1.0, 0.0]]).repeat(2000, 1))
+    dist = torch.distributions.Categorical(
+        probs=torch.tensor([[0.2, 0.8], [1.0, 0.0]]).repeat(2000, 1)
+    )
     a = impl.sample_actions(dist, torch.Generator().manual_seed(3))
     b = impl.sample_actions(dist, torch.Generator().manual_seed(3))
     assert a.shape == (4000,) and torch.equal(a, b), "one seeded action per row"
