@@ -131,3 +131,12 @@ def test_features_are_64_dimensional_and_cached(yard, real_train):
     f1, f2 = yard.features(x[:50]), again.features(x[:50])
     assert f1.shape == (50, 64) and said == []
     np.testing.assert_array_equal(f1, f2)
+
+
+def test_missing_dataset_names_the_fetch_command(tmp_path, monkeypatch):
+    """Without the dataset in the cache, Yardstick stops with the `airoad data fetch` command."""
+    monkeypatch.setenv("AIROAD_DATA_DIR", str(tmp_path))
+    with pytest.raises(AiroadError, match="airoad data fetch fashion-mnist"):
+        metrics.Yardstick("fashion-mnist")
+    with pytest.raises(AiroadError, match="choose one of mnist, fashion-mnist"):
+        metrics.Yardstick("cifar-10")

@@ -139,24 +139,24 @@ def _network(config: YardstickConfig) -> FashionCNN:
 
 
 def _train(config: YardstickConfig, data: dict, note: Callable[[str], None]) -> FashionCNN:
-    """Seeded Adam training on the first ``train_images`` training images; global RNG untouched."""
+    """Seeded Adam training on the first ``train_images`` training images. The global RNG (init
+    and dropout draw from it) is forked, so the caller's random state is left as it was."""
     x = torch.from_numpy(data["X_train"][: config.train_images]).float().div(255)[:, None]
     y = torch.from_numpy(data["y_train"][: config.train_images])
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         model = _network(config)
-    gen = torch.Generator().manual_seed(config.seed)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    model.train()
-    for epoch in range(config.epochs):
-        order = torch.randperm(len(x), generator=gen)
-        for start in range(0, len(x), config.batch_size):
-            idx = order[start : start + config.batch_size]
-            loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-        note(f"  epoch {epoch + 1}/{config.epochs}: last batch loss {loss.item():.3f}")
+        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+        model.train()
+        for epoch in range(config.epochs):
+            order = torch.randperm(len(x))
+            for start in range(0, len(x), config.batch_size):
+                idx = order[start : start + config.batch_size]
+                loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+            note(f"  epoch {epoch + 1}/{config.epochs}: last batch loss {loss.item():.3f}")
     return model.eval()
 
 
