@@ -77,7 +77,8 @@ NOTES = (
 )
 
 
-def _data(config: Config, encode, vocab, train_df, test_df) -> dict:
+def _data(encode, vocab, train_df, test_df) -> dict:
+    """The students' inputs: padded word ids and lengths, and the 0/1 labels ('great' = 1)."""
     return {
         "vocab": vocab,
         "train": encode(train_df["review"]),
@@ -91,8 +92,9 @@ def _sweep(data, soft, main, config: Config, ctx: RunContext) -> list[dict]:
     """A distilled student per temperature (the main run's T reuses the main student)."""
     rows = []
     for t in config.sweep_temperatures:
-        model = main if t == config.temperature else None
-        if model is None:
+        if t == config.temperature:
+            model = main
+        else:
             model = parts.train_student(data, soft["train"], t, config, ctx, f"T={t:g}")[0]
         logits = ref.predict_logits(model, data["test"])
         acc = parts.accuracy(logits, data["y_test"])
@@ -152,7 +154,7 @@ def run(config: Config, ctx: RunContext) -> LabResult:
         frames = {"train": train_df, "test": test_df}
         soft, teacher_s = timed(parts.teacher_logits, teacher, frames, config, ctx)
         vocab, encode = parts.student_encoder(train_df["review"], config)
-        data = _data(config, encode, vocab, train_df, test_df)
+        data = _data(encode, vocab, train_df, test_df)
         label, label_hist, _ = parts.train_student(data, None, 1.0, config, ctx, "labels only")
         dist, dist_hist, _ = parts.train_student(
             data, soft["train"], config.temperature, config, ctx, "distilled"
