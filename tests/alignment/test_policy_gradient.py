@@ -73,6 +73,10 @@ def test_returns_hand_cases(impl):
         impl.discounted_returns(r, no, 0.5, 8.0), torch.tensor([2.75, 3.5, 5.0], dtype=D),
         msg="the bootstrap value V(s_T) must be discounted into every step",
     )  # fmt: skip
+    torch.testing.assert_close(impl.discounted_returns(r * 3, no, 0.0, 8.0), r * 3, msg="gamma=0")
+    torch.testing.assert_close(
+        impl.discounted_returns(r, no, 1.0), torch.tensor([3.0, 2.0, 1.0], dtype=D), msg="gamma=1"
+    )
     r4 = torch.tensor([1.0, 2.0, 3.0, 4.0], dtype=D)
     d4 = torch.tensor([False, True, False, False])
     torch.testing.assert_close(
@@ -185,8 +189,8 @@ def test_sample_actions_is_seeded_and_follows_probs(impl):
 
 
 class Corridor(gym.Env):
-    """Start at 0; action 1 steps right, 0 stays. -1 per step, the episode ends at `length`;
-    truncated after `limit` steps. The optimal return is -length (discounted: a geometric sum)."""
+    """Start at 0; action 1 steps right, 0 stays. -2 per step, the episode ends at `length`;
+    truncated after `limit` steps. The optimal return is -2 length (discounted: a geometric sum)."""
 
     observation_space = gym.spaces.Discrete(100)
     action_space = gym.spaces.Discrete(2)
@@ -202,17 +206,17 @@ class Corridor(gym.Env):
 
     def step(self, action):
         self.pos, self.t = self.pos + int(action), self.t + 1
-        return self.pos, -1.0, self.pos == self.length, self.t >= self.limit, {}
+        return self.pos, -2.0, self.pos == self.length, self.t >= self.limit, {}
 
 
 def test_evaluate_optimal_policy_gets_known_return(impl):
-    """Playing the optimal policy returns exactly -length; a stuck one is cut off at the limit."""
+    """Playing the optimal policy returns exactly -2 length; a stuck one is cut off at the limit."""
     env = Corridor(6, 20)
-    np.testing.assert_array_equal(impl.evaluate(env, lambda s: 1, 3, seed=5), [-6.0] * 3)
+    np.testing.assert_array_equal(impl.evaluate(env, lambda s: 1, 3, seed=5), [-12.0] * 3)
     assert env.seeds == [5, 6, 7], "episode i starts from env.reset(seed=seed + i)"
     np.testing.assert_allclose(impl.evaluate(env, lambda s: 1, 1, 0, gamma=0.9),
-                               [-(1 - 0.9**6) / (1 - 0.9)], rtol=1e-12)  # fmt: skip
-    np.testing.assert_array_equal(impl.evaluate(env, lambda s: 0, 2, 0), [-20.0, -20.0])
+                               [-2 * (1 - 0.9**6) / (1 - 0.9)], rtol=1e-12)  # fmt: skip
+    np.testing.assert_array_equal(impl.evaluate(env, lambda s: 0, 2, 0), [-40.0, -40.0])
     with pytest.raises(ValueError, match="episodes"):
         impl.evaluate(env, lambda s: 1, 0, 0)
 
