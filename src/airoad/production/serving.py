@@ -68,7 +68,9 @@ def load_predictor(folder: Path, backend: str = "torch", threads: int | None = N
             cache.mkdir(parents=True, exist_ok=True)
             fp32 = export_classifier_onnx(folder, cache / "model.onnx")
             quantize_int8(fp32, cache / "model.int8.tmp.onnx").replace(int8)
-    return OnnxTextClassifier(int8, folder, threads=threads)
+    # One text per ONNX Runtime call: its int8 kernels ran a length-sorted batch of 32 reviews at
+    # 43 texts/s and single reviews at 126 texts/s here (benchmarks/results/serving.md).
+    return OnnxTextClassifier(int8, folder, threads=threads, batch_size=1)
 
 
 class TorchScriptGenerator:
