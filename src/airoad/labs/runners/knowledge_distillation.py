@@ -147,6 +147,20 @@ def _profiles(teacher, students: dict, logits: dict, encode, test_df, y, config)
     ]
 
 
+def _run_facts(train_df, test_df, vocab, teacher_s: float, sweep: list[dict], config) -> dict:
+    """Sizes, the teacher's time and the sweep's best temperature, for the metrics."""
+    best = max(sweep, key=lambda r: r["accuracy"])
+    return {
+        "n_train": len(train_df),
+        "n_test": len(test_df),
+        "vocab_size": len(vocab),
+        "teacher_seconds": teacher_s,
+        "n_students": 2 + sum(t != config.temperature for t in config.sweep_temperatures),
+        "best_temperature": best["temperature"],
+        "best_sweep_accuracy": best["accuracy"],
+    }
+
+
 def run(config: Config, ctx: RunContext) -> LabResult:
     with thread_limit(config.threads or torch.get_num_threads()):
         train_df, test_df = bert_parts.reviews(config.n_train, config.n_test, config.seed)
@@ -168,16 +182,7 @@ def run(config: Config, ctx: RunContext) -> LabResult:
 
     parts.curves_figure([label_hist, dist_hist], metrics["teacher_accuracy"], ctx)
     parts.sweep_figure(sweep, metrics["label_accuracy"], metrics["teacher_accuracy"], ctx)
-    best = max(sweep, key=lambda r: r["accuracy"])
-    metrics |= {
-        "n_train": len(train_df),
-        "n_test": len(test_df),
-        "vocab_size": len(vocab),
-        "teacher_seconds": teacher_s,
-        "n_students": 2 + sum(t != config.temperature for t in config.sweep_temperatures),
-        "best_temperature": best["temperature"],
-        "best_sweep_accuracy": best["accuracy"],
-    }
+    metrics |= _run_facts(train_df, test_df, vocab, teacher_s, sweep, config)
     return LabResult(
         metrics=metrics,
         key_metric="distilled_accuracy",
