@@ -10,24 +10,20 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from torch import nn
-from transformer_testing import F64, TOL64, gen, randn64
+from transformer_testing import (
+    F64,
+    TOL64,
+    gen,
+    grads,
+    mha_pair,
+    randn64,
+    random_mask,
+    their_proj_grads,
+)
 
 REFERENCE = "airoad.transformer.attention"
 
 FAST = settings(max_examples=15, deadline=None)
-
-
-def _random_mask(g: torch.Generator, *shape: int, keep_one: bool = True) -> torch.Tensor:
-    """Random bool mask; with keep_one, key 0 of every row stays visible (no empty row)."""
-    mask = torch.rand(*shape, generator=g) < 0.6
-    if keep_one:
-        mask[..., 0] = True
-    return mask
-
-
-def _grads(out: torch.Tensor, g_out: torch.Tensor, tensors) -> list[torch.Tensor]:
-    return list(torch.autograd.grad(out, tensors, g_out))
 
 
 def test_causal_mask_is_lower_triangular(impl):
@@ -59,12 +55,12 @@ def test_padding_mask_marks_real_tokens(impl):
 def test_masked_softmax_matches_torch_softmax(impl, rows, cols, seed):
     """masked_softmax equals torch.softmax of scores with masked entries set to -inf (values, grads)."""
     g = gen(seed)
-    scores, mask = randn64(g, 2, rows, cols), _random_mask(g, 2, rows, cols)
+    scores, mask = randn64(g, 2, rows, cols), random_mask(g, 2, rows, cols)
     g_out = torch.randn(2, rows, cols, generator=g, dtype=F64)
     ours = impl.masked_softmax(scores, mask)
     theirs = torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=-1)
     torch.testing.assert_close(ours, theirs, **TOL64, msg="masked_softmax values differ")
-    (d_ours,), (d_theirs,) = _grads(ours, g_out, [scores]), _grads(theirs, g_out, [scores])
+    (d_ours,), (d_theirs,) = grads(ours, g_out, [scores]), grads(theirs, g_out, [scores])
     torch.testing.assert_close(d_ours, d_theirs, **TOL64, msg="masked_softmax gradients differ")
     plain = impl.masked_softmax(scores, None)
     torch.testing.assert_close(plain, torch.softmax(scores, -1), **TOL64, msg="mask=None is wrong")
@@ -99,7 +95,7 @@ def test_sdpa_matches_torch_values_and_gradients(impl, lq, lk, d, dv, causal, us
     g = gen(seed)
     q, k, v = randn64(g, 2, 3, lq, d), randn64(g, 2, 3, lk, d), randn64(g, 2, 3, lk, dv)
     # Rows may be fully masked here: torch returns zeros for them, and so must we.
-    mask = _random_mask(g, 2, 1, lq, lk, keep_one=False) if use_mask else None
+    mask = random_mask(g, 2, 1, lq, lk, keep_one=False) if use_mask else None
     out, weights = impl.scaled_dot_product_attention(q, k, v, mask=mask, causal=causal)
     ref_mask = mask
     if causal:
@@ -109,7 +105,7 @@ def test_sdpa_matches_torch_values_and_gradients(impl, lq, lk, d, dv, causal, us
     torch.testing.assert_close(out, ref, **TOL64, msg="attention output differs from torch's")
     assert weights.shape == (2, 3, lq, lk), f"weights shape {weights.shape}, expected (2,3,Lq,Lk)"
     g_out = torch.randn(ref.shape, generator=g, dtype=F64)
-    for name, a, b in zip("qkv", _grads(out, g_out, [q, k, v]), _grads(ref, g_out, [q, k, v])):
+    for name, a, b in zip("qkv", grads(out, g_out, [q, k, v]), grads(ref, g_out, [q, k, v])):
         torch.testing.assert_close(a, b, **TOL64, msg=f"d{name} differs from torch autograd")
 
 
@@ -146,26 +142,10 @@ def test_split_and_merge_heads(impl):
     assert torch.equal(impl.merge_heads(heads), x), "merge_heads(split_heads(x)) != x"
 
 
-def _pair(impl, e, h, kdim=None, vdim=None, seed=0):
-    torch.manual_seed(seed)
-    theirs = nn.MultiheadAttention(e, h, kdim=kdim, vdim=vdim, batch_first=True).double()
-    with torch.no_grad():  # torch initialises biases to 0: make them count in the comparison
-        theirs.in_proj_bias.normal_()
-        theirs.out_proj.bias.normal_()
-    ours = impl.MultiHeadAttention(e, h, kdim=kdim, vdim=vdim).double()
-    return impl.copy_from_torch(ours, theirs), theirs
-
-
-def _their_proj_grads(theirs):
-    if theirs.in_proj_weight is not None:
-        return list(theirs.in_proj_weight.grad.split(theirs.embed_dim))
-    return [theirs.q_proj_weight.grad, theirs.k_proj_weight.grad, theirs.v_proj_weight.grad]
-
-
 def test_copy_from_torch_unpacks_the_projections(impl):
     """copy_from_torch puts the row blocks of in_proj_weight/in_proj_bias into q/k/v_proj."""
     for kdim, vdim in [(None, None), (5, 3)]:
-        ours, theirs = _pair(impl, 6, 2, kdim, vdim)
+        ours, theirs = mha_pair(impl, 6, 2, kdim, vdim)
         if kdim is None:
             w_q, w_k, w_v = theirs.in_proj_weight.split(6)
         else:
@@ -190,10 +170,10 @@ def test_copy_from_torch_unpacks_the_projections(impl):
 )
 def test_self_attention_matches_nn_multiheadattention(impl, heads, length, causal, padded, seed):
     """MultiHeadAttention(x) equals nn.MultiheadAttention(x, x, x): output, per-head weights, grads."""
-    ours, theirs = _pair(impl, 8, heads, seed=seed)
+    ours, theirs = mha_pair(impl, 8, heads, seed=seed)
     g = gen(seed)
     x = randn64(g, 3, length, 8)
-    key_mask = _random_mask(g, 3, length) if padded else None
+    key_mask = random_mask(g, 3, length) if padded else None
     out, w = ours(x, key_mask=key_mask, causal=causal)
     ref, ref_w = theirs(
         x,
@@ -207,13 +187,13 @@ def test_self_attention_matches_nn_multiheadattention(impl, heads, length, causa
     torch.testing.assert_close(out, ref, **TOL64, msg="self-attention output differs from torch")
     torch.testing.assert_close(w, ref_w, **TOL64, msg="per-head attention weights differ")
     g_out = torch.randn(ref.shape, generator=g, dtype=F64)
-    (dx,), (dx_ref,) = _grads(out, g_out, [x]), _grads(ref, g_out, [x])
+    (dx,), (dx_ref,) = grads(out, g_out, [x]), grads(ref, g_out, [x])
     torch.testing.assert_close(dx, dx_ref, **TOL64, msg="input gradient differs from torch")
 
 
 def test_cross_attention_matches_torch_with_other_widths(impl):
     """Cross-attention (queries from one sequence, padded memory of another width) equals torch's."""
-    ours, theirs = _pair(impl, 8, 2, kdim=5, vdim=3, seed=1)
+    ours, theirs = mha_pair(impl, 8, 2, kdim=5, vdim=3, seed=1)
     g = gen(1)
     query, key, value = randn64(g, 2, 3, 8), randn64(g, 2, 6, 5), randn64(g, 2, 6, 3)
     key_mask = torch.tensor([[True] * 6, [True] * 4 + [False] * 2])
@@ -225,21 +205,21 @@ def test_cross_attention_matches_torch_with_other_widths(impl):
     g_out = torch.randn(ref.shape, generator=g, dtype=F64)
     inputs = [query, key, value]
     for name, a, b in zip(
-        ("query", "key", "value"), _grads(out, g_out, inputs), _grads(ref, g_out, inputs)
+        ("query", "key", "value"), grads(out, g_out, inputs), grads(ref, g_out, inputs)
     ):
         torch.testing.assert_close(a, b, **TOL64, msg=f"d{name} differs from torch")
 
 
 def test_cross_attention_parameter_gradients_match_torch(impl):
     """Cross-attention gradients of W_q, W_k, W_v, their biases and W_o equal torch's."""
-    ours, theirs = _pair(impl, 8, 2, kdim=5, vdim=3, seed=2)
+    ours, theirs = mha_pair(impl, 8, 2, kdim=5, vdim=3, seed=2)
     g = gen(2)
     query, key, value = (randn64(g, 2, n, w, grad=False) for n, w in [(3, 8), (6, 5), (6, 3)])
     key_mask = torch.tensor([[True] * 6, [True] * 2 + [False] * 4])
     ours(query, key, value, key_mask=key_mask)[0].pow(2).sum().backward()
     theirs(query, key, value, key_padding_mask=~key_mask)[0].pow(2).sum().backward()
     projections = (ours.q_proj, ours.k_proj, ours.v_proj)
-    for name, proj, theirs_grad in zip("qkv", projections, _their_proj_grads(theirs)):
+    for name, proj, theirs_grad in zip("qkv", projections, their_proj_grads(theirs)):
         torch.testing.assert_close(
             proj.weight.grad, theirs_grad, **TOL64, msg=f"W_{name} gradient differs from torch"
         )
@@ -256,7 +236,7 @@ def test_cross_attention_parameter_gradients_match_torch(impl):
 
 def test_self_attention_parameter_gradients_match_torch(impl):
     """Gradients of the packed in_proj_weight equal the stacked grads of our q/k/v projections."""
-    ours, theirs = _pair(impl, 6, 3, seed=2)
+    ours, theirs = mha_pair(impl, 6, 3, seed=2)
     x = randn64(gen(2), 2, 5, 6, grad=False)
     causal = ~torch.ones(5, 5, dtype=torch.bool).tril()
     ours(x, causal=True)[0].pow(2).sum().backward()
