@@ -30,8 +30,12 @@ from airoad.alignment import sft, tiny_task
 from airoad.alignment.tiny_task import TOKENIZER, Problem
 from airoad.labs import artifacts
 from airoad.transformer.char_gpt import GPT, GPTConfig
-from airoad.transformer.gpt_training import get_batch, lr_at, make_optimizer, train_steps
-from airoad.transformer.gpt_training import TrainConfig
+from airoad.transformer.gpt_training import (
+    TrainConfig,
+    lr_at,
+    make_optimizer,
+    train_steps,
+)
 
 ARTIFACT_ID = "alignment-tiny-lm"
 BLOCK_SIZE = 32
