@@ -11,9 +11,17 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ["COLUMNS"] = "200"  # rich wraps at 80 columns off a terminal; keep messages whole
 
 import pytest
+from hypothesis import Phase, settings
 
 from airoad.home import data_dirs
 from airoad.labs.learner import load_implementation
+
+# The stub gate (tests/catalog/test_anatomy_stubs.py) runs every grader against stubs that
+# fail at once: shrinking those failures would cost minutes and teach nothing, and their
+# examples must not land in the example database of the learner's checkout.
+settings.register_profile(
+    "stub-gate", phases=(Phase.explicit, Phase.reuse, Phase.generate), database=None
+)
 
 pytest_plugins = ("lab_budget",)  # per-lab test time, printed at the end of the run
 

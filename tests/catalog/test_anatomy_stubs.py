@@ -55,6 +55,7 @@ def _pytest_command(tests: list[str], xml: Path) -> list[str]:
         "-p",
         "no:cacheprovider",
         "--timeout=60",
+        "--hypothesis-profile=stub-gate",
         f"--junitxml={xml}",
         "-o",
         "junit_family=xunit1",
