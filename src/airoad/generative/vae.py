@@ -100,14 +100,6 @@ def log_mean_exp(log_w: Tensor, dim: int = 0) -> Tensor:
     return torch.logsumexp(log_w, dim=dim) - math.log(log_w.shape[dim])
 
 
-def _mlp(sizes: list[int]) -> nn.Sequential:
-    """Linear layers with ReLU between them (and after the last, since a head follows)."""
-    layers: list[nn.Module] = []
-    for a, b in zip(sizes, sizes[1:]):
-        layers += [nn.Linear(a, b), nn.ReLU()]
-    return nn.Sequential(*layers)
-
-
 class VAE(nn.Module):
     """An MLP VAE: encoder D -> hidden -> (mu, logvar) of L; decoder L -> reversed hidden -> D logits.
 
@@ -120,10 +112,16 @@ class VAE(nn.Module):
     ):
         super().__init__()
         self.in_dim, self.latent_dim = in_dim, latent_dim
-        self.encoder = _mlp([in_dim, *hidden])
+        enc, dec = [in_dim, *hidden], [latent_dim, *reversed(hidden)]
+        # Linear + ReLU pairs; the ReLU after the last layer too, since a head follows
+        self.encoder = nn.Sequential(
+            *[m for a, b in zip(enc, enc[1:]) for m in (nn.Linear(a, b), nn.ReLU())]
+        )
         self.to_mu = nn.Linear(hidden[-1], latent_dim)
         self.to_logvar = nn.Linear(hidden[-1], latent_dim)
-        self.decoder = _mlp([latent_dim, *reversed(hidden)])
+        self.decoder = nn.Sequential(
+            *[m for a, b in zip(dec, dec[1:]) for m in (nn.Linear(a, b), nn.ReLU())]
+        )
         self.to_logits = nn.Linear(hidden[0], in_dim)
 
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
