@@ -3,7 +3,7 @@
 Two models, trained once per config and kept in the artifact cache (id ``alignment-tiny-lm``),
 so the labs hand them to each other instead of retraining:
 
-- ``load_base``: the ``char-gpt`` architecture pretrained on raw lines ``042+317=359``;
+- ``load_base``: the ``char-gpt`` architecture pretrained on raw lines ``07+45=52``;
 - ``load_sft``: that base fine-tuned on chat-formatted turns with the loss on the response only
   (``airoad.alignment.sft``). Its budget is set so it is right roughly half the time on held-out
   problems, leaving room for the preference and RL methods to show a gain.
@@ -39,7 +39,7 @@ from airoad.transformer.gpt_training import (
 
 ARTIFACT_ID = "alignment-tiny-lm"
 BLOCK_SIZE = 32
-MAX_NEW = 5  # a sum of two 3-digit numbers has at most 4 digits, then <end>
+MAX_NEW = 4  # a sum of two 2-digit numbers has at most 3 digits, then <end>
 Note = Callable[[str], None]
 
 

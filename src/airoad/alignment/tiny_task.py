@@ -4,11 +4,11 @@ Every post-training lab (sft, reward-model, rlhf-ppo, dpo, grpo) trains or judge
 task, so their numbers can be compared. It is generated, not downloaded: the point is a reward
 that is exactly right (the checker), so an accuracy change is the method's doing, not a judge's.
 
-- tiny scale: prompts are ``"042+317"`` (both operands zero-padded to three digits, so every
-  prompt has the same length and a batch needs no padding), answers the plain sum ``"359"``.
+- tiny scale: prompts are ``"07+45"`` (both operands zero-padded to two digits, so every prompt
+  has the same length and a batch needs no padding), answers the plain sum ``"52"``.
   A character tokenizer with five special tokens; the chat template is
-  ``<bos><user>042+317<assistant>359<end>``; the base model is pretrained on raw lines
-  ``042+317=359`` (no chat tokens), so it has to learn the template during SFT.
+  ``<bos><user>07+45<assistant>52<end>``; the base model is pretrained on raw lines
+  ``07+45=52`` (no chat tokens), so it has to learn the template during SFT.
 - real scale (SmolLM2-135M-Instruct): the same problems as a chat message asking for the number
   only; the first integer in the reply is the answer.
 
@@ -36,16 +36,16 @@ class Problem:
 
     a: int
     b: int
-    digits: int = 3
+    digits: int = 2
 
     @property
     def prompt(self) -> str:
-        """The tiny model's prompt: both operands zero-padded, e.g. '042+317'."""
+        """The tiny model's prompt: both operands zero-padded, e.g. '07+45'."""
         return f"{self.a:0{self.digits}d}+{self.b:0{self.digits}d}"
 
     @property
     def answer(self) -> str:
-        """The correct response: the sum without padding, e.g. '359'."""
+        """The correct response: the sum without padding, e.g. '52'."""
         return str(self.a + self.b)
 
 
@@ -88,7 +88,7 @@ def chat_example(prompt: str, response: str, tok: TaskTokenizer = TOKENIZER) -> 
 
 
 def raw_line(problem: Problem) -> str:
-    """The pretraining text of one problem: '042+317=359' plus a newline (no chat tokens)."""
+    """The pretraining text of one problem: '07+45=52' plus a newline (no chat tokens)."""
     return f"{problem.prompt}={problem.answer}\n"
 
 
@@ -98,7 +98,7 @@ def _is_test(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (key % np.uint64(2**32)) % np.uint64(TEST_FRACTION) == 0
 
 
-def problems(n: int, seed: int, split: str = "train", digits: int = 3) -> list[Problem]:
+def problems(n: int, seed: int, split: str = "train", digits: int = 2) -> list[Problem]:
     """n problems drawn uniformly (with replacement) from one split: 'train' or 'test'."""
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', not {split!r}")
