@@ -212,24 +212,21 @@ def _sft_batch(items: Sequence[Problem]) -> tuple[torch.Tensor, torch.Tensor]:
     return ids, sft.response_labels(ids, start, TOKENIZER.pad_id)
 
 
-def _finetune(base: GPT, config: TinyLMConfig, note: Note) -> tuple[GPT, dict]:
+def _finetune(
+    base: GPT, config: TinyLMConfig, note: Note, track: Callable = lambda steps, what: steps
+) -> tuple[GPT, dict]:
+    """The SFT stage: ``sft.train`` on chat turns from the base (``track`` wraps the batches in
+    a progress bar; the sft runner shows it)."""
     torch.manual_seed(config.seed)
     model = new_model(config)
     model.load_state_dict(base.state_dict())
     items = tiny_task.problems(config.sft_steps * config.sft_batch, seed=config.seed + 1)
     opt = make_optimizer(model, config.sft_lr, weight_decay=0.0)
     note(f"supervised fine-tuning on {len(items)} chat turns ...")
-    model.train()
-    losses = []
-    for step in range(config.sft_steps):
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step, config.sft_lr, 10, config.sft_steps, config.sft_lr / 10)
-        ids, labels = _sft_batch(items[step * config.sft_batch : (step + 1) * config.sft_batch])
-        loss = sft.response_loss(model(ids), labels)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    size, steps = config.sft_batch, range(config.sft_steps)
+    batches = [sft.Batch(*_sft_batch(items[s * size : (s + 1) * size])) for s in steps]
+    lrs = [lr_at(s, config.sft_lr, 10, config.sft_steps, config.sft_lr / 10) for s in steps]
+    losses = sft.train(model, opt, track(batches, "supervised fine-tuning"), lrs)
     return model.eval(), {"sft_losses": losses}
 
 
