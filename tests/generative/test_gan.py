@@ -285,13 +285,15 @@ def test_sample_is_seeded_and_in_unit_range(impl):
 
 def test_class_coverage_matches_scipy_entropy(impl):
     """Counts per class, entropy in bits (scipy.stats.entropy base 2), classes with >= 1%."""
-    rng = np.random.default_rng(0)
-    labels = np.concatenate([rng.integers(0, 4, 300), [7] * 3, [9] * 2])  # 7: 0.98%, 9: 0.66%
+    # 1000 labels: digit 4 holds exactly 1% (covered), 5 holds 0.9% (not), 3 and 7 about 1.5%
+    counts = np.array([500, 300, 150, 15, 10, 9, 0, 16, 0, 0])
+    labels = np.random.default_rng(0).permutation(np.repeat(np.arange(10), counts))
     out = impl.class_coverage(torch.from_numpy(labels))
-    counts = np.bincount(labels, minlength=10)
     np.testing.assert_array_equal(np.asarray(out["counts"]), counts)
     assert out["entropy_bits"] == pytest.approx(scipy.stats.entropy(counts, base=2), rel=1e-10)
-    assert out["covered"] == 4
+    assert out["covered"] == 6, "classes with at least 1% of the samples: 0, 1, 2, 3, 4, 7"
+    one = impl.class_coverage(torch.tensor([4]))
+    assert one["entropy_bits"] == 0.0 and one["covered"] == 1
     assert impl.class_coverage(torch.full((50,), 3))["entropy_bits"] == 0.0
     uniform = impl.class_coverage(torch.arange(100) % 10)
     assert uniform["entropy_bits"] == pytest.approx(math.log2(10)) and uniform["covered"] == 10

@@ -145,7 +145,7 @@ def discriminator_step(
     ``G(z).detach()`` (no graph through G, G's ``.grad`` untouched), then `discriminator_loss`,
     backward and ``opt_d.step()``. Returns the loss, mean D(x) and mean D(G(z)) before the update.
     """
-    opt_d.zero_grad(set_to_none=True)
+    opt_d.zero_grad()
     fake = generator(z).detach()
     real_logits, fake_logits = discriminator(real), discriminator(fake)
     loss = discriminator_loss(real_logits, fake_logits, real_label)
@@ -169,7 +169,7 @@ def generator_step(
     D's logits on G(z), stepping only ``opt_g`` (D's parameters do not change; gradients left
     in D are cleared by the next D step). Returns the loss and mean D(G(z)) before the update.
     """
-    opt_g.zero_grad(set_to_none=True)
+    opt_g.zero_grad()
     fake_logits = discriminator(generator(z))
     value = GENERATOR_LOSSES[loss](fake_logits)
     value.backward()
@@ -188,7 +188,7 @@ def sample(generator: Generator, n: int, seed: int) -> torch.Tensor:
     was_training = generator.training
     generator.eval()
     z = torch.randn(n, generator.latent_dim, generator=torch.Generator().manual_seed(seed))
-    images = ((generator(z) + 1) / 2).clamp(0.0, 1.0)
+    images = (generator(z) + 1) / 2  # tanh keeps G(z) in [-1, 1]
     generator.train(was_training)
     return images
 
@@ -201,11 +201,13 @@ def class_coverage(labels: torch.Tensor, n_classes: int = 10) -> dict[str, objec
     equally common, 0 when one digit is all it draws) and ``covered``, the number of classes
     holding at least 1% of the samples.
     """
+    if labels.numel() == 0:
+        raise ValueError("class_coverage needs at least one label: generate some samples first")
     counts = torch.bincount(labels.reshape(-1).long(), minlength=n_classes).double()
     p = counts / counts.sum()
     entropy = -torch.where(p > 0, p * torch.log2(p), torch.zeros_like(p)).sum()
     return {
         "counts": counts.long(),
-        "entropy_bits": float(entropy) + 0.0,  # -0.0 -> 0.0
+        "entropy_bits": abs(float(entropy)),  # abs: a one-class sum is -0.0
         "covered": int((p >= 0.01).sum()),
     }
