@@ -193,21 +193,21 @@ def test_response_tokens_and_encode(impl):
     """A response ends with <end> unless it fills MAX_NEW; rows are right-padded with a mask."""
     from airoad.alignment.tiny_lm import MAX_NEW
 
-    assert impl.response_tokens("359") == [*TOKENIZER.encode("359"), TOKENIZER.end_id]
+    assert impl.response_tokens("52") == [*TOKENIZER.encode("52"), TOKENIZER.end_id]
     assert impl.response_tokens("1" * MAX_NEW) == TOKENIZER.encode("1" * MAX_NEW)
-    items = [Problem(42, 317), Problem(1, 2)]
-    ids, mask = impl.encode(items, ["359", "3"])
+    items = [Problem(42, 57), Problem(1, 2)]
+    ids, mask = impl.encode(items, ["99", "3"])
     p = tiny_task.chat_prompt(items[0].prompt)
-    assert ids[0].tolist() == [*p, *TOKENIZER.encode("359"), TOKENIZER.end_id]
-    assert ids[1].tolist() == [*tiny_task.chat_example("001+002", "3"), TOKENIZER.pad_id, TOKENIZER.pad_id]  # fmt: skip
-    assert mask.sum(1).tolist() == [len(p) + 4, len(p) + 2] and mask.dtype == torch.bool
+    assert ids[0].tolist() == [*p, *TOKENIZER.encode("99"), TOKENIZER.end_id]
+    assert ids[1].tolist() == [*tiny_task.chat_example("01+02", "3"), TOKENIZER.pad_id]
+    assert mask.sum(1).tolist() == [len(p) + 3, len(p) + 2] and mask.dtype == torch.bool
 
 
 def test_format_broken_answers_are_wrong_but_keep_the_digits(impl):
     """Both format-broken kinds contain the right digits yet fail the task's checker."""
     from airoad.alignment.tiny_lm import MAX_NEW
 
-    for problem in (Problem(1, 2), Problem(42, 317), Problem(999, 999), Problem(0, 0)):
+    for problem in (Problem(1, 2), Problem(42, 31), Problem(99, 99), Problem(0, 0)):
         zeros, run_on = impl.format_broken(problem, 0), impl.format_broken(problem, 1)
         assert zeros.lstrip("0") == problem.answer.lstrip("0") and zeros.startswith("0")
         assert run_on.startswith(problem.answer) and len(run_on) == MAX_NEW

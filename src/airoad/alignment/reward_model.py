@@ -16,8 +16,8 @@ position that has read the prompt and the whole response. Sequences are right-pa
 padding comes after that position and never influences it.
 
 Pairs come from the task: chosen = the correct sum, rejected = a wrong sample of the SFT policy
-(``tiny_lm.preference_pairs``) or a badly formatted copy of the right answer (leading zeros, or
-digits that run on without <end>). ``load_tiny_reward_model`` trains once per config and keeps
+(``tiny_lm.preference_pairs``) or a badly formatted copy of the right answer (a leading zero,
+or digits that run on without <end>). ``load_tiny_reward_model`` trains once per config and keeps
 the result in the artifact cache (id ``alignment-reward-model``) for the RLHF lab.
 """
 
@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from airoad.alignment import tiny_lm, tiny_task
 from airoad.alignment.tiny_lm import Pair, TinyLMConfig
 from airoad.alignment.tiny_task import TOKENIZER, Problem
+from airoad.errors import AiroadError
 from airoad.labs import artifacts
 from airoad.transformer.char_gpt import GPT
 
@@ -164,11 +165,11 @@ def encode(items: Sequence[Problem], texts: Sequence[str]) -> tuple[torch.Tensor
 
 
 def format_broken(problem: Problem, kind: int) -> str:
-    """A wrongly formatted copy of the right answer: kind 0 adds leading zeros (to 4 digits, or
-    one more zero), kind 1 runs on past the answer to ``MAX_NEW`` characters with no <end>."""
+    """A wrongly formatted copy of the right answer: kind 0 puts a zero in front ('052'), kind 1
+    runs on past the answer to ``MAX_NEW`` characters with no <end> ('5222')."""
     answer = problem.answer
     if kind == 0:
-        return "0" + answer if len(answer) >= 4 else answer.zfill(4)
+        return "0" + answer
     return (answer + answer[-1] * tiny_lm.MAX_NEW)[: tiny_lm.MAX_NEW]
 
 
@@ -189,14 +190,9 @@ def build_pairs(
 def pair_tensors(pairs: Sequence[Pair]) -> tuple[torch.Tensor, ...]:
     """(chosen ids, chosen mask, rejected ids, rejected mask), each (N, T), one width for all."""
     items = [p.problem for p in pairs]
-    ids_c, mask_c = encode(items, [p.chosen for p in pairs])
-    ids_r, mask_r = encode(items, [p.rejected for p in pairs])
-    width = max(ids_c.shape[1], ids_r.shape[1])
-
-    def pad(t: torch.Tensor, value: int | bool) -> torch.Tensor:
-        return F.pad(t, (0, width - t.shape[1]), value=value)
-
-    return pad(ids_c, TOKENIZER.pad_id), pad(mask_c, False), pad(ids_r, TOKENIZER.pad_id), pad(mask_r, False)  # fmt: skip
+    ids, mask = encode([*items, *items], [*(p.chosen for p in pairs), *(p.rejected for p in pairs)])  # fmt: skip
+    n = len(pairs)
+    return ids[:n], mask[:n], ids[n:], mask[n:]
 
 
 # ------------------------------------------------------------------ training and scoring
@@ -221,8 +217,8 @@ RM_FULL = RMConfig()
 RM_QUICK = RMConfig(n_train_problems=300, n_eval_problems=200, steps=20, batch=32, lr=1e-3)
 
 
-def rewards_of(model: RewardModel, ids: torch.Tensor, mask: torch.Tensor, batch: int = 1024):
-    """Rewards (N,) of many rows, scored in chunks without gradients."""
+def rewards_of(model: nn.Module, ids: torch.Tensor, mask: torch.Tensor, batch: int = 256):
+    """Rewards (N,) of many rows, scored in chunks of ``batch`` without gradients."""
     with torch.no_grad():
         return torch.cat([model(ids[i : i + batch], mask[i : i + batch]) for i in range(0, len(ids), batch)])  # fmt: skip
 
@@ -234,15 +230,17 @@ def train_reward_model(
     batch: int,
     lr: float,
     seed: int,
-    on_step: Callable[[int, float], None] | None = None,
 ) -> list[float]:
-    """AdamW on the Bradley-Terry loss over random minibatches of pairs; returns the losses."""
+    """AdamW on the Bradley-Terry loss over random minibatches of ``batch`` pairs drawn with a
+    generator seeded by ``seed``; only parameters with requires_grad are trained (a LoRA model
+    trains just its adapters and head). Returns the loss of every step."""
     ids_c, mask_c, ids_r, mask_r = tensors
     gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     model.train()
     losses = []
-    for step in range(steps):
+    for _ in range(steps):
         idx = torch.randint(0, len(ids_c), (batch,), generator=gen)
         # one forward pass over chosen and rejected rows together
         r = model(torch.cat([ids_c[idx], ids_r[idx]]), torch.cat([mask_c[idx], mask_r[idx]]))
@@ -251,8 +249,6 @@ def train_reward_model(
         loss.backward()
         opt.step()
         losses.append(loss.item())
-        if on_step is not None:
-            on_step(step, losses[-1])
     return losses
 
 
@@ -265,63 +261,199 @@ def rm_config_for(config: TinyLMConfig) -> RMConfig:
     return RM_QUICK if config == tiny_lm.QUICK else RM_FULL
 
 
+def held_out_pairs(policy: GPT, rm: RMConfig) -> list[Pair]:
+    """Pairs built like the training ones, on problems from the held-out (test) split."""
+    test = tiny_task.problems(rm.n_eval_problems, seed=rm.seed + 30_000, split="test")
+    return build_pairs(policy, test, rm.k, rm.format_fraction, rm.seed + 1)
+
+
+def score_pairs(model: nn.Module, tensors: Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+    """(r_chosen, r_rejected) of ``pair_tensors`` output, without gradients."""
+    return rewards_of(model, *tensors[:2]), rewards_of(model, *tensors[2:])
+
+
 def _train_tiny(config: TinyLMConfig, rm: RMConfig, note: Note) -> tuple[RewardModel, dict]:
     loader = tiny_lm.load_sft if rm.start == "sft" else tiny_lm.load_base
     policy, _ = tiny_lm.load_sft(config, note)
-    start, _ = loader(config, note)
     train = tiny_task.problems(rm.n_train_problems, seed=rm.seed + 20_000)
-    test = tiny_task.problems(rm.n_eval_problems, seed=rm.seed + 30_000, split="test")
     note(f"sampling preference pairs from the SFT policy ({len(train)} problems) ...")
     train_pairs = build_pairs(policy, train, rm.k, rm.format_fraction, rm.seed)
-    test_pairs = build_pairs(policy, test, rm.k, rm.format_fraction, rm.seed + 1)
+    test_pairs = held_out_pairs(policy, rm)
     torch.manual_seed(rm.seed)
-    model = RewardModel(start)
+    model = RewardModel(loader(config, note)[0])
     note(f"training the reward model on {len(train_pairs)} pairs ({rm.steps} steps) ...")
     losses = train_reward_model(model, pair_tensors(train_pairs), rm.steps, rm.batch, rm.lr, rm.seed)  # fmt: skip
-    model.eval()
-    ids_c, mask_c, ids_r, mask_r = pair_tensors(test_pairs)
-    r_c, r_r = rewards_of(model, ids_c, mask_c), rewards_of(model, ids_r, mask_r)
-    info = {
-        "losses": losses,
-        "n_train_pairs": len(train_pairs),
-        "n_test_pairs": len(test_pairs),
+    r_c, r_r = score_pairs(model.eval(), pair_tensors(test_pairs))
+    return model, {
+        "losses": losses, "n_train_pairs": len(train_pairs), "n_test_pairs": len(test_pairs),
         "test_accuracy": pairwise_accuracy(r_c, r_r),
         "test_ece": expected_calibration_error(preference_probability(r_c, r_r)),
-    }
-    return model, info
+    }  # fmt: skip
 
 
 def load_tiny_reward_model(
     config: TinyLMConfig = tiny_lm.FULL, note: Note = _stderr, rm: RMConfig | None = None
 ) -> RewardModel:
     """The tiny reward model in eval mode, trained on the SFT policy's pairs and cached on a miss
-    (key: the RM config + the tiny LM config). ``load_tiny_info`` returns its training record."""
-    return _load_tiny(config, note, rm)[0]
+    (key: the RM config, by default ``rm_config_for(config)``, + the tiny LM config)."""
+    return load_tiny_with_info(config, note, rm)[0]
 
 
-def load_tiny_info(
+def load_tiny_with_info(
     config: TinyLMConfig = tiny_lm.FULL, note: Note = _stderr, rm: RMConfig | None = None
-) -> dict:
-    """The cached model's record: losses, pair counts, held-out accuracy and ECE, cpu_seconds."""
-    return _load_tiny(config, note, rm)[1]
-
-
-def _load_tiny(config: TinyLMConfig, note: Note, rm: RMConfig | None):
+) -> tuple[RewardModel, dict]:
+    """(the same model, its record: losses, pair counts, held-out accuracy and ECE, cpu_seconds)."""
     rm = rm or rm_config_for(config)
     if rm.start not in ("sft", "base"):
         raise ValueError(f"RMConfig.start must be 'sft' or 'base', not {rm.start!r}")
-    key = {"rm": dataclasses.asdict(rm), "lm": dataclasses.asdict(config)}
-    folder = artifacts.lookup(ARTIFACT_ID, key, "tiny")
+    tiny_lm.load_sft(config, note)  # trains the policy on a miss, so its fingerprint exists
+    key = {"rm": dataclasses.asdict(rm), "lm": dataclasses.asdict(config), "sft": _fingerprint(config)}  # fmt: skip
+    model = RewardModel(tiny_lm.new_model(config))
+    return _cached("tiny", key, model, lambda: _train_tiny(config, rm, note))
+
+
+def _fingerprint(config: TinyLMConfig) -> str:
+    """sha256 of the cached SFT policy's weights: a policy retrained under the same config (new
+    code, a race) gets a reward model of its own instead of one judged on another's samples."""
+    folder = artifacts.lookup(tiny_lm.ARTIFACT_ID, dataclasses.asdict(config), "sft")
+    if folder is None:
+        raise AiroadError("the tiny SFT policy vanished from the artifact cache: run again")
+    return json.loads((folder / artifacts.MANIFEST).read_text("utf-8"))["files"]["model.pt"]
+
+
+def _cached(name: str, key: dict, empty: nn.Module, train: Callable[[], tuple[nn.Module, dict]]):
+    """(model in eval mode, info) from the artifact cache; on a miss ``train()`` makes them and
+    they are saved (the trainable tensors only, so a LoRA model stores just its adapters)."""
+    folder = artifacts.lookup(ARTIFACT_ID, key, name)
     if folder is None:
         clock = time.process_time()
-        model, info = _train_tiny(config, rm, note)
+        model, info = train()
         info["cpu_seconds"] = time.process_time() - clock
+        keep = {n for n, p in model.named_parameters() if p.requires_grad}
+        whole = all(p.requires_grad for p in model.parameters())
+        state = {n: t for n, t in model.state_dict().items() if whole or n in keep}
 
         def writer(out: Path) -> None:
-            torch.save(model.state_dict(), out / "model.pt")
+            torch.save(state, out / "model.pt")
             (out / "info.json").write_text(json.dumps(info), "utf-8")
 
-        folder = artifacts.save(ARTIFACT_ID, key, "tiny", writer)
-    model = RewardModel(tiny_lm.new_model(config))
-    model.load_state_dict(torch.load(folder / "model.pt", weights_only=True))
-    return model.eval(), json.loads((folder / "info.json").read_text("utf-8"))
+        try:
+            folder = artifacts.save(ARTIFACT_ID, key, name, writer)
+        except OSError as exc:
+            raise AiroadError(
+                f"cannot store the reward model in the artifact cache ({exc.strerror}: "
+                f"{exc.filename}): make the data folder writable or point AIROAD_DATA_DIR at one"
+            ) from None
+    state = torch.load(folder / "model.pt", weights_only=True)
+    empty.load_state_dict(state, strict=all(p.requires_grad for p in empty.parameters()))
+    return empty.eval(), json.loads((folder / "info.json").read_text("utf-8"))
+
+
+# ------------------------------------------------------------------ the real scale (SmolLM2)
+
+
+class RealRewardModel(nn.Module):
+    """A Hugging Face decoder (e.g. SmolLM2's ``LlamaModel``) + ``head`` on the last real token.
+
+    Our own head rather than ``LlamaForSequenceClassification``: that class finds the last token
+    as the last one that is not ``pad_token_id``, and SmolLM2's pad token IS its <|im_end|>, so
+    it would skip the token that closes the reply. Here the attention mask says what is real.
+    """
+
+    def __init__(self, decoder: nn.Module, hidden_size: int):
+        super().__init__()
+        self.decoder = decoder
+        self.head = nn.Linear(hidden_size, 1)
+        nn.init.normal_(self.head.weight, 0.0, 0.02)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """ids, mask (B, T), right-padded -> rewards (B,)."""
+        h = self.decoder(input_ids=ids, attention_mask=mask.long()).last_hidden_state
+        return self.head(h[torch.arange(ids.shape[0], device=ids.device), last_token_index(mask)]).squeeze(-1)  # fmt: skip
+
+
+def near_miss(problem: Problem, rng: np.random.Generator) -> str:
+    """A plausible wrong sum: the answer off by 1, 2, 10 or 11 either way (never negative)."""
+    step = int(rng.choice([1, 2, 10, 11])) * (1 if rng.random() < 0.5 else -1)
+    value = problem.a + problem.b + step
+    return str(value if value >= 0 else problem.a + problem.b + abs(step))
+
+
+def real_encode(tokenizer, items: Sequence[Problem], replies: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """Right-padded (ids, mask) of whole chats: ``real_messages(problem)`` + the reply."""
+    rows = [
+        tokenizer.apply_chat_template(
+            [*tiny_task.real_messages(p), {"role": "assistant", "content": r}], tokenize=False
+        )
+        for p, r in zip(items, replies)
+    ]
+    batch = tokenizer(rows, padding=True, return_tensors="pt", add_special_tokens=False)
+    return batch["input_ids"], batch["attention_mask"].bool()
+
+
+def real_pair_tensors(tokenizer, items: Sequence[Problem], seed: int) -> tuple[torch.Tensor, ...]:
+    """(chosen ids, mask, rejected ids, mask): the right sum against a near miss, one width."""
+    rng = np.random.default_rng(seed)
+    replies = [*(p.answer for p in items), *(near_miss(p, rng) for p in items)]
+    ids, mask = real_encode(tokenizer, [*items, *items], replies)
+    n = len(items)
+    return ids[:n], mask[:n], ids[n:], mask[n:]
+
+
+@dataclass(frozen=True)
+class RealRMConfig:
+    """SmolLM2 + LoRA reward model: pairs, adapters, optimiser."""
+
+    digits: int = 2
+    n_train: int = 400
+    n_eval: int = 200
+    steps: int = 50
+    batch: int = 8
+    lr: float = 1e-3
+    lora_r: int = 8
+    seed: int = 0
+
+
+REAL_FULL = RealRMConfig()
+REAL_QUICK = RealRMConfig(n_train=16, n_eval=16, steps=2, batch=4)
+
+
+def real_reward_model(causal_lm: nn.Module, r: int, seed: int) -> RealRewardModel:
+    """SmolLM2's decoder, frozen, with LoRA (rank r) on q_proj and v_proj, plus a fresh head."""
+    from airoad.llm.lora_finetune import add_lora
+
+    decoder = causal_lm.model
+    add_lora(decoder, ("q_proj", "v_proj"), r=r, alpha=2.0 * r, seed=seed)
+    torch.manual_seed(seed)
+    return RealRewardModel(decoder, causal_lm.config.hidden_size)
+
+
+def _train_real(rm: RealRMConfig, model: RealRewardModel, tokenizer, note: Note):
+    train = tiny_task.problems(rm.n_train, seed=rm.seed + 40_000, digits=rm.digits)
+    test = tiny_task.problems(rm.n_eval, seed=rm.seed + 50_000, split="test", digits=rm.digits)
+    held = real_pair_tensors(tokenizer, test, rm.seed + 1)
+    before = pairwise_accuracy(*score_pairs(model.eval(), held))
+    note(f"training the SmolLM2 reward model with LoRA ({rm.steps} steps) ...")
+    tensors = real_pair_tensors(tokenizer, train, rm.seed)
+    losses = train_reward_model(model, tensors, rm.steps, rm.batch, rm.lr, rm.seed)
+    r_c, r_r = score_pairs(model.eval(), held)
+    p = preference_probability(r_c, r_r)
+    return model, {
+        "losses": losses, "test_accuracy_before": before, "p_chosen": p.tolist(),
+        "test_accuracy": pairwise_accuracy(r_c, r_r),
+        "test_ece": expected_calibration_error(p),
+    }  # fmt: skip
+
+
+def load_real_reward_model(quick: bool, note: Note = _stderr) -> tuple[RealRewardModel, object, dict]:  # fmt: skip
+    """(SmolLM2 reward model in eval mode, its tokenizer, info), trained with LoRA and cached
+    (adapters and head only) on a miss; ``quick`` picks ``REAL_QUICK`` instead of ``REAL_FULL``."""
+    from airoad.data.models import load_smollm2  # the one place this module needs the registry
+
+    rm = REAL_QUICK if quick else REAL_FULL
+    causal_lm, tokenizer = load_smollm2()
+    model = real_reward_model(causal_lm, rm.lora_r, rm.seed)
+    key = {"real": dataclasses.asdict(rm)}
+    model, info = _cached("real", key, model, lambda: _train_real(rm, model, tokenizer, note))
+    return model, tokenizer, info
