@@ -245,3 +245,42 @@ def test_training_separates_a_learnable_preference(impl):
     model.eval()
     r_c, r_r = impl.rewards_of(model, tensors[0], tensors[1]), impl.rewards_of(model, tensors[2], tensors[3])  # fmt: skip
     assert impl.pairwise_accuracy(r_c, r_r) > 0.9
+
+
+def test_real_head_equals_llama_sequence_classifier(impl):
+    """RealRewardModel on a Llama decoder equals LlamaForSequenceClassification (values, grads)."""
+    from transformers import LlamaConfig, LlamaForSequenceClassification
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=20, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+        num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=32, num_labels=1,
+        pad_token_id=0,
+    )  # fmt: skip
+    hf = LlamaForSequenceClassification(config).eval()
+    ours = impl.RealRewardModel(hf.model, 16).eval()
+    with torch.no_grad():
+        ours.head.weight.copy_(hf.score.weight)
+        ours.head.bias.zero_()
+    ids = torch.randint(1, 20, (3, 7), generator=torch.Generator().manual_seed(0))
+    ids[0, 5:], ids[2, 2:] = 0, 0  # right padding
+    mask = ids != 0
+    want = hf(input_ids=ids, attention_mask=mask.long()).logits.squeeze(-1)
+    want.sum().backward()
+    want_grads = _grads(hf.model)
+    hf.zero_grad()
+    got = ours(ids, mask)
+    torch.testing.assert_close(got, want, msg="reward differs from the sequence classifier's")
+    got.sum().backward()
+    for g, w in zip(_grads(hf.model), want_grads, strict=True):
+        torch.testing.assert_close(g, w, msg="decoder gradient differs")
+
+
+def test_near_miss_is_a_close_wrong_answer(impl):
+    """near_miss is off by 1, 2, 10 or 11, never negative, and fails the checker."""
+    rng = np.random.default_rng(0)
+    for problem in tiny_task.problems(200, seed=1) + [Problem(0, 0), Problem(0, 1)]:
+        wrong = impl.near_miss(problem, rng)
+        gap = abs(int(wrong) - (problem.a + problem.b))
+        assert gap in (1, 2, 10, 11) and int(wrong) >= 0, f"{problem}: {wrong}"
+        assert not tiny_task.check_text(problem, wrong)
