@@ -63,11 +63,12 @@ class TinyLMConfig:
     sft_lr: float = 1e-3
     n_eval: int = 2000
     seed: int = 0
+    task: str = "add-2digit"  # part of every cache key: a model of another task never loads
 
     def base_part(self) -> dict:
         """The fields the base model depends on (its cache key)."""
         names = ("n_layer", "n_head", "n_embd", "pretrain_steps", "pretrain_batch", "pretrain_lr")
-        return {k: getattr(self, k) for k in (*names, "seed")}
+        return {k: getattr(self, k) for k in (*names, "seed", "task")}
 
 
 FULL = TinyLMConfig()
