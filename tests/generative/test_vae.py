@@ -46,7 +46,7 @@ def _std_normal(like):
     return D.Independent(D.Normal(torch.zeros_like(like), torch.ones_like(like)), 1)
 
 
-def _tiny_vae(impl, seed=0, in_dim=6, hidden=(5,), latent=2):
+def _tiny_vae(impl, seed=0, in_dim=6, hidden=(5, 4), latent=2):
     torch.manual_seed(seed)
     return impl.VAE(in_dim, hidden, latent).double().eval()
 
@@ -79,6 +79,7 @@ def test_reparameterize_gradients_are_analytic(impl):
     eps = torch.randn((3, 4, 2), generator=torch.Generator().manual_seed(2), dtype=F64)
     g_mu, g_logvar = torch.autograd.grad(z.sum(), (mu, logvar))
     _close(g_mu, torch.full_like(mu, 3.0), "d sum(z) / d mu should be k = 3 everywhere")
+    assert impl.reparameterize(mu, logvar).shape == (1, 4, 2), "k defaults to 1: shape (1, n, L)"
     expected = (0.5 * torch.exp(0.5 * logvar) * eps).sum(0).detach()
     _close(g_logvar, expected, "d sum(z) / d logvar should be sum_k exp(logvar/2) eps_k / 2")
 
@@ -251,6 +252,7 @@ def test_forward_encodes_samples_and_decodes(impl):
     _close(logvar, lv, "logvar")
     _close(z, m + torch.exp(0.5 * lv) * eps, "z should be mu + exp(logvar / 2) * eps")
     _close(logits, model.decode(z), "logits should be decode(z)")
+    assert model(x)[1].shape == (1, 4, 2), "forward draws k = 1 latent per image by default"
     assert logits.shape == (3, 4, 6), (
         f"logits shape (k, n, D) = (3, 4, 6), got {tuple(logits.shape)}"
     )

@@ -111,7 +111,7 @@ class VAE(nn.Module):
         self, in_dim: int = 784, hidden: tuple[int, ...] = (512, 256), latent_dim: int = 16
     ):
         super().__init__()
-        self.in_dim, self.latent_dim = in_dim, latent_dim
+        self.latent_dim = latent_dim
         enc, dec = [in_dim, *hidden], [latent_dim, *reversed(hidden)]
         # Linear + ReLU pairs; the ReLU after the last layer too, since a head follows
         self.encoder = nn.Sequential(
