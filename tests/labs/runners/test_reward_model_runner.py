@@ -4,13 +4,16 @@ best-of-n table is consistent, the cache hands the same model back, and the four
 
 from __future__ import annotations
 
+import types
+
 import numpy as np
 import pytest
 import torch
 
 from airoad.alignment import reward_model as ref
 from airoad.alignment import tiny_lm
-from airoad.labs.contract import LabResult, RunContext
+from airoad.errors import AiroadError, ConfigError
+from airoad.labs.contract import LabResult, RunContext, make_config
 from airoad.labs.runners import reward_model as runner
 
 
@@ -55,3 +58,22 @@ def test_figures_and_notes(result):
     assert names == {"training_loss", "calibration", "rewards_by_kind", "best_of_n"}
     assert all(p.stat().st_size > 10_000 for p in result.figures)
     assert len(result.notes) == 2 and "held-out pairwise accuracy" in result.notes[0]
+
+
+def test_unwritable_cache_is_one_clear_error(monkeypatch):
+    def deny(*args):
+        raise PermissionError(13, "Permission denied", "/read-only/artifacts")
+
+    fake = types.SimpleNamespace(lookup=lambda *args: None, save=deny, MANIFEST="manifest.json")
+    monkeypatch.setattr(ref, "artifacts", fake)
+    monkeypatch.setattr(ref, "_fingerprint", lambda config: "sha")
+    untrained = ref.RewardModel(tiny_lm.new_model(tiny_lm.QUICK))
+    monkeypatch.setattr(ref, "_train_tiny", lambda *args: (untrained, {}))
+    with pytest.raises(AiroadError, match="make the data folder writable"):
+        ref.load_tiny_reward_model(tiny_lm.QUICK)
+
+
+def test_config_rejects_out_of_range_values():
+    for key, value in (("format_fraction", 1.5), ("lr", float("nan")), ("best_of", 0)):
+        with pytest.raises(ConfigError, match=key):
+            make_config(runner.Config, runner.QUICK, False, {key: value})
