@@ -83,17 +83,18 @@ NOTES = (
 )
 
 
-def _train_both(config: Config, ctx: RunContext) -> tuple[list[parts.Trained], Yardstick]:
+def _train_both(config: Config, ctx: RunContext) -> tuple[list[parts.Trained], Yardstick, Any]:
     """The plain run and the fixed run on the same images, seed and steps."""
     ys = Yardstick(config.dataset)
     x = parts.images(load(config.dataset), config.train_images)
-    return [parts.train(x, v, config, ys, ctx) for v in parts.variants(config)], ys
+    return [parts.train(x, v, config, ys, ctx) for v in parts.variants(config)], ys, x
 
 
-def _measure(runs: list[parts.Trained], ys: Yardstick, config: Config) -> dict[str, Any]:
+def _measure(runs: list[parts.Trained], ys: Yardstick, x: Any, config: Config) -> dict[str, Any]:
     """Yardstick scores, coverage before/after the fix, the verdict and the early gradients."""
     plain, fixed = runs
     m: dict[str, Any] = {"floor": ys.floor(), "baseline": ys.baseline(), "fix": config.fix}
+    m["data_mean_pixel"] = float(x.mean() + 1) / 2  # the training images, in [0, 1] units
     for tag, run in (("plain", plain), ("fix", fixed)):
         m[f"{tag}_score"] = ys.score(ref.sample(run.generator, 1000, seed=config.seed))
         m[f"{tag}_entropy"] = run.coverage[-1]["entropy_bits"]
@@ -119,8 +120,8 @@ def _measure(runs: list[parts.Trained], ys: Yardstick, config: Config) -> dict[s
 
 
 def run(config: Config, ctx: RunContext) -> LabResult:
-    (runs, ys), cpu_s, wall_s = cpu_timed(lambda: _train_both(config, ctx))
-    metrics = _measure(runs, ys, config) | {"train_cpu_s": cpu_s, "train_wall_s": wall_s}
+    (runs, ys, x), cpu_s, wall_s = cpu_timed(lambda: _train_both(config, ctx))
+    metrics = _measure(runs, ys, x, config) | {"train_cpu_s": cpu_s, "train_wall_s": wall_s}
     metrics |= {"steps": config.steps, "dataset": config.dataset}
 
     scores = {r.variant.name: metrics[f"{tag}_score"] for r, tag in zip(runs, ("plain", "fix"))}

@@ -69,12 +69,19 @@ def classify(ys: Yardstick, pictures: torch.Tensor) -> torch.Tensor:
 
 
 def coverage(ys: Yardstick, generator: ref.Generator, step: int) -> dict[str, Any]:
-    """Yardstick score, class histogram, entropy and classes covered of COVERAGE_SAMPLES
-    fixed-noise samples."""
+    """Yardstick score, mean pixel, class histogram, entropy and classes covered of
+    COVERAGE_SAMPLES fixed-noise samples."""
     pictures = ref.sample(generator, COVERAGE_SAMPLES, COVERAGE_SEED)
     out = ref.class_coverage(classify(ys, pictures))
     score = ys.score(pictures, n=COVERAGE_SAMPLES)
-    return {"step": step, "score": score, **out, "counts": out["counts"].tolist()}
+    mean = float(pictures.mean())  # G learns the black background first: this falls early
+    return {
+        "step": step,
+        "score": score,
+        "mean_pixel": mean,
+        **out,
+        "counts": out["counts"].tolist(),
+    }
 
 
 def _grad_norms(gen: ref.Generator, disc: ref.Discriminator, z: torch.Tensor) -> dict[str, float]:
