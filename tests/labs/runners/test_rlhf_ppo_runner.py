@@ -70,11 +70,12 @@ def test_real_scale_loop_on_a_tiny_llama():
         return torch.tensor([float(len(t)) for t in texts])
 
     out = parts.train_real(cfg, lm, tok, held, lambda xs, _: xs, longer_is_better)
-    assert 0 <= out["before"] <= 1 and 0 <= out["after"] <= 1
+    assert 0 <= out["before"]["accuracy"] <= 1 and 0 <= out["after"]["accuracy"] <= 1
+    assert out["after"]["score"] > out["before"]["score"], "PPO must raise the (length) reward"
     first, second = out["rows"]
     assert first["kl_k1"] == 0 and first["kl_k3"] == 0, "LoRA starts as a no-op: KL must be 0"
     assert second["kl_k3"] > 0, "after an update the adapters must move the policy"
-    assert 1 <= first["length"] <= 4 and first["reward"] > 0
+    assert 1 <= first["length"] <= 4 and first["reward"] > 0 and 0 <= first["accuracy"] <= 1
 
 
 def test_config_out_of_range_is_rejected():
@@ -82,3 +83,7 @@ def test_config_out_of_range_is_rejected():
         validate_config(replace(runner.Config(), clip=1.5))
     with pytest.raises(ConfigError, match="betas"):
         validate_config(replace(runner.Config(), betas=(-1.0,)))
+    with pytest.raises(ConfigError, match="betas"):
+        runner.Config(betas=())
+    with pytest.raises(ConfigError, match="minibatch"):
+        runner.Config(batch=8, minibatch=16)

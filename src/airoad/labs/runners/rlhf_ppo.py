@@ -5,8 +5,9 @@
    ``betas`` (0 = no penalty). Every iteration records the reward-model score and the checker's
    accuracy of the sampled responses and the KL to the SFT policy; greedy held-out checkpoints
    show whether a higher reward-model score still means more right answers (reward hacking).
-2. Real scale (``real_iterations`` > 0): SmolLM2-135M-Instruct + LoRA, a short PPO run with the
-   task's checker as the reward; greedy accuracy on held-out 2-digit problems before and after.
+2. Real scale (``real_iterations`` > 0): SmolLM2-135M-Instruct + LoRA, a short PPO run against
+   the SmolLM2 reward model (``reward_model.load_real_reward_model``); greedy checker accuracy
+   and reward-model score on held-out 2-digit problems before and after.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import asdict, dataclass
 
 from airoad.alignment import reward_model, tiny_lm, tiny_task
 from airoad.labs.contract import LabResult, RunContext
-from airoad.labs.kit import param, render_notes
+from airoad.labs.kit import config_check, param, render_notes
 from airoad.labs.runners import rlhf_ppo_parts as parts
 
 
@@ -45,6 +46,10 @@ class Config:
     real_eval: int = param(200, ge=10, le=5_000)  # held-out 2-digit problems, before and after
     seed: int = param(0, ge=0, le=1_000_000)
 
+    def __post_init__(self) -> None:
+        config_check(len(self.betas) >= 1, "betas", "needs at least one KL coefficient")
+        config_check(self.minibatch <= self.batch, "minibatch", "must be at most batch")
+
 
 QUICK = {"tiny": "quick", "iterations": 3, "batch": 16, "minibatch": 8, "ppo_epochs": 2,
          "eval_every": 2, "n_curve": 50, "real_iterations": 0}  # fmt: skip
@@ -56,8 +61,11 @@ NOTES = (
     "score {kl_rm_score:.2f}, KL to SFT {kl_kl:.2f} nats per response.",
     "With beta = 0: accuracy {free_accuracy:.3f}, RM score {free_rm_score:.2f}, KL to SFT "
     "{free_kl:.2f} nats: {hacking}.",
-    "SmolLM2-135M-Instruct + LoRA, {real_iterations} PPO iterations (reward = the checker): "
-    "accuracy {real_before:.3f} -> {real_after:.3f} on {real_eval} held-out 2-digit problems.",
+    "SmolLM2-135M-Instruct + LoRA, {real_iterations} PPO iterations against the SmolLM2 reward "
+    "model (held-out pair accuracy {real_rm_pair_accuracy:.2f}): checker accuracy "
+    "{real_before:.3f} -> {real_after:.3f} and RM score {real_rm_before:.2f} -> "
+    "{real_rm_after:.2f} on {real_eval} held-out 2-digit problems (greedy), KL to the start "
+    "{real_kl_last:.2f} nats per reply.",
 )
 
 
@@ -71,7 +79,8 @@ def run(config: Config, ctx: RunContext) -> LabResult:
     metrics = {"sft_accuracy": start["accuracy"], "sft_rm_score": start["rm_score"],
                "sft_cached_accuracy": info["accuracy"], "n_held": len(held),
                **_compare_betas(runs, start)}  # fmt: skip
-    metrics |= _real_scale(config, ctx)
+    real_metrics, real_rows = _real_scale(config, ctx)
+    metrics |= real_metrics
     parts.curves_figure(runs, ctx)
     parts.hacking_figure(runs, ctx)
     notes = NOTES if config.real_iterations else NOTES[:-1]
@@ -83,7 +92,8 @@ def run(config: Config, ctx: RunContext) -> LabResult:
             "curves": [r for run in runs for r in run["rows"]],
             "checkpoints": [{"beta": run["beta"], **c} for run in runs for c in run["checks"]],
             "final": [{"beta": run["beta"], **run["final"]} for run in runs],
-        },  # fmt: skip
+            **({"real": real_rows} if real_rows else {}),
+        },
         figures=ctx.figures,
         notes=render_notes(notes, {**asdict(config), **metrics}),
     )
@@ -108,16 +118,20 @@ def _compare_betas(runs: list[dict], start: dict) -> dict:
     return out
 
 
-def _real_scale(config: Config, ctx: RunContext) -> dict:
-    """SmolLM2-135M-Instruct + LoRA PPO with the checker as reward (skipped at 0 iterations)."""
+def _real_scale(config: Config, ctx: RunContext) -> tuple[dict, list[dict]]:
+    """SmolLM2-135M-Instruct + LoRA PPO with the checker as reward (skipped at 0 iterations):
+    before/after metrics and one row per iteration."""
     if config.real_iterations == 0:
-        return {}
+        return {}, []
     from airoad.data.models import load_smollm2
 
+    rm, rm_tok, rm_info = reward_model.load_real_reward_model(quick=False)
     lm, tok = load_smollm2()
     tok.padding_side = "left"
     held = tiny_task.problems(config.real_eval, seed=20_000 + config.seed, split="test", digits=2)
-    out = parts.train_real(config, lm, tok, held, ctx.track)
-    return {"real_before": out["before"], "real_after": out["after"],
-            "real_reward_first": out["rows"][0]["reward"],
-            "real_reward_last": out["rows"][-1]["reward"]}  # fmt: skip
+    out = parts.train_real(config, lm, tok, held, ctx.track, parts.real_rm_scorer(rm, rm_tok))
+    rows, before, after = out["rows"], out["before"], out["after"]
+    return {"real_before": before["accuracy"], "real_after": after["accuracy"],
+            "real_rm_before": before["score"], "real_rm_after": after["score"],
+            "real_rm_pair_accuracy": rm_info["test_accuracy"], "real_kl_last": rows[-1]["kl_k3"],
+            "real_reward_first": rows[0]["reward"], "real_reward_last": rows[-1]["reward"]}, rows  # fmt: skip

@@ -10,7 +10,8 @@ A scale only supplies ``evaluate(idx) -> (logp, values)`` for a minibatch of row
   the score; the task's checker is measured beside it but never optimised.
 - real: SmolLM2-135M-Instruct with LoRA adapters (peft) on q/v projections, a value head on its
   last hidden states, the reference = the same model with the adapters switched off, and the
-  checker (``tiny_task.check_text``) as the score.
+  SmolLM2 reward model (``reward_model.load_real_reward_model``) as the score; the checker
+  (``tiny_task.check_text``) is measured beside it.
 """
 
 from __future__ import annotations
@@ -160,13 +161,15 @@ def real_generate(lm, tok, items, max_new: int, temperature: float, seed: int):
     return ids, attn, responses, mask, texts
 
 
-def real_accuracy(lm, tok, items, max_new: int, batch: int = 50) -> float:
-    """Greedy accuracy of the replies under the real-scale checker."""
-    right = 0
+def real_evaluate(lm, tok, items, max_new: int, score, batch: int = 50) -> dict[str, float]:
+    """Greedy replies: accuracy under the real-scale checker and their mean ``score``."""
+    right, total = 0.0, 0.0
     for i in range(0, len(items), batch):
-        texts = real_generate(lm, tok, items[i : i + batch], max_new, 0.0, 0)[-1]
-        right += sum(tiny_task.check_text(p, t) for p, t in zip(items[i : i + batch], texts))
-    return right / max(len(items), 1)
+        chunk = items[i : i + batch]
+        texts = real_generate(lm, tok, chunk, max_new, 0.0, 0)[-1]
+        right += float(check_scores(chunk, texts).sum())
+        total += float(score(chunk, texts).sum())
+    return {"accuracy": right / len(items), "score": total / len(items)}
 
 
 def add_lora(lm, rank: int):
@@ -182,11 +185,21 @@ def check_scores(items: Sequence[Problem], texts: Sequence[str]) -> Tensor:
     return torch.tensor([float(tiny_task.check_text(p, t)) for p, t in zip(items, texts)])
 
 
+def real_rm_scorer(rm, rm_tok):
+    """``score(items, texts)``: the SmolLM2 reward model's score (B,) of each whole chat."""
+
+    def score(items: Sequence[Problem], texts: Sequence[str]) -> Tensor:
+        return reward_model.rewards_of(rm, *reward_model.real_encode(rm_tok, items, texts))
+
+    return score
+
+
 def train_real(cfg, lm, tok, held: Sequence[Problem], track, score=check_scores) -> dict:
-    """PPO on the LoRA adapters + value head, reward = ``score(items, texts)`` (B,), by default
-    the checker; greedy accuracy under the checker before and after."""
+    """PPO on the LoRA adapters + value head, reward = ``score(items, texts)`` (B,) (the
+    SmolLM2 reward model in the runner); the checker's accuracy is measured beside it, greedy on
+    ``held`` before and after and on the sampled replies of every iteration."""
     torch.manual_seed(cfg.seed)
-    before = real_accuracy(lm, tok, held, cfg.real_max_new)
+    before = real_evaluate(lm, tok, held, cfg.real_max_new, score)
     model = RealPolicy(add_lora(lm, cfg.real_rank), lm.config.hidden_size)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=cfg.real_lr)
@@ -210,10 +223,10 @@ def train_real(cfg, lm, tok, held: Sequence[Problem], track, score=check_scores)
 
         stats = ppo_update(cfg, opt, params, evaluate, mask, old_logp, old_v, ref_logp, scores,
                            cfg.real_beta, gen)  # fmt: skip
-        rows.append({"iteration": it + 1, "reward": float(scores.mean()), **stats})
-    model.lm.eval()
-    return {"before": before, "after": real_accuracy(model.lm, tok, held, cfg.real_max_new),
-            "rows": rows}  # fmt: skip
+        rows.append({"iteration": it + 1, "reward": float(scores.mean()),
+                     "accuracy": float(check_scores(items, texts).mean()), **stats})  # fmt: skip
+    after = real_evaluate(model.lm, tok, held, cfg.real_max_new, score)
+    return {"before": before, "after": after, "rows": rows}
 
 
 # ------------------------------------------------------------------ figures
