@@ -94,9 +94,8 @@ def test_shaped_rewards_hand_case(impl):
     r = impl.shaped_rewards(torch.tensor([3.0, -1.0], dtype=D), logp, ref, mask, beta=0.1)
     expected = torch.tensor([[-0.1, 0.1 + 3.0, 0.0], [-0.05, 0.0, 0.05 - 1.0]], dtype=D)
     torch.testing.assert_close(r, expected, atol=1e-12, rtol=0, msg="KL-shaped rewards")
-    np.testing.assert_array_equal(impl.last_token_index(mask).numpy(), [1, 2])
-    with pytest.raises(ValueError):
-        impl.last_token_index(torch.tensor([[False, False]]))
+    with pytest.raises(ValueError):  # a response with no real token has no last token
+        impl.shaped_rewards(torch.zeros(1), logp[:1, :2], ref[:1, :2], ~mask[:1, :2], 0.1)
 
 
 @FAST

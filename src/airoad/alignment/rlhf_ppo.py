@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from airoad.alignment.policy_gradient import gae
+from airoad.alignment.reward_model import last_token_index  # (B,) last True of each mask row
 from airoad.transformer.char_gpt import GPT
 
 
@@ -61,20 +62,12 @@ def kl_estimators(logp: Tensor, ref_logp: Tensor) -> dict[str, Tensor]:
     return {"k1": d, "k2": 0.5 * d**2, "k3": torch.expm1(-d) + d}
 
 
-def last_token_index(mask: Tensor) -> Tensor:
-    """(B,) index of each row's last True in mask (B, R); a row with no True is a ValueError."""
-    counts = mask.sum(1)
-    if bool((counts == 0).any()):
-        raise ValueError("every response needs at least one real token (mask row all False)")
-    positions = torch.arange(mask.shape[1], device=mask.device)
-    return torch.where(mask, positions, -1).amax(1)
-
-
 def shaped_rewards(
     scores: Tensor, logp: Tensor, ref_logp: Tensor, mask: Tensor, beta: float
 ) -> Tensor:
     """Per-token rewards (B, R): ``-beta * (logp - ref_logp)`` on every real token (the k1 KL
-    penalty) plus the sequence score (B,) on each row's last real token; 0 off the mask.
+    penalty) plus the sequence score (B,) on each row's last real token; 0 off the mask. A row
+    with no real token is a ValueError (``last_token_index``).
     Summed over a row: ``score - beta * sum_t k1_t``, the KL-penalised reward of InstructGPT."""
     if beta < 0:
         raise ValueError(f"beta must be >= 0, got {beta}")
