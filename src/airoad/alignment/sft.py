@@ -54,7 +54,8 @@ def token_losses(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     label is IGNORE. Its sum over the batch divided by the number of non-IGNORE labels is
     ``response_loss``."""
     target = labels[:, 1:]
-    logp = F.log_softmax(logits[:, :-1].float(), dim=-1)
+    dtype = torch.promote_types(logits.dtype, torch.float32)  # half precision scored in fp32
+    logp = F.log_softmax(logits[:, :-1], dim=-1, dtype=dtype)
     picked = logp.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)
     return torch.where(target == IGNORE, torch.zeros_like(picked), -picked)
 
