@@ -151,6 +151,9 @@ def test_expected_calibration_error(impl):
     assert impl.expected_calibration_error(p, n_bins=10) == pytest.approx(0.1)
     half = torch.full((6,), 0.5, dtype=D)  # both orders land in one bin: observed 1/2
     assert impl.expected_calibration_error(half, n_bins=10) == pytest.approx(0.0)
+    for bad in (torch.zeros(0), torch.tensor([0.5, float("nan")])):
+        with pytest.raises(ValueError):
+            impl.calibration(bad)
 
 
 def test_last_token_index_matches_transformers_pooling(impl):

@@ -85,6 +85,8 @@ def calibration(
     count (NaN for the first two in an empty bin). A calibrated model lies on the diagonal.
     """
     p = p_chosen.detach().double().flatten()
+    if p.numel() == 0 or bool(p.isnan().any()):
+        raise ValueError("calibration needs at least one probability and no NaN")
     pred = torch.cat([p, 1 - p])
     outcome = torch.cat([torch.ones_like(p), torch.zeros_like(p)])
     bins = torch.clamp((pred * n_bins).long(), 0, n_bins - 1)

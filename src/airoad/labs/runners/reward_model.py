@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from airoad.alignment import reward_model as ref
-from airoad.alignment import tiny_lm
+from airoad.alignment import tiny_lm, tiny_task
 from airoad.labs.contract import LabResult, RunContext
 from airoad.labs.kit import param, render_notes
 from airoad.labs.runners import reward_model_parts as parts
@@ -39,6 +39,8 @@ class Config:
     n_bins: int = param(10, ge=2, le=50)  # calibration bins
     real: bool = param(True)  # also train the SmolLM2 + LoRA reward model
     real_quick: bool = param(False)  # its quick settings (a few pairs and steps)
+    real_prompts: int = param(100, ge=1, le=2_000)  # held-out prompts for SmolLM2's best-of-n
+    real_best_of: int = param(4, ge=1, le=16)  # SmolLM2 samples per prompt the RM ranks
     seed: int = param(0, ge=0, le=1_000_000)
 
 
@@ -54,7 +56,10 @@ NOTES = (
     "{one_sample_accuracy:.3f}, the reward model's pick of {best_of} samples "
     "{best_of_accuracy:.3f} (an oracle that knows the answer: {oracle_accuracy:.3f}).",
     "SmolLM2 + LoRA reward model: held-out pairwise accuracy {real_accuracy_before:.3f} before "
-    "training, {real_accuracy:.3f} after (calibration error {real_ece:.3f}).",
+    "training, {real_accuracy:.3f} after (calibration error {real_ece:.3f}). On {n_real_best_of} "
+    "held-out prompts SmolLM2 answers right {real_greedy_accuracy:.3f} greedily, "
+    "{real_one_sample_accuracy:.3f} with one sample, {real_best_of_accuracy:.3f} when the reward "
+    "model picks one of {real_best_of} samples (oracle {real_oracle_accuracy:.3f}).",
 )
 
 
@@ -69,7 +74,7 @@ def run(config: Config, ctx: RunContext) -> LabResult:
     items = tiny_lm.held_out(lm)
     best = parts.best_of_n(policy, model, items, config.best_of, config.seed, ctx)
     metrics |= _best_metrics(best, policy_info["accuracy"], len(items))
-    real = ref.load_real_reward_model(config.real_quick)[2] if config.real else {}
+    real = _real_scale(config, ctx) if config.real else {}
     metrics |= _real_metrics(real)
     curves = {"tiny GPT": ref.preference_probability(r_c, r_r)}
     if real:
@@ -116,10 +121,20 @@ def _best_metrics(rows: list[dict], greedy: float, n_items: int) -> dict:
     }  # fmt: skip
 
 
+def _real_scale(config: Config, ctx: RunContext) -> dict:
+    """The SmolLM2 + LoRA reward model (cached) and its best-of-n on SmolLM2's own replies."""
+    model, tokenizer, info = ref.load_real_reward_model(config.real_quick)
+    digits = (ref.REAL_QUICK if config.real_quick else ref.REAL_FULL).digits
+    items = tiny_task.problems(config.real_prompts, 60_000 + config.seed, "test", digits)
+    return info | parts.real_best_of_n(model, tokenizer, items, config.real_best_of, config.seed, ctx)  # fmt: skip
+
+
 def _real_metrics(real: dict) -> dict:
-    """The SmolLM2 reward model's numbers (none when the real scale was not run)."""
+    """The SmolLM2 numbers (none when the real scale was not run)."""
     names = ("test_accuracy_before", "test_accuracy", "test_ece", "cpu_seconds")
-    return {f"real_{n.removeprefix('test_')}": real[n] for n in names if n in real}
+    return {f"real_{n.removeprefix('test_')}": real[n] for n in names if n in real} | {
+        k: v for k, v in real.items() if k.startswith(("real_", "n_real"))
+    }
 
 
 def _calibration_rows(curves: dict, n_bins: int) -> list[dict]:

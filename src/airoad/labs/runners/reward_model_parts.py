@@ -138,3 +138,28 @@ def best_of_figure(rows: Sequence[dict], greedy: float, ctx: RunContext) -> None
         ax.set_xlabel("samples per prompt (n)")
         ax.set_ylabel("held-out task accuracy")
         ax.legend()
+
+
+def real_best_of_n(model, tokenizer, items: Sequence[tiny_task.Problem], n: int, seed: int, ctx: RunContext) -> dict:  # fmt: skip
+    """SmolLM2's own replies (n per prompt at temperature 1, plus the greedy one), judged by the
+    checker and ranked by the SmolLM2 reward model. Generation uses a fresh copy of SmolLM2:
+    the reward model's decoder carries LoRA adapters."""
+    from airoad.data.models import load_smollm2
+    from airoad.labs.runners.dpo_parts import real_sample  # the dpo lab's batched sampler
+
+    lm = load_smollm2()[0]
+    greedy, correct, scores = 0, [], []
+    for start in ctx.track(range(0, len(items), 25), "SmolLM2 best-of-n"):
+        chunk = items[start : start + 25]
+        greedy += sum(tiny_task.check_text(p, t) for p, t in zip(chunk, real_sample(lm, tokenizer, chunk, 8, 0.0, 0)[1]))  # fmt: skip
+        many = [p for p in chunk for _ in range(n)]
+        texts = [t.strip() for t in real_sample(lm, tokenizer, many, 8, 1.0, seed + start)[1]]
+        correct.append(torch.tensor([float(tiny_task.check_text(p, t)) for p, t in zip(many, texts)]).view(-1, n))  # fmt: skip
+        scores.append(ref.rewards_of(model, *ref.real_encode(tokenizer, many, texts), 32).view(-1, n))  # fmt: skip
+    correct, scores = torch.cat(correct), torch.cat(scores)
+    pick = correct[torch.arange(len(correct)), scores.argmax(1)]
+    return {
+        "real_greedy_accuracy": greedy / len(items), "real_one_sample_accuracy": float(correct[:, 0].mean()),
+        "real_best_of_accuracy": float(pick.mean()), "real_oracle_accuracy": float(correct.amax(1).mean()),
+        "n_real_best_of": len(items),
+    }  # fmt: skip
