@@ -118,6 +118,18 @@ def test_clipped_surrogate_asymmetric_clip(impl):
     torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
 
 
+def test_clip_fraction_hand_case(impl):
+    """clip_fraction counts real tokens where the clip binds: ratio > 1 + eps with A > 0, < 1 - eps with A < 0."""
+    logp = torch.log(torch.tensor([[1.5, 0.5, 0.5, 1.5, 1.19, 0.81]], dtype=D))
+    adv = torch.tensor([[1.0, 1.0, -1.0, -1.0, 1.0, -1.0]], dtype=D)
+    old = torch.zeros_like(logp)
+    assert impl.clip_fraction(logp, old, adv, torch.ones(1, 6, dtype=torch.bool)) == pytest.approx(
+        2 / 6
+    )
+    mask = torch.tensor([[0, 1, 1, 1, 1, 1]], dtype=torch.bool)
+    assert impl.clip_fraction(logp, old, adv, mask, 0.1) == pytest.approx(3 / 5)
+
+
 def test_aggregate_grpo_and_dapo_hand_case(impl):
     """'grpo' averages each response over its own tokens then over responses; 'dapo' over all tokens."""
     x = torch.tensor([[1.0, 2.0, 3.0, 99.0], [4.0, -7.0, -7.0, -7.0]], dtype=D, requires_grad=True)
