@@ -137,7 +137,23 @@ class ConvTranspose2d(nn.Module):
 # ---------------------------------------------------------------- the models
 
 
-class DenseAutoencoder(nn.Module):
+class Autoencoder(nn.Module):
+    """What every autoencoder here does with the ``encoder`` and ``decoder`` its subclass builds."""
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Images (n, 1, 28, 28) -> codes ((n, latent_dim) dense, (n, channels, 7, 7) conv)."""
+        return self.encoder(x)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Codes (as `encode` returns them) -> pixel logits (n, 1, 28, 28)."""
+        return self.decoder(z)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Reconstruction logits ``decode(encode(x))``, shape (n, 1, 28, 28)."""
+        return self.decode(self.encode(x))
+
+
+class DenseAutoencoder(Autoencoder):
     """784 -> hidden -> latent_dim -> hidden -> 784 with ReLUs between Linear layers.
 
     ``encoder``: Flatten, Linear(784, hidden), ReLU, Linear(hidden, latent_dim): (n, 1, 28, 28)
@@ -156,20 +172,8 @@ class DenseAutoencoder(nn.Module):
             nn.Unflatten(1, (1, 28, 28)),
         )  # fmt: skip
 
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """Images (n, 1, 28, 28) -> codes (n, latent_dim)."""
-        return self.encoder(x)
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Codes (n, latent_dim) -> pixel logits (n, 1, 28, 28)."""
-        return self.decoder(z)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Reconstruction logits ``decode(encode(x))``, shape (n, 1, 28, 28)."""
-        return self.decode(self.encode(x))
-
-
-class ConvAutoencoder(nn.Module):
+class ConvAutoencoder(Autoencoder):
     """Convolutions down to a (latent_channels, 7, 7) code and transposed convolutions back up.
 
     ``encoder`` (channels = (c1, c2)): Conv(1, c1, 3, pad 1), ReLU, Conv(c1, c2, 4, stride 2,
@@ -201,18 +205,6 @@ class ConvAutoencoder(nn.Module):
             upsample(c2, c1, 4, stride=2, padding=1), nn.ReLU(),
             nn.Conv2d(c1, 1, 3, padding=1),
         )  # fmt: skip
-
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """Images (n, 1, 28, 28) -> codes (n, latent_channels, 7, 7)."""
-        return self.encoder(x)
-
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Codes (n, latent_channels, 7, 7) -> pixel logits (n, 1, 28, 28)."""
-        return self.decoder(z)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Reconstruction logits ``decode(encode(x))``, shape (n, 1, 28, 28)."""
-        return self.decode(self.encode(x))
 
 
 # ---------------------------------------------------------------- training

@@ -106,27 +106,21 @@ def loss_scores(model: nn.Module, x_in: torch.Tensor, target: torch.Tensor) -> d
 class ScaledEncoder(nn.Module):
     """Images in [0, 1] -> codes standardised per channel: ``(encoder(x) - mean) / std``."""
 
-    def __init__(self, encoder: nn.Module, mean: torch.Tensor, std: torch.Tensor):
+    def __init__(self, net: nn.Module, mean: torch.Tensor, std: torch.Tensor):
         super().__init__()
-        self.encoder = encoder
+        self.net = net
         self.register_buffer("mean", mean.reshape(-1, 1, 1).clone())
         self.register_buffer("std", std.reshape(-1, 1, 1).clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (self.encoder(x) - self.mean) / self.std
+        return (self.net(x) - self.mean) / self.std
 
 
-class ScaledDecoder(nn.Module):
+class ScaledDecoder(ScaledEncoder):
     """Standardised codes -> images in [0, 1]: ``sigmoid(decoder(z std + mean))``."""
 
-    def __init__(self, decoder: nn.Module, mean: torch.Tensor, std: torch.Tensor):
-        super().__init__()
-        self.decoder = decoder
-        self.register_buffer("mean", mean.reshape(-1, 1, 1).clone())
-        self.register_buffer("std", std.reshape(-1, 1, 1).clone())
-
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.decoder(z * self.std + self.mean))
+        return torch.sigmoid(self.net(z * self.std + self.mean))
 
 
 def _trace(module: nn.Module, example: torch.Tensor, path: Path) -> None:
