@@ -191,19 +191,24 @@ def test_per_token_loss_equals_trl_sft_trainer(impl, trl_sft):
 def test_pack_layout_hand_case(impl):
     """pack lays examples end to end: positions restart, segments count from 1, padding is
     segment 0, labels are -100 on prompts and padding; a new row opens when one is full."""
-    examples = [([1, 2, 3], 2), ([4, 5], 1), ([6, 7, 8, 9], 3)]
-    got = impl.pack(examples, max_len=6, pad_id=0)
-    assert torch.equal(got.ids, torch.tensor([[1, 2, 3, 4, 5, 0], [6, 7, 8, 9, 0, 0]]))
-    assert torch.equal(got.positions, torch.tensor([[0, 1, 2, 0, 1, 0], [0, 1, 2, 3, 0, 0]]))
-    assert torch.equal(got.segments, torch.tensor([[1, 1, 1, 2, 2, 0], [1, 1, 1, 1, 0, 0]]))
+    examples = [([1, 2, 3], 2), ([4, 5], 1), ([6, 7, 8, 9], 3), ([7, 6], 1)]
+    got = impl.pack(examples, max_len=5, pad_id=0)
+    assert torch.equal(got.ids, torch.tensor([[1, 2, 3, 4, 5], [6, 7, 8, 9, 0], [7, 6, 0, 0, 0]]))
+    assert torch.equal(
+        got.positions, torch.tensor([[0, 1, 2, 0, 1], [0, 1, 2, 3, 0], [0, 1, 0, 0, 0]])
+    )
+    assert torch.equal(
+        got.segments, torch.tensor([[1, 1, 1, 2, 2], [1, 1, 1, 1, 0], [1, 1, 0, 0, 0]])
+    )
     want = torch.tensor(
-        [[IGNORE, IGNORE, 3, IGNORE, 5, IGNORE], [IGNORE] * 3 + [9, IGNORE, IGNORE]]
+        [[IGNORE, IGNORE, 3, IGNORE, 5], [IGNORE] * 3 + [9, IGNORE], [IGNORE, 6] + [IGNORE] * 3]
     )
     assert torch.equal(got.labels, want), (
         f"expected labels {want.tolist()}, got {got.labels.tolist()}"
     )
+    assert impl.pack([([1, 2, 3, 4, 5], 4)], max_len=5, pad_id=0).ids.shape == (1, 5)
     with pytest.raises(ValueError):
-        impl.pack([([1] * 7, 1)], max_len=6, pad_id=0)
+        impl.pack([([1] * 6, 1)], max_len=5, pad_id=0)
 
 
 def test_block_causal_mask_and_bias_hand_case(impl):
@@ -255,7 +260,9 @@ def test_train_steps_match_manual_sgd(impl):
     labels = impl.response_labels(ids, torch.tensor([2, 1]), pad_id=0)
     batches = [impl.Batch(ids, labels), impl.Batch(ids.flip(1), labels.flip(1))]
     lrs = [0.5, 0.25]
+    model.eval()
     losses = impl.train(model, torch.optim.SGD(model.parameters(), lr=9.0), batches, lrs)
+    assert model.training, "train leaves the model in train mode (dropout on while it learns)"
     weights, want = start, []
     for batch, lr in zip(batches, lrs, strict=True):
         emb, w, b = (t.clone().requires_grad_(True) for t in weights)

@@ -32,8 +32,8 @@ TINY = {"full": tiny_lm.FULL, "quick": tiny_lm.QUICK}
 class Config:
     tiny: str = param("full", choices=tuple(TINY))  # tiny_lm's FULL or QUICK model and budget
     digits: int = param(2, ge=1, le=3)  # operand digits of the SmolLM2 problems
-    real_eval: int = param(200, ge=1, le=5_000)  # held-out SmolLM2 problems
-    real_steps: int = param(40, ge=1, le=5_000)  # LoRA SFT steps
+    real_eval: int = param(150, ge=1, le=5_000)  # held-out SmolLM2 problems
+    real_steps: int = param(30, ge=1, le=5_000)  # LoRA SFT steps
     real_batch: int = param(15, ge=1, le=512)  # chat turns per step, packed into rows
     pack_len: int = param(256, ge=64, le=4_096)  # tokens per packed row
     real_lr: float = param(2e-3, gt=0.0, le=1.0)  # AdamW on the LoRA weights
