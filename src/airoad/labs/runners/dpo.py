@@ -33,18 +33,18 @@ class Config:
     temperature: float = param(1.0, gt=0.0, le=3.0)  # sampling temperature for the pairs
     beta: float = param(0.1, gt=0.0, le=10.0)  # DPO's KL strength (also the real scale's)
     ipo_beta: float = param(0.5, gt=0.0, le=10.0)  # IPO's tau: target margin 1/(2 tau) per token
-    lr: float = param(1e-4, gt=0.0, le=1.0)  # AdamW, tiny scale
+    lr: float = param(2e-4, gt=0.0, le=1.0)  # AdamW, tiny scale
     batch: int = param(64, ge=1, le=4_096)  # pairs per step
-    epochs: int = param(3, ge=1, le=100)
+    epochs: int = param(4, ge=1, le=100)
     eval_every: int = param(25, ge=1, le=100_000)  # steps between held-out evaluations
     n_curve: int = param(500, ge=10, le=50_000)  # held-out prompts for the accuracy curve
     n_win: int = param(4_000, ge=10, le=100_000)  # held-out prompts for the win rate
-    real_prompts: int = param(96, ge=0, le=5_000)  # SmolLM2 training prompts; 0 = skip
-    real_eval: int = param(150, ge=10, le=5_000)  # SmolLM2 held-out prompts
+    real_prompts: int = param(64, ge=0, le=5_000)  # SmolLM2 training prompts; 0 = skip
+    real_eval: int = param(100, ge=10, le=5_000)  # SmolLM2 held-out prompts
     real_digits: int = param(2, ge=1, le=4)
     real_max_new: int = param(8, ge=2, le=64)  # tokens per reply
-    real_steps: int = param(30, ge=1, le=5_000)
-    real_batch: int = param(8, ge=1, le=256)
+    real_steps: int = param(20, ge=1, le=5_000)
+    real_batch: int = param(4, ge=1, le=256)
     real_lr: float = param(2e-4, gt=0.0, le=1.0)
     real_rank: int = param(8, ge=1, le=128)
     seed: int = param(0, ge=0, le=1_000_000)
@@ -68,6 +68,7 @@ NOTES = (
 
 
 def run(config: Config, ctx: RunContext) -> LabResult:
+    real_metrics, real_rows = _real_scale(config, ctx)  # first: it needs no tiny model
     tiny = tiny_lm.FULL if config.tiny == "full" else tiny_lm.QUICK
     with ctx.step("loading (or training once) the cached SFT policy"):
         sft, info = tiny_lm.load_sft(tiny)
@@ -79,7 +80,6 @@ def run(config: Config, ctx: RunContext) -> LabResult:
         )
     metrics, win_rows = _win_rates(sft, policies, histories, win_prompts)
     metrics |= {"n_pairs": len(pairs), "n_held_pairs": len(held), "sft_info_acc": info["accuracy"]}
-    real_metrics, real_rows = _real_scale(config, ctx)
     metrics |= real_metrics
     parts.curves_figure(histories, metrics["sft_acc"], ctx)
     parts.logps_figure(histories, ctx)
