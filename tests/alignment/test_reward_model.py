@@ -287,3 +287,36 @@ def test_near_miss_is_a_close_wrong_answer(impl):
         gap = abs(int(wrong) - (problem.a + problem.b))
         assert gap in (1, 2, 10, 11) and int(wrong) >= 0, f"{problem}: {wrong}"
         assert not tiny_task.check_text(problem, wrong)
+
+
+def test_real_pairs_are_chats_of_the_right_sum_and_a_near_miss(impl):
+    """real_pair_tensors: chat-templated rows, right-padded, chosen = the sum, rejected = wrong."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    chars = "0123456789+?WhatisRplywhnumbroly. |<>_"
+    vocab = {"<pad>": 0, "<eos>": 1, **{c: i + 2 for i, c in enumerate(dict.fromkeys(chars))}}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<eos>"))
+    tok.pre_tokenizer = pre_tokenizers.Split("", "isolated")
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>")
+    fast.chat_template = "{% for m in messages %}{{ m['role'][0] }}|{{ m['content'] }}|{% endfor %}"
+    items = [Problem(3, 4), Problem(75, 25)]
+    ids_c, mask_c, ids_r, mask_r = impl.real_pair_tensors(fast, items, seed=0)
+    assert ids_c.shape == ids_r.shape == mask_c.shape == mask_r.shape and ids_c.shape[0] == 2
+    for row, m, problem in zip(ids_c, mask_c, items):
+        text = fast.decode(row[m]).replace(" ", "")
+        assert text.endswith(f"a|{problem.answer}|"), text
+        assert bool(m[: int(m.sum())].all()) and not bool(m[int(m.sum()) :].any()), "right padding"
+    for row, m, problem in zip(ids_r, mask_r, items):
+        reply = fast.decode(row[m]).replace(" ", "").rsplit("a|", 1)[1].rstrip("|")
+        assert not tiny_task.check_text(problem, reply) and abs(int(reply) - problem.a - problem.b) <= 11  # fmt: skip
+
+
+def test_held_out_pairs_use_the_test_split(impl):
+    """held_out_pairs builds its pairs on test-split problems only (never trained on)."""
+    rm = impl.RMConfig(n_eval_problems=30, k=2, format_fraction=0.3, seed=3)
+    pairs = impl.held_out_pairs(tiny_gpt(seed=8), rm)
+    a, b = (np.array([getattr(p.problem, f) for p in pairs]) for f in "ab")
+    assert len(pairs) >= 30 and tiny_task._is_test(a, b).all(), "a pair from the train split"
+    r_c, r_r = impl.score_pairs(impl.RewardModel(tiny_gpt(seed=9)).eval(), impl.pair_tensors(pairs))
+    assert r_c.shape == r_r.shape == (len(pairs),) and not r_c.requires_grad

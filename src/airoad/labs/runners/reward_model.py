@@ -23,18 +23,20 @@ from airoad.labs.contract import LabResult, RunContext
 from airoad.labs.kit import param, render_notes
 from airoad.labs.runners import reward_model_parts as parts
 
+_RM = ref.RM_FULL  # the defaults below are the cached full reward model's settings
+
 
 @dataclass(frozen=True)
 class Config:
     tiny: str = param("full", choices=("full", "quick"))  # tiny_lm.FULL or tiny_lm.QUICK models
-    start: str = param("sft", choices=("sft", "base"))  # the backbone the reward model starts from
-    n_train_problems: int = param(6000, ge=10, le=100_000)  # each gives 0-2 training pairs
-    n_eval_problems: int = param(3000, ge=10, le=100_000)  # held-out (test split) problems
-    k: int = param(4, ge=1, le=16)  # policy samples per problem when looking for a wrong one
-    format_fraction: float = param(0.25, ge=0.0, le=1.0)  # problems that add a format pair
-    steps: int = param(600, ge=1, le=20_000)
-    batch: int = param(64, ge=1, le=1_024)  # pairs per step
-    lr: float = param(3e-4, gt=0.0, le=0.1)
+    start: str = param(_RM.start, choices=("sft", "base"))  # backbone the RM starts from
+    n_train_problems: int = param(_RM.n_train_problems, ge=10, le=100_000)  # 0-2 pairs each
+    n_eval_problems: int = param(_RM.n_eval_problems, ge=10, le=100_000)  # test split
+    k: int = param(_RM.k, ge=1, le=16)  # samples per problem
+    format_fraction: float = param(_RM.format_fraction, ge=0.0, le=1.0)  # add a format pair
+    steps: int = param(_RM.steps, ge=1, le=20_000)
+    batch: int = param(_RM.batch, ge=1, le=1_024)  # pairs per step
+    lr: float = param(_RM.lr, gt=0.0, le=0.1)
     best_of: int = param(8, ge=1, le=64)  # samples per held-out prompt the reward model ranks
     n_bins: int = param(10, ge=2, le=50)  # calibration bins
     real: bool = param(True)  # also train the SmolLM2 + LoRA reward model
