@@ -120,14 +120,19 @@ def test_clipped_surrogate_asymmetric_clip(impl):
 
 def test_clip_fraction_hand_case(impl):
     """clip_fraction counts real tokens where the clip binds: ratio > 1 + eps with A > 0, < 1 - eps with A < 0."""
-    logp = torch.log(torch.tensor([[1.5, 0.5, 0.5, 1.5, 1.19, 0.81]], dtype=D))
-    adv = torch.tensor([[1.0, 1.0, -1.0, -1.0, 1.0, -1.0]], dtype=D)
-    old = torch.zeros_like(logp)
-    assert impl.clip_fraction(logp, old, adv, torch.ones(1, 6, dtype=torch.bool)) == pytest.approx(
-        2 / 6
+    ratio = torch.tensor([[1.5, 0.5, 1.19], [0.5, 1.5, 0.81], [0.5, 1.0, 1.05]], dtype=D)
+    logp, old, adv = (
+        ratio.log(),
+        torch.zeros(3, 3, dtype=D),
+        torch.tensor([1.0, -1.0, 0.5], dtype=D),
     )
-    mask = torch.tensor([[0, 1, 1, 1, 1, 1]], dtype=torch.bool)
-    assert impl.clip_fraction(logp, old, adv, mask, 0.1) == pytest.approx(3 / 5)
+    every = torch.ones(3, 3, dtype=torch.bool)
+    assert impl.clip_fraction(logp, old, adv, every, 0.2) == pytest.approx(2 / 9)
+    mask = every.clone()
+    mask[0, 0] = False
+    assert impl.clip_fraction(logp, old, adv, mask, 0.1) == pytest.approx(3 / 8)
+    for eps in (0.0, 0.2):  # at the sampling policy (ratio exactly 1) nothing is clipped
+        assert impl.clip_fraction(old, old, adv, every, eps) == 0.0
 
 
 def test_aggregate_grpo_and_dapo_hand_case(impl):
