@@ -135,11 +135,13 @@ def test_conv_transpose2d_matches_torch(impl, k, stride, padding, extra, h, bias
 
 
 def test_conv_transpose_layer_matches_nn(impl):
-    """ConvTranspose2d with nn.ConvTranspose2d's weights gives its output and gradients."""
+    """ConvTranspose2d: nn.ConvTranspose2d's init (same seed), output and gradients."""
     torch.manual_seed(0)
     lib = nn.ConvTranspose2d(4, 3, 4, stride=2, padding=1).double()
+    torch.manual_seed(0)
     ours = impl.ConvTranspose2d(4, 3, 4, stride=2, padding=1).double()
-    ours.load_state_dict(lib.state_dict())
+    for name, value in lib.state_dict().items():
+        torch.testing.assert_close(ours.state_dict()[name], value, msg=f"{name} init differs")
     x = torch.randn(2, 4, 7, 7, dtype=torch.float64)
     out_ours, out_lib = ours(x), lib(x)
     assert out_ours.shape == (2, 3, 14, 14), f"expected (2, 3, 14, 14), got {tuple(out_ours.shape)}"
@@ -247,6 +249,9 @@ def test_fit_gaussian_matches_numpy_and_torch(impl):
     flat = torch.cat([z[:, :2], torch.ones(300, 1, dtype=torch.float64)], 1)  # one constant code
     _, tril = impl.fit_gaussian(flat, ridge=1e-3)
     np.testing.assert_allclose((tril @ tril.T)[2, 2].item(), 1e-3, rtol=1e-9)
+    for bad in (z[:1], z[:, 0]):  # one code, or codes without a feature axis
+        with pytest.raises(ValueError, match="shape"):
+            impl.fit_gaussian(bad)
 
 
 def test_latent_sampler_decodes_the_fitted_gaussian(impl):
