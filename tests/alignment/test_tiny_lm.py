@@ -77,3 +77,23 @@ def test_cached_models_load_identically_and_report_training(policy):
     _, base_info = tiny_lm.load_base(tiny_lm.QUICK, note=lambda m: None)
     assert len(base_info["pretrain_losses"]) == tiny_lm.QUICK.pretrain_steps
     assert 0.0 <= info["accuracy"] <= 1.0
+
+
+def test_sft_stops_early_once_the_validation_target_is_met(monkeypatch):
+    import dataclasses
+
+    base, _ = tiny_lm.load_base(tiny_lm.QUICK, note=lambda m: None)
+    seen = []
+
+    def fake_accuracy(model, items, batch=500):
+        seen.append(len(items))
+        return 0.5 if len(seen) == 3 else 0.1  # the target is met at the third check
+
+    monkeypatch.setattr(tiny_lm, "accuracy", fake_accuracy)
+    _, info = tiny_lm._finetune(base, tiny_lm.QUICK, lambda m: None)
+    assert len(info["sft_losses"]) == 3 * tiny_lm.EVAL_EVERY and info["sft_val_accuracy"] == 0.5
+    assert seen == [tiny_lm.QUICK.n_val] * 3
+    never = dataclasses.replace(tiny_lm.QUICK, sft_stop_at=0.0)
+    seen.clear()
+    _, info = tiny_lm._finetune(base, never, lambda m: None)
+    assert len(info["sft_losses"]) == never.sft_steps, "sft_stop_at=0 trains every step"
