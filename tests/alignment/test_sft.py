@@ -109,8 +109,7 @@ def test_response_loss_equals_hugging_face_loss(impl, llama):
 
 
 def test_prompt_tokens_give_zero_loss_and_zero_gradient(impl):
-    """Prompt positions add exactly nothing: changing their logits or labels changes neither the
-    loss nor its gradient, and their logits get a gradient of exactly 0."""
+    """Prompt positions add nothing: their logits get exactly 0 gradient and changing them moves nothing."""
     gen = torch.Generator().manual_seed(2)
     logits = torch.randn(2, 6, 7, generator=gen, dtype=torch.float64, requires_grad=True)
     labels = torch.randint(0, 7, (2, 6), generator=gen)
@@ -150,8 +149,7 @@ def test_token_losses_sum_to_response_loss(impl, seed, start):
 
 
 def test_chat_template_matches_apply_chat_template(impl, smol_tokenizer):
-    """render_chatml gives SmolLM2's chat template text and tokens, with and without the
-    generation prompt (default system turn included)."""
+    """render_chatml equals SmolLM2's apply_chat_template in text and tokens (generation prompt on/off)."""
     tok = smol_tokenizer
     for msgs in CONVERSATIONS:
         for gen_prompt in (False, True):
@@ -189,8 +187,7 @@ def test_per_token_loss_equals_trl_sft_trainer(impl, trl_sft):
 
 
 def test_pack_layout_hand_case(impl):
-    """pack lays examples end to end: positions restart, segments count from 1, padding is
-    segment 0, labels are -100 on prompts and padding; a new row opens when one is full."""
+    """pack: examples end to end, positions restart, segments from 1 (0 = pad), -100 off replies, new row when full."""
     examples = [([1, 2, 3], 2), ([4, 5], 1), ([6, 7, 8, 9], 3), ([7, 6], 1)]
     got = impl.pack(examples, max_len=5, pad_id=0)
     assert torch.equal(got.ids, torch.tensor([[1, 2, 3, 4, 5], [6, 7, 8, 9, 0], [7, 6, 0, 0, 0]]))
@@ -228,8 +225,7 @@ def test_block_causal_mask_and_bias_hand_case(impl):
 @settings(max_examples=5, deadline=None)
 @given(lengths=st.lists(st.integers(3, 9), min_size=2, max_size=4), seed=st.integers(0, 1000))
 def test_packed_logits_equal_separate_runs(impl, llama, lengths, seed):
-    """A tiny Llama on one packed row (4-D block mask + restarting positions) gives each
-    example's logits and the same reply loss as running the examples one by one."""
+    """A tiny Llama on a packed row (4-D block mask, restarting positions) equals running each example alone."""
     gen = torch.Generator().manual_seed(seed)
     examples = [(torch.randint(1, 40, (n,), generator=gen).tolist(), n // 2) for n in lengths]
     batch = impl.pack(examples, max_len=sum(lengths) + 2, pad_id=0)
@@ -251,8 +247,7 @@ def test_packed_logits_equal_separate_runs(impl, llama, lengths, seed):
 
 
 def test_train_steps_match_manual_sgd(impl):
-    """train sets each step's learning rate, returns the pre-update losses and takes SGD steps
-    on response_loss exactly as autograd by hand does."""
+    """train sets each step's lr, returns pre-update losses and steps exactly like SGD by hand."""
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Embedding(6, 4), torch.nn.Linear(4, 6)).double()
     start = [p.detach().clone() for p in model.parameters()]
