@@ -94,8 +94,8 @@ def log_importance_weights(
 def log_mean_exp(log_w: Tensor, dim: int = 0) -> Tensor:
     """log(mean(exp(log_w))) along ``dim``, stably: ``logsumexp(log_w, dim) - log(k)``.
 
-    Log-weights of images are around -100 nats: exp() of them underflows to 0 in float32, so
-    never exponentiate directly.
+    Log-weights of images are around -90 nats or lower and float32 underflows to 0 below about
+    exp(-103), so never exponentiate directly.
     """
     return torch.logsumexp(log_w, dim=dim) - math.log(log_w.shape[dim])
 
