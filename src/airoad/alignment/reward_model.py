@@ -209,9 +209,9 @@ class RMConfig:
     n_eval_problems: int = 3000
     k: int = 4  # samples per problem when looking for a wrong answer
     format_fraction: float = 0.25
-    steps: int = 600
+    steps: int = 1500
     batch: int = 64
-    lr: float = 3e-4
+    lr: float = 1e-3
     seed: int = 0
 
 
