@@ -23,27 +23,27 @@ from airoad.labs.runners import rlhf_ppo_parts as parts
 @dataclass(frozen=True)
 class Config:
     tiny: str = param("full", choices=("full", "quick"))  # tiny_lm.FULL or tiny_lm.QUICK models
-    betas: tuple[float, ...] = param((0.0, 0.1), ge=0.0, le=10.0)  # KL coefficients compared
-    iterations: int = param(150, ge=1, le=5_000)  # PPO iterations per beta
+    betas: tuple[float, ...] = param((0.0, 0.05, 0.3), ge=0.0, le=10.0)  # KL coefficients compared
+    iterations: int = param(120, ge=1, le=5_000)  # PPO iterations per beta
     batch: int = param(64, ge=2, le=2_048)  # prompts sampled per iteration
     minibatch: int = param(32, ge=2, le=2_048)
     ppo_epochs: int = param(4, ge=1, le=20)  # passes over each batch
-    lr: float = param(3e-5, gt=0.0, le=1.0)  # Adam
+    lr: float = param(5e-5, gt=0.0, le=1.0)  # Adam
     clip: float = param(0.2, gt=0.0, lt=1.0)  # ratio clip epsilon
     value_clip: float = param(0.2, ge=0.0, le=100.0)  # 0 = unclipped value loss
     vf_coef: float = param(0.1, ge=0.0, le=10.0)
     gamma: float = param(1.0, ge=0.0, le=1.0)
     lam: float = param(0.95, ge=0.0, le=1.0)
     temperature: float = param(1.0, gt=0.0, le=5.0)  # sampling during training
-    eval_every: int = param(25, ge=1, le=5_000)  # greedy held-out checkpoint every N iterations
+    eval_every: int = param(10, ge=1, le=5_000)  # greedy held-out checkpoint every N iterations
     n_curve: int = param(500, ge=10, le=10_000)  # held-out problems per checkpoint
-    real_iterations: int = param(12, ge=0, le=500)  # 0 = skip the SmolLM2 run
+    real_iterations: int = param(8, ge=0, le=500)  # 0 = skip the SmolLM2 run
     real_batch: int = param(16, ge=2, le=256)
     real_lr: float = param(1e-4, gt=0.0, le=1.0)
     real_beta: float = param(0.05, ge=0.0, le=10.0)
     real_rank: int = param(8, ge=1, le=128)  # LoRA rank on q_proj and v_proj
     real_max_new: int = param(8, ge=1, le=64)  # reply tokens (the answer comes first or not at all)
-    real_eval: int = param(200, ge=10, le=5_000)  # held-out 2-digit problems, before and after
+    real_eval: int = param(100, ge=10, le=5_000)  # held-out 2-digit problems, before and after
     seed: int = param(0, ge=0, le=1_000_000)
 
     def __post_init__(self) -> None:
@@ -75,7 +75,8 @@ def run(config: Config, ctx: RunContext) -> LabResult:
     rm = reward_model.load_tiny_reward_model(lm_config)
     held = tiny_lm.held_out(lm_config)
     start = parts.evaluate_tiny(sft, rm, held)
-    runs = [parts.train_tiny(config, sft, rm, b, held, ctx.track) for b in config.betas]
+    bias = start["rm_score"]  # reward = RM score - the SFT policy's mean (InstructGPT's bias)
+    runs = [parts.train_tiny(config, sft, rm, b, held, ctx.track, bias) for b in config.betas]
     metrics = {"sft_accuracy": start["accuracy"], "sft_rm_score": start["rm_score"],
                "sft_cached_accuracy": info["accuracy"], "n_held": len(held),
                **_compare_betas(runs, start)}  # fmt: skip

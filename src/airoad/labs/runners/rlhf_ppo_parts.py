@@ -81,9 +81,11 @@ def evaluate_tiny(policy, rm, items: Sequence[Problem], batch: int = 500) -> dic
     return {"accuracy": right / len(items), "rm_score": score / len(items)}
 
 
-def train_tiny(cfg, sft, rm, beta: float, held: Sequence[Problem], track) -> dict:
-    """PPO from the SFT policy at KL coefficient beta; one curve row per iteration (sampled
-    responses: RM score, checker accuracy, KL, ...) and greedy held-out checkpoints."""
+def train_tiny(cfg, sft, rm, beta: float, held: Sequence[Problem], track, bias: float = 0.0):
+    """PPO from the SFT policy at KL coefficient beta, optimising the RM score minus ``bias``
+    (the SFT policy's mean score, so its replies start near 0 and the value head starts close);
+    one curve row per iteration (sampled responses: raw RM score, checker accuracy, KL, ...)
+    and greedy held-out checkpoints."""
     torch.manual_seed(cfg.seed)
     model = ref.PolicyWithValue(copy.deepcopy(sft)).eval()  # no dropout anywhere
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
@@ -102,7 +104,7 @@ def train_tiny(cfg, sft, rm, beta: float, held: Sequence[Problem], track) -> dic
             return ref.response_logprobs_values(model, roll.prompts[idx], roll.responses[idx], roll.mask[idx])  # fmt: skip
 
         stats = ppo_update(cfg, opt, list(model.parameters()), evaluate, roll.mask, old_logp,
-                           old_v, ref_logp, scores, beta, gen)  # fmt: skip
+                           old_v, ref_logp, scores - bias, beta, gen)  # fmt: skip
         rows.append({"beta": beta, "iteration": it + 1, "rm_score": float(scores.mean()),
                      "accuracy": float(tiny_lm.rewards(items, roll).mean()), **stats})  # fmt: skip
         if (it + 1) % cfg.eval_every == 0 or it + 1 == cfg.iterations:
@@ -232,17 +234,25 @@ def train_real(cfg, lm, tok, held: Sequence[Problem], track, score=check_scores)
 # ------------------------------------------------------------------ figures
 
 
+def smooth(values: Sequence[float], window: int = 9) -> np.ndarray:
+    """Moving average over up to ``window`` iterations (shorter at the start)."""
+    v = np.asarray(values, dtype=float)
+    c = np.cumsum(np.insert(v, 0, 0.0))
+    lo = np.maximum(np.arange(1, len(v) + 1) - window, 0)
+    return (c[1:] - c[lo]) / (np.arange(1, len(v) + 1) - lo)
+
+
 def curves_figure(runs: list[dict], ctx) -> None:
-    """Per iteration, one line per beta: RM score and checker accuracy of the sampled
-    responses, and the KL to the SFT policy (k1 and k3 summed over each response)."""
+    """Per iteration, one line per beta (moving average of 9): RM score and checker accuracy of
+    the sampled responses, and the KL to the SFT policy (k1 and k3 summed over each response)."""
     with figure(ctx, "reward_and_kl", ncols=3, figsize=(13, 3.8)) as (fig, axes):
         for run in runs:
-            it = [r["iteration"] for r in run["rows"]]
+            it, rows = [r["iteration"] for r in run["rows"]], run["rows"]
             label = f"beta = {run['beta']:g}"
-            axes[0].plot(it, [r["rm_score"] for r in run["rows"]], label=label)
-            line = axes[1].plot(it, [r["accuracy"] for r in run["rows"]], label=label)[0]
-            axes[2].plot(it, [r["kl_k1"] for r in run["rows"]], color=line.get_color(), label=f"{label}: k1")  # fmt: skip
-            axes[2].plot(it, [r["kl_k3"] for r in run["rows"]], color=line.get_color(), ls="--", label=f"{label}: k3")  # fmt: skip
+            axes[0].plot(it, smooth([r["rm_score"] for r in rows]), label=label)
+            line = axes[1].plot(it, smooth([r["accuracy"] for r in rows]), label=label)[0]
+            axes[2].plot(it, smooth([r["kl_k1"] for r in rows]), color=line.get_color(), label=f"{label}: k1")  # fmt: skip
+            axes[2].plot(it, smooth([r["kl_k3"] for r in rows]), color=line.get_color(), ls="--", label=f"{label}: k3")  # fmt: skip
         axes[0].set(xlabel="PPO iteration", ylabel="reward-model score", title="what PPO optimises")  # fmt: skip
         axes[1].set(xlabel="PPO iteration", ylabel="checker accuracy (sampled)", title="what we want")  # fmt: skip
         axes[2].set(xlabel="PPO iteration", ylabel="KL to SFT (nats / response)", title="drift from the SFT policy")  # fmt: skip
