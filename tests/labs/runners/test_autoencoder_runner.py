@@ -92,3 +92,9 @@ def test_diverging_training_stops_with_the_fix(monkeypatch, tmp_path):
     model = parts.new_model("dense-2", config, 0)
     with pytest.raises(AiroadError, match="lower lr"):
         parts.fit(model, torch.rand(32, 1, 28, 28), 1, config, RunContext(tmp_path), "dense-2")
+
+
+def test_missing_dataset_stops_before_training(tmp_path, monkeypatch):
+    monkeypatch.setenv("AIROAD_DATA_DIR", str(tmp_path))
+    with pytest.raises(AiroadError, match="airoad data fetch mnist"):
+        runner.run(runner.Config(**runner.QUICK), RunContext(tmp_path / "run"))

@@ -92,6 +92,12 @@ NOTES = (
 
 def run(config: Config, ctx: RunContext) -> LabResult:
     data = parts.images("mnist", config.n_train, config.n_test, config.seed)
+    # loaded now so a missing dataset stops the run before any training
+    fashion = (
+        parts.images("fashion-mnist", config.n_train, config.n_test, config.seed)
+        if config.fashion_epochs
+        else None
+    )
     with thread_limit(config.threads):
         models, runs = _train_all(config, ctx, data)
         metrics = _test_losses(models, data) | _layer_check(config, models["conv"], data)
@@ -99,7 +105,7 @@ def run(config: Config, ctx: RunContext) -> LabResult:
         sampler, diag, codes = _samplers(models["conv"], data)
         ys = Yardstick("mnist", note=lambda _: None)
         metrics |= _scores(config, ctx, ys, models["conv"], sampler, diag)
-        metrics |= _fashion(config, ctx)
+        metrics |= _fashion(config, ctx, fashion)
     _figures(config, ctx, models, runs, data)
     metrics |= _training_facts(runs)
     spec = {"dataset": "mnist", "test_mse": metrics["conv_test_mse"]}
@@ -231,11 +237,10 @@ def _scores(config: Config, ctx: RunContext, ys: Yardstick, conv, sampler, diag)
     return out
 
 
-def _fashion(config: Config, ctx: RunContext) -> dict:
+def _fashion(config: Config, ctx: RunContext, data: dict | None) -> dict:
     """The conv model again on Fashion-MNIST: test MSE, yardstick scores, a samples figure."""
-    if config.fashion_epochs == 0:
+    if data is None:
         return {"fashion_note": "Fashion-MNIST skipped (fashion_epochs = 0)."}
-    data = parts.images("fashion-mnist", config.n_train, config.n_test, config.seed)
     conv = parts.new_model("conv", config, config.seed + 10)
     run = parts.fit(conv, data["x_train"], config.fashion_epochs, config, ctx, "fashion conv")
     sampler, _, _ = _samplers(conv, data)
