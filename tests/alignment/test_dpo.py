@@ -174,6 +174,8 @@ def test_ipo_loss_hand_case(impl):
     torch.testing.assert_close(loss.detach(), ((h - 2.0) ** 2).mean(), rtol=1e-12, atol=1e-12)
     loss.backward()
     torch.testing.assert_close(pc.grad, (h - 2.0) / lc, rtol=1e-12, atol=1e-12)
+    swapped = impl.ipo_loss(pr, pc.detach(), rr, rc, lr, lc, 0.25)  # a chosen length of 0 too
+    torch.testing.assert_close(swapped, ((-h - 2.0) ** 2).mean(), rtol=1e-12, atol=1e-12)
     at_target = impl.ipo_loss(torch.tensor([4.0]), torch.zeros(1), torch.zeros(1), torch.zeros(1),
                               torch.tensor([2.0]), torch.ones(1), 0.25)  # fmt: skip
     assert at_target.item() == pytest.approx(0.0), "IPO should be 0 at the margin 1/(2 beta)"
