@@ -25,16 +25,16 @@ from airoad.labs.runners import grpo_parts as parts
 @dataclass(frozen=True)
 class Config:
     tiny: str = param("full", choices=("full", "quick"))  # which cached SFT policy (tiny_lm)
-    steps: int = param(200, ge=1, le=5_000)  # GRPO steps at the tiny scale
+    steps: int = param(120, ge=1, le=5_000)  # GRPO steps at the tiny scale
     prompts: int = param(32, ge=1, le=1_024)  # problems per step
     group: int = param(8, ge=2, le=64)  # G: samples per problem
     mu: int = param(2, ge=1, le=8)  # optimiser steps per batch of samples (the clip acts from 2)
-    lr: float = param(1e-4, gt=0.0, le=1e-2)
+    lr: float = param(1e-5, gt=0.0, le=1e-2)
     beta: float = param(0.04, ge=0.0, le=10.0)  # KL coefficient (DeepSeekMath: 0.04)
     epsilon: float = param(0.2, gt=0.0, lt=1.0)  # clip range
     loss_type: str = param("grpo", choices=ref.LOSS_TYPES)
     temperature: float = param(1.0, gt=0.0, le=5.0)
-    eval_every: int = param(25, ge=1, le=5_000)  # tiny held-out accuracy every so many steps
+    eval_every: int = param(20, ge=1, le=5_000)  # tiny held-out accuracy every so many steps
     real_steps: int = param(8, ge=1, le=500, also=(0,))  # 0: skip SmolLM2
     real_prompts: int = param(4, ge=1, le=64)
     real_lr: float = param(3e-4, gt=0.0, le=1e-2)
