@@ -408,9 +408,9 @@ class RealRMConfig:
     """SmolLM2 + LoRA reward model: pairs, adapters, optimiser."""
 
     digits: int = 2
-    n_train: int = 400
-    n_eval: int = 200
-    steps: int = 50
+    n_train: int = 240
+    n_eval: int = 100
+    steps: int = 30  # each step runs SmolLM2 forward and backward on 2 x batch chats of ~50 tokens
     batch: int = 8
     lr: float = 1e-3
     lora_r: int = 8

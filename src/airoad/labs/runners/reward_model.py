@@ -41,7 +41,7 @@ class Config:
     n_bins: int = param(10, ge=2, le=50)  # calibration bins
     real: bool = param(True)  # also train the SmolLM2 + LoRA reward model
     real_quick: bool = param(False)  # its quick settings (a few pairs and steps)
-    real_prompts: int = param(100, ge=1, le=2_000)  # held-out prompts for SmolLM2's best-of-n
+    real_prompts: int = param(50, ge=1, le=2_000)  # held-out prompts for SmolLM2's best-of-n
     real_best_of: int = param(4, ge=1, le=16)  # SmolLM2 samples per prompt the RM ranks
     seed: int = param(0, ge=0, le=1_000_000)
 
