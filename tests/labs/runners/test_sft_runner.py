@@ -25,7 +25,8 @@ def test_tiny_sft_is_tiny_lms_policy(result):
     _, info = tiny_lm.load_sft(tiny_lm.QUICK, note=lambda _: None)
     assert curve == pytest.approx(info["sft_losses"], rel=1e-6), "same loop, same losses"
     assert m["tiny_accuracy_after"] == pytest.approx(info["accuracy"])
-    assert m["tiny_n_eval"] == tiny_lm.QUICK.n_eval and m["tiny_steps"] == tiny_lm.QUICK.sft_steps
+    assert m["tiny_n_eval"] == tiny_lm.QUICK.n_eval and len(curve) == m["tiny_steps"]
+    assert m["tiny_steps"] <= tiny_lm.QUICK.sft_steps and 0.0 <= m["tiny_val_accuracy"] <= 1.0
     assert m["tiny_loss_last"] < m["tiny_loss_first"] - 0.3, "SFT must lower the reply loss"
     assert 0.0 <= m["tiny_accuracy_before"] <= 1.0
 

@@ -48,7 +48,7 @@ QUICK = {"tiny": "quick", "real_eval": 6, "real_steps": 2, "real_batch": 4, "gen
 NOTES = (
     "Tiny GPT ({tiny}, {tiny_n_eval} held-out problems): greedy accuracy {tiny_accuracy_before:.3f} "
     "for the base under the chat template, {tiny_accuracy_after:.3f} after {tiny_steps} SFT steps "
-    "(loss {tiny_loss_first:.2f} -> {tiny_loss_last:.2f} nats per reply token, "
+    "(stopped when a training-split check reached {tiny_val_accuracy:.2f} >= {tiny_stop_at}; loss {tiny_loss_first:.2f} -> {tiny_loss_last:.2f} nats per reply token, "
     "{tiny_sft_cpu_seconds:.0f} CPU-s).",
     "SmolLM2-135M-Instruct ({real_n_eval} held-out {digits}-digit sums): {real_accuracy_before:.3f} "
     "before, {real_accuracy_after:.3f} after {real_steps} LoRA SFT steps ({lora_params} trained "
@@ -94,6 +94,7 @@ def _tiny(config: Config, ctx: RunContext) -> tuple[dict, list[float]]:
     losses = info["sft_losses"]
     return {"tiny_accuracy_before": before, "tiny_accuracy_after": tiny_lm.accuracy(model, items),
             "tiny_n_eval": len(items), "tiny_steps": len(losses), "tiny_sft_cpu_seconds": cpu,
+            "tiny_val_accuracy": info["sft_val_accuracy"], "tiny_stop_at": cfg.sft_stop_at,
             "tiny_loss_first": losses[0], "tiny_loss_last": float(np.mean(losses[-10:]))}, losses  # fmt: skip
 
 
