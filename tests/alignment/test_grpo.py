@@ -120,17 +120,16 @@ def test_clipped_surrogate_asymmetric_clip(impl):
 
 def test_clip_fraction_hand_case(impl):
     """clip_fraction counts real tokens where the clip binds: ratio > 1 + eps with A > 0, < 1 - eps with A < 0."""
-    ratio = torch.tensor([[1.5, 0.5, 1.19], [0.5, 1.5, 0.81], [0.5, 1.0, 1.05]], dtype=D)
-    logp, old, adv = (
-        ratio.log(),
-        torch.zeros(3, 3, dtype=D),
-        torch.tensor([1.0, -1.0, 0.5], dtype=D),
+    ratio = torch.tensor(
+        [[1.5, 0.5, 1.19], [0.5, 1.5, 0.81], [0.5, 1.0, 1.05], [1.5, 0.5, 1.0]], dtype=D
     )
-    every = torch.ones(3, 3, dtype=torch.bool)
-    assert impl.clip_fraction(logp, old, adv, every, 0.2) == pytest.approx(2 / 9)
+    logp, old = ratio.log(), torch.zeros(4, 3, dtype=D)
+    adv = torch.tensor([1.0, -1.0, 0.5, 0.0], dtype=D)
+    every = torch.ones(4, 3, dtype=torch.bool)  # A = 0 (last row) is never clipped
+    assert impl.clip_fraction(logp, old, adv, every, 0.2) == pytest.approx(2 / 12)
     mask = every.clone()
     mask[0, 0] = False
-    assert impl.clip_fraction(logp, old, adv, mask, 0.1) == pytest.approx(3 / 8)
+    assert impl.clip_fraction(logp, old, adv, mask, 0.1) == pytest.approx(3 / 11)
     for eps in (0.0, 0.2):  # at the sampling policy (ratio exactly 1) nothing is clipped
         assert impl.clip_fraction(old, old, adv, every, eps) == 0.0
 
