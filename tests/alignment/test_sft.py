@@ -169,6 +169,18 @@ def test_chat_tokens_match_trl_labels(impl, trl_sft, smol_tokenizer):
         assert ids == row["input_ids"], "ids differ from trl's tokenized prompt + completion"
         first = next(i for i, v in enumerate(row["labels"]) if v != IGNORE)
         assert start == first, f"reply starts at {first} in trl's labels, not {start}"
+        again = impl.chat_tokens(_AddsBos(smol_tokenizer), tiny_task.real_messages(p), p.answer)
+        assert again == (ids, start), "chat_tokens must encode with add_special_tokens=False"
+
+
+class _AddsBos:
+    """A tokenizer that prepends a BOS id when asked for special tokens (SmolLM2's does not)."""
+
+    def __init__(self, tok) -> None:
+        self.tok = tok
+
+    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
+        return [0] * add_special_tokens + self.tok.encode(text, add_special_tokens=False)
 
 
 def test_per_token_loss_equals_trl_sft_trainer(impl, trl_sft):
