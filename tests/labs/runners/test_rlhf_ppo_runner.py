@@ -36,7 +36,7 @@ def test_every_beta_trains_from_the_sft_policy(result):
         if r["iteration"] == 1:  # the policy IS the SFT policy before its first update
             assert r["kl_k1"] == 0 and r["kl_k3"] == 0, "first iteration must have KL 0"
     firsts = [r for r in rows if r["iteration"] == 1]
-    assert firsts[0]["rm_score"] == firsts[1]["rm_score"], "same seed, same first samples"
+    assert len({f["rm_score"] for f in firsts}) == 1, "same seed, same first samples"
 
 
 def test_metrics_checkpoints_and_figures(result):
@@ -44,10 +44,11 @@ def test_metrics_checkpoints_and_figures(result):
     assert m["n_held"] == 200 and 0 <= m["kl_accuracy"] <= 1 and "hacking" in m
     assert m["sft_accuracy"] == pytest.approx(m["sft_cached_accuracy"])
     checks = result.tables["checkpoints"]
-    assert [c["iteration"] for c in checks] == [0, 2, 3] * 2
+    betas = runner.Config(**runner.QUICK).betas
+    assert [c["iteration"] for c in checks] == [0, 2, 3] * len(betas)
     assert {p.stem for p in result.figures} == {"reward_and_kl", "reward_hacking"}
     assert all(p.stat().st_size > 10_000 for p in result.figures)
-    assert len(result.notes) == 3 and "beta = 0.1" in result.notes[1]
+    assert len(result.notes) == 3 and f"beta = {max(betas):g}" in result.notes[1]
 
 
 def test_real_scale_loop_on_a_tiny_llama():

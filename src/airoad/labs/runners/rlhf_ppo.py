@@ -37,7 +37,7 @@ class Config:
     temperature: float = param(1.0, gt=0.0, le=5.0)  # sampling during training
     eval_every: int = param(10, ge=1, le=5_000)  # greedy held-out checkpoint every N iterations
     n_curve: int = param(500, ge=10, le=10_000)  # held-out problems per checkpoint
-    real_iterations: int = param(8, ge=0, le=500)  # 0 = skip the SmolLM2 run
+    real_iterations: int = param(6, ge=0, le=500)  # 0 = skip the SmolLM2 run
     real_batch: int = param(16, ge=2, le=256)
     real_lr: float = param(1e-4, gt=0.0, le=1.0)
     real_beta: float = param(0.05, ge=0.0, le=10.0)
