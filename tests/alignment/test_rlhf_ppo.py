@@ -52,6 +52,14 @@ def test_masked_mean_and_whiten_match_numpy(impl):
     assert (w[~mask] == 0).all(), "whitened values must be 0 off the mask"
     scaled = impl.masked_whiten(x, mask, shift_mean=False)
     np.testing.assert_allclose(scaled[mask].numpy(), expected + sel.mean(), atol=1e-10)
+    two = impl.masked_whiten(
+        torch.tensor([[1.0, 3.0]], dtype=D), torch.ones(1, 2, dtype=torch.bool)
+    )
+    np.testing.assert_allclose(two.numpy(), [[-(0.5**0.5), 0.5**0.5]], atol=1e-6, err_msg="n = 2")
+    flat = impl.masked_whiten(torch.full((2, 3), 4.0, dtype=D), mask[:2, :3] | True)
+    assert torch.isfinite(flat).all() and (flat == 0).all(), (
+        "a constant batch whitens to 0, not NaN"
+    )
     with pytest.raises(ValueError):
         impl.masked_whiten(torch.ones(1, 3, dtype=D), torch.tensor([[True, False, False]]))
 
@@ -131,6 +139,8 @@ def test_policy_loss_hand_cases_and_gradients(impl):
     loss, clipfrac = impl.policy_loss(logp, old, adv, mask, clip=0.2)
     assert loss.item() == pytest.approx((-1.2 + 0.8 + 1.5 - 0.5) / 4, abs=1e-12)
     assert clipfrac.item() == pytest.approx(0.5), "two of four tokens are clipped"
+    with pytest.raises(ValueError):
+        impl.policy_loss(logp, old, adv, mask, clip=0.0)
     loss.backward()
     # d(-rho A)/d logp = -rho A where the unclipped term counts, 0 where the clipped one does
     np.testing.assert_allclose(logp.grad.numpy(), [[0.0, 0.0, 1.5 / 4, -0.5 / 4]], atol=1e-12)
