@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from airoad.alignment import reward_model as ref
+from airoad.alignment import reward_model_cache as cache
 from airoad.alignment import tiny_lm
 from airoad.errors import AiroadError, ConfigError
 from airoad.labs.contract import LabResult, RunContext, make_config
@@ -28,14 +29,14 @@ def test_reward_model_ranks_held_out_pairs(result):
     assert m["n_test_pairs"] == m["n_sample_pairs"] + m["n_format_pairs"] > 100
     assert m["tiny_accuracy"] > 0.7, "the reward model should beat chance on held-out pairs"
     assert m["format_pair_accuracy"] >= m["sample_pair_accuracy"] - 0.05
-    info = ref.load_tiny_with_info(tiny_lm.QUICK)[1]
+    info = cache.load_tiny_with_info(tiny_lm.QUICK)[1]
     assert m["tiny_accuracy"] == pytest.approx(info["test_accuracy"]), "cached record disagrees"
     assert np.mean(info["losses"][-5:]) < np.log(2), "the loss should fall below a blind model's"
     assert "real_accuracy" not in m, "the quick config skips SmolLM2"
 
 
 def test_loader_returns_the_cached_model_in_eval_mode(result):
-    a, b = (ref.load_tiny_reward_model(tiny_lm.QUICK) for _ in range(2))
+    a, b = (cache.load_tiny_reward_model(tiny_lm.QUICK) for _ in range(2))
     assert not a.training and isinstance(a, ref.RewardModel)
     for (name, x), y in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
         assert torch.equal(x, y), f"{name} differs between two loads"
@@ -65,12 +66,12 @@ def test_unwritable_cache_is_one_clear_error(monkeypatch):
         raise PermissionError(13, "Permission denied", "/read-only/artifacts")
 
     fake = types.SimpleNamespace(lookup=lambda *args: None, save=deny, MANIFEST="manifest.json")
-    monkeypatch.setattr(ref, "artifacts", fake)
-    monkeypatch.setattr(ref, "_fingerprint", lambda config: "sha")
+    monkeypatch.setattr(cache, "artifacts", fake)
+    monkeypatch.setattr(cache, "_fingerprint", lambda config: "sha")
     untrained = ref.RewardModel(tiny_lm.new_model(tiny_lm.QUICK))
-    monkeypatch.setattr(ref, "_train_tiny", lambda *args: (untrained, {}))
+    monkeypatch.setattr(cache, "_train_tiny", lambda *args: (untrained, {}))
     with pytest.raises(AiroadError, match="make the data folder writable"):
-        ref.load_tiny_reward_model(tiny_lm.QUICK)
+        cache.load_tiny_reward_model(tiny_lm.QUICK)
 
 
 def test_config_rejects_out_of_range_values():

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from airoad.alignment import reward_model as ref
+from airoad.alignment import reward_model_cache as cache
 from airoad.alignment import tiny_lm, tiny_task
 from airoad.labs.contract import LabResult, RunContext
 from airoad.labs.kit import param, render_notes
@@ -99,7 +100,7 @@ def _tiny_reward_model(lm, rm, ctx: RunContext):
     """The cached reward model (trained now on a miss) and how long getting it took."""
     start = time.perf_counter()
     with ctx.step("tiny reward model (trained once, then cached)"):
-        model, info = ref.load_tiny_with_info(lm, rm=rm)
+        model, info = cache.load_tiny_with_info(lm, rm=rm)
     return model, info, time.perf_counter() - start
 
 
@@ -125,8 +126,8 @@ def _best_metrics(rows: list[dict], greedy: float, n_items: int) -> dict:
 
 def _real_scale(config: Config, ctx: RunContext) -> dict:
     """The SmolLM2 + LoRA reward model (cached) and its best-of-n on SmolLM2's own replies."""
-    model, tokenizer, info = ref.load_real_reward_model(config.real_quick)
-    digits = (ref.REAL_QUICK if config.real_quick else ref.REAL_FULL).digits
+    model, tokenizer, info = cache.load_real_reward_model(config.real_quick)
+    digits = (cache.REAL_QUICK if config.real_quick else cache.REAL_FULL).digits
     items = tiny_task.problems(config.real_prompts, 60_000 + config.seed, "test", digits)
     return info | parts.real_best_of_n(model, tokenizer, items, config.real_best_of, config.seed, ctx)  # fmt: skip
 

@@ -6,7 +6,7 @@
    accuracy of the sampled responses and the KL to the SFT policy; greedy held-out checkpoints
    show whether a higher reward-model score still means more right answers (reward hacking).
 2. Real scale (``real_iterations`` > 0): SmolLM2-135M-Instruct + LoRA, a short PPO run against
-   the SmolLM2 reward model (``reward_model.load_real_reward_model``); greedy checker accuracy
+   the SmolLM2 reward model (``reward_model_cache.load_real_reward_model``); greedy checker accuracy
    and reward-model score on held-out 2-digit problems before and after.
 """
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from airoad.alignment import reward_model, tiny_lm, tiny_task
+from airoad.alignment import reward_model_cache, tiny_lm, tiny_task
 from airoad.labs.contract import LabResult, RunContext
 from airoad.labs.kit import config_check, param, render_notes
 from airoad.labs.runners import rlhf_ppo_parts as parts
@@ -72,7 +72,7 @@ NOTES = (
 def run(config: Config, ctx: RunContext) -> LabResult:
     lm_config = tiny_lm.QUICK if config.tiny == "quick" else tiny_lm.FULL
     sft, info = tiny_lm.load_sft(lm_config)
-    rm = reward_model.load_tiny_reward_model(lm_config)
+    rm = reward_model_cache.load_tiny_reward_model(lm_config)
     held = tiny_lm.held_out(lm_config)
     start = parts.evaluate_tiny(sft, rm, held)
     bias = start["rm_score"]  # reward = RM score - the SFT policy's mean (InstructGPT's bias)
@@ -126,7 +126,7 @@ def _real_scale(config: Config, ctx: RunContext) -> tuple[dict, list[dict]]:
         return {}, []
     from airoad.data.models import load_smollm2
 
-    rm, rm_tok, rm_info = reward_model.load_real_reward_model(quick=False)
+    rm, rm_tok, rm_info = reward_model_cache.load_real_reward_model(quick=False)
     lm, tok = load_smollm2()
     tok.padding_side = "left"
     held = tiny_task.problems(config.real_eval, seed=20_000 + config.seed, split="test", digits=2)

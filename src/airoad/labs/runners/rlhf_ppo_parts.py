@@ -6,11 +6,11 @@ GAE advantages (whitened) and returns, then runs ``ppo_epochs`` passes of shuffl
 A scale only supplies ``evaluate(idx) -> (logp, values)`` for a minibatch of rows.
 
 - tiny: the cached SFT char-gpt with a value head on its hidden states, the frozen SFT copy as
-  reference, the cached Bradley-Terry reward model (``reward_model.load_tiny_reward_model``) as
+  reference, the cached Bradley-Terry reward model (``reward_model_cache.load_tiny_reward_model``) as
   the score; the task's checker is measured beside it but never optimised.
 - real: SmolLM2-135M-Instruct with LoRA adapters (peft) on q/v projections, a value head on its
   last hidden states, the reference = the same model with the adapters switched off, and the
-  SmolLM2 reward model (``reward_model.load_real_reward_model``) as the score; the checker
+  SmolLM2 reward model (``reward_model_cache.load_real_reward_model``) as the score; the checker
   (``tiny_task.check_text``) is measured beside it.
 """
 
