@@ -92,12 +92,7 @@ NOTES = (
 
 def run(config: Config, ctx: RunContext) -> LabResult:
     data = parts.images("mnist", config.n_train, config.n_test, config.seed)
-    # loaded now so a missing dataset stops the run before any training
-    fashion = (
-        parts.images("fashion-mnist", config.n_train, config.n_test, config.seed)
-        if config.fashion_epochs
-        else None
-    )
+    fashion = _fashion_data(config)  # loaded now: a missing dataset stops the run before training
     with thread_limit(config.threads):
         models, runs = _train_all(config, ctx, data)
         metrics = _test_losses(models, data) | _layer_check(config, models["conv"], data)
@@ -108,14 +103,7 @@ def run(config: Config, ctx: RunContext) -> LabResult:
         metrics |= _fashion(config, ctx, fashion)
     _figures(config, ctx, models, runs, data)
     metrics |= _training_facts(runs)
-    spec = {"dataset": "mnist", "test_mse": metrics["conv_test_mse"]}
-    ctx.save_artifact("autoencoder", parts.autoencoder_writer(models["conv"], codes, spec))
-    ctx.save_artifact(
-        "generator",
-        parts.generator_writer(
-            sampler, spec | {"score": metrics["sample_score"], "floor": metrics["floor"]}
-        ),
-    )
+    _save_models(ctx, models["conv"], sampler, codes, metrics)
     return LabResult(
         metrics=metrics,
         key_metric="conv_test_bce",
@@ -124,6 +112,21 @@ def run(config: Config, ctx: RunContext) -> LabResult:
         figures=ctx.figures,
         notes=render_notes(NOTES, {**asdict(config), **metrics}),
     )
+
+
+def _fashion_data(config: Config) -> dict | None:
+    """Fashion-MNIST's images when the config trains on them, else None."""
+    if not config.fashion_epochs:
+        return None
+    return parts.images("fashion-mnist", config.n_train, config.n_test, config.seed)
+
+
+def _save_models(ctx: RunContext, conv, sampler, codes, metrics: dict) -> None:
+    """The conv autoencoder (for latent-diffusion) and the Gaussian-latent image generator."""
+    spec = {"dataset": "mnist", "test_mse": metrics["conv_test_mse"]}
+    ctx.save_artifact("autoencoder", parts.autoencoder_writer(conv, codes, spec))
+    score = {"score": metrics["sample_score"], "floor": metrics["floor"]}
+    ctx.save_artifact("generator", parts.generator_writer(sampler, spec | score))
 
 
 def _train_all(config: Config, ctx: RunContext, data: dict) -> tuple[dict, dict]:
