@@ -109,3 +109,30 @@ def test_rerun_reproduces_and_figures_exist(session):
     assert {p.stem for p in result.figures} == {"sweep_curves", "registry"}
     assert all(p.stat().st_size > 10_000 for p in result.figures)
     assert any("promoted to champion" in n for n in result.notes)
+
+
+def test_the_store_is_opened_under_the_lock(tmp_path, monkeypatch):
+    """MlflowClient migrates a fresh SQLite store in its constructor: outside the lock, two runs
+    at once raced on alembic_version (a CI failure). Every client must be made while it is held."""
+    from contextlib import contextmanager
+
+    held, made, make = [], [], ref.make_client
+
+    @contextmanager
+    def lock():
+        held.append(True)
+        try:
+            yield
+        finally:
+            held.pop()
+
+    def client(uri):
+        made.append(bool(held))
+        return make(uri)
+
+    monkeypatch.setenv("AIROAD_HOME", str(tmp_path))
+    monkeypatch.setattr(parts, "store_lock", lock)
+    monkeypatch.setattr(parts.ref, "make_client", client)
+    store = parts.open_store()
+    assert made == [True], "the client (and the schema migration it runs) was made unlocked"
+    assert store.client.get_experiment(store.experiment_id).name == parts.EXPERIMENT

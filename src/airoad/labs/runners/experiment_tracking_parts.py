@@ -57,8 +57,10 @@ def store_lock():
 def open_store() -> Store:
     """The lab's client on the platform's SQLite store and its experiment (made if missing)."""
     writable_dir(home(), "AIROAD_HOME")
-    client = ref.make_client(tracking.tracking_uri())
-    with store_lock():  # a fresh store creates its schema on first use: never two at once
+    # MlflowClient opens its tracking store in __init__, and a fresh store migrates its schema
+    # there: two processes migrating one SQLite file at once collide (alembic CommandError)
+    with store_lock():
+        client = ref.make_client(tracking.tracking_uri())
         exp = ref.ensure_experiment(client, EXPERIMENT, tracking.artifact_root() / EXPERIMENT)
     return Store(client, exp)
 
