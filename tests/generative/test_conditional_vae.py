@@ -160,12 +160,13 @@ def test_elbo_passes_gradcheck(impl):
 
 
 def test_train_step_is_one_step_on_minus_the_mean_elbo(impl):
-    """train_step returns -mean ELBO and moves every parameter by -lr times its gradient (SGD)."""
+    """train_step returns -mean ELBO and moves every parameter by -lr times its fresh gradient (SGD; zero_grad first)."""
     model = _model(impl, seed=6)
     x, y = _batch(n=6, seed=10, binary=True)
     loss = -_direct_elbo(model, x, y, seed=11).mean()
     grads = _param_grads(model, loss)
     before = [p.detach().clone() for p in model.parameters()]
+    sum(p.sum() for p in model.parameters()).backward()  # stale gradients that must be zeroed
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     got = impl.train_step(model, opt, x, y, torch.Generator().manual_seed(11))
     assert abs(got - loss.item()) < 1e-9, f"train_step returned {got}, expected -ELBO {loss.item()}"
