@@ -20,6 +20,7 @@ from airoad.generative.metrics import Yardstick
 from airoad.labs.contract import LabResult, RunContext
 from airoad.labs.kit import config_check, cpu_timed, param, render_notes
 from airoad.labs.runners import conditional_vae_parts as parts
+from airoad.labs.runners.vae import _yardstick as vae_yardstick
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,8 @@ def run(config: Config, ctx: RunContext) -> LabResult:
     with ctx.step("reading the samples with the yardstick's classifier"):
         ys = Yardstick("mnist")
         per_class, stats = _accuracies(ys, samples, labels, swaps, asked, real)
-        metrics |= stats | _yardstick(ys, samples) | {"n_swap_scored": n_scored}
+        metrics |= stats | {"n_swap_scored": n_scored}
+    metrics |= vae_yardstick(samples, ctx)  # the vae lab's score, floor and baseline
 
     parts.curves_figure(history, ctx)
     parts.samples_figure(samples, 10, ctx)
@@ -131,19 +133,4 @@ def _accuracies(ys: Yardstick, samples, labels, swaps, asked, real) -> tuple[lis
     }
     return rows, stats | {
         f"class_accuracy_{d}": float(acc["sample_accuracy"][d]) for d in range(10)
-    }
-
-
-def _yardstick(ys: Yardstick, samples: np.ndarray) -> dict:
-    """Fréchet distance of the 1,000 balanced samples (every digit 100 times) vs test images."""
-    score, floor, baseline = ys.score(samples.reshape(-1, 28, 28)), ys.floor(), ys.baseline()
-    return {
-        "yardstick_score": score,
-        "yardstick_floor": floor,
-        "yardstick_baseline": baseline,
-        "score_over_floor": score / floor,
-        "score_over_baseline": score / baseline,
-        "baseline_verdict": "at most half the baseline"
-        if score <= baseline / 2
-        else "NOT below half the baseline",
     }
