@@ -35,7 +35,7 @@ from airoad.labs.runners.gan_parts import images
 class Config:
     dataset: str = param("mnist", choices=("mnist", "fashion-mnist"))
     train_images: int = param(0, ge=1000, le=60000, also=(0,))  # 0 = all 60,000
-    steps: int = param(2000, ge=10, le=100_000)  # each step = one D and one G update
+    steps: int = param(1500, ge=10, le=100_000)  # each step = one D and one G update
     batch_size: int = param(64, ge=2, le=1024)
     latent_dim: int = param(32, ge=1, le=512)
     w_dim: int = param(32, ge=1, le=512)

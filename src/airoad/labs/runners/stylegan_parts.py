@@ -21,6 +21,7 @@ from airoad.generative import stylegan as ref
 from airoad.generative.metrics import Yardstick
 from airoad.labs.contract import RunContext
 from airoad.labs.kit import figure
+from airoad.labs.runners import gan_parts
 from airoad.labs.runners.gan_parts import _grid, classify
 
 EVAL_SAMPLES = 1000  # the yardstick always scores this many samples
@@ -182,7 +183,7 @@ class _Served(nn.Module):
 
     def __init__(self, gen: ref.Generator, seed: int):
         super().__init__()
-        self.gen = gen
+        self.gen, self.latent_dim = gen, gen.latent_dim
         noise = gen.make_noise(1, torch.Generator().manual_seed(seed))
         for i, n in enumerate(noise):
             self.register_buffer(f"noise{i}", n)
@@ -194,24 +195,15 @@ class _Served(nn.Module):
 
 
 def generator_writer(gen: ref.Generator, dataset: str, score: float, seed: int) -> Callable:
-    """Writes generator.pt (TorchScript trace: (n, latent_dim) noise -> (n, 1, 28, 28), linear
-    output in the data's [-1, 1] units, clipped by the server) and lab.json."""
+    """gan's writer (generator.pt, a TorchScript trace: (n, latent_dim) noise -> (n, 1, 28, 28),
+    linear output in the data's [-1, 1] units, clipped by the server; and lab.json) applied to
+    G with fixed noise maps, then lab.json names this module and the noise seed."""
+    base = gan_parts.generator_writer(_Served(copy.deepcopy(gen).eval(), seed), dataset, score)
 
     def write(folder: Path) -> None:
-        served = _Served(copy.deepcopy(gen).eval(), seed).eval()
-        with torch.no_grad():
-            traced = torch.jit.trace(served, torch.zeros(2, gen.latent_dim))
-        traced.save(str(folder / "generator.pt"))
-        spec = {
-            "kind": "image-generator",
-            "latent_dim": gen.latent_dim,
-            "n_labels": 0,
-            "output_range": [-1.0, 1.0],
-            "dataset": dataset,
-            "module": "airoad.generative.stylegan.Generator",
-            "noise": f"fixed maps from seed {seed}",
-            "yardstick_score": score,
-        }
+        base(folder)
+        spec = json.loads((folder / "lab.json").read_text(encoding="utf-8"))
+        spec |= {"module": "airoad.generative.stylegan.Generator", "noise": f"fixed, seed {seed}"}
         (folder / "lab.json").write_text(json.dumps(spec, indent=2), encoding="utf-8")
 
     return write
