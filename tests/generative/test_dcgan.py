@@ -205,6 +205,31 @@ def test_gradient_penalty_of_a_linear_critic_is_closed_form(impl):
         torch.testing.assert_close(gp, expected, rtol=1e-10, atol=1e-12)
 
 
+def test_gradient_penalty_of_a_flat_critic_is_lambda_with_finite_gradient(impl):
+    """A constant critic (all gradients 0) gives penalty lambda and a finite, zero gradient."""
+    critic = LinearCritic(torch.zeros(784, dtype=torch.float64))
+    eps = torch.tensor([0.3, 0.7, 0.5], dtype=torch.float64)
+    gp = impl.gradient_penalty(
+        critic, _images(3, 30, torch.float64), _images(3, 31, torch.float64), eps, 4.0
+    )
+    torch.testing.assert_close(gp, torch.tensor(4.0, dtype=torch.float64))
+    gp.backward()
+    assert critic.w.grad is not None and torch.isfinite(critic.w.grad).all(), "NaN at a zero norm"
+    torch.testing.assert_close(critic.w.grad, torch.zeros(784, dtype=torch.float64))
+
+
+def test_interpolate_rejects_mismatched_shapes(impl):
+    """interpolate raises ValueError for real/fake of different shapes or the wrong number of eps."""
+    real, fake = _images(3, 32), _images(3, 33)
+    with pytest.raises(ValueError):
+        impl.interpolate(real, fake[:2], torch.rand(3))
+    with pytest.raises(ValueError):
+        impl.interpolate(real, fake, torch.rand(2))
+    with pytest.raises(ValueError):
+        impl.interpolate(real, fake, torch.rand(3, 1))
+    assert impl.interpolate(real, fake, torch.ones(3)).shape == real.shape
+
+
 def test_gradient_penalty_gradient_reaches_the_critic(impl):
     """create_graph: d penalty / dw = 2 lambda (||w|| - 1) w / ||w|| for the linear critic."""
     w = 0.05 * torch.randn(784, generator=torch.Generator().manual_seed(10), dtype=torch.float64)
@@ -263,7 +288,7 @@ def _sgd_twin(module: nn.Module, loss_of) -> tuple[list[torch.Tensor], float]:
     names = [n for n, _ in module.named_parameters()]
     twin = [p.detach().clone().requires_grad_() for p in module.parameters()]
     loss = loss_of(lambda *a: torch.func.functional_call(module, dict(zip(names, twin)), a))
-    return list(torch.autograd.grad(loss, twin)), float(loss)
+    return list(torch.autograd.grad(loss, twin)), loss.item()
 
 
 def test_critic_step_is_one_sgd_step_on_loss_plus_penalty(impl):

@@ -140,8 +140,14 @@ def interpolate(real: torch.Tensor, fake: torch.Tensor, eps: torch.Tensor) -> to
     """Points on the segments between paired images: ``eps * real + (1 - eps) * fake``.
 
     real, fake: (n, 1, 28, 28) (any (n, ...) works); eps: (n,) numbers in [0, 1], one per pair,
-    broadcast over the image. eps = 1 gives the real image, eps = 0 the fake.
+    broadcast over the image. eps = 1 gives the real image, eps = 0 the fake. Raises
+    ValueError when real and fake differ in shape or eps does not hold one number per pair.
     """
+    if real.shape != fake.shape or eps.shape != real.shape[:1]:
+        raise ValueError(
+            f"interpolate needs real and fake of one shape and one eps per pair: got real "
+            f"{tuple(real.shape)}, fake {tuple(fake.shape)}, eps {tuple(eps.shape)}"
+        )
     e = eps.reshape(-1, *([1] * (real.dim() - 1)))
     return e * real + (1 - e) * fake
 
@@ -160,7 +166,9 @@ def gradient_penalty(
     ``torch.autograd.grad(f(x_hat).sum(), x_hat, create_graph=True)`` (image i's score depends
     only on image i, so the gradient of the sum holds each image's own gradient), and
     ``create_graph=True`` keeps the graph so the penalty can be differentiated with respect to
-    the critic's parameters. Returns a scalar.
+    the critic's parameters. Take the norms with ``torch.linalg.vector_norm``: where a gradient
+    is all zeros its derivative is 0, while ``sqrt(sum(g ** 2))`` would give NaN. Returns a
+    scalar.
     """
     x_hat = interpolate(real, fake, eps).detach().requires_grad_(True)
     (grads,) = torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=True)
