@@ -74,17 +74,17 @@ FAST: dict[str, dict] = {
         "max_depth": 4,
         "random_state": 0,
     },
-    "classic.ensembles.GradientBoostingRegressor": {
+    "classic.boosting.GradientBoostingRegressor": {
         "n_estimators": 20,
         "max_depth": 2,
         "random_state": 0,
     },
-    "classic.ensembles.GradientBoostingClassifier": {
+    "classic.boosting.GradientBoostingClassifier": {
         "n_estimators": 5,
         "max_depth": 2,
         "random_state": 0,
     },
-    "classic.ensembles.AdaBoostClassifier": {"n_estimators": 5, "random_state": 0},
+    "classic.boosting.AdaBoostClassifier": {"n_estimators": 5, "random_state": 0},
     "classic.feature_engineering.SimpleImputer": {},
     "classic.feature_engineering.StandardScaler": {},
     # The checks transform held-out rows whose float values were never seen in fit.

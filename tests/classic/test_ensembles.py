@@ -1,20 +1,17 @@
-"""Grader for ensembles: random forests, gradient boosting (squared and log loss) and AdaBoost
-(SAMME) on top of the decision-tree lab's trees, checked against scikit-learn's ensembles."""
+"""Grader for the ensembles lab's forests (bagged CART trees with random features per node),
+checked against scikit-learn's forests; the boosting half is graded in test_boosting.py."""
 
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 from classic_api_checks import check_estimator_api
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import settings
 from sklearn import ensemble as ske
-from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris, load_wine
+from sklearn.datasets import load_breast_cancer, load_diabetes
 from sklearn.model_selection import cross_val_score, train_test_split
 
 from airoad.classic.decision_tree_fast import DecisionTreeClassifier
-from airoad.data import load
 
 REFERENCE = "airoad.classic.ensembles"
 
@@ -32,180 +29,16 @@ def cancer():
     return _f32(X), y
 
 
-# ---------------------------------------------------------------- gradient boosting
-
-
-def test_gb_classifier_matches_sklearn(impl, cancer):
-    """Log-loss boosting: prior log-odds init, Newton leaf steps; probabilities equal sklearn's."""
-    X, y = cancer
-    Xtr, ytr = X[::2], y[::2]
-    # Compared on the training rows: a tied split may send an unseen row another way.
-    Xte = Xtr
-    ours = impl.GradientBoostingClassifier(n_estimators=20, learning_rate=0.2, max_depth=3).fit(
-        Xtr, ytr
-    )
-    theirs = ske.GradientBoostingClassifier(
-        n_estimators=20, learning_rate=0.2, max_depth=3, random_state=0
-    ).fit(Xtr, ytr)
-    p = ytr.mean()
-    assert np.isclose(ours.init_, np.log(p / (1 - p))), (
-        f"init_ = {ours.init_}, expected the prior log-odds"
-    )
-    proba = ours.predict_proba(Xte)
-    assert proba.shape == (len(Xte), 2), (
-        f"predict_proba returned {proba.shape}, expected (n_samples, 2)"
-    )
-    np.testing.assert_allclose(
-        proba,
-        theirs.predict_proba(Xte),
-        atol=1e-9,
-        err_msg="probabilities differ (leaf value = sum(y - p) / sum(p (1 - p)))",
-    )
-    np.testing.assert_allclose(
-        ours.decision_function(Xte), theirs.decision_function(Xte), atol=1e-8
-    )
-    np.testing.assert_allclose(
-        ours.train_score_,
-        theirs.train_score_,
-        rtol=1e-9,
-        err_msg="train_score_ must be the binomial deviance after each stage",
-    )
-    np.testing.assert_array_equal(ours.predict(Xte), theirs.predict(Xte))
-
-
-def test_gb_classifier_staged_probabilities_match_sklearn(impl, cancer):
-    """staged_predict_proba equals sklearn's at every stage (rows sum to 1)."""
-    X, y = cancer
-    Xtr, ytr = X[::2], y[::2]
-    kw = dict(n_estimators=5, learning_rate=0.3, max_depth=2)
-    ours = impl.GradientBoostingClassifier(**kw).fit(Xtr, ytr)
-    theirs = ske.GradientBoostingClassifier(**kw, random_state=0).fit(Xtr, ytr)
-    stages = list(ours.staged_predict_proba(Xtr))
-    assert len(stages) == 5, f"{len(stages)} stages, expected n_estimators = 5"
-    for m, (a, b) in enumerate(zip(stages, theirs.staged_predict_proba(Xtr))):
-        np.testing.assert_allclose(a, b, atol=1e-9, err_msg=f"stage {m} probabilities differ")
-
-
-def test_boosting_and_forest_reject_zero_trees_like_sklearn(impl, cancer):
-    """n_estimators=0 raises ValueError in fit, as sklearn's ensembles do."""
-    X, y = cancer
-    for ours, theirs in [
-        (impl.GradientBoostingClassifier, ske.GradientBoostingClassifier),
-        (impl.RandomForestClassifier, ske.RandomForestClassifier),
-    ]:
-        with pytest.raises(ValueError):
-            theirs(n_estimators=0).fit(X, y)
-        with pytest.raises(ValueError):
-            ours(n_estimators=0).fit(X, y)
-
-
-def test_gb_regressor_matches_sklearn_stage_by_stage(impl):
-    """Squared-loss boosting fits residuals: every staged prediction equals sklearn's."""
-    X, y = load_diabetes(return_X_y=True)
-    X = _f32(X)
-    Xtr, Xte, ytr, _ = train_test_split(X, y, test_size=0.3, random_state=0)
-    ours = impl.GradientBoostingRegressor(n_estimators=15, learning_rate=0.3, max_depth=2).fit(
-        Xtr, ytr
-    )
-    theirs = ske.GradientBoostingRegressor(
-        n_estimators=15, learning_rate=0.3, max_depth=2, random_state=0
-    ).fit(Xtr, ytr)
-    assert np.isclose(ours.init_, ytr.mean()), "init_ must be the mean of y"
-    stages = list(ours.staged_predict(Xte))
-    assert len(stages) == 15, (
-        f"staged_predict yielded {len(stages)} stages, expected n_estimators = 15"
-    )
-    for m, (a, b) in enumerate(zip(stages, theirs.staged_predict(Xte))):
-        np.testing.assert_allclose(a, b, rtol=1e-9, err_msg=f"stage {m + 1} differs from sklearn's")
-    np.testing.assert_allclose(
-        ours.train_score_, theirs.train_score_, rtol=1e-9, err_msg="train_score_ (MSE) differs"
-    )
-
-
-@FAST
-@given(
-    seed=st.integers(0, 10_000),
-    lr=st.sampled_from([0.05, 0.5, 1.0]),
-    depth=st.integers(1, 4),
-    min_leaf=st.integers(1, 8),
-)
-def test_gb_random_regression_matches_sklearn(impl, seed, lr, depth, min_leaf):
-    """For random data and any learning rate, depth and leaf size, predictions equal sklearn's."""
-    rng = np.random.default_rng(seed)
-    X, y = _f32(rng.normal(size=(60, 3))), rng.normal(size=60)
-    params = dict(n_estimators=5, learning_rate=lr, max_depth=depth, min_samples_leaf=min_leaf)
-    ours = impl.GradientBoostingRegressor(**params).fit(X, y)
-    theirs = ske.GradientBoostingRegressor(**params, random_state=0).fit(X, y)
-    np.testing.assert_allclose(ours.predict(X), theirs.predict(X), rtol=1e-9, atol=1e-12)
-
-
-def test_gb_classifier_on_titanic_matches_sklearn(impl):
-    """On one-hot encoded Titanic passengers, boosted probabilities equal sklearn's."""
-    df = load("titanic")
-    X = _f32(pd.get_dummies(df.drop(columns="survived"), dtype=float).to_numpy())
-    y = df["survived"].to_numpy()
-    ours = impl.GradientBoostingClassifier(n_estimators=10, max_depth=2).fit(X, y)
-    theirs = ske.GradientBoostingClassifier(n_estimators=10, max_depth=2, random_state=0).fit(X, y)
-    np.testing.assert_allclose(ours.predict_proba(X), theirs.predict_proba(X), atol=1e-9)
-
-
-def test_gb_classifier_is_binary(impl):
-    """GradientBoostingClassifier raises a ValueError for more than two classes."""
-    X, y = load_iris(return_X_y=True)
-    with pytest.raises(ValueError):
-        impl.GradientBoostingClassifier(n_estimators=2).fit(X, y)
-
-
-# ---------------------------------------------------------------- AdaBoost
-
-
-@pytest.mark.parametrize("loader", [load_breast_cancer, load_iris, load_wine])
-def test_adaboost_matches_sklearn(impl, loader):
-    """SAMME: stump weights, weighted errors, decision_function and probabilities equal sklearn's."""
-    X, y = loader(return_X_y=True)
-    X = _f32(X)
-    ours = impl.AdaBoostClassifier(n_estimators=15, learning_rate=0.5).fit(X, y)
-    theirs = ske.AdaBoostClassifier(n_estimators=15, learning_rate=0.5, random_state=0).fit(X, y)
-    assert len(ours.estimators_) == len(theirs.estimators_), "number of fitted stumps differs"
-    np.testing.assert_allclose(
-        ours.estimator_errors_,
-        theirs.estimator_errors_,
-        rtol=1e-9,
-        err_msg="weighted errors differ (did the weights update right?)",
-    )
-    np.testing.assert_allclose(
-        ours.estimator_weights_,
-        theirs.estimator_weights_,
-        rtol=1e-9,
-        err_msg="alpha = lr * (log((1 - e) / e) + log(K - 1)) differs",
-    )
-    np.testing.assert_allclose(ours.decision_function(X), theirs.decision_function(X), atol=1e-9)
-    np.testing.assert_allclose(ours.predict_proba(X), theirs.predict_proba(X), atol=1e-9)
-    np.testing.assert_array_equal(ours.predict(X), theirs.predict(X))
-
-
-def test_adaboost_stops_on_a_perfect_stump(impl):
-    """When one stump classifies every sample, boosting stops with that single stump."""
-    X = np.arange(20, dtype=float)[:, None]
-    y = (X[:, 0] >= 10).astype(int)
-    model = impl.AdaBoostClassifier(n_estimators=10).fit(X, y)
-    assert len(model.estimators_) == 1, f"{len(model.estimators_)} stumps, expected 1"
-    np.testing.assert_array_equal(model.predict(X), y)
-
-
-def test_adaboost_staged_decision_function(impl, cancer):
-    """staged_decision_function yields one score per stage and ends at decision_function."""
-    X, y = cancer
-    model = impl.AdaBoostClassifier(n_estimators=8).fit(X, y)
-    stages = list(model.staged_decision_function(X))
-    assert len(stages) == len(model.estimators_)
-    np.testing.assert_allclose(stages[-1], model.decision_function(X))
-    theirs = ske.AdaBoostClassifier(n_estimators=8, random_state=0).fit(X, y)
-    for a, b in zip(stages, theirs.staged_decision_function(X)):
-        np.testing.assert_allclose(a, b, atol=1e-9)
-
-
 # ---------------------------------------------------------------- random forest
+
+
+def test_forest_rejects_zero_trees_like_sklearn(impl, cancer):
+    """n_estimators=0 raises ValueError in fit, as sklearn's forest does."""
+    X, y = cancer
+    with pytest.raises(ValueError):
+        ske.RandomForestClassifier(n_estimators=0).fit(X, y)
+    with pytest.raises(ValueError):
+        impl.RandomForestClassifier(n_estimators=0).fit(X, y)
 
 
 def test_bootstrap_counts(impl):
@@ -268,6 +101,16 @@ def test_forest_accuracy_close_to_sklearn(impl, cancer):
     assert abs(ours - theirs) <= 0.015, f"accuracy {ours:.4f} vs sklearn {theirs:.4f}"
 
 
+def test_forest_refuses_a_different_number_of_features(impl, cancer):
+    """predict and predict_proba raise ValueError for X with other columns than fit saw."""
+    X, y = cancer
+    model = impl.RandomForestClassifier(n_estimators=3, random_state=0).fit(X, y)
+    for method in (model.predict, model.predict_proba):
+        with pytest.raises(ValueError):
+            method(X[:, :5])
+    assert model.n_features_in_ == X.shape[1], "a refused predict must not refit n_features_in_"
+
+
 def test_forest_regressor_close_to_sklearn(impl):
     """Random forest regression R2 on diabetes is within 0.03 of sklearn's."""
     X, y = load_diabetes(return_X_y=True)
@@ -292,8 +135,6 @@ def test_forest_regressor_close_to_sklearn(impl):
     "name, params, grid",
     [
         ("RandomForestClassifier", dict(n_estimators=5, random_state=0), {"max_depth": [2, 4]}),
-        ("GradientBoostingClassifier", dict(n_estimators=5), {"learning_rate": [0.1, 0.5]}),
-        ("AdaBoostClassifier", dict(n_estimators=5), {"n_estimators": [3, 5]}),
     ],
 )
 def test_classifiers_follow_sklearn_api(impl, cancer, name, params, grid):
@@ -306,7 +147,6 @@ def test_classifiers_follow_sklearn_api(impl, cancer, name, params, grid):
     "name, params, grid",
     [
         ("RandomForestRegressor", dict(n_estimators=5, random_state=0), {"max_depth": [2, 4]}),
-        ("GradientBoostingRegressor", dict(n_estimators=5), {"max_depth": [1, 2]}),
     ],
 )
 def test_regressors_follow_sklearn_api(impl, name, params, grid):

@@ -1,7 +1,7 @@
 """The forest graders run again on the fast forests (airoad.classic.ensembles_fast), whose trees
 grow together, so the readable reference and its faster twin are held to the same tests. A
 platform test: it is not in the catalog's tests list, and a learner's file is never graded by
-it. (The boosting models are the readable module's own, graded in test_ensembles.py.)"""
+it. (The boosting models are the readable module's own, graded in test_boosting.py.)"""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from test_ensembles import (  # noqa: F401 (fixtures and tests collected again i
     test_forest_accuracy_close_to_sklearn,
     test_forest_averages_diverse_trees,
     test_forest_regressor_close_to_sklearn,
+    test_forest_rejects_zero_trees_like_sklearn,
     test_forest_without_randomness_is_one_tree,
     test_regressors_follow_sklearn_api,
 )

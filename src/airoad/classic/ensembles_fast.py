@@ -5,8 +5,8 @@ trees grown together by ``airoad.classic.decision_tree_fast.fit_many``.
 A forest tree is small work done in many NumPy calls: the fast CART grows a level of a tree
 with a fixed number of calls, so a forest of 100 trees pays that per-call overhead 100 times
 per level. Grown together, one level of every tree is one pass of those calls on arrays that
-hold all the trees' samples side by side. The boosting models are sequential (each tree needs
-the previous ones) and are the readable module's own.
+hold all the trees' samples side by side. Boosting is sequential (each tree needs the
+previous ones) and stays in ``airoad.classic.boosting``.
 """
 
 from __future__ import annotations
@@ -15,22 +15,9 @@ import numpy as np
 
 from airoad.classic import ensembles as readable
 from airoad.classic.decision_tree_fast import fit_many
-from airoad.classic.ensembles import (
-    AdaBoostClassifier,
-    GradientBoostingClassifier,
-    GradientBoostingRegressor,
-    _seed,
-    bootstrap_counts,
-)
+from airoad.classic.ensembles import bootstrap_counts, tree_seed
 
-__all__ = [
-    "AdaBoostClassifier",
-    "GradientBoostingClassifier",
-    "GradientBoostingRegressor",
-    "RandomForestClassifier",
-    "RandomForestRegressor",
-    "bootstrap_counts",
-]
+__all__ = ["RandomForestClassifier", "RandomForestRegressor", "bootstrap_counts"]
 
 TREE_PARAMS = ("criterion", "max_depth", "min_samples_split", "min_samples_leaf", "max_features")
 
@@ -49,7 +36,7 @@ class _GrownTogether:
         for _ in range(self.n_estimators):  # draws alternate as in the readable forest
             n = len(X)
             weights.append(bootstrap_counts(n, rng) if self.bootstrap else np.ones(n, np.int64))
-            trees.append(tree_class(**params, random_state=_seed(rng)))
+            trees.append(tree_class(**params, random_state=tree_seed(rng)))
         self.estimators_ = fit_many(trees, X, target, weights)
         self.feature_importances_ = np.mean([t.feature_importances_ for t in trees], axis=0)
 

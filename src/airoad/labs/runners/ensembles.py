@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
+from airoad.classic import boosting as boost
 from airoad.classic import ensembles as ref
 from airoad.data import load
 from airoad.labs.contract import LabResult, RunContext
@@ -92,13 +93,17 @@ def models(config: Config) -> list[tuple[str, str, object]]:
             "sklearn",
             ske.RandomForestClassifier(n_estimators=n, random_state=seed, n_jobs=1),
         ),
-        ("gradient boosting", "ours", ref.GradientBoostingClassifier(**boosting, max_depth=depth)),
+        (
+            "gradient boosting",
+            "ours",
+            boost.GradientBoostingClassifier(**boosting, max_depth=depth),
+        ),
         (
             "gradient boosting",
             "sklearn",
             ske.GradientBoostingClassifier(**boosting, max_depth=depth, random_state=seed),
         ),
-        ("adaboost", "ours", ref.AdaBoostClassifier(n_estimators=n)),
+        ("adaboost", "ours", boost.AdaBoostClassifier(n_estimators=n)),
         ("adaboost", "sklearn", ske.AdaBoostClassifier(n_estimators=n, random_state=seed)),
     ]
     if config.libraries:

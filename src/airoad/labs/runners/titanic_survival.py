@@ -97,7 +97,7 @@ def _factories(config: Config) -> tuple[dict, list[str]]:
     ours = {
         "logistic regression": _ours("logistic_regression", "LogisticRegression"),
         "random forest": _ours("ensembles", "RandomForestClassifier"),
-        "gradient boosting": _ours("ensembles", "GradientBoostingClassifier"),
+        "gradient boosting": _ours("boosting", "GradientBoostingClassifier"),
     }
     factories, missing = {}, []
     for family in FAMILIES:
