@@ -21,14 +21,15 @@ from airoad.generative.metrics import Yardstick
 from airoad.labs.contract import LabResult, RunContext
 from airoad.labs.kit import changed_from_full, param, render_notes, validate_config
 from airoad.labs.runners import dcgan_parts as parts
+from airoad.labs.runners import gan_parts
 
 
 @dataclass(frozen=True)
 class Config:
     dataset: str = param("fashion-mnist", choices=("fashion-mnist", "mnist"))
     train_images: int = param(0, ge=1000, le=60000, also=(0,))  # 0 = all 60,000
-    steps: int = param(2400, ge=1, le=100_000)  # DCGAN: each = one D and one G update
-    wgan_steps: int = param(500, ge=1, le=100_000)  # WGAN-GP: each = n_critic + one G update
+    steps: int = param(1200, ge=1, le=100_000)  # DCGAN: each = one D and one G update
+    wgan_steps: int = param(250, ge=1, le=100_000)  # WGAN-GP: each = n_critic + one G update
     n_critic: int = param(5, ge=1, le=20)
     batch_size: int = param(64, ge=2, le=1024)  # >= 2: batch norm needs two images
     latent_dim: int = param(64, ge=1, le=1024)
@@ -71,7 +72,7 @@ NOTES = (
 def _train_both(config: Config, ctx: RunContext) -> tuple[list[parts.Trained], Yardstick, Any]:
     """Both variants on the same images and seed, each with its checkpoints."""
     ys = Yardstick(config.dataset)
-    x = parts.images(load(config.dataset), config.train_images)
+    x = gan_parts.images(load(config.dataset), config.train_images)  # [-1, 1], as in gan
     return [parts.train(name, x, config, ys, ctx) for name in parts.VARIANTS], ys, x
 
 

@@ -20,6 +20,7 @@ from airoad.generative import gan
 from airoad.generative.metrics import Yardstick
 from airoad.labs.contract import RunContext
 from airoad.labs.kit import figure
+from airoad.labs.runners import gan_parts
 
 VARIANTS = ("dcgan", "wgan-gp")
 SCORE_SAMPLES = 1000  # every yardstick score uses this many samples
@@ -40,12 +41,6 @@ class Trained:
     @property
     def score(self) -> float:
         return self.checkpoints[-1]["score"]
-
-
-def images(dataset: dict, train_images: int) -> torch.Tensor:
-    """Training images as float32 (n, 1, 28, 28) in [-1, 1], the generator's tanh range."""
-    x = dataset["X_train"] if train_images == 0 else dataset["X_train"][:train_images]
-    return torch.from_numpy(x).float().div(127.5).sub(1.0)[:, None]
 
 
 def _players(name: str, config: Any) -> tuple[ref.Generator, ref.Discriminator, Any, Any]:
@@ -154,25 +149,14 @@ def gp_vs_torch_func(critic: ref.Discriminator, x: torch.Tensor, config: Any) ->
 
 
 def generator_writer(gen: ref.Generator, dataset: str, score: float) -> Callable[[Path], None]:
-    """Writes generator.pt (TorchScript trace in eval mode: (n, latent_dim) noise -> (n, 1, 28,
-    28) in [-1, 1], batch norm on its running statistics) and lab.json (the serving contract)."""
+    """gan's writer (TorchScript trace in eval mode, so batch norm uses its running statistics,
+    and lab.json, the serving contract), with lab.json naming this lab's Generator."""
+    write_gan = gan_parts.generator_writer(gen, dataset, score)
 
     def write(folder: Path) -> None:
-        was = gen.training
-        gen.eval()
-        with torch.no_grad():
-            traced = torch.jit.trace(gen, torch.zeros(2, gen.latent_dim))
-        gen.train(was)
-        traced.save(str(folder / "generator.pt"))
-        spec = {
-            "kind": "image-generator",
-            "latent_dim": gen.latent_dim,
-            "n_labels": 0,
-            "output_range": [-1.0, 1.0],
-            "dataset": dataset,
-            "module": "airoad.generative.dcgan.Generator",
-            "yardstick_score": score,
-        }
+        write_gan(folder)
+        spec = json.loads((folder / "lab.json").read_text(encoding="utf-8"))
+        spec["module"] = "airoad.generative.dcgan.Generator"
         (folder / "lab.json").write_text(json.dumps(spec, indent=2), encoding="utf-8")
 
     return write
