@@ -190,6 +190,11 @@ def test_cyclegan_parameter_groups(impl):
 # ---------------------------------------------------------------- the objective and a step
 
 
+def _torch_d_loss(d, real, fake):
+    r, f = d(real), d(fake)
+    return 0.5 * (F.mse_loss(r, torch.ones_like(r)) + F.mse_loss(f, torch.zeros_like(f)))
+
+
 def _expected_terms(m, xd, xm, lc, li):
     fake_m, fake_d = m.g(xd), m.f(xm)
     t = {
@@ -249,8 +254,7 @@ def test_discriminator_objective_detaches_the_fakes(impl):
     xd, xm = _images(2, 8), _images(2, 9)
     fake = m.g(xd)
     loss = impl.discriminator_objective(m.d_mnist, xm, fake)
-    want = 0.5 * (F.mse_loss(m.d_mnist(xm), torch.ones(2, 1, 7, 7, dtype=torch.float64))
-                  + F.mse_loss(m.d_mnist(fake), torch.zeros(2, 1, 7, 7, dtype=torch.float64)))  # fmt: skip
+    want = _torch_d_loss(m.d_mnist, xm, fake)
     torch.testing.assert_close(loss, want, rtol=1e-12, atol=1e-12)
     assert not _reaches(_grads(loss, list(m.g.parameters()))), "D's loss must not train G"
     assert _reaches(_grads(loss, list(m.d_mnist.parameters())))
@@ -269,10 +273,8 @@ def test_train_step_equals_hand_sgd_update(impl):
     want, fake_m, fake_d = _expected_terms(before, xd, xm, lc, li)
     gen_params = [*before.g.parameters(), *before.f.parameters()]
     gen_grads = torch.autograd.grad(want["total"], gen_params)
-    d_loss_m = 0.5 * (F.mse_loss(before.d_mnist(xm), torch.ones(2, 1, 7, 7, dtype=torch.float64))
-                      + F.mse_loss(before.d_mnist(fake_m.detach()), torch.zeros(2, 1, 7, 7, dtype=torch.float64)))  # fmt: skip
-    d_loss_d = 0.5 * (F.mse_loss(before.d_digits(xd), torch.ones(2, 1, 7, 7, dtype=torch.float64))
-                      + F.mse_loss(before.d_digits(fake_d.detach()), torch.zeros(2, 1, 7, 7, dtype=torch.float64)))  # fmt: skip
+    d_loss_m = _torch_d_loss(before.d_mnist, xm, fake_m.detach())
+    d_loss_d = _torch_d_loss(before.d_digits, xd, fake_d.detach())
     d_params = [*before.d_mnist.parameters(), *before.d_digits.parameters()]
     d_grads = torch.autograd.grad(d_loss_m + d_loss_d, d_params)
 
@@ -299,9 +301,9 @@ def test_train_step_equals_hand_sgd_update(impl):
         "identity_f",
         "total",
     ):
-        assert out[key] == pytest.approx(float(want[key]), rel=1e-9), f"returned {key}"
-    assert out["d_mnist"] == pytest.approx(float(d_loss_m), rel=1e-9)
-    assert out["d_digits"] == pytest.approx(float(d_loss_d), rel=1e-9)
+        assert out[key] == pytest.approx(float(want[key].detach()), rel=1e-9), f"returned {key}"
+    assert out["d_mnist"] == pytest.approx(float(d_loss_m.detach()), rel=1e-9)
+    assert out["d_digits"] == pytest.approx(float(d_loss_d.detach()), rel=1e-9)
 
 
 def test_translate_works_in_unit_range(impl):

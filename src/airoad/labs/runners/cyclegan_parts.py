@@ -221,7 +221,7 @@ def round_trip_figure(trips: dict[str, torch.Tensor], data: Domains, ctx: RunCon
     }
     names = {"digits": "x (digits)", "g_digits": "G(x)", "fg_digits": "F(G(x))",
              "mnist": "y (MNIST)", "f_mnist": "F(y)", "gf_mnist": "G(F(y))"}  # fmt: skip
-    with figure(ctx, "round_trips", 2, 1, figsize=(10, 7.2)) as (fig, axes):
+    with figure(ctx, "round_trips", 2, 1, figsize=(11, 4.6)) as (fig, axes):
         for ax, (title, (keys, labels)) in zip(axes, rows.items()):
             idx = torch.from_numpy(_examples(labels, 2))
             grid = torch.cat([trips[k][idx, 0] for k in keys], dim=0)  # (3 * 20, 28, 28)
