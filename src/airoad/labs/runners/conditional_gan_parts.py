@@ -188,11 +188,15 @@ def dynamics_figure(runs: list[Trained], ctx: RunContext) -> None:
         axes[0].set(title="losses (mean per logged window)", xlabel="step")
         axes[1].set(title="discriminator outputs", xlabel="step", ylim=(0, 1))
         axes[2].axhline(0.1, c="grey", ls=":", label="chance (0.1)")
-        axes[2].set(title="conditional accuracy (purple) and score (red)", xlabel="step",
-                    ylabel="mean conditional accuracy", ylim=(0, 1))  # fmt: skip
+        axes[2].set(title="conditional accuracy (purple) and score (brown)", xlabel="step",
+                    ylabel="mean conditional accuracy", ylim=(0, 1.35))  # fmt: skip
         twin.set(ylabel="yardstick score (log)", yscale="log")
-        for ax in (*axes, twin):
-            ax.legend(fontsize=7, loc="center right" if ax is twin else "best")
+        lo, hi = twin.get_ylim()
+        twin.set_ylim(lo, hi * 4)  # room for the legends above the curves
+        for ax in axes[:2]:
+            ax.legend(fontsize=7)
+        axes[2].legend(fontsize=7, loc="upper left")
+        twin.legend(fontsize=7, loc="upper right")
 
 
 def accuracy_figure(runs: list[Trained], test_accuracy: float, ctx: RunContext) -> None:
@@ -208,7 +212,7 @@ def accuracy_figure(runs: list[Trained], test_accuracy: float, ctx: RunContext) 
         )
         ax.axhline(0.1, c="grey", ls=":", label="chance 0.1")
         ax.set(title="samples classified as the class they were asked for (100 per class)",
-               xlabel="requested class", ylabel="accuracy", ylim=(0, 1.05),
+               xlabel="requested class", ylabel="accuracy", ylim=(0, 1.3),
                xticks=np.arange(N_CLASSES) + 0.4 * (1 - width))  # fmt: skip
         ax.set_xticklabels(range(N_CLASSES))
-        ax.legend(fontsize=8, loc="lower right")
+        ax.legend(fontsize=8, loc="upper center", ncol=2)
