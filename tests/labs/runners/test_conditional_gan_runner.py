@@ -58,6 +58,7 @@ def test_score_and_conditional_accuracy_are_measured(result):
         assert 0.0 <= m[f"{kind}_label_sense"] <= 1.0
     assert m["classifier_test_accuracy"] > 0.95
     assert m["projection_max_abs_diff"] < 1e-4, "projection term differs from torch.bmm"
+    assert "equals torch.bmm" in result.notes[3]
     assert str(m["weakest_class"]) in result.notes[1]
 
 
