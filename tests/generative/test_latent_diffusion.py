@@ -171,40 +171,47 @@ def test_train_step_is_one_adam_step_on_the_loss(impl):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12, msg="weights after one step")
 
 
-def _ddim_by_hand(eps_fn, z, sched, n_steps):
+def _ddim_by_hand(eps_fn, z, sched, n_steps, clip=None):
     steps = torch.linspace(sched.T - 1, 0, n_steps, dtype=torch.float64).round().long().tolist()
     for step, prev in zip(steps, steps[1:] + [-1]):
         ab = sched.alpha_bars[step].item()
         ab_prev = sched.alpha_bars[prev].item() if prev >= 0 else 1.0
         eps = eps_fn(z, torch.full((len(z),), step))
         x0 = (z - math.sqrt(1 - ab) * eps) / math.sqrt(ab)
+        if clip is not None:
+            x0 = x0.clamp(-clip, clip)
+            eps = (z - math.sqrt(ab) * x0) / math.sqrt(1 - ab)
         z = math.sqrt(ab_prev) * x0 + math.sqrt(1 - ab_prev) * eps
     return z
 
 
-def test_sample_latents_is_guided_ddim(impl):
-    """sample_latents = deterministic DDIM (eta 0) driven by guided_eps, from z_T or seeded noise."""
+@pytest.mark.parametrize("clip", [None, 0.5])
+def test_sample_latents_is_guided_ddim(impl, clip):
+    """sample_latents = deterministic DDIM (eta 0) driven by guided_eps, x0 clamped at clip if given."""
     model = _model(impl, dtype=torch.float32)
     labels = torch.tensor([0, 1, 2, 1])
     sched = diffusion.linear_schedule(60)
     z_T = torch.randn(4, *SHAPE, generator=torch.Generator().manual_seed(8))
+    null = torch.full_like(labels, N_CLASSES)
+
+    def eps_fn(z, t):
+        u, c = model(z, t, null), model(z, t, labels)
+        return u + 2.5 * (c - u)
+
     with torch.no_grad():
-        got = impl.sample_latents(model, labels, sched, 6, 2.5, z_T=z_T)
-        null = torch.full_like(labels, N_CLASSES)
-
-        def eps_fn(z, t):
-            u, c = model(z, t, null), model(z, t, labels)
-            return u + 2.5 * (c - u)
-
-        expected = _ddim_by_hand(eps_fn, z_T, sched, 6)
+        got = impl.sample_latents(model, labels, sched, 6, 2.5, z_T=z_T, clip=clip)
+        expected = _ddim_by_hand(eps_fn, z_T, sched, 6, clip)
+        unclipped = _ddim_by_hand(eps_fn, z_T, sched, 6)
         torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
-        a = impl.sample_latents(
-            model, labels, sched, 6, 2.5, generator=torch.Generator().manual_seed(9)
-        )
-        b = impl.sample_latents(
-            model, labels, sched, 6, 2.5, generator=torch.Generator().manual_seed(9)
-        )
-    assert a.shape == (4, *SHAPE) and torch.equal(a, b), "same seed, same codes"
+        seeded = [
+            impl.sample_latents(
+                model, labels, sched, 6, 2.5, generator=torch.Generator().manual_seed(9)
+            )
+            for _ in range(2)
+        ]
+    if clip is not None:
+        assert (expected - unclipped).abs().max() > 1e-2, "this clip should change the samples"
+    assert seeded[0].shape == (4, *SHAPE) and torch.equal(*seeded), "same seed, same codes"
 
 
 def test_generator_decodes_guided_samples_and_traces(impl):
@@ -216,12 +223,12 @@ def test_generator_decodes_guided_samples_and_traces(impl):
         nn.Flatten(), nn.Linear(size, 784), nn.Sigmoid(), nn.Unflatten(1, (1, 28, 28))
     )
     sched = diffusion.linear_schedule(30)
-    gen = impl.LatentDiffusionGenerator(model, decoder, sched, 4, 3.0).eval()
+    gen = impl.LatentDiffusionGenerator(model, decoder, sched, 4, 3.0, clip=1.0).eval()
     noise, labels = torch.randn(5, size), torch.tensor([0, 1, 2, 0, 1])
     with torch.no_grad():
         out = gen(noise, labels)
         expected = decoder(
-            impl.sample_latents(model, labels, sched, 4, 3.0, noise.reshape(5, *SHAPE))
+            impl.sample_latents(model, labels, sched, 4, 3.0, noise.reshape(5, *SHAPE), clip=1.0)
         )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -176,16 +176,20 @@ def sample_latents(
     w: float,
     z_T: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
+    clip: float | None = None,
 ) -> torch.Tensor:
     """Guided DDIM (eta = 0) in code space: one code (n, *latent_shape) per label.
 
     ``diffusion.ddim_sample`` with ``eps_model(z, t) = guided_eps(model, z, t, labels, w)``,
-    starting from z_T when given, else from ``torch.randn`` with ``generator``.
+    starting from z_T when given, else from ``torch.randn`` with ``generator``. With ``clip``
+    each step's estimate of the clean code is clamped to [-clip, clip] (and eps recomputed from
+    it): standardised codes stay within about 4.5, and an under-trained model's estimate at
+    large t can be far outside the range the decoder has seen.
     """
     shape = (labels.shape[0], *model.latent_shape)
     return diffusion.ddim_sample(
         lambda z, t: guided_eps(model, z, t, labels, w), shape, schedule, n_steps, generator,
-        x_T=z_T,
+        x_T=z_T, clip=clip,
     )  # fmt: skip
 
 
@@ -193,20 +197,22 @@ class LatentDiffusionGenerator(nn.Module):
     """The whole image generator: noise (n, 196) + labels (n,) -> images (n, 1, 28, 28).
 
     The noise is reshaped to the start code z_T, `sample_latents` runs ``n_steps`` guided DDIM
-    steps at scale ``w``, and ``decoder`` (codes -> images in [0, 1]) turns the result into
+    steps at scale ``w`` (clamping the clean-code estimate at ``clip`` when given), and ``decoder`` (codes -> images in [0, 1]) turns the result into
     pixels. Deterministic: the same noise and labels give the same images.
     """
 
     def __init__(
         self, denoiser: LatentDenoiser, decoder: nn.Module, schedule: Schedule, n_steps: int,
-        w: float,
+        w: float, clip: float | None = None,
     ):  # fmt: skip
         super().__init__()
         self.denoiser, self.decoder = denoiser, decoder
-        self.schedule, self.n_steps, self.w = schedule, n_steps, w
+        self.schedule, self.n_steps, self.w, self.clip = schedule, n_steps, w, clip
 
     def forward(self, noise: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """noise (n, prod(latent_shape)), labels (n,) long in 0..n_classes-1 -> (n, 1, 28, 28)."""
         z_T = noise.reshape(noise.shape[0], *self.denoiser.latent_shape)
-        z0 = sample_latents(self.denoiser, labels, self.schedule, self.n_steps, self.w, z_T)
+        z0 = sample_latents(
+            self.denoiser, labels, self.schedule, self.n_steps, self.w, z_T, clip=self.clip
+        )
         return self.decoder(z0)

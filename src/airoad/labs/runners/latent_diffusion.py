@@ -35,6 +35,7 @@ class Config:
     epochs: int = param(30, ge=1, le=1000)
     batch_size: int = param(256, ge=8, le=4096)
     lr: float = param(1e-3, gt=0.0, le=1.0)  # Adam, cosine decay to 0 over the run
+    ema: float = param(0.999, ge=0.0, lt=1.0)  # decay of the weight average that samples
     hidden: int = param(512, ge=8, le=4096)
     n_blocks: int = param(3, ge=1, le=32)
     emb_dim: int = param(128, ge=2, le=1024)  # even: sines and cosines
@@ -42,6 +43,9 @@ class Config:
     schedule: str = param("linear", choices=("linear", "cosine"))
     p_uncond: float = param(0.1, gt=0.0, lt=1.0)  # how often a label is swapped for the null one
     ddim_steps: int = param(50, ge=1, le=4000)
+    clip: float = param(
+        4.0, gt=0.0, le=100.0, also=(0.0,)
+    )  # clamp of the clean-code estimate; 0 = none
     guidance: float = param(3.0, ge=0.0, le=50.0)  # the class grid's and the saved generator's w
     guidance_scales: tuple[float, ...] = param((0.0, 1.0, 3.0, 5.0), ge=0.0, le=50.0)
     n_score: int = param(1000, ge=100, le=5000)  # images per yardstick score
@@ -61,6 +65,7 @@ QUICK = {
     "epochs": 4,
     "batch_size": 64,
     "lr": 3e-3,
+    "ema": 0.9,
     "hidden": 64,
     "n_blocks": 2,
     "emb_dim": 32,
@@ -96,8 +101,8 @@ def run(config: Config, ctx: RunContext) -> LabResult:
     schedule = _schedule(config)
     with thread_limit(config.threads):
         data = parts.codes(ae, config.n_train, config.seed)
-        model = _new_denoiser(config, ae["shape"])
-        fit = parts.fit(model, data, schedule, config, ctx)
+        fit = parts.fit(_new_denoiser(config, ae["shape"]), data, schedule, config, ctx)
+        model = fit["ema"]  # the averaged weights sample
         sweep = _guidance_sweep(config, ctx, ys, model, ae, schedule)
         metrics = _scores(config, ys, ae, sweep) | _class_grid(config, ctx, ys, model, ae, schedule)
         metrics |= parts.timing(model, ae["decoder"], ae["shape"], config.timing_batch,
@@ -108,7 +113,7 @@ def run(config: Config, ctx: RunContext) -> LabResult:
     ctx.save_artifact(
         "generator",
         parts.generator_writer(model, ae["decoder"], schedule, config.ddim_steps,
-                               config.guidance, spec),
+                               config.guidance, config.clip or None, spec),
     )  # fmt: skip
     return LabResult(
         metrics=metrics,
@@ -144,8 +149,7 @@ def _guidance_sweep(config, ctx, ys, model, ae, schedule) -> list[dict]:
     noise = parts.start_noise(config.n_score, ae["shape"], config.seed + 1)
     rows, strips = [], {}
     for w in ctx.track(_scales(config), "sampling at each guidance scale"):
-        imgs = parts.sample_images(model, ae["decoder"], labels, noise, schedule,
-                                   config.ddim_steps, w)  # fmt: skip
+        imgs = parts.sample_images(model, ae["decoder"], labels, noise, schedule, config, w)
         acc = ys.class_accuracy(imgs, labels)
         rows.append({"w": w, "score": ys.score(imgs, n=config.n_score),
                      "accuracy": float(np.nanmean(acc)), "worst_class_accuracy": float(acc.min())})  # fmt: skip
@@ -181,8 +185,9 @@ def _class_grid(config, ctx, ys, model, ae, schedule) -> dict:
     """Ten samples of each digit at the configured scale (fresh start codes) as a 10-row grid."""
     labels = torch.arange(10).repeat_interleave(10)
     noise = parts.start_noise(100, ae["shape"], config.seed + 2)
-    imgs = parts.sample_images(model, ae["decoder"], labels, noise, schedule, config.ddim_steps,
-                               config.guidance)  # fmt: skip
+    imgs = parts.sample_images(
+        model, ae["decoder"], labels, noise, schedule, config, config.guidance
+    )
     acc = ys.class_accuracy(imgs, labels)
     parts.class_grid_figure(ctx, imgs, config.guidance, acc)
     return {"grid_accuracy": float(acc.mean())}

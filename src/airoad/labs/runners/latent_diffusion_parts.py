@@ -4,6 +4,7 @@ generator artifact and the figures."""
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import time
@@ -50,7 +51,9 @@ def codes(ae: dict, n_train: int, seed: int) -> dict[str, torch.Tensor]:
 
 
 def fit(model: ref.LatentDenoiser, data: dict, schedule: Schedule, config, ctx: RunContext) -> dict:
-    """Adam with a cosine learning-rate decay over every batch; per-batch losses, CPU seconds.
+    """Adam with a cosine learning-rate decay over every batch; per-batch losses, CPU seconds and
+    ``ema``: a copy whose weights follow an exponential moving average (decay ``config.ema``)
+    of the trained ones, the model that samples (it smooths out the last steps' noise).
 
     A loss that turns NaN or infinite stops the run with the fix (a smaller learning rate)."""
     gen = torch.Generator().manual_seed(config.seed)
@@ -58,6 +61,8 @@ def fit(model: ref.LatentDenoiser, data: dict, schedule: Schedule, config, ctx: 
     starts = range(0, len(z), config.batch_size)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
     decay = torch.optim.lr_scheduler.CosineAnnealingLR(opt, config.epochs * len(starts))
+    ema = copy.deepcopy(model).requires_grad_(False)
+    weights, averages = list(model.parameters()), list(ema.parameters())
     losses, epochs, cpu0 = [], [], time.process_time()
     model.train()
     for epoch in range(config.epochs):
@@ -72,11 +77,13 @@ def fit(model: ref.LatentDenoiser, data: dict, schedule: Schedule, config, ctx: 
                 )
             losses.append(loss)
             decay.step()
+            torch._foreach_lerp_(averages, weights, 1.0 - config.ema)
         recent = losses[-len(starts) :]
         epochs.append({"epoch": epoch + 1, "mean_loss": sum(recent) / len(recent),
                        "cpu_seconds": time.process_time() - cpu0})  # fmt: skip
     model.eval()
-    return {"losses": losses, "epochs": epochs, "cpu_seconds": time.process_time() - cpu0}
+    return {"losses": losses, "epochs": epochs, "ema": ema.eval(),
+            "cpu_seconds": time.process_time() - cpu0}  # fmt: skip
 
 
 # ---------------------------------------------------------------- sampling
@@ -84,15 +91,15 @@ def fit(model: ref.LatentDenoiser, data: dict, schedule: Schedule, config, ctx: 
 
 @torch.no_grad()
 def sample_images(
-    model, decoder, labels: torch.Tensor, noise: torch.Tensor, schedule: Schedule, n_steps: int,
+    model, decoder, labels: torch.Tensor, noise: torch.Tensor, schedule: Schedule, config,
     w: float, batch: int = 500,
 ) -> torch.Tensor:  # fmt: skip
-    """Guided DDIM codes for ``labels`` from start codes ``noise``, decoded to images in [0, 1]."""
+    """Guided DDIM codes (config.ddim_steps, config.clip; 0 = no clamp) for ``labels`` from
+    start codes ``noise``, decoded to images in [0, 1]."""
     out = []
     for i in range(0, len(labels), batch):
-        z = ref.sample_latents(
-            model, labels[i : i + batch], schedule, n_steps, w, noise[i : i + batch]
-        )
+        z = ref.sample_latents(model, labels[i : i + batch], schedule, config.ddim_steps, w,
+                               noise[i : i + batch], clip=config.clip or None)  # fmt: skip
         out.append(decoder(z))
     return torch.cat(out).clamp(0.0, 1.0)
 
@@ -159,12 +166,14 @@ def timing(model, decoder, shape, batch: int, n_steps: int, w: float) -> dict:
 # ---------------------------------------------------------------- the generator artifact
 
 
-def generator_writer(model, decoder, schedule: Schedule, n_steps: int, w: float, spec: dict):
+def generator_writer(
+    model, decoder, schedule: Schedule, n_steps: int, w: float, clip: float | None, spec: dict
+):
     """Writes generator.pt (noise (n, 196) + labels (n,) -> images in [0, 1]) + lab.json."""
     size = math.prod(model.latent_shape)
 
     def write(folder: Path) -> None:
-        gen = ref.LatentDiffusionGenerator(model, decoder, schedule, n_steps, w).eval()
+        gen = ref.LatentDiffusionGenerator(model, decoder, schedule, n_steps, w, clip).eval()
         example = (torch.randn(2, size), torch.tensor([0, 1]))
         with torch.no_grad(), warnings.catch_warnings():  # DDIM's loop unrolls into the trace
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
@@ -173,7 +182,7 @@ def generator_writer(model, decoder, schedule: Schedule, n_steps: int, w: float,
             )
         info = {"kind": "image-generator", "latent_dim": size, "n_labels": model.n_classes,
                 "output_range": [0.0, 1.0], "dataset": "mnist", "guidance": w,
-                "ddim_steps": n_steps} | spec  # fmt: skip
+                "ddim_steps": n_steps, "clip": clip} | spec  # fmt: skip
         (folder / "lab.json").write_text(json.dumps(info, indent=2), "utf-8")
 
     return write
