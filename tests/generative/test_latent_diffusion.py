@@ -60,7 +60,7 @@ def _functional(model, z, t, labels):
 
 
 def test_denoiser_matches_the_functional_form(impl):
-    """LatentDenoiser.forward equals its docstring written with torch.nn.functional (values, grads)."""
+    """LatentDenoiser.forward equals its docstring written with F.linear etc. (values and grads)."""
     model = _model(impl)
     z, t, labels = _inputs()
     labels[0] = model.null_label  # the extra "no label" row is a valid input
@@ -135,7 +135,7 @@ def test_guidance_is_linear_in_w(impl, w):
 
 @pytest.mark.parametrize("p_uncond", [0.0, 0.5, 1.0])
 def test_cfg_loss_follows_the_recipe(impl, p_uncond):
-    """cfg_loss = MSE(model(q_sample(z0, t, eps), t, dropped labels), eps), draws in the documented order."""
+    """cfg_loss = MSE(model(q_sample(z0, t, eps), t, dropped), eps), drawn in the given order."""
     model = _model(impl)
     z0, _, labels = _inputs(6, seed=4)
     sched = diffusion.linear_schedule(50)
@@ -187,7 +187,7 @@ def _ddim_by_hand(eps_fn, z, sched, n_steps, clip=None):
 
 @pytest.mark.parametrize("clip", [None, 0.5])
 def test_sample_latents_is_guided_ddim(impl, clip):
-    """sample_latents = deterministic DDIM (eta 0) driven by guided_eps, x0 clamped at clip if given."""
+    """sample_latents = DDIM (eta 0) driven by guided_eps, x0 clamped to [-clip, clip] if given."""
     model = _model(impl, dtype=torch.float32)
     labels = torch.tensor([0, 1, 2, 1])
     sched = diffusion.linear_schedule(60)
@@ -215,7 +215,7 @@ def test_sample_latents_is_guided_ddim(impl, clip):
 
 
 def test_generator_decodes_guided_samples_and_traces(impl):
-    """LatentDiffusionGenerator(noise, labels) = decoder(sample_latents(...)); traced, any batch size."""
+    """LatentDiffusionGenerator = decoder(sample_latents(...)); it traces for any batch size."""
     model = _model(impl, dtype=torch.float32).eval()
     size = math.prod(SHAPE)
     torch.manual_seed(1)

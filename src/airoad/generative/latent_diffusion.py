@@ -197,8 +197,9 @@ class LatentDiffusionGenerator(nn.Module):
     """The whole image generator: noise (n, 196) + labels (n,) -> images (n, 1, 28, 28).
 
     The noise is reshaped to the start code z_T, `sample_latents` runs ``n_steps`` guided DDIM
-    steps at scale ``w`` (clamping the clean-code estimate at ``clip`` when given), and ``decoder`` (codes -> images in [0, 1]) turns the result into
-    pixels. Deterministic: the same noise and labels give the same images.
+    steps at scale ``w`` (clamping the clean-code estimate at ``clip`` when given), and
+    ``decoder`` (codes -> images in [0, 1]) turns the result into pixels. Deterministic: the
+    same noise and labels give the same images.
     """
 
     def __init__(

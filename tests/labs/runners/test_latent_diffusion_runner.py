@@ -92,6 +92,8 @@ def test_saved_generator_serves_seeded_digits_per_label(result, run_dir):
         ({"T": 20, "ddim_steps": 50}, "ddim_steps"),
         ({"guidance_scales": ()}, "guidance_scales"),
         ({"autoencoder": "huge"}, "autoencoder"),
+        ({"clip": -1.0}, "clip"),
+        ({"ema": 1.0}, "ema"),
     ],
 )
 def test_bad_config_is_refused_before_work(pairs, key):

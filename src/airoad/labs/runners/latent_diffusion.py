@@ -32,7 +32,7 @@ from airoad.labs.runners import latent_diffusion_parts as parts
 class Config:
     autoencoder: str = param("full", choices=("full", "quick"))  # which autoencoder artifact
     n_train: int = param(60_000, ge=256, le=60_000)  # a seeded subset of the training digits
-    epochs: int = param(30, ge=1, le=1000)
+    epochs: int = param(20, ge=1, le=1000)
     batch_size: int = param(256, ge=8, le=4096)
     lr: float = param(1e-3, gt=0.0, le=1.0)  # Adam, cosine decay to 0 over the run
     ema: float = param(0.999, ge=0.0, lt=1.0)  # decay of the weight average that samples
@@ -87,11 +87,11 @@ NOTES = (
     "{score_over_baseline:.3f}.",
     "Guidance sweep: {sweep_note}. Best score at w = {best_score_w:g}, best accuracy at w = "
     "{best_accuracy_w:g}.",
-    "Sampling cost, CPU ms for a batch of {timing_batch}: a guided latent step {latent_guided_step_ms:.1f} "
-    "(plain {latent_step_ms:.1f}), the decoder once {decoder_ms:.1f}; a pixel U-Net step "
-    "({unet_params:,} weights, {unet_source}) {pixel_step_ms:.1f}. With {ddim_steps} DDIM steps: "
-    "{latent_ms_per_image:.2f} ms per image in latent space vs {pixel_ms_per_image:.2f} in pixel "
-    "space ({sampling_speedup:.1f}x).",
+    "Sampling cost, CPU ms for a batch of {timing_batch}: a guided latent step "
+    "{latent_guided_step_ms:.1f} (plain {latent_step_ms:.1f}), the decoder once "
+    "{decoder_ms:.1f}; a pixel U-Net step ({unet_params:,} weights, {unet_source}) "
+    "{pixel_step_ms:.1f}. With {ddim_steps} DDIM steps: {latent_ms_per_image:.2f} ms per image "
+    "in latent space vs {pixel_ms_per_image:.2f} in pixel space ({sampling_speedup:.1f}x).",
 )
 
 
@@ -151,8 +151,9 @@ def _guidance_sweep(config, ctx, ys, model, ae, schedule) -> list[dict]:
     for w in ctx.track(_scales(config), "sampling at each guidance scale"):
         imgs = parts.sample_images(model, ae["decoder"], labels, noise, schedule, config, w)
         acc = ys.class_accuracy(imgs, labels)
-        rows.append({"w": w, "score": ys.score(imgs, n=config.n_score),
-                     "accuracy": float(np.nanmean(acc)), "worst_class_accuracy": float(acc.min())})  # fmt: skip
+        score = ys.score(imgs, n=config.n_score)
+        rows.append({"w": w, "score": score, "accuracy": float(np.nanmean(acc)),
+                     "worst_class_accuracy": float(acc.min())})  # fmt: skip
         strips[w] = imgs[:10]
     parts.guidance_figure(ctx, rows, ys.floor(config.n_score), ys.baseline(config.n_score))
     parts.strips_figure(ctx, strips)
