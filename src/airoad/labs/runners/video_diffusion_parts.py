@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from airoad.generative import diffusion
 from airoad.generative import video_diffusion as ref
@@ -52,11 +53,14 @@ def new_model(config: Any, frame_embedding: bool | None = None) -> ref.VideoDeno
 
 def train(
     model: ref.VideoDenoiser, digits: np.ndarray, config: Any, ctx: RunContext
-) -> list[dict[str, float]]:
+) -> tuple[nn.Module, list[dict[str, float]]]:
     """Adam on the noise-prediction loss, a fresh batch of clips every step (new digits, new
-    seeded motions); the mean loss of every ``log_every`` steps is logged."""
+    seeded motions); the mean loss of every ``log_every`` steps is logged. Returns the
+    exponential moving average of the weights (decay ``ema_decay``: it smooths the last few
+    hundred steps' noise out of the sampler) and the log."""
     sched = schedule(config)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay))
     rng = torch.Generator().manual_seed(config.seed)
     np_rng = np.random.default_rng(config.seed)
     log, window = [], []
@@ -68,11 +72,12 @@ def train(
         opt.zero_grad()
         loss.backward()
         opt.step()
+        ema.update_parameters(model)
         window.append(loss.item())
         if step % config.log_every == 0 or step == config.steps:
             log.append({"step": step, "loss": float(np.mean(window))})
             window = []
-    return log
+    return ema.module.eval(), log
 
 
 @torch.no_grad()
@@ -112,7 +117,7 @@ def frame_score(ys: Yardstick, reference_features: np.ndarray, clip_batch: Tenso
     return frechet_from_features(ys.features(frames_28(clip_batch)), reference_features)
 
 
-def attention_vs_torch(model: ref.VideoDenoiser, config: Any) -> float:
+def attention_vs_torch(model: nn.Module, config: Any) -> float:
     """Max |ours - nn.MultiheadAttention| of the trained model's first 8x8 temporal attention on
     random features (the frame embedding added to the sequences for both)."""
     ours = model.mid1.attn
@@ -150,7 +155,7 @@ class ClipSampler(nn.Module):
         return x[:, 0].clamp(-1, 1)
 
 
-def sampler_writer(model: ref.VideoDenoiser, config: Any, score: float) -> Callable[[Path], None]:
+def sampler_writer(model: nn.Module, config: Any, score: float) -> Callable[[Path], None]:
     """Writes generator.pt (a TorchScript trace of `ClipSampler`) and lab.json (kind
     "video-generator": not an image generator, so the serving lab does not load it)."""
 
@@ -209,7 +214,7 @@ def training_and_motion_figure(
             for i in range(len(com)):
                 ax.plot(com[i, :, 1], com[i, :, 0], "o-", ms=3, c=f"C{i}")
                 ax.plot(com[i, 0, 1], com[i, 0, 0], "s", ms=6, c=f"C{i}")
-            ax.set(title=f"centre-of-mass paths, {tag} clips (square = frame 0)",
+            ax.set(title=f"{tag} clips: centre-of-mass paths\n(square = frame 0)",
                    xlim=(0, size - 1), ylim=(size - 1, 0), aspect="equal")  # fmt: skip
 
 
