@@ -159,6 +159,16 @@ def test_generator_shape_range_and_per_image(impl):
         torch.testing.assert_close(g(x), out, msg="train and eval mode must compute the same")
 
 
+def test_residual_block_adds_its_body_to_the_input(impl):
+    """ResidualBlock returns x + body(x): with zero conv weights and every bias 0.5 that is x + 0.5."""
+    block = impl.ResidualBlock(3).double()
+    with torch.no_grad():
+        for p in block.parameters():  # conv kernels -> 0; conv biases, norm scales/shifts -> 0.5
+            p.fill_(0.0 if p.ndim > 1 else 0.5)
+        x = torch.randn(2, 3, 5, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+        torch.testing.assert_close(block(x), x + 0.5, msg="expected x + body(x) with body = 0.5")
+
+
 def test_discriminator_patches_see_only_their_receptive_field(impl):
     """D gives (n, 1, 7, 7) scores; score (0, 0) depends only on input rows/cols 0..10."""
     torch.manual_seed(0)
