@@ -49,6 +49,9 @@ class MappingNetwork(nn.Module):
         for w_in, w_out in zip(widths, widths[1:]):
             layers += [nn.Linear(w_in, w_out), nn.LeakyReLU(0.2)]
         self.net = nn.Sequential(*layers)
+        for layer in self.net[::2]:  # He init for LeakyReLU: w keeps the scale of z (about 1)
+            nn.init.kaiming_normal_(layer.weight, a=0.2, nonlinearity="leaky_relu")
+            nn.init.zeros_(layer.bias)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """w (n, w_dim) for z (n, latent_dim); a positive rescaling of z does not change w."""
@@ -123,7 +126,8 @@ class StyledConv(nn.Module):
         self.weight = nn.Parameter(torch.randn(c_out, c_in, 3, 3))
         self.bias = nn.Parameter(torch.zeros(c_out))
         self.affine = nn.Linear(w_dim, c_in if style_op == "modconv" else 2 * c_out)
-        with torch.no_grad():
+        with torch.no_grad():  # styles 1 + O(1) from a w of scale 1, so z matters from step 0
+            self.affine.weight.normal_(0.0, 1.0 / math.sqrt(w_dim))
             self.affine.bias.zero_()
             self.affine.bias[: c_in if style_op == "modconv" else c_out] = 1.0
         self.noise = NoiseInjection(c_out)
@@ -155,6 +159,7 @@ class ToGray(nn.Module):
         self.weight = nn.Parameter(torch.randn(1, c_in, 1, 1) / math.sqrt(c_in))
         self.bias = nn.Parameter(torch.zeros(1))
         self.affine = nn.Linear(w_dim, c_in)
+        nn.init.normal_(self.affine.weight, 0.0, 1.0 / math.sqrt(w_dim))
         nn.init.ones_(self.affine.bias)
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:

@@ -161,8 +161,8 @@ def noise_effect(gen: ref.Generator, seed: int, n_w: int = 16, draws: int = 32) 
 
 
 def modconv_check(gen: ref.Generator, seed: int) -> float:
-    """|our modulated conv - a loop of F.conv2d with each sample's scaled, demodulated weight|
-    on the trained first layer: the library check."""
+    """max |our modulated conv - a loop of F.conv2d with each sample's scaled, demodulated
+    weight| with the trained weight and affine map of the first 14x14 layer: the library check."""
     conv, rng = gen.convs[1], torch.Generator().manual_seed(seed)
     x = torch.randn(4, conv.weight.shape[1], 7, 7, generator=rng, dtype=torch.float64)
     with torch.no_grad():
