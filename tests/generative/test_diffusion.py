@@ -322,3 +322,8 @@ def test_clip_bounds_the_predicted_x0(impl):
         impl.ddim_sample(model, (50, 1), sched, 5, torch.Generator().manual_seed(0), clip=1.0),
     ):
         assert x.abs().max() <= 1.0 + 1e-4, f"clipped samples should be in [-1, 1], max {x.max()}"
+    # where the clamp never binds, clipping (and the eps recomputed from x0) changes nothing
+    narrow, x_T = _gaussian_data_oracle(sched, 0.0, 0.1), torch.randn((50, 1), generator=g)
+    free = impl.ddim_sample(narrow, (50, 1), sched, 5, x_T=x_T)
+    _close(impl.ddim_sample(narrow, (50, 1), sched, 5, x_T=x_T, clip=1.0), free,
+           "a clip that never binds must not change DDIM", atol=1e-5, rtol=1e-5)  # fmt: skip
