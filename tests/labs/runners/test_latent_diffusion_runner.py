@@ -110,6 +110,12 @@ def test_diverging_training_stops_with_the_fix(monkeypatch, tmp_path):
         parts.fit(model, data, runner._schedule(config), config, RunContext(tmp_path))
 
 
+def test_missing_full_autoencoder_names_the_command(monkeypatch):
+    monkeypatch.setattr(parts.artifacts, "lookup", lambda *a, **k: None)
+    with pytest.raises(AiroadError, match="airoad run autoencoder`"):
+        parts.autoencoder(quick=False)
+
+
 def test_missing_dataset_stops_before_training(tmp_path, monkeypatch):
     monkeypatch.setenv("AIROAD_DATA_DIR", str(tmp_path))
     with pytest.raises(AiroadError, match="airoad data fetch mnist"):

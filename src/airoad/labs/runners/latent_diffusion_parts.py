@@ -28,8 +28,10 @@ from airoad.labs.runners.autoencoder_parts import batched, images
 
 
 def autoencoder(quick: bool) -> dict:
-    """The autoencoder lab's TorchScript encoder/decoder and its lab.json (trained on a miss)."""
-    folder = artifacts.require("autoencoder", "autoencoder", quick=quick)
+    """The autoencoder lab's TorchScript encoder/decoder and its lab.json. A missing quick model
+    is trained on the spot (seconds); a missing full one (most of an hour) stops the run with
+    the command that makes it."""
+    folder = artifacts.require("autoencoder", "autoencoder", quick=quick, train_if_missing=quick)
     spec = json.loads((folder / "lab.json").read_text("utf-8"))
     load = lambda f: torch.jit.load(str(folder / f), map_location="cpu").eval()  # noqa: E731
     return {
