@@ -163,7 +163,8 @@ class TemporalAttention(nn.Module):
     ``softmax(q k^T / sqrt(d)) v`` runs per head (d = C / n_heads) with q, k, v = in_proj(tokens)
     split in that order, then out_proj, then back to (n, C, T, H, W). The weights are laid out as
     ``nn.MultiheadAttention``'s (in_proj (3C, C), out_proj (C, C)), so they can be copied across.
-    Without the frame embedding, permuting the frames permutes the output the same way.
+    The frame embedding (when ``n_frames`` is given) starts as N(0, 0.02^2) noise. Without it,
+    permuting the frames permutes the output the same way.
     """
 
     def __init__(self, channels: int, n_heads: int = 4, n_frames: int | None = None):
