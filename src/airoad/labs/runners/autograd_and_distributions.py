@@ -280,9 +280,7 @@ def _finite_difference_figure(sweep: dict, ctx: RunContext) -> None:
         ax.loglog(hs, np.maximum(sweep["forward"], 1e-18), label="forward (f(x+h) - f(x)) / h")
         ax.loglog(hs, np.maximum(sweep["central"], 1e-18), label="central (f(x+h) - f(x-h)) / 2h")
         ax.axhline(max(sweep["autograd"], 1e-17), color="k", ls="--", label="autograd")
-        ax.set_xlabel("step h")
-        ax.set_ylabel("|error| at x = 0.7")
-        ax.set_title("finite differences vs autograd")
+        ax.set(xlabel="step h", ylabel="|error| at x = 0.7", title="finite differences vs autograd")
         ax.legend(fontsize=8)
 
 
@@ -304,9 +302,7 @@ def _gradient_field_figure(ctx: RunContext) -> None:
         ax.contour(fx.numpy(), fy.numpy(), surface, levels=20, cmap="viridis")
         arrows = ((-dx / norm).numpy(), (-dy / norm).numpy())
         ax.quiver(gx.numpy(), gy.numpy(), *arrows, scale=40, width=0.003)
-        ax.set_title("-grad f by autograd on Himmelblau's function")
-        ax.set_xlabel("x")
-        ax.set_ylabel("y")
+        ax.set(title="-grad f by autograd on Himmelblau's function", xlabel="x", ylabel="y")
 
 
 def _samples_figure(draws: dict, ctx: RunContext) -> None:
@@ -366,6 +362,14 @@ def _bandit_figure(bandit: dict, best: int, cfg: Config, ctx: RunContext) -> Non
         fig.suptitle(f"REINFORCE on a simulated {cfg.n_arms}-armed Bernoulli bandit")
 
 
+def _figures(ctx: RunContext, config: Config, metrics: dict, sweep, draws, losses, bandit) -> None:
+    _finite_difference_figure(sweep, ctx)
+    _gradient_field_figure(ctx)
+    _samples_figure(draws, ctx)
+    _linreg_figure(losses, metrics["sklearn_linreg_mse"], ctx)
+    _bandit_figure(bandit, metrics["best_arm"], config, ctx)
+
+
 def run(config: Config, ctx: RunContext) -> LabResult:
     deriv_rows, metrics = _derivatives()
     sweep_metrics, sweep = _step_sweep()
@@ -377,11 +381,7 @@ def run(config: Config, ctx: RunContext) -> LabResult:
     metrics |= sweep_metrics | logprob_metrics | moment_metrics | linreg_metrics
     metrics |= bandit_metrics | grad_metrics
 
-    _finite_difference_figure(sweep, ctx)
-    _gradient_field_figure(ctx)
-    _samples_figure(draws, ctx)
-    _linreg_figure(losses, metrics["sklearn_linreg_mse"], ctx)
-    _bandit_figure(bandit, metrics["best_arm"], config, ctx)
+    _figures(ctx, config, metrics, sweep, draws, losses, bandit)
 
     return LabResult(
         metrics=metrics,

@@ -105,6 +105,16 @@ def _predictions(p_great, tune_s: float, frozen: dict, base: dict, y_test) -> di
     }
 
 
+def _figures(model, tok, test_df, y_test, rows, preds, curve, config: Config, ctx) -> list[dict]:
+    """The confusion matrices, attention on a few short reviews (its rows are returned as a
+    table) and the fine-tuning loss curve."""
+    parts.confusion_figure(y_test, rows, preds, ctx)
+    short = parts.short_reviews(test_df, config.n_attention)
+    attention = parts.attention_figure(model, tok, short, config.max_length, ctx)
+    parts.loss_figure(curve, ctx)
+    return attention
+
+
 def run(config: Config, ctx: RunContext) -> LabResult:
     with thread_limit(config.threads or torch.get_num_threads()):
         train_df, test_df = parts.reviews(config.n_train, config.n_test, config.seed)
@@ -125,10 +135,7 @@ def run(config: Config, ctx: RunContext) -> LabResult:
         wrong = parts.most_wrong(test_df, y_test, p_great, config.n_wrong)
         ctx.save_artifact("classifier", parts.classifier_writer(model, tok, metrics, config))
 
-        parts.confusion_figure(y_test, rows, preds, ctx)
-        short = parts.short_reviews(test_df, config.n_attention)
-        attention = parts.attention_figure(model, tok, short, config.max_length, ctx)
-        parts.loss_figure(curve, ctx)
+        attention = _figures(model, tok, test_df, y_test, rows, preds, curve, config, ctx)
 
     return LabResult(
         metrics=metrics,

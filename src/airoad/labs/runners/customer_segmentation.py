@@ -252,14 +252,9 @@ def run(config: Config, ctx: RunContext) -> LabResult:
     _segments_figure(ctx, labels, profiles, maps)
     _profiles_figure(ctx, profiles, names)
 
-    metrics = {
-        "n_customers": len(X),
-        "n_features": len(names),
-        **choice,
-        "max_abs_silhouette_sample_diff": sil_diff,
-        "pca_2d_variance_ratio": pca_ratio,
-        "largest_segment": profiles[0]["name"],
-    }
+    metrics = {"n_customers": len(X), "n_features": len(names), **choice,
+               "max_abs_silhouette_sample_diff": sil_diff, "pca_2d_variance_ratio": pca_ratio,
+               "largest_segment": profiles[0]["name"]}  # fmt: skip
     notes = render_notes(NOTES, {**asdict(config), **metrics, "k_reason": reason})
     return LabResult(
         metrics=metrics,
