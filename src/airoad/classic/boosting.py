@@ -39,6 +39,22 @@ from airoad.classic.ensembles import tree_seed
 class _GradientBoosting(BaseEstimator):
     """Stage-wise boosting of regression trees shared by the regressor and the classifier."""
 
+    def __init__(
+        self,
+        n_estimators: int = 100,
+        learning_rate: float = 0.1,
+        max_depth: int | None = 3,
+        min_samples_split: int = 2,
+        min_samples_leaf: int = 1,
+        random_state: int | None = None,
+    ):
+        self.n_estimators = n_estimators
+        self.learning_rate = learning_rate
+        self.max_depth = max_depth
+        self.min_samples_split = min_samples_split
+        self.min_samples_leaf = min_samples_leaf
+        self.random_state = random_state
+
     def _boost(self, X: np.ndarray, y: np.ndarray) -> None:
         """Fit init_ and n_estimators trees to the negative gradient; records train_score_ (loss)."""
         if self.n_estimators < 1 or self.learning_rate <= 0:
@@ -90,22 +106,6 @@ class GradientBoostingRegressor(RegressorMixin, _GradientBoosting):
     (n_estimators,) mean squared error on the training data after each stage.
     """
 
-    def __init__(
-        self,
-        n_estimators: int = 100,
-        learning_rate: float = 0.1,
-        max_depth: int | None = 3,
-        min_samples_split: int = 2,
-        min_samples_leaf: int = 1,
-        random_state: int | None = None,
-    ):
-        self.n_estimators = n_estimators
-        self.learning_rate = learning_rate
-        self.max_depth = max_depth
-        self.min_samples_split = min_samples_split
-        self.min_samples_leaf = min_samples_leaf
-        self.random_state = random_state
-
     def fit(self, X: np.ndarray, y: np.ndarray) -> GradientBoostingRegressor:
         """Boost on X (n, d) and targets y (n,); returns self."""
         X, y = validate_data(self, X, y, dtype=np.float64, y_numeric=True)
@@ -139,22 +139,6 @@ class GradientBoostingClassifier(ClassifierMixin, _GradientBoosting):
     Fitted: classes_ (2,), init_ (prior log-odds), estimators_ (DecisionTreeRegressor whose
     leaf values hold the Newton steps), train_score_ (n_estimators,) binomial deviance.
     """
-
-    def __init__(
-        self,
-        n_estimators: int = 100,
-        learning_rate: float = 0.1,
-        max_depth: int | None = 3,
-        min_samples_split: int = 2,
-        min_samples_leaf: int = 1,
-        random_state: int | None = None,
-    ):
-        self.n_estimators = n_estimators
-        self.learning_rate = learning_rate
-        self.max_depth = max_depth
-        self.min_samples_split = min_samples_split
-        self.min_samples_leaf = min_samples_leaf
-        self.random_state = random_state
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> GradientBoostingClassifier:
         """Boost on X (n, d) and two-class labels y (n,); returns self."""
