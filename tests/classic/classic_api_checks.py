@@ -17,6 +17,11 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 
+def float32_values(X: np.ndarray) -> np.ndarray:
+    """X rounded to float32 values, as sklearn's trees store it, so thresholds compare identically."""
+    return np.asarray(X, dtype=np.float32).astype(np.float64)
+
+
 def same_params(a: Any, b: Any) -> bool:
     """Equal hyper-parameters, comparing a nested estimator (a meta-estimator's `estimator`)
     by its type and parameters: clone makes it a new object, so `==` would say no."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from classic_api_checks import check_estimator_api
+from classic_api_checks import check_estimator_api, float32_values
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn import ensemble as ske
@@ -20,15 +20,10 @@ REFERENCE = "airoad.classic.boosting"
 FAST = settings(max_examples=10, deadline=None)
 
 
-def _f32(X: np.ndarray) -> np.ndarray:
-    """Round X to float32 values, as sklearn's trees store it, so thresholds compare identically."""
-    return np.asarray(X, dtype=np.float32).astype(np.float64)
-
-
 @pytest.fixture(scope="module")
 def cancer():
     X, y = load_breast_cancer(return_X_y=True)
-    return _f32(X), y
+    return float32_values(X), y
 
 
 # ---------------------------------------------------------------- gradient boosting
@@ -88,7 +83,7 @@ def test_gb_classifier_staged_probabilities_match_sklearn(impl, cancer):
 def test_gb_regressor_matches_sklearn_stage_by_stage(impl):
     """Squared-loss boosting fits residuals: every staged prediction equals sklearn's."""
     X, y = load_diabetes(return_X_y=True)
-    X = _f32(X)
+    X = float32_values(X)
     Xtr, Xte, ytr, _ = train_test_split(X, y, test_size=0.3, random_state=0)
     ours = impl.GradientBoostingRegressor(n_estimators=15, learning_rate=0.3, max_depth=2).fit(
         Xtr, ytr
@@ -118,7 +113,7 @@ def test_gb_regressor_matches_sklearn_stage_by_stage(impl):
 def test_gb_random_regression_matches_sklearn(impl, seed, lr, depth, min_leaf):
     """For random data and any learning rate, depth and leaf size, predictions equal sklearn's."""
     rng = np.random.default_rng(seed)
-    X, y = _f32(rng.normal(size=(60, 3))), rng.normal(size=60)
+    X, y = float32_values(rng.normal(size=(60, 3))), rng.normal(size=60)
     params = dict(n_estimators=5, learning_rate=lr, max_depth=depth, min_samples_leaf=min_leaf)
     ours = impl.GradientBoostingRegressor(**params).fit(X, y)
     theirs = ske.GradientBoostingRegressor(**params, random_state=0).fit(X, y)
@@ -128,7 +123,7 @@ def test_gb_random_regression_matches_sklearn(impl, seed, lr, depth, min_leaf):
 def test_gb_classifier_on_titanic_matches_sklearn(impl):
     """On one-hot encoded Titanic passengers, boosted probabilities equal sklearn's."""
     df = load("titanic")
-    X = _f32(pd.get_dummies(df.drop(columns="survived"), dtype=float).to_numpy())
+    X = float32_values(pd.get_dummies(df.drop(columns="survived"), dtype=float).to_numpy())
     y = df["survived"].to_numpy()
     ours = impl.GradientBoostingClassifier(n_estimators=10, max_depth=2).fit(X, y)
     theirs = ske.GradientBoostingClassifier(n_estimators=10, max_depth=2, random_state=0).fit(X, y)
@@ -151,7 +146,7 @@ def test_gb_classifier_is_binary(impl):
 def test_adaboost_matches_sklearn(impl, loader):
     """SAMME: stump weights, weighted errors, decision_function and probabilities equal sklearn's."""
     X, y = loader(return_X_y=True)
-    X = _f32(X)
+    X = float32_values(X)
     ours = impl.AdaBoostClassifier(n_estimators=15, learning_rate=0.5).fit(X, y)
     theirs = ske.AdaBoostClassifier(n_estimators=15, learning_rate=0.5, random_state=0).fit(X, y)
     assert len(ours.estimators_) == len(theirs.estimators_), "number of fitted stumps differs"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from classic_api_checks import check_estimator_api
+from classic_api_checks import check_estimator_api, float32_values
 from hypothesis import settings
 from sklearn import ensemble as ske
 from sklearn.datasets import load_breast_cancer, load_diabetes
@@ -18,15 +18,10 @@ REFERENCE = "airoad.classic.ensembles"
 FAST = settings(max_examples=10, deadline=None)
 
 
-def _f32(X: np.ndarray) -> np.ndarray:
-    """Round X to float32 values, as sklearn's trees store it, so thresholds compare identically."""
-    return np.asarray(X, dtype=np.float32).astype(np.float64)
-
-
 @pytest.fixture(scope="module")
 def cancer():
     X, y = load_breast_cancer(return_X_y=True)
-    return _f32(X), y
+    return float32_values(X), y
 
 
 # ---------------------------------------------------------------- random forest
