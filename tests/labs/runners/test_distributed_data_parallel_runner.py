@@ -64,3 +64,16 @@ def test_scaling_table_follows_the_model(result):
 def test_uneven_global_batch_is_refused():
     with pytest.raises(ConfigError, match="global_batch"):
         runner.Config(global_batch=63, world_size=2)
+
+
+def test_a_latency_only_fit_reports_unbounded_bandwidth():
+    """beta = 0 (the non-negative fit on noisy timings of small messages; a CI failure) must not
+    divide by zero: the scaling table is still made and the bandwidth is reported as infinite."""
+    import math
+
+    import torch
+
+    config = runner.Config(**runner.QUICK)
+    table, m = runner._scaling(config, {"compute_ms": 2.0}, torch.nn.Linear(4, 2), 1e-5, 0.0, 0.1)
+    assert math.isinf(m["bandwidth_gbs"]) and m["alpha_us"] == pytest.approx(10.0)
+    assert [r["workers"] for r in table] and all(r["step_ms"] > 0 for r in table)

@@ -118,7 +118,8 @@ def _scaling(config: Config, metrics: dict, model, alpha: float, beta: float, fi
     table = _predict(config, metrics["compute_ms"] / 1e3, grad_bytes, alpha, beta)
     return table, {
         "alpha_us": alpha * 1e6,
-        "bandwidth_gbs": 1e-9 / beta,
+        # a busy machine can time small messages so noisily that the fit is latency only (beta 0)
+        "bandwidth_gbs": 1e-9 / beta if beta > 0 else float("inf"),
         "fit_error": fit_error,
         "grad_kib": grad_bytes / 1024,
         "per_rank": config.global_batch // config.world_size,
